@@ -1,0 +1,71 @@
+# memlimits. `make` builds build/libmemlimits.so; `make test` runs every
+# test; `make demo` shows a limit firing on python3; `make bench` measures.
+# Missing Debian packages are installed by scripts/setup.
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+B       := build
+ARCH    := $(shell $(CC) -print-multiarch 2>/dev/null)
+JE_PIC  ?= /usr/lib/$(ARCH)/libjemalloc_pic.a
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CFLAGS  ?= -O2 -g
+ENGINE_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=hidden \
+	-fno-plt -ftls-model=initial-exec -DMEMLIMITS_ENGINE -MMD -MP
+
+CORE_SRC    := $(wildcard core/*.c)
+PRELOAD_SRC := $(wildcard preload/*.c)
+CORE_OBJ    := $(CORE_SRC:%.c=$(B)/%.o)
+PRELOAD_OBJ := $(PRELOAD_SRC:%.c=$(B)/%.o)
+LIB         := $(B)/libmemlimits.so
+
+all: $(LIB)
+
+$(B)/.setup-build: scripts/setup
+	@mkdir -p $(B)
+	scripts/setup build
+	@touch $@
+
+$(B)/.setup-test: scripts/setup
+	@mkdir -p $(B)
+	scripts/setup test
+	@touch $@
+
+$(B)/.setup-bench: scripts/setup
+	@mkdir -p $(B)
+	scripts/setup bench
+	@touch $@
+
+$(B)/%.o: %.c | $(B)/.setup-build
+	@mkdir -p $(dir $@)
+	$(CC) $(ENGINE_CFLAGS) -c -o $@ $<
+
+# jemalloc's PIC archive with its public names renamed (preload/jemalloc.syms):
+# linked into the library, called directly, never exported.
+$(B)/jemalloc.a: preload/jemalloc.syms | $(B)/.setup-build
+	objcopy --redefine-syms=preload/jemalloc.syms $(JE_PIC) $@
+
+$(LIB): $(CORE_OBJ) $(PRELOAD_OBJ) $(B)/jemalloc.a preload/exports.map
+	$(CC) -shared -o $@ $(CORE_OBJ) $(PRELOAD_OBJ) $(B)/jemalloc.a \
+		-Wl,--version-script=preload/exports.map -Wl,-z,relro,-z,now \
+		-Wl,--no-undefined -lpthread -ldl -lm
+
+include tests/tests.mk
+
+install: $(LIB)
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PREFIX)/include \
+		$(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 755 $(LIB) $(DESTDIR)$(LIBDIR)/libmemlimits.so
+	install -m 644 shim/memlimits.h $(DESTDIR)$(PREFIX)/include/memlimits.h
+	sed 's|^libdir_hint=""$$|libdir_hint="$(LIBDIR)"|' scripts/memlimit \
+		> $(DESTDIR)$(PREFIX)/bin/memlimit
+	chmod 755 $(DESTDIR)$(PREFIX)/bin/memlimit
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		scripts/memlimits.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/memlimits.pc
+
+clean:
+	rm -rf $(B)
+
+.PHONY: all install clean
+-include $(CORE_OBJ:.o=.d) $(PRELOAD_OBJ:.o=.d)

@@ -1,0 +1,23 @@
+/* backend.h: the allocator underneath, as the engine sees it. The engine in
+ * core/ never names jemalloc; preload/jemalloc.c implements this. */
+#ifndef MLI_BACKEND_H
+#define MLI_BACKEND_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* This thread's cumulative allocated and deallocated usable bytes, as
+ * pointers the owner thread updates on its own fast path; other threads read
+ * them (relaxed) while the owner is registered. */
+void mli_be_thread_counters(const uint64_t **alloc, const uint64_t **dealloc);
+/* Allocation outside any accounting, for the engine's own needs. */
+void *mli_be_malloc(size_t n);
+void mli_be_free(void *p);
+/* Return free memory to the system; returns 0 on success. */
+int mli_be_trim(void);
+/* Number of allocation requests the allocator served, or 0 if unknown. */
+uint64_t mli_be_nrequests(void);
+/* Live bytes by the allocator's own global statistics, -1 if unknown. */
+int64_t mli_be_stats_allocated(void);
+size_t mli_be_usable_size(const void *p);
+
+#endif

@@ -1,0 +1,164 @@
+/* internal.h: what the engine's files share. Nothing here is public; the
+ * public contract is shim/memlimits.h. Prototypes are grouped by the file
+ * that defines them. Everything is built with -fvisibility=hidden. */
+#ifndef MLI_INTERNAL_H
+#define MLI_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../shim/memlimits.h"
+
+#define mli_likely(x) __builtin_expect(!!(x), 1)
+#define mli_unlikely(x) __builtin_expect(!!(x), 0)
+#define MLI_NOINLINE __attribute__((noinline))
+
+/* ---- core/config.c: the MEMLIMITS_* environment ---------------------- */
+enum mli_on_limit { MLI_ON_LIMIT_FAIL, MLI_ON_LIMIT_ABORT };
+
+struct mli_config {
+	int64_t global_memory;      /* bytes, -1 = not set */
+	int64_t allocations;        /* bytes, -1 = not set */
+	int64_t thread_allocations; /* bytes, -1 = not set */
+	enum mli_on_limit on_limit;
+	char report[512];           /* "" = none, "stderr", or a path */
+};
+
+/* The largest size any MEMLIMITS_* size or limit may take. */
+#define MLI_SIZE_MAX ((uint64_t)INT64_MAX)
+
+/* 0 on success; -1 malformed; -2 out of range (> MLI_SIZE_MAX). */
+int mli_parse_size(const char *s, uint64_t *out);
+/* Reads every MEMLIMITS_* entry of envp into *c. Returns 0, or -1 with a
+ * one-line message naming the variable in err. Never allocates. */
+int mli_config_read(char *const *envp, struct mli_config *c, char *err,
+		    size_t errlen);
+
+/* ---- core/fmt.c: formatting without stdio or allocation --------------- */
+struct mli_buf {
+	char *p;
+	size_t len, cap;
+};
+void mli_buf_str(struct mli_buf *b, const char *s);
+void mli_buf_u64(struct mli_buf *b, uint64_t v);
+void mli_buf_i64(struct mli_buf *b, int64_t v);
+void mli_buf_size(struct mli_buf *b, uint64_t v); /* "64.0 MiB" style */
+void mli_write_all(int fd, const char *p, size_t n);
+
+/* ---- core/thread.c: per-thread state and the registry of threads ------ */
+struct mli_scope;
+
+enum mli_thread_state { MLI_T_NEW = 0, MLI_T_LIVE, MLI_T_DEAD };
+
+/* One per thread, in initial-exec TLS: zero-initialised, so a thread's first
+ * allocation finds left == 0 and falls into the slow path, which sets it up
+ * (no "initialised?" test on the fast path). */
+struct mli_thread {
+	uint64_t left;   /* hot: bytes the fast path may still hand out */
+	uint64_t grant;  /* value of left at the last refill */
+	uint64_t count;  /* requested bytes allocated, up to the last refill */
+	uint8_t state;   /* enum mli_thread_state */
+	uint8_t in_engine; /* recursion guard for the slow path */
+	uint8_t exiting;   /* thread-exit destructor ran once */
+	uint32_t mask_depth;
+	uint32_t nfired;  /* scopes on the stack whose limit fired */
+	uint32_t ntoken;  /* token scopes on the stack */
+	uint32_t nglobal; /* global-memory scopes on the stack */
+	struct mli_scope *top; /* innermost task scope */
+	uint64_t proc_held;    /* reserved from the process budget, unused */
+	uint64_t grace;        /* bytes allowed past an exhausted budget */
+	uint64_t breach_count; /* allocations refused in this thread */
+	uint64_t peak_mark;    /* count when the heap was last measured */
+	const uint64_t *be_alloc, *be_dealloc; /* backend's usable-byte counters */
+	struct mli_thread *next, *prev;        /* registry, under mli_lock */
+	uint64_t id;
+};
+
+extern __thread struct mli_thread mli_tls
+	__attribute__((tls_model("initial-exec")));
+
+void mli_thread_attach(struct mli_thread *t);
+void mli_thread_init_once(void); /* atfork handlers */
+uint64_t mli_thread_count(const struct mli_thread *t); /* exact, requested */
+/* Live heap of the process as the backend counts it (usable bytes), and the
+ * number of registered threads. Takes the registry lock. */
+int64_t mli_live_heap(uint32_t *nthreads);
+uint64_t mli_total_allocated(void); /* requested bytes, all threads ever */
+int64_t mli_peak_heap(void);
+void mli_lock(void);
+void mli_unlock(void);
+
+/* ---- core/engine.c: global state, start-up, the slow path ------------- */
+struct mli_engine {
+	struct mli_config cfg;
+	int64_t global_limit;      /* bytes, -1 = none (ml_set_global_memory_limit) */
+	bool started;              /* ml_start() or configured by the environment */
+	bool env_global;           /* MEMLIMITS_GLOBAL_MEMORY applies to every thread */
+	uint64_t proc_pool;        /* remaining process budget (atomic) */
+	uint32_t breached;         /* bit per env limit, message written once */
+	uint64_t refused;          /* allocations refused by env limits (atomic) */
+};
+extern struct mli_engine mli_eng;
+
+void mli_engine_init(void); /* idempotent, safe before constructors */
+/* The slow path of every allocating entry point. The fast path already took
+ * n off t->left and it wrapped. Returns true if the allocation may proceed
+ * (and then it is counted), false if it must fail with ENOMEM. */
+MLI_NOINLINE bool mli_admit_slow(size_t n);
+/* Recompute t->left after the thread's limits changed (scope entered or left,
+ * unmask). */
+void mli_refill(struct mli_thread *t);
+/* Gives back n bytes charged by a slow-path admission whose allocation then
+ * failed in the allocator. */
+void mli_uncharge(size_t n);
+/* Checks the thread's task limits as an allocation of 0 bytes would (poll),
+ * marking the scopes that fire, and refills. */
+void mli_check_now(struct mli_thread *t);
+/* Registers the calling thread now (new threads, from the pthread_create
+ * wrapper, so that threads that only free are counted too). */
+void mli_thread_start(void);
+
+/* The fast path: takes n off the thread's grant; false if that wrapped. */
+static inline bool mli_admit_fast(size_t n)
+{
+	return !__builtin_sub_overflow(mli_tls.left, n, &mli_tls.left);
+}
+
+/* Called on the allocation path: charge n requested bytes. */
+static inline bool mli_admit(size_t n)
+{
+	if (mli_likely(mli_admit_fast(n)))
+		return true;
+	return mli_admit_slow(n);
+}
+
+/* ---- core/report.c: breach messages and the exit report --------------- */
+enum mli_breach { MLI_BREACH_GLOBAL = 1, MLI_BREACH_ALLOC = 2,
+		  MLI_BREACH_THREAD = 4 };
+void mli_report_breach(enum mli_breach which, size_t n, int64_t live);
+void mli_report_exit(void);
+void mli_die(const char *msg); /* message to stderr, exit 125 */
+
+/* ---- core/task.c: task scopes, tokens, masking ------------------------ */
+enum mli_scope_kind { MLI_SCOPE_GLOBAL = 1, MLI_SCOPE_ALLOC, MLI_SCOPE_TOKEN };
+struct mli_scope {
+	uint32_t magic;
+	uint8_t kind;
+	uint8_t fired; /* ml_status, 0 if not */
+	struct mli_scope *outer;
+	struct mli_thread *owner;
+	uint64_t start; /* thread count at entry */
+	uint64_t limit;
+	const struct ml_token *token;
+};
+struct ml_token {
+	uint32_t magic;
+	int set; /* atomic, never unset */
+};
+
+/* ---- core/backend.h (implemented in preload/): what the engine needs from
+ * the allocator. */
+#include "backend.h"
+
+#endif

@@ -1,0 +1,151 @@
+/* report.c: what the engine tells the user. Breach messages come from the
+ * allocation path, so they are formatted without stdio or malloc and written
+ * with write(2), once per limit. The exit report is written the same way. */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct breach_rec {
+	const char *var;
+	uint64_t refused;     /* allocations refused (atomic) */
+	uint64_t first_request;
+	int64_t first_heap;   /* -1 if not measured */
+};
+static struct breach_rec rec[3] = {
+	{ "MEMLIMITS_GLOBAL_MEMORY", 0, 0, -1 },
+	{ "MEMLIMITS_ALLOCATIONS", 0, 0, -1 },
+	{ "MEMLIMITS_THREAD_ALLOCATIONS", 0, 0, -1 },
+};
+
+static int rec_index(enum mli_breach which)
+{
+	return which == MLI_BREACH_GLOBAL ? 0 : which == MLI_BREACH_ALLOC ? 1 : 2;
+}
+
+static int64_t limit_of(int i)
+{
+	const struct mli_config *c = &mli_eng.cfg;
+	return i == 0 ? c->global_memory : i == 1 ? c->allocations
+						  : c->thread_allocations;
+}
+
+void mli_die(const char *msg)
+{
+	mli_write_all(2, msg, strlen(msg));
+	mli_write_all(2, "\n", 1);
+	_exit(125);
+}
+
+void mli_report_breach(enum mli_breach which, size_t n, int64_t live)
+{
+	int i = rec_index(which);
+	struct breach_rec *r = &rec[i];
+	if (__atomic_fetch_add(&r->refused, 1, __ATOMIC_RELAXED) == 0) {
+		r->first_request = n;
+		r->first_heap = live;
+		char b[320];
+		struct mli_buf m = { b, 0, sizeof b };
+		mli_buf_str(&m, "memlimits: ");
+		mli_buf_str(&m, r->var);
+		mli_buf_str(&m, "=");
+		mli_buf_size(&m, (uint64_t)limit_of(i));
+		mli_buf_str(&m, i == 0 ? " reached (heap " : " exhausted (");
+		if (i == 0) {
+			mli_buf_size(&m, (uint64_t)live);
+			mli_buf_str(&m, ")");
+		} else
+			mli_buf_str(&m, i == 1 ? "process" : "thread");
+		mli_buf_str(&m, i == 0 ? "" : " budget)");
+		mli_buf_str(&m, ": an allocation of ");
+		mli_buf_u64(&m, n);
+		mli_buf_str(&m, mli_eng.cfg.on_limit == MLI_ON_LIMIT_ABORT
+					? " bytes failed; aborting\n"
+					: " bytes failed with ENOMEM\n");
+		mli_write_all(2, m.p, m.len);
+	}
+	if (mli_eng.cfg.on_limit == MLI_ON_LIMIT_ABORT)
+		abort();
+}
+
+static void kv(struct mli_buf *m, bool json, const char *key, int64_t v,
+	       bool last)
+{
+	if (json) {
+		mli_buf_str(m, "\"");
+		mli_buf_str(m, key);
+		mli_buf_str(m, "\": ");
+		mli_buf_i64(m, v);
+		mli_buf_str(m, last ? "" : ", ");
+	} else {
+		mli_buf_str(m, "memlimits:   ");
+		mli_buf_str(m, key);
+		mli_buf_str(m, ": ");
+		mli_buf_i64(m, v);
+		mli_buf_str(m, "\n");
+	}
+}
+
+/* The report at exit: peak heap, totals, and every breach. `stderr` gets
+ * lines, a path gets one JSON object. */
+void mli_report_exit(void)
+{
+	const char *dest = mli_eng.cfg.report;
+	bool json = strcmp(dest, "stderr") != 0;
+	char b[4096];
+	struct mli_buf m = { b, 0, sizeof b };
+	int64_t live = mli_live_heap(NULL);
+	if (json)
+		mli_buf_str(&m, "{");
+	else
+		mli_buf_str(&m, "memlimits: report\n");
+	kv(&m, json, "peak_heap_bytes", mli_peak_heap(), false);
+	kv(&m, json, "live_heap_bytes", live, false);
+	kv(&m, json, "allocated_bytes", (int64_t)mli_total_allocated(), false);
+	kv(&m, json, "allocations", (int64_t)mli_be_nrequests(), false);
+	kv(&m, json, "global_memory_limit", limit_of(0), false);
+	kv(&m, json, "allocations_limit", limit_of(1), false);
+	kv(&m, json, "thread_allocations_limit", limit_of(2), !json);
+	if (json)
+		mli_buf_str(&m, "\"breaches\": [");
+	bool first = true;
+	for (int i = 0; i < 3; i++) {
+		uint64_t refused = __atomic_load_n(&rec[i].refused, __ATOMIC_RELAXED);
+		if (!refused)
+			continue;
+		if (json) {
+			mli_buf_str(&m, first ? "{\"limit\": \"" : ", {\"limit\": \"");
+			mli_buf_str(&m, rec[i].var);
+			mli_buf_str(&m, "\", ");
+		} else {
+			mli_buf_str(&m, "memlimits:   breach of ");
+			mli_buf_str(&m, rec[i].var);
+			mli_buf_str(&m, "\n");
+		}
+		first = false;
+		kv(&m, json, "limit_bytes", limit_of(i), false);
+		kv(&m, json, "refused_allocations", (int64_t)refused, false);
+		kv(&m, json, "first_refused_request_bytes",
+		   (int64_t)rec[i].first_request, false);
+		kv(&m, json, "heap_bytes_at_first_refusal", rec[i].first_heap, true);
+		if (json)
+			mli_buf_str(&m, "}");
+	}
+	if (json)
+		mli_buf_str(&m, "]}\n");
+	int fd = 2;
+	if (json) {
+		fd = open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0) {
+			static const char msg[] =
+				"memlimits: cannot open MEMLIMITS_REPORT file\n";
+			mli_write_all(2, msg, sizeof msg - 1);
+			return;
+		}
+	}
+	mli_write_all(fd, m.p, m.len);
+	if (fd != 2)
+		close(fd);
+}

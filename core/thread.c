@@ -1,0 +1,184 @@
+/* thread.c: per-thread state and the registry of live threads.
+ *
+ * The live heap is the sum over threads of the allocator's own per-thread
+ * counters (allocated minus deallocated usable bytes), which it keeps on its
+ * fast path anyway, plus what exited threads left behind. So free() needs no
+ * wrapper at all. The registry is a list under one spin lock, taken only on
+ * slow paths; an exiting thread unlinks itself under the lock, so a reader
+ * never touches a dead thread's TLS. */
+#include <pthread.h>
+#include <sched.h>
+
+#include "internal.h"
+
+__thread struct mli_thread mli_tls __attribute__((tls_model("initial-exec")));
+
+static int reg_lock;                   /* spin lock: no futex, no allocation */
+static struct mli_thread *reg_head;    /* live registered threads */
+static uint32_t reg_n;
+static int64_t retired_live;           /* live bytes left by exited threads */
+static uint64_t retired_count;         /* requested bytes of exited threads */
+static int64_t peak;                   /* highest live heap seen */
+static uint64_t next_id;
+static pthread_key_t exit_key;
+static int exit_key_state;             /* 0 none, 1 creating, 2 ready */
+
+void mli_lock(void)
+{
+	while (__atomic_exchange_n(&reg_lock, 1, __ATOMIC_ACQUIRE))
+		while (__atomic_load_n(&reg_lock, __ATOMIC_RELAXED))
+			sched_yield();
+}
+
+void mli_unlock(void)
+{
+	__atomic_store_n(&reg_lock, 0, __ATOMIC_RELEASE);
+}
+
+static int64_t thread_live(const struct mli_thread *t)
+{
+	return (int64_t)(__atomic_load_n(t->be_alloc, __ATOMIC_RELAXED) -
+			 __atomic_load_n(t->be_dealloc, __ATOMIC_RELAXED));
+}
+
+uint64_t mli_thread_count(const struct mli_thread *t)
+{
+	return t->count + (t->grant - t->left);
+}
+
+static void thread_exit(void *arg)
+{
+	struct mli_thread *t = arg;
+	/* Run once more in the next destructor round, so that frees done by
+	 * destructors of keys created after ours are still seen. */
+	if (t->state == MLI_T_LIVE && !t->exiting) {
+		t->exiting = 1;
+		pthread_setspecific(exit_key, t);
+		return;
+	}
+	if (t->state != MLI_T_LIVE)
+		return;
+	t->in_engine = 1;
+	mli_lock();
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		reg_head = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	reg_n--;
+	retired_live += thread_live(t);
+	retired_count += mli_thread_count(t);
+	mli_unlock();
+	__atomic_fetch_add(&mli_eng.proc_pool, t->proc_held, __ATOMIC_RELAXED);
+	t->proc_held = 0;
+	t->state = MLI_T_DEAD;
+	/* From now on every allocation of this thread takes the slow path, which
+	 * for a dead thread only counts. */
+	t->count = mli_thread_count(t);
+	t->grant = t->left = 0;
+	t->in_engine = 0;
+}
+
+static void make_exit_key(void)
+{
+	int expect = 0;
+	if (__atomic_compare_exchange_n(&exit_key_state, &expect, 1, false,
+					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		/* pthread_key_create does not allocate in glibc. */
+		if (pthread_key_create(&exit_key, thread_exit) == 0)
+			__atomic_store_n(&exit_key_state, 2, __ATOMIC_RELEASE);
+		else
+			__atomic_store_n(&exit_key_state, 0, __ATOMIC_RELEASE);
+	}
+	while (__atomic_load_n(&exit_key_state, __ATOMIC_ACQUIRE) == 1)
+		sched_yield();
+}
+
+void mli_thread_attach(struct mli_thread *t)
+{
+	mli_be_thread_counters(&t->be_alloc, &t->be_dealloc);
+	make_exit_key();
+	mli_lock();
+	t->id = ++next_id;
+	t->prev = NULL;
+	t->next = reg_head;
+	if (reg_head)
+		reg_head->prev = t;
+	reg_head = t;
+	reg_n++;
+	mli_unlock();
+	t->state = MLI_T_LIVE;
+	if (__atomic_load_n(&exit_key_state, __ATOMIC_ACQUIRE) == 2)
+		pthread_setspecific(exit_key, t);
+}
+
+int64_t mli_live_heap(uint32_t *nthreads)
+{
+	mli_lock();
+	int64_t live = retired_live;
+	for (const struct mli_thread *t = reg_head; t; t = t->next)
+		live += thread_live(t);
+	if (nthreads)
+		*nthreads = reg_n;
+	if (live > peak)
+		peak = live;
+	mli_unlock();
+	return live;
+}
+
+int64_t mli_peak_heap(void)
+{
+	mli_live_heap(NULL);
+	return __atomic_load_n(&peak, __ATOMIC_RELAXED);
+}
+
+uint64_t mli_total_allocated(void)
+{
+	mli_lock();
+	uint64_t n = retired_count;
+	for (const struct mli_thread *t = reg_head; t; t = t->next)
+		n += mli_thread_count(t);
+	mli_unlock();
+	return n;
+}
+
+/* fork: the child has one thread. The others' TLS is still mapped (the
+ * address space was copied) and so is the memory they allocated, which the
+ * child now owns: fold them into the retired totals and drop them. */
+static void fork_prepare(void)
+{
+	mli_lock();
+}
+
+static void fork_parent(void)
+{
+	mli_unlock();
+}
+
+static void fork_child(void)
+{
+	struct mli_thread *self = &mli_tls;
+	struct mli_thread *t = reg_head, *next;
+	reg_head = NULL;
+	reg_n = 0;
+	for (; t; t = next) {
+		next = t->next;
+		if (t == self)
+			continue;
+		retired_live += thread_live(t);
+		retired_count += mli_thread_count(t);
+		mli_eng.proc_pool += t->proc_held;
+	}
+	if (self->state == MLI_T_LIVE) {
+		self->prev = self->next = NULL;
+		reg_head = self;
+		reg_n = 1;
+	}
+	mli_unlock();
+}
+
+void mli_thread_init_once(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}

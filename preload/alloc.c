@@ -1,0 +1,185 @@
+/* alloc.c: the exported malloc family. Each entry point charges the
+ * requested bytes with mli_admit (one subtraction and one branch on the
+ * thread's grant) and tail-calls jemalloc; everything else happens in the
+ * engine's slow path. free and malloc_usable_size are jemalloc's own.
+ *
+ * Contracts follow glibc: malloc(0) returns a unique pointer; overflow in
+ * calloc/reallocarray gives NULL + ENOMEM; realloc(p, 0) frees p and returns
+ * NULL; bad alignments give EINVAL; memalign rounds a non-power-of-two
+ * alignment up as glibc does. */
+#include <errno.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "../core/internal.h"
+#include "jemalloc.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+static void *enomem(void)
+{
+	errno = ENOMEM;
+	return NULL;
+}
+
+/* Slow paths: admission by the engine, and the allocation's failure gives
+ * the charge back so that counts stay exact. */
+/* Used from malloc's assembly, hence not static. */
+__attribute__((used, noinline)) void *mli_malloc_slow(size_t n)
+{
+	if (!mli_admit_slow(n))
+		return enomem();
+	void *p = mli_je_malloc(n);
+	if (!p)
+		mli_uncharge(n);
+	return p;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(MLI_PORTABLE_MALLOC)
+/* mli_admit and the tail call, by hand: one read-modify-write of the TLS
+ * word and a conditional tail jump straight into jemalloc, so the fast path
+ * is three instructions over jemalloc's own (the GOT load of the TLS offset,
+ * the subtraction, the jump); gcc's version is six. */
+_Static_assert(__builtin_offsetof(struct mli_thread, left) == 0,
+	       "left must be the first word of the thread block");
+EXPORT __attribute__((naked)) void *malloc(size_t n)
+{
+	__asm__("movq mli_tls@gottpoff(%rip), %rax\n\t"
+		"subq %rdi, %fs:(%rax)\n\t"
+		"jae mli_je_malloc\n\t"
+		"jmp mli_malloc_slow\n\t");
+}
+#else
+EXPORT void *malloc(size_t n)
+{
+	if (mli_likely(mli_admit_fast(n)))
+		return mli_je_malloc(n);
+	return mli_malloc_slow(n);
+}
+#endif
+
+EXPORT void *calloc(size_t a, size_t b)
+{
+	size_t n;
+	if (__builtin_mul_overflow(a, b, &n))
+		return enomem();
+	if (!mli_admit(n))
+		return enomem();
+	void *p = mli_je_calloc(a, b);
+	if (!p)
+		mli_uncharge(n);
+	return p;
+}
+
+EXPORT void *realloc(void *old, size_t n)
+{
+	if (!old)
+		return malloc(n);
+	if (n == 0) {
+		free(old);
+		return NULL;
+	}
+	size_t have = mli_je_sallocx(old, 0);
+	size_t grow = n > have ? n - have : 0;
+	if (grow && !mli_admit(grow))
+		return enomem();
+	void *p = mli_je_realloc(old, n);
+	if (!p && grow)
+		mli_uncharge(grow);
+	return p;
+}
+
+EXPORT void *reallocarray(void *old, size_t a, size_t b)
+{
+	size_t n;
+	if (__builtin_mul_overflow(a, b, &n))
+		return enomem();
+	return realloc(old, n);
+}
+
+static bool pow2(size_t a)
+{
+	return a && !(a & (a - 1));
+}
+
+/* The aligned forms share this: align is a valid power of two. */
+static void *aligned(size_t align, size_t n)
+{
+	if (!mli_admit(n))
+		return enomem();
+	void *p = mli_je_aligned_alloc(align, n);
+	if (!p)
+		mli_uncharge(n);
+	return p;
+}
+
+EXPORT int posix_memalign(void **out, size_t align, size_t n)
+{
+	if (!pow2(align) || align % sizeof(void *))
+		return EINVAL;
+	int saved = errno;
+	void *p = aligned(align, n);
+	if (!p)
+		return ENOMEM;
+	errno = saved;
+	*out = p;
+	return 0;
+}
+
+EXPORT void *aligned_alloc(size_t align, size_t n)
+{
+	if (!pow2(align)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return aligned(align, n);
+}
+
+EXPORT void *memalign(size_t align, size_t n)
+{
+	if (align > SIZE_MAX / 2 + 1) {
+		errno = EINVAL;
+		return NULL;
+	}
+	size_t a = sizeof(void *);
+	while (a < align)
+		a <<= 1;
+	return aligned(a, n);
+}
+
+static size_t page_size(void)
+{
+	static size_t ps;
+	if (!ps)
+		ps = (size_t)sysconf(_SC_PAGESIZE);
+	return ps;
+}
+
+EXPORT void *valloc(size_t n)
+{
+	return aligned(page_size(), n);
+}
+
+EXPORT void *pvalloc(size_t n)
+{
+	size_t ps = page_size(), r;
+	if (__builtin_add_overflow(n, ps - 1, &r))
+		return enomem();
+	r &= ~(ps - 1);
+	return aligned(ps, r ? r : ps);
+}
+
+/* C23. The size is only a hint; a wrong one must not corrupt the heap, so it
+ * is not passed on to sdallocx. */
+EXPORT void free_sized(void *p, size_t size)
+{
+	(void)size;
+	free(p);
+}
+
+EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
+{
+	(void)align;
+	(void)size;
+	free(p);
+}

@@ -1,0 +1,459 @@
+/* memlimits.h: memory limits, allocation budgets and cancellation for C.
+ *
+ * This header is the whole public API and its documentation. It needs no
+ * library at link time (only -ldl where the libc wants it): the first call
+ * looks up libmemlimits.so's one exported entry, ml_engine, with dlsym and
+ * checks its version. Run the program with
+ *
+ *     LD_PRELOAD=/path/to/libmemlimits.so ./program
+ *
+ * Without the preload every call still works and reports ML_NOT_LOADED (or a
+ * neutral value: false, -1, NULL); nothing crashes.
+ *
+ * THE MODEL (OCaml's memprof-limits, brought to C)
+ * A *task* is a function run under a limit. In C an interrupt is an
+ * allocation failure: once a task's limit fires, the interrupted allocation
+ * returns NULL with errno = ENOMEM (C++: std::bad_alloc), and so does every
+ * later unmasked allocation of that task until the task returns. The task's
+ * status then names the limit that fired: it is ML_GLOBAL_MEMORY_LIMIT,
+ * ML_ALLOCATION_LIMIT or ML_TOKEN_LIMIT if and only if that limit of that
+ * task fired, even if the task ignored the NULL and returned normally.
+ * Allocation failures for any other reason pass through untouched.
+ *
+ * Limits are per thread: a task's limits cover the thread that runs it, not
+ * the threads it creates, and a limit reached in another thread never makes
+ * this task fail.
+ *
+ * Nesting: a thread may be under several limits at once. An allocation counts
+ * against every enclosing allocation limit; an inner limit never lets a task
+ * exceed an outer one. When an enclosing limit fires inside an inner task, the
+ * inner task returns the status of the limit that fired (never ML_OK: its
+ * work was cut short) and the enclosing task reports it as well. When only the
+ * inner task's own limit fires, the enclosing task is unaffected (ML_OK).
+ *
+ * All functions are thread-safe. ml_token_set is async-signal-safe.
+ */
+#ifndef MEMLIMITS_H
+#define MEMLIMITS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum ml_status {
+	ML_OK = 0,
+	ML_GLOBAL_MEMORY_LIMIT, /* interrupted: the process heap went over the global limit */
+	ML_ALLOCATION_LIMIT,    /* interrupted: the task allocated more than its limit */
+	ML_TOKEN_LIMIT,         /* interrupted: the task's token was set */
+	ML_NOT_LOADED,          /* libmemlimits.so is not in the process */
+	ML_NOT_STARTED,         /* the engine was not started */
+	ML_INVALID              /* bad argument or misuse (scopes left out of order, ...) */
+} ml_status;
+
+typedef void *(*ml_task_fn)(void *arg);
+typedef struct ml_token ml_token;
+
+/* Storage for a scope entered with ml_enter_*(); lives on the caller's stack.
+ * Its contents are private to the engine. */
+typedef struct ml_scope {
+	uint64_t opaque_[8];
+} ml_scope;
+
+/* Figures returned by ml_stats(). Bytes throughout. */
+struct ml_stats {
+	int64_t live_bytes;          /* process heap now (allocator's usable bytes) */
+	int64_t peak_bytes;          /* highest live_bytes the engine observed */
+	uint64_t thread_allocated;   /* requested bytes allocated by this thread */
+	uint64_t process_allocated;  /* requested bytes allocated by all threads */
+};
+
+/* The largest valid allocation limit, in bytes (INT64_MAX). */
+#define ML_MAX_ALLOCATION_LIMIT ((uint64_t)INT64_MAX)
+
+/* ---------------------------------------------------------------------------
+ * The functions. Each is documented where it is defined, below the engine
+ * table; this list is the summary.
+ *
+ *   ml_status ml_start(void);
+ *   const char *ml_status_string(ml_status s);
+ *   bool ml_loaded(void);
+ *
+ *   void    ml_set_global_memory_limit(int64_t bytes);
+ *   int64_t ml_global_memory_limit(void);
+ *   ml_status ml_limit_global_memory(ml_task_fn task, void *arg, void **result);
+ *   ml_status ml_limit_allocations(uint64_t limit_bytes, ml_task_fn task,
+ *                                  void *arg, void **result,
+ *                                  uint64_t *allocated_bytes);
+ *   ml_token *ml_token_create(void);
+ *   void      ml_token_set(ml_token *t);
+ *   bool      ml_token_is_set(const ml_token *t);
+ *   void      ml_token_destroy(ml_token *t);
+ *   ml_status ml_limit_with_token(ml_token *t, ml_task_fn task, void *arg,
+ *                                 void **result);
+ *
+ *   ml_status ml_enter_global_memory(ml_scope *s);
+ *   ml_status ml_enter_allocations(ml_scope *s, uint64_t limit_bytes);
+ *   ml_status ml_enter_token(ml_scope *s, ml_token *t);
+ *   ml_status ml_leave(ml_scope *s, uint64_t *allocated_bytes);
+ *
+ *   bool ml_is_interrupted(void);
+ *   void ml_mask(void);  void ml_unmask(void);  bool ml_is_blocked(void);
+ *   bool ml_with_resource(...);   ML_MASKED_BLOCK;   ML_DEFINE_RELEASE(...)
+ *   ml_status ml_poll(void);
+ *   int ml_trim(void);
+ *   ml_status ml_stats(struct ml_stats *out);
+ * ------------------------------------------------------------------------- */
+
+/* The engine's table. Versions only ever append members, so a program built
+ * against an older header keeps working with a newer library: the header
+ * checks `size` before using a member. */
+#define ML_ABI_VERSION 1u
+struct ml_api {
+	uint32_t version;
+	uint32_t size; /* sizeof(struct ml_api) of the library */
+	ml_status (*start)(void);
+	void (*set_global_memory_limit)(int64_t bytes);
+	int64_t (*global_memory_limit)(void);
+	ml_status (*limit_global_memory)(ml_task_fn, void *, void **);
+	ml_status (*limit_allocations)(uint64_t, ml_task_fn, void *, void **,
+				       uint64_t *);
+	ml_token *(*token_create)(void);
+	void (*token_set)(ml_token *);
+	bool (*token_is_set)(const ml_token *);
+	void (*token_destroy)(ml_token *);
+	ml_status (*limit_with_token)(ml_token *, ml_task_fn, void *, void **);
+	bool (*is_interrupted)(void);
+	void (*mask)(void);
+	void (*unmask)(void);
+	bool (*is_blocked)(void);
+	ml_status (*enter)(ml_scope *, int kind, uint64_t limit, ml_token *);
+	ml_status (*leave)(ml_scope *, uint64_t *);
+	ml_status (*poll)(void);
+	int (*trim)(void);
+	ml_status (*stats)(struct ml_stats *, size_t size);
+};
+
+/* The library's one exported entry: returns its table, or NULL if it does
+ * not speak `abi_version`. */
+typedef const struct ml_api *(*ml_engine_fn)(uint32_t abi_version);
+
+#ifndef MEMLIMITS_ENGINE /* the library itself needs only the types above */
+
+void *dlsym(void *handle, const char *symbol); /* <dlfcn.h>, without _GNU_SOURCE */
+
+/* Resolved once per program image. Racing first calls may both look it up;
+ * both store the same value. A null table with `looked` set means "not
+ * loaded". */
+static const struct ml_api *ml__table;
+static int ml__looked;
+
+static inline const struct ml_api *ml__api(void)
+{
+	const struct ml_api *a = __atomic_load_n(&ml__table, __ATOMIC_ACQUIRE);
+	if (a || __atomic_load_n(&ml__looked, __ATOMIC_ACQUIRE))
+		return a;
+	/* RTLD_DEFAULT is ((void *)0) in glibc and musl. */
+	ml_engine_fn f = (ml_engine_fn)dlsym((void *)0, "ml_engine");
+	a = f ? f(ML_ABI_VERSION) : (const struct ml_api *)0;
+	if (a && a->version < 1)
+		a = (const struct ml_api *)0;
+	__atomic_store_n(&ml__table, a, __ATOMIC_RELEASE);
+	__atomic_store_n(&ml__looked, 1, __ATOMIC_RELEASE);
+	return a;
+}
+
+/* Does the table have member m? */
+#define ML__HAS(a, m) \
+	((a) && (a)->size >= offsetof(struct ml_api, m) + sizeof((a)->m) && (a)->m)
+
+/* True iff libmemlimits.so is in the process. */
+static inline bool ml_loaded(void)
+{
+	return ml__api() != 0;
+}
+
+/* A constant, human-readable name of s; works without the engine. */
+static inline const char *ml_status_string(ml_status s)
+{
+	switch (s) {
+	case ML_OK: return "ok";
+	case ML_GLOBAL_MEMORY_LIMIT: return "global memory limit reached";
+	case ML_ALLOCATION_LIMIT: return "allocation limit reached";
+	case ML_TOKEN_LIMIT: return "token set";
+	case ML_NOT_LOADED: return "engine not loaded (libmemlimits.so is not preloaded)";
+	case ML_NOT_STARTED: return "engine not started (call ml_start)";
+	case ML_INVALID: return "invalid argument or misuse";
+	}
+	return "unknown status";
+}
+
+/* Starts the engine: task functions return ML_NOT_STARTED before. The
+ * preload starts it by itself when a MEMLIMITS_* limit is set. Returns
+ * ML_INVALID if it was already started. Starting costs nothing on the
+ * allocation fast path. */
+static inline ml_status ml_start(void)
+{
+	const struct ml_api *a = ml__api();
+	return ML__HAS(a, start) ? a->start() : ML_NOT_LOADED;
+}
+
+/* ---- Global memory limit ---------------------------------------------- */
+
+/* Sets the limit, in bytes of live heap (the allocator's usable bytes), over
+ * which tasks run by ml_limit_global_memory are interrupted. Negative
+ * disables it. Default -1, or MEMLIMITS_GLOBAL_MEMORY. */
+static inline void ml_set_global_memory_limit(int64_t bytes)
+{
+	const struct ml_api *a = ml__api();
+	if (ML__HAS(a, set_global_memory_limit))
+		a->set_global_memory_limit(bytes);
+}
+
+/* The current global limit in bytes; -1 if none or not loaded. */
+static inline int64_t ml_global_memory_limit(void)
+{
+	const struct ml_api *a = ml__api();
+	return ML__HAS(a, global_memory_limit) ? a->global_memory_limit() : -1;
+}
+
+/* Runs task(arg) in this thread; its allocations fail while the process heap
+ * is over the global limit (the first allocation that would take the heap
+ * over fails, up to a per-thread slack stated in the README). After such an
+ * interrupt the process is usually still over the limit: other limited tasks
+ * fail too until memory is freed (see ml_trim). `result` may be NULL; on an
+ * interrupt *result is still what the task returned, so it can be freed. */
+static inline ml_status ml_limit_global_memory(ml_task_fn task, void *arg,
+					       void **result)
+{
+	const struct ml_api *a = ml__api();
+	return ML__HAS(a, limit_global_memory)
+		? a->limit_global_memory(task, arg, result) : ML_NOT_LOADED;
+}
+
+/* ---- Allocation limit ------------------------------------------------- */
+
+/* Runs task(arg); the task may allocate at most limit_bytes bytes in this
+ * thread. Frees do not count: it is a deterministic measure of work. The
+ * count is exact: the requested sizes of malloc, calloc, the aligned forms,
+ * and realloc's growth over the block's usable size. The allocation that
+ * would cross the limit fails, identically from run to run. *allocated_bytes
+ * (may be NULL) receives the count, also on an interrupt. A limit above
+ * ML_MAX_ALLOCATION_LIMIT is ML_INVALID. */
+static inline ml_status ml_limit_allocations(uint64_t limit_bytes,
+					     ml_task_fn task, void *arg,
+					     void **result,
+					     uint64_t *allocated_bytes)
+{
+	const struct ml_api *a = ml__api();
+	return ML__HAS(a, limit_allocations)
+		? a->limit_allocations(limit_bytes, task, arg, result,
+				       allocated_bytes)
+		: ML_NOT_LOADED;
+}
+
+/* ---- Tokens ----------------------------------------------------------- */
+
+/* A flag that can be set once, atomically, and never unset. NULL if the
+ * engine is not loaded or out of memory. */
+static inline ml_token *ml_token_create(void)
+{
+	const struct ml_api *a = ml__api();
+	return ML__HAS(a, token_create) ? a->token_create() : (ml_token *)0;
+}
+
+/* Sets t: a lock-free atomic store, safe from a signal handler and from any
+ * thread. (A token exists only once the engine was looked up, so this never
+ * calls dlsym.) */
+static inline void ml_token_set(ml_token *t)
+{
+	const struct ml_api *a = __atomic_load_n(&ml__table, __ATOMIC_ACQUIRE);
+	if (t && ML__HAS(a, token_set))
+		a->token_set(t);
+}
+
+static inline bool ml_token_is_set(const ml_token *t)
+{
+	const struct ml_api *a = ml__api();
+	return t && ML__HAS(a, token_is_set) && a->token_is_set(t);
+}
+
+/* Frees t; it must no longer be in use by a task. */
+static inline void ml_token_destroy(ml_token *t)
+{
+	const struct ml_api *a = ml__api();
+	if (t && ML__HAS(a, token_destroy))
+		a->token_destroy(t);
+}
+
+/* Runs task(arg), interrupted at its next allocation after t is set (at
+ * once if t is already set). A task that does not allocate is not
+ * interrupted; it can call ml_poll() in its loops. */
+static inline ml_status ml_limit_with_token(ml_token *t, ml_task_fn task,
+					    void *arg, void **result)
+{
+	const struct ml_api *a = ml__api();
+	return ML__HAS(a, limit_with_token)
+		? a->limit_with_token(t, task, arg, result) : ML_NOT_LOADED;
+}
+
+/* ---- Scopes: limits around ordinary code ------------------------------- */
+/* The same three limits for code that cannot be made into a callback:
+ *
+ *     ml_scope s;
+ *     if (ml_enter_allocations(&s, 1 << 20) == ML_OK) {
+ *             ... ordinary code ...
+ *             uint64_t used;
+ *             ml_status st = ml_leave(&s, &used);
+ *     }
+ *
+ * Scopes nest with each other and with the task functions, and must be left
+ * in the reverse order of entering, in the thread that entered them:
+ * ml_leave of any other scope returns ML_INVALID and leaves nothing. ml_leave
+ * returns the scope's status as the task functions do; *allocated_bytes (may
+ * be NULL) receives the bytes allocated inside the scope. */
+enum { ML__SCOPE_GLOBAL = 1, ML__SCOPE_ALLOC = 2, ML__SCOPE_TOKEN = 3 };
+
+static inline ml_status ml__enter(ml_scope *s, int kind, uint64_t limit,
+				  ml_token *t)
+{
+	const struct ml_api *a = ml__api();
+	return ML__HAS(a, enter) ? a->enter(s, kind, limit, t) : ML_NOT_LOADED;
+}
+static inline ml_status ml_enter_global_memory(ml_scope *s)
+{
+	return ml__enter(s, ML__SCOPE_GLOBAL, 0, (ml_token *)0);
+}
+static inline ml_status ml_enter_allocations(ml_scope *s, uint64_t limit_bytes)
+{
+	return ml__enter(s, ML__SCOPE_ALLOC, limit_bytes, (ml_token *)0);
+}
+static inline ml_status ml_enter_token(ml_scope *s, ml_token *t)
+{
+	return ml__enter(s, ML__SCOPE_TOKEN, 0, t);
+}
+static inline ml_status ml_leave(ml_scope *s, uint64_t *allocated_bytes)
+{
+	const struct ml_api *a = ml__api();
+	return ML__HAS(a, leave) ? a->leave(s, allocated_bytes) : ML_NOT_LOADED;
+}
+
+/* ---- Interrupts and masking -------------------------------------------- */
+
+/* True in this thread from a task's first interrupt until the task returns,
+ * even if the task ignored the failed allocation. Use it to avoid swallowing
+ * an interrupt, and in cleanup code to roll back instead of committing. */
+static inline bool ml_is_interrupted(void)
+{
+	const struct ml_api *a = ml__api();
+	return ML__HAS(a, is_interrupted) && a->is_interrupted();
+}
+
+/* While masked, no allocation of this thread fails because of a task limit
+ * (it is still counted). Masks nest. An interrupt that arises while masked is
+ * pending: it hits the first unmasked allocation after the last ml_unmask.
+ * Limits set in the environment (MEMLIMITS_*) are hard caps, not masked. */
+static inline void ml_mask(void)
+{
+	const struct ml_api *a = ml__api();
+	if (ML__HAS(a, mask))
+		a->mask();
+}
+static inline void ml_unmask(void)
+{
+	const struct ml_api *a = ml__api();
+	if (ML__HAS(a, unmask))
+		a->unmask();
+}
+static inline bool ml_is_blocked(void)
+{
+	const struct ml_api *a = ml__api();
+	return ML__HAS(a, is_blocked) && a->is_blocked();
+}
+
+/* acquire(arg) runs masked and returns the resource, or NULL if it failed.
+ * If it succeeded, use(resource, arg) runs unmasked (its return value goes
+ * to *result, which may be NULL) and then release(resource, arg) runs masked,
+ * also when use was interrupted. Returns whether acquire succeeded. */
+static inline bool ml_with_resource(void *(*acquire)(void *arg),
+				    void *(*use)(void *resource, void *arg),
+				    void (*release)(void *resource, void *arg),
+				    void *arg, void **result)
+{
+	ml_mask();
+	void *r = acquire(arg);
+	ml_unmask();
+	if (!r)
+		return false;
+	void *v = use(r, arg);
+	if (result)
+		*result = v;
+	ml_mask();
+	release(r, arg);
+	ml_unmask();
+	return true;
+}
+
+/* GCC/Clang scope helpers (cleanup attribute).
+ *
+ * ML_MASKED_BLOCK; masks from here to the end of the enclosing block.
+ *
+ * ML_DEFINE_RELEASE(name, type, fn) defines name() for
+ *     __attribute__((cleanup(name))) type x = acquire();
+ * which calls fn(x) masked when x goes out of scope, if x is not 0. */
+static inline void ml__unmask_cleanup(int *unused)
+{
+	(void)unused;
+	ml_unmask();
+}
+#define ML__CAT2(a, b) a##b
+#define ML__CAT(a, b) ML__CAT2(a, b)
+#define ML_MASKED_BLOCK                                                      \
+	__attribute__((cleanup(ml__unmask_cleanup))) int ML__CAT(ml__masked_, \
+								  __LINE__) = \
+		(ml_mask(), 0)
+#define ML_DEFINE_RELEASE(name, type, fn)       \
+	static inline void name(type *p)        \
+	{                                       \
+		if (*p) {                       \
+			ml_mask();              \
+			fn(*p);                 \
+			ml_unmask();            \
+		}                               \
+	}
+
+/* ---- Polling, trimming, statistics ------------------------------------- */
+
+/* An explicit interruption point for loops that do not allocate: checks this
+ * thread's limits as an allocation of 0 bytes would. Returns ML_OK, or the
+ * status of the innermost interrupted task (the task should then return). */
+static inline ml_status ml_poll(void)
+{
+	const struct ml_api *a = ml__api();
+	return ML__HAS(a, poll) ? a->poll() : ML_NOT_LOADED;
+}
+
+/* Asks the allocator to return free memory to the system (OCaml's
+ * Gc.compact). 0 on success, -1 if it failed or the engine is not loaded. */
+static inline int ml_trim(void)
+{
+	const struct ml_api *a = ml__api();
+	return ML__HAS(a, trim) ? a->trim() : -1;
+}
+
+/* Fills *out. ML_NOT_LOADED leaves it untouched. */
+static inline ml_status ml_stats(struct ml_stats *out)
+{
+	const struct ml_api *a = ml__api();
+	return ML__HAS(a, stats) ? a->stats(out, sizeof *out) : ML_NOT_LOADED;
+}
+
+#endif /* MEMLIMITS_ENGINE */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MEMLIMITS_H */
