@@ -1,1 +1,43 @@
+# Tests. Every tests/test_*.c is a cmocka program:
+#  - tests/unit_*.c link the engine's core objects directly (no preload);
+#  - tests/test_*.c are ordinary programs that include shim/memlimits.h and
+#    run under LD_PRELOAD=build/libmemlimits.so (tests/run does that);
+#  - tests/*.sh are shell tests that print "N passed, M failed".
+# tests/run runs them all and prints the total.
 
+TEST_CFLAGS := -O1 -g $(WARN) -std=gnu11 -pthread -I. -MMD -MP
+UNIT_SRC    := $(wildcard tests/unit_*.c)
+TEST_SRC    := $(wildcard tests/test_*.c)
+HELPER_SRC  := $(wildcard tests/progs/*.c)
+HELPERXX_SRC:= $(wildcard tests/progs/*.cc)
+UNIT_BIN    := $(UNIT_SRC:tests/%.c=$(B)/tests/%)
+TEST_BIN    := $(TEST_SRC:tests/%.c=$(B)/tests/%)
+HELPER_BIN  := $(HELPER_SRC:tests/progs/%.c=$(B)/tests/progs/%) \
+	       $(HELPERXX_SRC:tests/progs/%.cc=$(B)/tests/progs/%)
+# The unit tests link the engine's allocator-agnostic files that need no
+# backend.
+UNIT_OBJ    := $(B)/core/config.o $(B)/core/fmt.o
+
+$(B)/tests/unit_%: tests/unit_%.c $(UNIT_OBJ) | $(B)/.setup-test
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -DMEMLIMITS_ENGINE -o $@ $< $(UNIT_OBJ) -lcmocka
+
+$(B)/tests/test_%: tests/test_%.c tests/harness.h shim/memlimits.h | $(B)/.setup-test
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -o $@ $< -lcmocka -ldl -lm
+
+$(B)/tests/progs/%: tests/progs/%.c shim/memlimits.h | $(B)/.setup-test
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -o $@ $< -ldl -lm
+
+$(B)/tests/progs/%: tests/progs/%.cc shim/memlimits.h | $(B)/.setup-test
+	@mkdir -p $(dir $@)
+	$(CXX) -O1 -g -Wall -Wextra -pthread -I. -o $@ $< -ldl
+
+test-build: $(LIB) $(UNIT_BIN) $(TEST_BIN) $(HELPER_BIN)
+
+test: test-build
+	tests/run
+
+.PHONY: test test-build
+-include $(UNIT_BIN:=.d) $(TEST_BIN:=.d)
