@@ -69,3 +69,11 @@ clean:
 
 .PHONY: all install clean
 -include $(CORE_OBJ:.o=.d) $(PRELOAD_OBJ:.o=.d)
+
+demo: $(LIB) | $(B)/.setup-test
+	scripts/demo
+
+bench-fastpath: $(LIB) | $(B)/.setup-bench
+	scripts/bench-fastpath
+
+.PHONY: demo bench-fastpath

@@ -56,6 +56,9 @@ static void refresh(void)
 
 uint64_t mli_be_nrequests(void)
 {
+	/* The tcache counts its requests locally and merges them into the
+	 * arena's statistics when it flushes: flush this thread's first. */
+	mli_je_mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
 	refresh();
 	return stat_u64("stats.arenas.4096.small.nrequests") +
 	       stat_u64("stats.arenas.4096.large.nrequests");
