@@ -89,10 +89,14 @@ static void check_scopes(struct mli_thread *t, size_t n, int64_t *live,
 			if (*live > limit || n > (uint64_t)(limit - *live))
 				st = ML_GLOBAL_MEMORY_LIMIT;
 			break;
-		case MLI_SCOPE_ALLOC:
-			if (n > s->limit - (count - s->start))
+		case MLI_SCOPE_ALLOC: {
+			/* used can pass the limit without firing only through
+			 * re-entrant allocations, which are never refused. */
+			uint64_t used = count - s->start;
+			if (used > s->limit || n > s->limit - used)
 				st = ML_ALLOCATION_LIMIT;
 			break;
+		}
 		case MLI_SCOPE_TOKEN:
 			if (__atomic_load_n(&s->token->set, __ATOMIC_ACQUIRE))
 				st = ML_TOKEN_LIMIT;

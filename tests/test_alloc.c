@@ -1,0 +1,1251 @@
+/* test_alloc: the exported malloc family under the preload. Every entry
+ * point's C/POSIX/glibc contract, its exact accounting in ml_stats, the
+ * exported symbol set, and the process-level robustness of issue 2: threads
+ * with cross-thread frees, dead threads, fork from a threaded process, dlopen,
+ * C++ new/delete, allocation before constructors.
+ *
+ * Every allocation function is called through a volatile function pointer:
+ * otherwise the compiler uses what it knows of the builtins (malloc results
+ * are 16-byte aligned, calloc memory reads as zero, unused malloc/free pairs
+ * vanish) and folds the very checks this file makes. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shim/memlimits.h"
+#include "tests/harness.h"
+
+/* C23, not in every libc's headers. */
+void free_sized(void *p, size_t size);
+void free_aligned_sized(void *p, size_t align, size_t size);
+
+static void *(*volatile f_malloc)(size_t) = malloc;
+static void (*volatile f_free)(void *) = free;
+static void *(*volatile f_calloc)(size_t, size_t) = calloc;
+static void *(*volatile f_realloc)(void *, size_t) = realloc;
+static void *(*volatile f_reallocarray)(void *, size_t, size_t) = reallocarray;
+static int (*volatile f_posix_memalign)(void **, size_t, size_t) = posix_memalign;
+static void *(*volatile f_aligned_alloc)(size_t, size_t) = aligned_alloc;
+static void *(*volatile f_memalign)(size_t, size_t) = memalign;
+static void *(*volatile f_valloc)(size_t) = valloc;
+static void *(*volatile f_pvalloc)(size_t) = pvalloc;
+static size_t (*volatile f_usable)(void *) = malloc_usable_size;
+static void (*volatile f_free_sized)(void *, size_t) = free_sized;
+static void (*volatile f_free_aligned_sized)(void *, size_t, size_t) =
+	free_aligned_sized;
+
+#define KiB ((size_t)1 << 10)
+#define MiB ((size_t)1 << 20)
+
+static size_t page(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static bool aligned_to(const void *p, size_t a)
+{
+	return ((uintptr_t)p & (a - 1)) == 0;
+}
+
+static struct ml_stats stats(void)
+{
+	struct ml_stats s;
+	memset(&s, 0, sizeof s);
+	assert_int_equal(ml_stats(&s), ML_OK);
+	return s;
+}
+
+/* Requested bytes this thread allocated since `before`. */
+static uint64_t counted_since(const struct ml_stats *before)
+{
+	struct ml_stats s = stats();
+	return s.thread_allocated - before->thread_allocated;
+}
+
+static void fill(void *p, size_t n, unsigned seed)
+{
+	unsigned char *c = p;
+	for (size_t i = 0; i < n; i++)
+		c[i] = (unsigned char)(seed + i * 7);
+}
+
+static bool check_fill(const void *p, size_t n, unsigned seed)
+{
+	const unsigned char *c = p;
+	for (size_t i = 0; i < n; i++)
+		if (c[i] != (unsigned char)(seed + i * 7))
+			return false;
+	return true;
+}
+
+static bool all_zero(const void *p, size_t n)
+{
+	const unsigned char *c = p;
+	for (size_t i = 0; i < n; i++)
+		if (c[i])
+			return false;
+	return true;
+}
+
+/* Sizes worth trying: every small one, then around powers of two. */
+static size_t sizes[2048];
+static size_t nsizes;
+
+static int setup_sizes(void **state)
+{
+	(void)state;
+	nsizes = 0;
+	for (size_t n = 0; n <= 600; n++)
+		sizes[nsizes++] = n;
+	for (size_t p = 512; p <= 8 * MiB; p <<= 1) {
+		sizes[nsizes++] = p - 1;
+		sizes[nsizes++] = p;
+		sizes[nsizes++] = p + 1;
+		sizes[nsizes++] = p + p / 3;
+	}
+	return 0;
+}
+
+/* ---- The engine is there, and the library exports exactly the family -- */
+
+static void engine_loaded(void **state)
+{
+	(void)state;
+	assert_true(ml_loaded());
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void exported_symbols_exact(void **state)
+{
+	(void)state;
+	static const char *want[] = {
+		"aligned_alloc", "calloc", "free", "free_aligned_sized",
+		"free_sized", "malloc", "malloc_usable_size", "memalign",
+		"ml_engine", "posix_memalign", "pthread_create", "pvalloc",
+		"realloc", "reallocarray", "valloc",
+	};
+	const size_t nwant = sizeof want / sizeof *want;
+	struct mlt_run r;
+	assert_int_equal(mlt_sh("nm -D --defined-only \"$MLT_LIB\"", NULL, 0,
+				NULL, &r), 0);
+	if (r.status != 0)
+		fail_msg("nm failed (%d): %s", r.status, r.err);
+	char *got[256];
+	size_t ngot = 0;
+	for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
+		/* "ADDRESS TYPE NAME[@VERSION]" */
+		char *name = strrchr(line, ' ');
+		if (!name)
+			continue;
+		name++;
+		name[strcspn(name, "@")] = '\0';
+		assert_true(ngot < 256);
+		got[ngot++] = name;
+	}
+	qsort(got, ngot, sizeof *got, cmp_str);
+	for (size_t i = 0; i < ngot; i++)
+		print_message("exported: %s\n", got[i]);
+	size_t i = 0, j = 0;
+	bool ok = true;
+	while (i < nwant || j < ngot) {
+		int c = i == nwant ? 1 : j == ngot ? -1 : strcmp(want[i], got[j]);
+		if (c < 0) {
+			print_error("missing export: %s\n", want[i++]);
+			ok = false;
+		} else if (c > 0) {
+			print_error("unexpected export: %s\n", got[j++]);
+			ok = false;
+		} else {
+			i++;
+			j++;
+		}
+	}
+	mlt_run_free(&r);
+	assert_true(ok);
+}
+
+/* ---- malloc, free, malloc_usable_size ---------------------------------- */
+
+static void malloc_zero_unique(void **state)
+{
+	(void)state;
+	enum { N = 200 };
+	void *p[N];
+	for (int i = 0; i < N; i++) {
+		p[i] = f_malloc(0);
+		assert_non_null(p[i]);
+		assert_true(aligned_to(p[i], 16));
+	}
+	for (int i = 0; i < N; i++)
+		for (int j = i + 1; j < N; j++)
+			assert_ptr_not_equal(p[i], p[j]);
+	for (int i = 0; i < N; i++)
+		f_free(p[i]);
+	f_free(NULL);
+}
+
+static void malloc_alignment_and_usable(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < nsizes; k++) {
+		size_t n = sizes[k];
+		unsigned char *p = f_malloc(n);
+		if (!p)
+			fail_msg("malloc(%zu) = NULL", n);
+		if (!aligned_to(p, 16))
+			fail_msg("malloc(%zu) = %p, not 16-byte aligned", n,
+				 (void *)p);
+		size_t u = f_usable(p);
+		if (u < n)
+			fail_msg("malloc_usable_size(malloc(%zu)) = %zu", n, u);
+		fill(p, u, (unsigned)k); /* all of the usable size is ours */
+		assert_true(check_fill(p, u, (unsigned)k));
+		f_free(p);
+	}
+	assert_int_equal(f_usable(NULL), 0);
+}
+
+/* Many blocks alive at once do not overlap. */
+static void malloc_blocks_disjoint(void **state)
+{
+	(void)state;
+	enum { N = 2000 };
+	static unsigned char *p[N];
+	static size_t n[N];
+	for (int i = 0; i < N; i++) {
+		n[i] = (size_t)(i * 37) % 3000 + 1;
+		p[i] = f_malloc(n[i]);
+		assert_non_null(p[i]);
+		fill(p[i], n[i], (unsigned)i);
+	}
+	for (int i = 0; i < N; i++)
+		assert_true(check_fill(p[i], n[i], (unsigned)i));
+	for (int i = 0; i < N; i++)
+		f_free(p[i]);
+}
+
+/* ---- calloc ----------------------------------------------------------- */
+
+static void calloc_zeroes(void **state)
+{
+	(void)state;
+	static const size_t n[] = { 1, 8, 16, 24, 100, 1000, 4096, 5000,
+				    64 * KiB, 100 * KiB, MiB, 3 * MiB };
+	for (size_t k = 0; k < sizeof n / sizeof *n; k++) {
+		/* Dirty memory of that size class, freed, then calloc: it
+		 * likely reuses the same blocks. */
+		void *d[8];
+		for (int i = 0; i < 8; i++) {
+			d[i] = f_malloc(n[k]);
+			assert_non_null(d[i]);
+			memset(d[i], 0xAB, f_usable(d[i]));
+		}
+		for (int i = 7; i >= 0; i--)
+			f_free(d[i]);
+		for (int i = 0; i < 8; i++) {
+			d[i] = f_calloc(1, n[k]);
+			assert_non_null(d[i]);
+			assert_true(aligned_to(d[i], 16));
+			if (!all_zero(d[i], n[k]))
+				fail_msg("calloc(1, %zu) not zeroed", n[k]);
+		}
+		for (int i = 0; i < 8; i++)
+			f_free(d[i]);
+		unsigned char *p = f_calloc(n[k], 3);
+		assert_non_null(p);
+		assert_true(all_zero(p, n[k] * 3));
+		assert_true(f_usable(p) >= n[k] * 3);
+		f_free(p);
+	}
+	void *z = f_calloc(0, 0), *z2 = f_calloc(0, 100), *z3 = f_calloc(100, 0);
+	assert_non_null(z);
+	assert_non_null(z2);
+	assert_non_null(z3);
+	assert_ptr_not_equal(z, z2);
+	assert_ptr_not_equal(z2, z3);
+	f_free(z);
+	f_free(z2);
+	f_free(z3);
+}
+
+static void calloc_overflow(void **state)
+{
+	(void)state;
+	static const size_t pairs[][2] = {
+		{ SIZE_MAX, 2 }, { 2, SIZE_MAX }, { SIZE_MAX / 2 + 1, 2 },
+		{ (size_t)1 << 32, (size_t)1 << 32 }, { SIZE_MAX, SIZE_MAX },
+		{ (SIZE_MAX / 3) + 1, 3 },
+	};
+	struct ml_stats s = stats();
+	for (size_t k = 0; k < sizeof pairs / sizeof *pairs; k++) {
+		errno = 0;
+		void *p = f_calloc(pairs[k][0], pairs[k][1]);
+		if (p)
+			fail_msg("calloc(%zu, %zu) = %p", pairs[k][0],
+				 pairs[k][1], p);
+		assert_int_equal(errno, ENOMEM);
+	}
+	assert_int_equal(counted_since(&s), 0);
+}
+
+/* ---- realloc, reallocarray ---------------------------------------------- */
+
+static void realloc_null_is_malloc(void **state)
+{
+	(void)state;
+	struct ml_stats s = stats();
+	void *p = f_realloc(NULL, 777);
+	assert_non_null(p);
+	assert_int_equal(counted_since(&s), 777);
+	assert_true(aligned_to(p, 16));
+	assert_true(f_usable(p) >= 777);
+	fill(p, 777, 3);
+	f_free(p);
+	s = stats();
+	p = f_reallocarray(NULL, 10, 33);
+	assert_non_null(p);
+	assert_int_equal(counted_since(&s), 330);
+	assert_true(f_usable(p) >= 330);
+	f_free(p);
+	p = f_realloc(NULL, 0);
+	assert_non_null(p); /* glibc: realloc(NULL, 0) is malloc(0) */
+	f_free(p);
+}
+
+static void realloc_zero_frees(void **state)
+{
+	(void)state;
+	void *p = f_malloc(2 * MiB);
+	assert_non_null(p);
+	size_t u = f_usable(p);
+	struct ml_stats a = stats();
+	void *q = f_realloc(p, 0);
+	struct ml_stats b = stats();
+	assert_null(q);
+	assert_int_equal(b.thread_allocated - a.thread_allocated, 0);
+	/* The block is gone from the live heap. */
+	assert_int_equal(a.live_bytes - b.live_bytes, (int64_t)u);
+}
+
+static void realloc_preserves(void **state)
+{
+	(void)state;
+	size_t n = 1;
+	unsigned char *p = f_malloc(n);
+	assert_non_null(p);
+	fill(p, n, 9);
+	/* Grow step by step up to 4 MiB, then shrink back. */
+	while (n < 4 * MiB) {
+		size_t m = n * 3 / 2 + 1;
+		unsigned char *q = f_realloc(p, m);
+		assert_non_null(q);
+		assert_true(aligned_to(q, 16));
+		if (!check_fill(q, n, 9))
+			fail_msg("realloc %zu -> %zu lost contents", n, m);
+		assert_true(f_usable(q) >= m);
+		fill(q, m, 9);
+		p = q;
+		n = m;
+	}
+	while (n > 1) {
+		size_t m = n / 3;
+		unsigned char *q = f_realloc(p, m ? m : 1);
+		m = m ? m : 1;
+		assert_non_null(q);
+		assert_true(aligned_to(q, 16));
+		if (!check_fill(q, m, 9))
+			fail_msg("realloc %zu -> %zu lost contents", n, m);
+		assert_true(f_usable(q) >= m);
+		p = q;
+		n = m;
+	}
+	f_free(p);
+}
+
+static void reallocarray_overflow_keeps_old(void **state)
+{
+	(void)state;
+	unsigned char *p = f_malloc(1000);
+	assert_non_null(p);
+	fill(p, 1000, 5);
+	struct ml_stats s = stats();
+	errno = 0;
+	void *q = f_reallocarray(p, SIZE_MAX / 2, 3);
+	assert_null(q);
+	assert_int_equal(errno, ENOMEM);
+	errno = 0;
+	q = f_reallocarray(p, (size_t)1 << 33, (size_t)1 << 33);
+	assert_null(q);
+	assert_int_equal(errno, ENOMEM);
+	assert_int_equal(counted_since(&s), 0);
+	assert_true(check_fill(p, 1000, 5));
+	/* Still a valid block: it can grow and be freed. */
+	q = f_reallocarray(p, 100, 30);
+	assert_non_null(q);
+	assert_true(check_fill(q, 1000, 5));
+	f_free(q);
+}
+
+/* ---- Huge sizes --------------------------------------------------------- */
+
+static const size_t huge[] = {
+	SIZE_MAX, SIZE_MAX - 1, SIZE_MAX / 2, (size_t)PTRDIFF_MAX + 1,
+	SIZE_MAX - 4096, (size_t)1 << 62, (size_t)1 << 48,
+};
+#define NHUGE (sizeof huge / sizeof *huge)
+
+static void huge_sizes_fail_cleanly(void **state)
+{
+	(void)state;
+	unsigned char *old = f_malloc(100);
+	assert_non_null(old);
+	fill(old, 100, 1);
+	struct ml_stats s = stats();
+	for (size_t k = 0; k < NHUGE; k++) {
+		size_t n = huge[k];
+		void *p;
+		int rc;
+#define EXPECT_ENOMEM(call)                                                  \
+	do {                                                                 \
+		errno = 0;                                                   \
+		p = (call);                                                  \
+		if (p)                                                       \
+			fail_msg("%s with n=%zu gave %p", #call, n, p);      \
+		if (errno != ENOMEM)                                         \
+			fail_msg("%s with n=%zu: errno %d, not ENOMEM", #call,   \
+				 n, errno);                                  \
+	} while (0)
+		EXPECT_ENOMEM(f_malloc(n));
+		EXPECT_ENOMEM(f_calloc(1, n));
+		EXPECT_ENOMEM(f_calloc(n, 1));
+		EXPECT_ENOMEM(f_realloc(NULL, n));
+		EXPECT_ENOMEM(f_realloc(old, n));
+		EXPECT_ENOMEM(f_reallocarray(old, n, 1));
+		EXPECT_ENOMEM(f_aligned_alloc(64, n));
+		EXPECT_ENOMEM(f_aligned_alloc(4096, n));
+		EXPECT_ENOMEM(f_memalign(64, n));
+		EXPECT_ENOMEM(f_valloc(n));
+		EXPECT_ENOMEM(f_pvalloc(n));
+#undef EXPECT_ENOMEM
+		void *out = (void *)&s;
+		rc = f_posix_memalign(&out, 64, n);
+		if (rc != ENOMEM)
+			fail_msg("posix_memalign(64, %zu) = %d", n, rc);
+		assert_ptr_equal(out, (void *)&s);
+	}
+	/* Nothing was counted, the old block is intact. */
+	assert_int_equal(counted_since(&s), 0);
+	assert_true(check_fill(old, 100, 1));
+	f_free(old);
+	/* And ordinary allocation still works. */
+	void *p = f_malloc(1000);
+	assert_non_null(p);
+	f_free(p);
+}
+
+/* ---- Aligned forms ------------------------------------------------------ */
+
+static void posix_memalign_contract(void **state)
+{
+	(void)state;
+	static const size_t bad[] = { 0, 1, 2, 3, 4, 5, 12, 24, 48, 100,
+				      4097, 3 << 12, SIZE_MAX,
+				      SIZE_MAX / 2 + 2 };
+	struct ml_stats s = stats();
+	for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+		void *out = (void *)&s;
+		int rc = f_posix_memalign(&out, bad[k], 100);
+		if (rc != EINVAL)
+			fail_msg("posix_memalign(align %zu) = %d, not EINVAL",
+				 bad[k], rc);
+		assert_ptr_equal(out, (void *)&s); /* *out untouched */
+	}
+	assert_int_equal(counted_since(&s), 0);
+	for (size_t a = sizeof(void *); a <= 2 * MiB; a <<= 1) {
+		static const size_t n[] = { 0, 1, 16, 100, 4096, 70000 };
+		for (size_t k = 0; k < sizeof n / sizeof *n; k++) {
+			void *p = NULL;
+			errno = 1234;
+			s = stats();
+			int rc = f_posix_memalign(&p, a, n[k]);
+			if (rc != 0 || !p)
+				fail_msg("posix_memalign(%zu, %zu) = %d", a,
+					 n[k], rc);
+			assert_int_equal(counted_since(&s), n[k]);
+			assert_int_equal(errno, 1234); /* errno untouched */
+			assert_true(aligned_to(p, a));
+			assert_true(aligned_to(p, 16));
+			assert_true(f_usable(p) >= n[k]);
+			fill(p, n[k], 2);
+			f_free(p);
+		}
+	}
+}
+
+static void aligned_alloc_contract(void **state)
+{
+	(void)state;
+	static const size_t bad[] = { 0, 3, 5, 6, 12, 24, 48, 100, 4097,
+				      3 << 12, SIZE_MAX };
+	struct ml_stats s = stats();
+	for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+		errno = 0;
+		void *p = f_aligned_alloc(bad[k], 64);
+		if (p)
+			fail_msg("aligned_alloc(%zu, 64) = %p", bad[k], p);
+		if (errno != EINVAL)
+			fail_msg("aligned_alloc(%zu, 64): errno %d, not EINVAL",
+				 bad[k], errno);
+	}
+	assert_int_equal(counted_since(&s), 0);
+	for (size_t a = 1; a <= 2 * MiB; a <<= 1) {
+		static const size_t n[] = { 0, 1, 7, 64, 100, 4096, 70000 };
+		for (size_t k = 0; k < sizeof n / sizeof *n; k++) {
+			s = stats();
+			void *p = f_aligned_alloc(a, n[k]);
+			if (!p)
+				fail_msg("aligned_alloc(%zu, %zu) = NULL", a, n[k]);
+			assert_int_equal(counted_since(&s), n[k]);
+			if (!aligned_to(p, a < 16 ? 16 : a))
+				fail_msg("aligned_alloc(%zu, %zu) = %p", a, n[k], p);
+			assert_true(f_usable(p) >= n[k]);
+			fill(p, n[k], 4);
+			f_free(p);
+		}
+	}
+}
+
+static size_t next_pow2(size_t a)
+{
+	size_t r = 1;
+	while (r < a)
+		r <<= 1;
+	return r;
+}
+
+static void memalign_contract(void **state)
+{
+	(void)state;
+	/* Non-powers of two are rounded up, as glibc does. */
+	for (size_t a = 0; a <= 300; a++) {
+		size_t want = next_pow2(a);
+		if (want < 16)
+			want = 16;
+		struct ml_stats s = stats();
+		void *p = f_memalign(a, 40);
+		if (!p)
+			fail_msg("memalign(%zu, 40) = NULL", a);
+		assert_int_equal(counted_since(&s), 40);
+		if (!aligned_to(p, want))
+			fail_msg("memalign(%zu, 40) = %p, not %zu-aligned", a, p,
+				 want);
+		assert_true(f_usable(p) >= 40);
+		f_free(p);
+	}
+	static const size_t odd[] = { 3000, 5000, 100000, 3 * MiB / 2 };
+	for (size_t k = 0; k < sizeof odd / sizeof *odd; k++) {
+		void *p = f_memalign(odd[k], 10);
+		assert_non_null(p);
+		assert_true(aligned_to(p, next_pow2(odd[k])));
+		f_free(p);
+	}
+	/* Beyond the largest power of two: glibc gives EINVAL. */
+	errno = 0;
+	assert_null(f_memalign(SIZE_MAX / 2 + 2, 10));
+	assert_int_equal(errno, EINVAL);
+}
+
+static void valloc_pvalloc_contract(void **state)
+{
+	(void)state;
+	size_t ps = page();
+	static const size_t n[] = { 0, 1, 100, 4095, 4096, 4097, 10000,
+				    MiB + 1 };
+	for (size_t k = 0; k < sizeof n / sizeof *n; k++) {
+		struct ml_stats s = stats();
+		void *p = f_valloc(n[k]);
+		assert_non_null(p);
+		assert_int_equal(counted_since(&s), n[k]);
+		assert_true(aligned_to(p, ps));
+		assert_true(f_usable(p) >= n[k]);
+		fill(p, n[k], 6);
+		f_free(p);
+
+		size_t rounded = (n[k] + ps - 1) / ps * ps;
+		if (rounded == 0)
+			rounded = ps; /* pvalloc(0) gives a page */
+		s = stats();
+		p = f_pvalloc(n[k]);
+		assert_non_null(p);
+		/* pvalloc's request is the rounded-up size: that much is
+		 * the caller's to use. */
+		assert_int_equal(counted_since(&s), rounded);
+		assert_true(aligned_to(p, ps));
+		if (f_usable(p) < rounded)
+			fail_msg("pvalloc(%zu): usable %zu < %zu", n[k],
+				 f_usable(p), rounded);
+		fill(p, rounded, 7);
+		f_free(p);
+	}
+}
+
+static void large_alignments(void **state)
+{
+	(void)state;
+	static const size_t al[] = { 4096, 65536, 2 * MiB };
+	static const size_t n[] = { 1, 100, 5000, 3 * MiB };
+	for (size_t i = 0; i < 3; i++)
+		for (size_t k = 0; k < 4; k++) {
+			void *p = NULL;
+			assert_int_equal(f_posix_memalign(&p, al[i], n[k]), 0);
+			assert_true(aligned_to(p, al[i]));
+			assert_true(f_usable(p) >= n[k]);
+			fill(p, n[k], 8);
+			void *q = f_aligned_alloc(al[i], n[k]);
+			assert_non_null(q);
+			assert_true(aligned_to(q, al[i]));
+			fill(q, n[k], 9);
+			void *r = f_memalign(al[i], n[k]);
+			assert_non_null(r);
+			assert_true(aligned_to(r, al[i]));
+			assert_true(f_usable(r) >= n[k]);
+			fill(r, n[k], 10);
+			assert_true(check_fill(p, n[k], 8));
+			assert_true(check_fill(q, n[k], 9));
+			f_free(p);
+			f_free_aligned_sized(q, al[i], n[k]);
+			f_free(r);
+		}
+}
+
+/* ---- C23 free_sized, free_aligned_sized --------------------------------- */
+
+static void free_sized_forms(void **state)
+{
+	(void)state;
+	f_free_sized(NULL, 0);
+	f_free_aligned_sized(NULL, 64, 0);
+	static const size_t n[] = { 1, 100, 4096, 100000, 3 * MiB };
+	for (size_t k = 0; k < sizeof n / sizeof *n; k++) {
+		void *p = f_malloc(n[k]);
+		assert_non_null(p);
+		size_t u = f_usable(p);
+		struct ml_stats a = stats();
+		f_free_sized(p, n[k]);
+		struct ml_stats b = stats();
+		assert_int_equal(a.live_bytes - b.live_bytes, (int64_t)u);
+		assert_int_equal(b.thread_allocated, a.thread_allocated);
+
+		p = f_aligned_alloc(256, n[k]);
+		assert_non_null(p);
+		u = f_usable(p);
+		a = stats();
+		f_free_aligned_sized(p, 256, n[k]);
+		b = stats();
+		assert_int_equal(a.live_bytes - b.live_bytes, (int64_t)u);
+		assert_int_equal(b.thread_allocated, a.thread_allocated);
+	}
+}
+
+/* ---- Exact accounting --------------------------------------------------- */
+
+static void accounting_exact(void **state)
+{
+	(void)state;
+	for (size_t k = 0; k < nsizes; k++) {
+		size_t n = sizes[k];
+		struct ml_stats a = stats();
+		void *p = f_malloc(n);
+		struct ml_stats b = stats();
+		assert_non_null(p);
+		if (b.thread_allocated - a.thread_allocated != n)
+			fail_msg("malloc(%zu) counted %llu", n,
+				 (unsigned long long)(b.thread_allocated -
+						      a.thread_allocated));
+		assert_true(b.process_allocated - a.process_allocated >= n);
+		/* The live heap grew by exactly the usable size. */
+		assert_int_equal(b.live_bytes - a.live_bytes,
+				 (int64_t)f_usable(p));
+		a = stats();
+		f_free(p);
+		b = stats();
+		assert_int_equal(b.thread_allocated, a.thread_allocated);
+		assert_true(b.live_bytes < a.live_bytes);
+	}
+	/* calloc counts a * b. */
+	static const size_t cal[][2] = { { 1, 1 }, { 3, 7 }, { 100, 100 },
+					 { 4096, 300 }, { 0, 5 }, { 7, 0 } };
+	for (size_t k = 0; k < sizeof cal / sizeof *cal; k++) {
+		struct ml_stats s = stats();
+		void *p = f_calloc(cal[k][0], cal[k][1]);
+		assert_non_null(p);
+		assert_int_equal(counted_since(&s), cal[k][0] * cal[k][1]);
+		f_free(p);
+	}
+}
+
+static void accounting_realloc(void **state)
+{
+	(void)state;
+	static const size_t from[] = { 1, 100, 1000, 5000, 70000, MiB + 3 };
+	static const size_t to[] = { 2, 150, 4000, 20000, 300000, 5 * MiB };
+	for (size_t k = 0; k < sizeof from / sizeof *from; k++) {
+		void *p = f_malloc(from[k]);
+		assert_non_null(p);
+		size_t u = f_usable(p);
+		/* Within the usable size: nothing to count. */
+		struct ml_stats s = stats();
+		p = f_realloc(p, u);
+		assert_non_null(p);
+		assert_int_equal(counted_since(&s), 0);
+		u = f_usable(p);
+		/* Growth beyond the usable size counts the difference. */
+		s = stats();
+		void *q = f_realloc(p, to[k]);
+		assert_non_null(q);
+		if (counted_since(&s) != to[k] - u)
+			fail_msg("realloc %zu (usable %zu) -> %zu counted %llu, "
+				 "want %zu", from[k], u, to[k],
+				 (unsigned long long)counted_since(&s),
+				 to[k] - u);
+		/* Shrinking counts nothing. */
+		s = stats();
+		p = f_realloc(q, from[k]);
+		assert_non_null(p);
+		assert_int_equal(counted_since(&s), 0);
+		/* reallocarray the same way. */
+		u = f_usable(p);
+		s = stats();
+		q = f_reallocarray(p, to[k], 2);
+		assert_non_null(q);
+		assert_int_equal(counted_since(&s), 2 * to[k] - u);
+		s = stats();
+		f_free(q);
+		assert_int_equal(counted_since(&s), 0);
+	}
+}
+
+static void accounting_aligned(void **state)
+{
+	(void)state;
+	static const size_t n[] = { 0, 1, 100, 4096, 12345, 2 * MiB + 1 };
+	for (size_t k = 0; k < sizeof n / sizeof *n; k++) {
+		struct ml_stats s = stats();
+		void *p = NULL;
+		assert_int_equal(f_posix_memalign(&p, 128, n[k]), 0);
+		assert_int_equal(counted_since(&s), n[k]);
+		f_free(p);
+		s = stats();
+		p = f_aligned_alloc(4096, n[k]);
+		assert_non_null(p);
+		assert_int_equal(counted_since(&s), n[k]);
+		f_free(p);
+		s = stats();
+		p = f_memalign(100, n[k]);
+		assert_non_null(p);
+		assert_int_equal(counted_since(&s), n[k]);
+		f_free(p);
+		s = stats();
+		p = f_valloc(n[k]);
+		assert_non_null(p);
+		assert_int_equal(counted_since(&s), n[k]);
+		f_free(p);
+	}
+	/* Failed calls count nothing. */
+	struct ml_stats s = stats();
+	void *p;
+	assert_int_equal(f_posix_memalign(&p, 24, 100), EINVAL);
+	assert_null(f_aligned_alloc(3, 100));
+	assert_null(f_malloc(SIZE_MAX));
+	assert_null(f_malloc((size_t)PTRDIFF_MAX));
+	assert_null(f_calloc(SIZE_MAX, 3));
+	assert_int_equal(counted_since(&s), 0);
+}
+
+/* ---- Threads: cross-thread frees, dead threads --------------------------- */
+
+#define QCAP 1024
+struct queue {
+	pthread_mutex_t mu;
+	pthread_cond_t not_empty, not_full;
+	void *item[QCAP];
+	size_t head, len;
+	int producers_left;
+};
+
+static void q_push(struct queue *q, void *p)
+{
+	pthread_mutex_lock(&q->mu);
+	while (q->len == QCAP)
+		pthread_cond_wait(&q->not_full, &q->mu);
+	q->item[(q->head + q->len++) % QCAP] = p;
+	pthread_cond_signal(&q->not_empty);
+	pthread_mutex_unlock(&q->mu);
+}
+
+/* NULL once every producer finished and the queue is empty. */
+static void *q_pop(struct queue *q)
+{
+	pthread_mutex_lock(&q->mu);
+	while (q->len == 0 && q->producers_left > 0)
+		pthread_cond_wait(&q->not_empty, &q->mu);
+	void *p = NULL;
+	if (q->len) {
+		p = q->item[q->head];
+		q->head = (q->head + 1) % QCAP;
+		q->len--;
+		pthread_cond_signal(&q->not_full);
+	}
+	pthread_mutex_unlock(&q->mu);
+	return p;
+}
+
+struct producer {
+	struct queue *q;
+	unsigned seed;
+	int n;
+	uint64_t bytes; /* requested */
+};
+
+static unsigned xorshift(unsigned *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 17;
+	*s ^= *s << 5;
+	return *s;
+}
+
+static void *producer(void *arg)
+{
+	struct producer *pr = arg;
+	for (int i = 0; i < pr->n; i++) {
+		unsigned r = xorshift(&pr->seed);
+		size_t n = r % 64 == 0 ? 16 * KiB + r % (64 * KiB) : r % 2048;
+		unsigned char *p = f_malloc(n);
+		if (!p)
+			abort();
+		if (n)
+			p[0] = p[n - 1] = 0x5A;
+		pr->bytes += n;
+		q_push(pr->q, p);
+	}
+	pthread_mutex_lock(&pr->q->mu);
+	pr->q->producers_left--;
+	pthread_cond_broadcast(&pr->q->not_empty);
+	pthread_mutex_unlock(&pr->q->mu);
+	return NULL;
+}
+
+/* Never allocates: only frees what the producers made. */
+static void *consumer(void *arg)
+{
+	struct queue *q = arg;
+	void *p;
+	while ((p = q_pop(q)))
+		f_free(p);
+	return NULL;
+}
+
+static void threads_cross_free(void **state)
+{
+	(void)state;
+	enum { ROUNDS = 4, NPROD = 3, NCONS = 2, ITEMS = 15000 };
+	static struct queue q;
+	struct ml_stats s0 = stats();
+	uint64_t produced = 0;
+	for (int round = 0; round < ROUNDS; round++) {
+		memset(&q, 0, sizeof q);
+		pthread_mutex_init(&q.mu, NULL);
+		pthread_cond_init(&q.not_empty, NULL);
+		pthread_cond_init(&q.not_full, NULL);
+		q.producers_left = NPROD;
+		pthread_t pt[NPROD], ct[NCONS];
+		struct producer pr[NPROD];
+		for (int i = 0; i < NCONS; i++)
+			assert_int_equal(pthread_create(&ct[i], NULL, consumer,
+							&q), 0);
+		for (int i = 0; i < NPROD; i++) {
+			pr[i] = (struct producer){ &q,
+						   (unsigned)(round * 100 + i + 1),
+						   ITEMS, 0 };
+			assert_int_equal(pthread_create(&pt[i], NULL, producer,
+							&pr[i]), 0);
+		}
+		for (int i = 0; i < NPROD; i++) {
+			pthread_join(pt[i], NULL);
+			produced += pr[i].bytes;
+		}
+		for (int i = 0; i < NCONS; i++)
+			pthread_join(ct[i], NULL);
+		pthread_cond_destroy(&q.not_empty);
+		pthread_cond_destroy(&q.not_full);
+		pthread_mutex_destroy(&q.mu);
+	}
+	struct ml_stats s1 = stats();
+	print_message("live before %lld after %lld, produced %llu bytes\n",
+		      (long long)s0.live_bytes, (long long)s1.live_bytes,
+		      (unsigned long long)produced);
+	/* Every byte the dead producers allocated is in the process count. */
+	assert_true(s1.process_allocated - s0.process_allocated >= produced);
+	assert_true(produced > 50 * MiB);
+	/* The consumers' frees were seen, the producers' counts not lost. */
+	int64_t d = s1.live_bytes - s0.live_bytes;
+	if (d > (int64_t)MiB || d < -(int64_t)MiB)
+		fail_msg("live heap moved by %lld bytes", (long long)d);
+}
+
+enum { NBLK = 128, BLK = 64 * KiB };
+static void *blocks[NBLK];
+
+static void *alloc_blocks(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < NBLK; i++) {
+		blocks[i] = f_malloc(BLK);
+		if (!blocks[i])
+			abort();
+		memset(blocks[i], 1, BLK);
+	}
+	return NULL;
+}
+
+static void *free_blocks(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < NBLK; i++)
+		f_free(blocks[i]);
+	return NULL;
+}
+
+static void dead_thread_counts_kept(void **state)
+{
+	(void)state;
+	const int64_t total = (int64_t)NBLK * BLK;
+	pthread_t t;
+	/* A thread allocates and exits; main frees later. */
+	struct ml_stats s0 = stats();
+	assert_int_equal(pthread_create(&t, NULL, alloc_blocks, NULL), 0);
+	pthread_join(t, NULL);
+	struct ml_stats s1 = stats();
+	int64_t d = s1.live_bytes - s0.live_bytes;
+	if (d < total || d > total + (int64_t)MiB)
+		fail_msg("after the allocating thread died, live moved by %lld, "
+			 "want %lld", (long long)d, (long long)total);
+	assert_true(s1.process_allocated - s0.process_allocated >=
+		    (uint64_t)total);
+	free_blocks(NULL);
+	struct ml_stats s2 = stats();
+	d = s2.live_bytes - s0.live_bytes;
+	if (d > (int64_t)MiB || d < -(int64_t)MiB)
+		fail_msg("after main freed: live moved by %lld", (long long)d);
+
+	/* The other way round: main allocates, a thread that never
+	 * allocates frees and exits. */
+	s0 = stats();
+	alloc_blocks(NULL);
+	s1 = stats();
+	d = s1.live_bytes - s0.live_bytes;
+	assert_true(d >= total);
+	assert_int_equal(pthread_create(&t, NULL, free_blocks, NULL), 0);
+	pthread_join(t, NULL);
+	s2 = stats();
+	d = s2.live_bytes - s0.live_bytes;
+	if (d > (int64_t)MiB || d < -(int64_t)MiB)
+		fail_msg("after the freeing thread died: live moved by %lld",
+			 (long long)d);
+	/* Several generations of short-lived threads. */
+	s0 = stats();
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(pthread_create(&t, NULL, alloc_blocks, NULL), 0);
+		pthread_join(t, NULL);
+		assert_int_equal(pthread_create(&t, NULL, free_blocks, NULL), 0);
+		pthread_join(t, NULL);
+	}
+	s2 = stats();
+	d = s2.live_bytes - s0.live_bytes;
+	if (d > (int64_t)MiB || d < -(int64_t)MiB)
+		fail_msg("after 20 generations: live moved by %lld",
+			 (long long)d);
+	assert_true(s2.process_allocated - s0.process_allocated >=
+		    20 * (uint64_t)total);
+}
+
+/* ---- fork from a threaded process ---------------------------------------- */
+
+static volatile int busy_stop;
+
+static void *busy(void *arg)
+{
+	unsigned seed = (unsigned)(uintptr_t)arg;
+	enum { RING = 64 };
+	void *ring[RING] = { 0 };
+	unsigned i = 0;
+	while (!__atomic_load_n(&busy_stop, __ATOMIC_RELAXED)) {
+		unsigned r = xorshift(&seed);
+		size_t n = r % 16 == 0 ? 100 * KiB : r % 4000;
+		f_free(ring[i % RING]);
+		ring[i % RING] = f_malloc(n);
+		if (!ring[i % RING])
+			abort();
+		if (r % 8 == 0) {
+			void *c = f_calloc(r % 100 + 1, 8);
+			void *q = f_realloc(c, r % 3000 + 1);
+			f_free(q);
+		}
+		i++;
+	}
+	for (int k = 0; k < RING; k++)
+		f_free(ring[k]);
+	return NULL;
+}
+
+static void *child_thread(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 1000; i++)
+		f_free(f_malloc((size_t)i * 13 + 1));
+	return NULL;
+}
+
+/* The child's work; returns its exit status. */
+static int fork_child_work(void)
+{
+	alarm(15); /* a deadlock shows as SIGALRM, not a hang */
+	struct ml_stats s;
+	if (ml_stats(&s) != ML_OK)
+		return 10;
+	if (s.live_bytes <= 0 || s.live_bytes > (int64_t)(1u << 30))
+		return 11;
+	static void *keep[5000];
+	for (int round = 0; round < 4; round++) {
+		for (int i = 0; i < 5000; i++) {
+			keep[i] = f_malloc((size_t)(i * 31 % 5000) + 1);
+			if (!keep[i])
+				return 12;
+		}
+		for (int i = 0; i < 5000; i++)
+			f_free(keep[i]);
+	}
+	void *big = f_malloc(8 * MiB);
+	if (!big)
+		return 13;
+	memset(big, 3, 8 * MiB);
+	f_free(big);
+	struct ml_stats a, b;
+	ml_stats(&a);
+	void *p = f_malloc(12345);
+	ml_stats(&b);
+	if (!p || b.thread_allocated - a.thread_allocated != 12345)
+		return 14;
+	f_free(p);
+	pthread_t t;
+	if (pthread_create(&t, NULL, child_thread, NULL) != 0)
+		return 15;
+	pthread_join(t, NULL);
+	if (ml_stats(&s) != ML_OK)
+		return 16;
+	if (s.live_bytes <= 0 || s.live_bytes > (int64_t)(1u << 30))
+		return 17;
+	return 0;
+}
+
+static int wait_status(pid_t pid)
+{
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void fork_from_threads(void **state)
+{
+	(void)state;
+	enum { NBUSY = 3, FORKS = 20 };
+	struct ml_stats s0 = stats();
+	busy_stop = 0;
+	pthread_t t[NBUSY];
+	for (int i = 0; i < NBUSY; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, busy,
+						(void *)(uintptr_t)(i + 7)), 0);
+	for (int k = 0; k < FORKS; k++) {
+		fflush(stdout);
+		fflush(stderr);
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0)
+			exit(fork_child_work());
+		/* The parent keeps allocating meanwhile. */
+		for (int i = 0; i < 2000; i++)
+			f_free(f_malloc((size_t)i + 1));
+		int st = wait_status(pid);
+		if (st != 0)
+			fail_msg("fork %d: child status %d", k, st);
+	}
+	/* fork + exec. */
+	for (int k = 0; k < 5; k++) {
+		fflush(stdout);
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			char *argv[] = { "/bin/true", NULL };
+			execv(argv[0], argv);
+			_exit(127);
+		}
+		assert_int_equal(wait_status(pid), 0);
+	}
+	__atomic_store_n(&busy_stop, 1, __ATOMIC_RELAXED);
+	for (int i = 0; i < NBUSY; i++)
+		pthread_join(t[i], NULL);
+	struct ml_stats s1 = stats();
+	int64_t d = s1.live_bytes - s0.live_bytes;
+	if (d > (int64_t)MiB || d < -(int64_t)MiB)
+		fail_msg("parent's live heap moved by %lld", (long long)d);
+	struct ml_stats a = stats();
+	void *p = f_malloc(4321);
+	assert_int_equal(counted_since(&a), 4321);
+	f_free(p);
+}
+
+/* ---- dlopen -------------------------------------------------------------- */
+
+typedef int (*sqlite_open_fn)(const char *, void **);
+typedef int (*sqlite_exec_fn)(void *, const char *, void *, void *, char **);
+typedef int (*sqlite_close_fn)(void *);
+
+static void dlopen_libraries(void **state)
+{
+	(void)state;
+	static const char *libs[] = { "libz.so.1", "libsqlite3.so.0",
+				      "libbz2.so.1.0", "libexpat.so.1",
+				      "libm.so.6" };
+	int opened = 0;
+	for (int round = 0; round < 10; round++)
+		for (size_t i = 0; i < sizeof libs / sizeof *libs; i++) {
+			void *h = dlopen(libs[i], RTLD_NOW | RTLD_LOCAL);
+			if (!h)
+				continue;
+			opened++;
+			void *p = f_malloc(1000);
+			assert_non_null(p);
+			f_free(p);
+			assert_int_equal(dlclose(h), 0);
+		}
+	assert_true(opened >= 10);
+	/* A dlopened library's own allocations go through the preload. */
+	void *h = dlopen("libsqlite3.so.0", RTLD_NOW | RTLD_LOCAL);
+	if (h) {
+		sqlite_open_fn op = (sqlite_open_fn)dlsym(h, "sqlite3_open");
+		sqlite_exec_fn ex = (sqlite_exec_fn)dlsym(h, "sqlite3_exec");
+		sqlite_close_fn cl = (sqlite_close_fn)dlsym(h, "sqlite3_close");
+		assert_non_null(op);
+		assert_non_null(ex);
+		assert_non_null(cl);
+		struct ml_stats s = stats();
+		void *db = NULL;
+		assert_int_equal(op(":memory:", &db), 0);
+		assert_int_equal(ex(db,
+				    "create table t(x); "
+				    "with recursive c(i) as (select 1 union all "
+				    "select i+1 from c where i < 20000) "
+				    "insert into t select randomblob(50) from c;",
+				    NULL, NULL, NULL), 0);
+		uint64_t used = counted_since(&s);
+		print_message("sqlite3 allocated %llu bytes\n",
+			      (unsigned long long)used);
+		assert_true(used > MiB);
+		assert_int_equal(cl(db), 0);
+		dlclose(h);
+	}
+	/* Keep allocating afterwards. */
+	for (int i = 0; i < 10000; i++) {
+		void *p = f_malloc((size_t)i % 3000);
+		assert_non_null(p);
+		f_free(p);
+	}
+	struct ml_stats a = stats();
+	void *p = f_calloc(3, 333);
+	assert_int_equal(counted_since(&a), 999);
+	f_free(p);
+}
+
+/* ---- Helper programs: C++ new/delete, allocation before constructors ---- */
+
+static void run_prog(const char *name)
+{
+	const char *dir = getenv("MLT_PROGS");
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", dir ? dir : "build/tests/progs",
+		 name);
+	char *argv[] = { path, NULL };
+	struct mlt_run r;
+	if (mlt_run_cmd(argv, NULL, 1, NULL, &r) != 0)
+		fail_msg("cannot run %s", path);
+	print_message("%s: status %d\n%s%s", name, r.status, r.out, r.err);
+	int st = r.status;
+	mlt_run_free(&r);
+	assert_int_equal(st, 0);
+}
+
+static void cxx_new_delete(void **state)
+{
+	(void)state;
+	run_prog("alloc_cxx");
+}
+
+static void alloc_before_constructors(void **state)
+{
+	(void)state;
+	run_prog("alloc_early");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(engine_loaded),
+		cmocka_unit_test(exported_symbols_exact),
+		cmocka_unit_test(malloc_zero_unique),
+		cmocka_unit_test_setup(malloc_alignment_and_usable, setup_sizes),
+		cmocka_unit_test(malloc_blocks_disjoint),
+		cmocka_unit_test(calloc_zeroes),
+		cmocka_unit_test(calloc_overflow),
+		cmocka_unit_test(realloc_null_is_malloc),
+		cmocka_unit_test(realloc_zero_frees),
+		cmocka_unit_test(realloc_preserves),
+		cmocka_unit_test(reallocarray_overflow_keeps_old),
+		cmocka_unit_test(huge_sizes_fail_cleanly),
+		cmocka_unit_test(posix_memalign_contract),
+		cmocka_unit_test(aligned_alloc_contract),
+		cmocka_unit_test(memalign_contract),
+		cmocka_unit_test(valloc_pvalloc_contract),
+		cmocka_unit_test(large_alignments),
+		cmocka_unit_test(free_sized_forms),
+		cmocka_unit_test_setup(accounting_exact, setup_sizes),
+		cmocka_unit_test(accounting_realloc),
+		cmocka_unit_test(accounting_aligned),
+		cmocka_unit_test(threads_cross_free),
+		cmocka_unit_test(dead_thread_counts_kept),
+		cmocka_unit_test(fork_from_threads),
+		cmocka_unit_test(dlopen_libraries),
+		cmocka_unit_test(cxx_new_delete),
+		cmocka_unit_test(alloc_before_constructors),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
