@@ -60,7 +60,6 @@ static void errmsg(char *err, size_t errlen, const char *a, const char *b,
 	mli_buf_str(&m, a);
 	mli_buf_str(&m, b);
 	mli_buf_str(&m, c);
-	m.p[m.len < m.cap ? m.len : m.cap - 1] = '\0';
 }
 
 /* Variables the library knows. MEMLIMITS_LIBRARY belongs to the memlimit
@@ -91,7 +90,6 @@ static int size_var(const char *name, const char *val, int64_t *dst,
 	mli_buf_str(&m, r == -2 ? "' is out of range (at most 8 EiB - 1 bytes)"
 				: "' is not a size: expected bytes, or a number with"
 				  " K, M, G or T (optionally followed by iB), e.g. 64M");
-	m.p[m.len < m.cap ? m.len : m.cap - 1] = '\0';
 	return -1;
 }
 

@@ -39,12 +39,12 @@ void mli_buf_size(struct mli_buf *b, uint64_t v)
 {
 	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
 	int u = 0;
-	uint64_t whole = v, tenths = 0;
-	while (whole >= 1024 && u < 6) {
-		tenths = (whole % 1024) * 10 / 1024;
-		whole /= 1024;
+	while (u < 6 && v >> (10 * (u + 1)))
 		u++;
-	}
+	uint64_t whole = v >> (10 * u);
+	/* Tenths from the remainder of the value itself (truncated), not from
+	 * an already truncated quotient. */
+	uint64_t tenths = u ? (v & ((1ull << (10 * u)) - 1)) * 10 >> (10 * u) : 0;
 	mli_buf_u64(b, whole);
 	if (u) {
 		mli_buf_str(b, ".");
