@@ -56,8 +56,8 @@ static const char *progs_dir(void)
 	return p ? p : "build/tests/progs";
 }
 
-/* Absolute path of helper program `name` (static buffer per call site is
- * not needed: callers copy it into argv right away). */
+/* Absolute path of helper program `name`, in one of 8 rotating static
+ * buffers (enough for the argv lists built in one test). */
 static char *prog(const char *name)
 {
 	static char buf[8][4096];
