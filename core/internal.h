@@ -156,6 +156,8 @@ struct ml_token {
 	uint32_t magic;
 	int set; /* atomic, never unset */
 };
+/* The library's one exported entry (see shim/memlimits.h). */
+const struct ml_api *ml_engine(uint32_t abi_version);
 
 /* ---- core/backend.h (implemented in preload/): what the engine needs from
  * the allocator. */

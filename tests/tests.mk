@@ -14,13 +14,14 @@ UNIT_BIN    := $(UNIT_SRC:tests/%.c=$(B)/tests/%)
 TEST_BIN    := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 HELPER_BIN  := $(HELPER_SRC:tests/progs/%.c=$(B)/tests/progs/%) \
 	       $(HELPERXX_SRC:tests/progs/%.cc=$(B)/tests/progs/%)
-# The unit tests link the engine's allocator-agnostic files that need no
-# backend.
+# The unit tests link the engine's files directly; unit_engine brings a fake
+# backend and links all of core/, the others only what needs no backend.
 UNIT_OBJ    := $(B)/core/config.o $(B)/core/fmt.o
+$(B)/tests/unit_engine: UNIT_OBJ := $(CORE_OBJ)
 
-$(B)/tests/unit_%: tests/unit_%.c $(UNIT_OBJ) | $(B)/.setup-test
+$(B)/tests/unit_%: tests/unit_%.c $(CORE_OBJ) | $(B)/.setup-test
 	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) -DMEMLIMITS_ENGINE -o $@ $< $(UNIT_OBJ) -lcmocka
+	$(CC) $(TEST_CFLAGS) $(SAN_FLAGS) -DMEMLIMITS_ENGINE -o $@ $< $(UNIT_OBJ) -lcmocka -lm
 
 $(B)/tests/test_%: tests/test_%.c tests/harness.h shim/memlimits.h | $(B)/.setup-test
 	@mkdir -p $(dir $@)
@@ -41,3 +42,17 @@ test: test-build
 
 .PHONY: test test-build
 -include $(UNIT_BIN:=.d) $(TEST_BIN:=.d)
+
+# The engine's unit tests under ThreadSanitizer and UndefinedBehaviorSanitizer
+# (the preload itself cannot run under them: they replace malloc too).
+SAN_TSAN  := -fsanitize=thread
+SAN_UBSAN := -fsanitize=undefined -fno-sanitize-recover=all
+test-sanitize: | $(B)/.setup-test
+	$(MAKE) B=build/tsan CFLAGS="-O1 -g $(SAN_TSAN)" SAN_FLAGS="$(SAN_TSAN)" unit-build
+	B=build/tsan TSAN_OPTIONS=halt_on_error=1 tests/run --unit
+	$(MAKE) B=build/ubsan CFLAGS="-O1 -g $(SAN_UBSAN)" SAN_FLAGS="$(SAN_UBSAN)" unit-build
+	B=build/ubsan UBSAN_OPTIONS=print_stacktrace=1 tests/run --unit
+
+unit-build: $(UNIT_BIN)
+
+.PHONY: test-sanitize unit-build

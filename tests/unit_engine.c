@@ -1,0 +1,237 @@
+/* unit_engine: the engine (core/) linked directly, over a fake backend, so
+ * that its logic runs without the preload, and under ThreadSanitizer and
+ * UndefinedBehaviorSanitizer (make test-sanitize). An "allocation" here is
+ * fake_alloc(n): the engine's admission, then the fake backend's counters. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+
+/* ---- the fake backend: usable size == requested size ------------------ */
+static __thread uint64_t fake_allocated, fake_deallocated;
+
+void mli_be_thread_counters(const uint64_t **alloc, const uint64_t **dealloc)
+{
+	*alloc = &fake_allocated;
+	*dealloc = &fake_deallocated;
+}
+void *mli_be_malloc(size_t n) { return malloc(n); }
+void mli_be_free(void *p) { free(p); }
+int mli_be_trim(void) { return 0; }
+uint64_t mli_be_nrequests(void) { return 0; }
+int64_t mli_be_stats_allocated(void) { return -1; }
+size_t mli_be_usable_size(const void *p) { return 0; }
+
+/* The bytes are counted as the real backend does, with relaxed atomics so
+ * that the engine's cross-thread reads are race-free under TSan. */
+static bool fake_alloc(size_t n)
+{
+	if (!mli_admit(n))
+		return false;
+	__atomic_fetch_add(&fake_allocated, n, __ATOMIC_RELAXED);
+	return true;
+}
+
+static void fake_free(size_t n)
+{
+	__atomic_fetch_add(&fake_deallocated, n, __ATOMIC_RELAXED);
+}
+
+static const struct ml_api *api;
+
+static int setup(void **state)
+{
+	api = ml_engine(ML_ABI_VERSION);
+	if (!api)
+		return -1;
+	ml_status st = api->start();
+	return st == ML_OK || st == ML_INVALID ? 0 : -1;
+}
+
+static void exact_counts(void **state)
+{
+	uint64_t before = mli_thread_count(&mli_tls);
+	uint64_t sum = 0;
+	for (size_t n = 0; n < 5000; n++) {
+		assert_true(fake_alloc(n * 7 + 1));
+		sum += n * 7 + 1;
+	}
+	assert_int_equal(mli_thread_count(&mli_tls) - before, sum);
+}
+
+static void alloc_limit_fires_at_crossing(void **state)
+{
+	ml_scope s;
+	assert_int_equal(api->enter(&s, MLI_SCOPE_ALLOC, 1000, NULL), ML_OK);
+	assert_true(fake_alloc(600));
+	assert_true(fake_alloc(400)); /* exactly at the limit */
+	assert_false(api->is_interrupted());
+	assert_false(fake_alloc(1));
+	assert_true(api->is_interrupted());
+	assert_false(fake_alloc(1)); /* sticky until the task returns */
+	uint64_t used = 0;
+	assert_int_equal(api->leave(&s, &used), ML_ALLOCATION_LIMIT);
+	assert_int_equal(used, 1000);
+	assert_false(api->is_interrupted());
+	assert_true(fake_alloc(1));
+}
+
+static void nested_outer_exhausted_from_inside(void **state)
+{
+	ml_scope outer, inner;
+	assert_int_equal(api->enter(&outer, MLI_SCOPE_ALLOC, 10000, NULL), ML_OK);
+	assert_true(fake_alloc(9000));
+	assert_int_equal(api->enter(&inner, MLI_SCOPE_ALLOC, 1 << 20, NULL), ML_OK);
+	assert_true(fake_alloc(1000));
+	assert_false(fake_alloc(1));
+	assert_int_equal(api->leave(&inner, NULL), ML_ALLOCATION_LIMIT);
+	assert_true(api->is_interrupted()); /* the outer task is interrupted too */
+	assert_int_equal(api->leave(&outer, NULL), ML_ALLOCATION_LIMIT);
+	assert_false(api->is_interrupted());
+}
+
+static void nested_inner_own_limit(void **state)
+{
+	ml_scope outer, inner;
+	assert_int_equal(api->enter(&outer, MLI_SCOPE_ALLOC, 10000, NULL), ML_OK);
+	assert_int_equal(api->enter(&inner, MLI_SCOPE_ALLOC, 100, NULL), ML_OK);
+	assert_false(fake_alloc(101));
+	assert_int_equal(api->leave(&inner, NULL), ML_ALLOCATION_LIMIT);
+	assert_false(api->is_interrupted());
+	assert_true(fake_alloc(5000));
+	assert_int_equal(api->leave(&outer, NULL), ML_OK);
+}
+
+static void masking_defers_the_interrupt(void **state)
+{
+	ml_scope s;
+	assert_int_equal(api->enter(&s, MLI_SCOPE_ALLOC, 100, NULL), ML_OK);
+	api->mask();
+	api->mask();
+	assert_true(fake_alloc(500)); /* over the limit, but masked */
+	api->unmask();
+	assert_true(api->is_blocked());
+	assert_true(fake_alloc(10)); /* still masked */
+	api->unmask();
+	assert_false(api->is_blocked());
+	assert_false(fake_alloc(1)); /* the pending interrupt */
+	uint64_t used;
+	assert_int_equal(api->leave(&s, &used), ML_ALLOCATION_LIMIT);
+	assert_int_equal(used, 510); /* masked allocations are counted */
+}
+
+static void scopes_left_out_of_order(void **state)
+{
+	ml_scope a, b;
+	assert_int_equal(api->enter(&a, MLI_SCOPE_ALLOC, 100, NULL), ML_OK);
+	assert_int_equal(api->enter(&b, MLI_SCOPE_ALLOC, 100, NULL), ML_OK);
+	assert_int_equal(api->leave(&a, NULL), ML_INVALID);
+	assert_int_equal(api->leave(&b, NULL), ML_OK);
+	assert_int_equal(api->leave(&b, NULL), ML_INVALID);
+	assert_int_equal(api->leave(&a, NULL), ML_OK);
+	assert_int_equal(api->enter(&a, MLI_SCOPE_ALLOC, ML_MAX_ALLOCATION_LIMIT + 1, NULL),
+			 ML_INVALID);
+	assert_int_equal(api->enter(NULL, MLI_SCOPE_ALLOC, 1, NULL), ML_INVALID);
+}
+
+struct setter {
+	ml_token *tok;
+	volatile int go;
+};
+
+static void *set_later(void *p)
+{
+	struct setter *s = p;
+	while (!__atomic_load_n(&s->go, __ATOMIC_ACQUIRE))
+		;
+	api->token_set(s->tok);
+	return NULL;
+}
+
+static void token_from_another_thread(void **state)
+{
+	struct setter st = { api->token_create(), 0 };
+	assert_non_null(st.tok);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, set_later, &st), 0);
+	ml_scope s;
+	assert_int_equal(api->enter(&s, MLI_SCOPE_TOKEN, 0, st.tok), ML_OK);
+	long i;
+	for (i = 0; i < 100000000; i++) {
+		if (i == 1000)
+			__atomic_store_n(&st.go, 1, __ATOMIC_RELEASE);
+		if (!fake_alloc(64))
+			break;
+		fake_free(64);
+	}
+	assert_true(i < 100000000);
+	assert_int_equal(api->leave(&s, NULL), ML_TOKEN_LIMIT);
+	pthread_join(th, NULL);
+	api->token_destroy(st.tok);
+}
+
+static void global_limit_with_fake_heap(void **state)
+{
+	int64_t live = mli_live_heap(NULL);
+	api->set_global_memory_limit(live + 100000);
+	ml_scope s;
+	assert_int_equal(api->enter(&s, MLI_SCOPE_GLOBAL, 0, NULL), ML_OK);
+	uint64_t got = 0;
+	while (fake_alloc(1000))
+		got += 1000;
+	/* Single thread: exact up to one block. */
+	assert_true(got >= 99000 && got <= 100000);
+	assert_int_equal(api->leave(&s, NULL), ML_GLOBAL_MEMORY_LIMIT);
+	fake_free(got);
+	assert_int_equal(api->enter(&s, MLI_SCOPE_GLOBAL, 0, NULL), ML_OK);
+	assert_true(fake_alloc(50000));
+	assert_int_equal(api->leave(&s, NULL), ML_OK);
+	fake_free(50000);
+	api->set_global_memory_limit(-1);
+	assert_int_equal(api->global_memory_limit(), -1);
+}
+
+/* Threads that allocate, free part, and exit: the live heap keeps what
+ * they left behind. */
+static void *leave_behind(void *p)
+{
+	for (int i = 0; i < 1000; i++)
+		fake_alloc(100);
+	fake_free(40000);
+	return p;
+}
+
+static void dead_threads_counts_kept(void **state)
+{
+	int64_t before = mli_live_heap(NULL);
+	uint64_t total_before = mli_total_allocated();
+	pthread_t th[8];
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, leave_behind, NULL), 0);
+	for (int i = 0; i < 8; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(mli_live_heap(NULL) - before, 8 * 60000);
+	assert_int_equal(mli_total_allocated() - total_before, 8 * 100000);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(exact_counts),
+		cmocka_unit_test(alloc_limit_fires_at_crossing),
+		cmocka_unit_test(nested_outer_exhausted_from_inside),
+		cmocka_unit_test(nested_inner_own_limit),
+		cmocka_unit_test(masking_defers_the_interrupt),
+		cmocka_unit_test(scopes_left_out_of_order),
+		cmocka_unit_test(token_from_another_thread),
+		cmocka_unit_test(global_limit_with_fake_heap),
+		cmocka_unit_test(dead_threads_counts_kept),
+	};
+	return cmocka_run_group_tests(tests, setup, NULL);
+}
