@@ -77,3 +77,9 @@ bench-fastpath: $(LIB) | $(B)/.setup-bench
 	scripts/bench-fastpath
 
 .PHONY: demo bench-fastpath
+
+# A longer fuzz run of the configuration parser than the one in make test.
+fuzz: | $(B)/.setup-test
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-300} bash tests/fuzz.sh
+
+.PHONY: fuzz
