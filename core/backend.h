@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Called once at start-up, before the engine reads anything else. */
+void mli_be_init(void);
 /* This thread's cumulative allocated and deallocated usable bytes, as
  * pointers the owner thread updates on its own fast path; other threads read
  * them (relaxed) while the owner is registered. */

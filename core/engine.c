@@ -43,6 +43,7 @@ void mli_engine_init(void)
 			;
 		return;
 	}
+	mli_be_init();
 	char err[512];
 	if (mli_config_read(environ, &mli_eng.cfg, err, sizeof err) != 0)
 		mli_die(err);

@@ -79,13 +79,18 @@ EXPORT void *realloc(void *old, size_t n)
 		free(old);
 		return NULL;
 	}
+	if (n > (size_t)PTRDIFF_MAX)
+		return enomem();
 	size_t have = mli_je_sallocx(old, 0);
 	size_t grow = n > have ? n - have : 0;
 	if (grow && !mli_admit(grow))
 		return enomem();
 	void *p = mli_je_realloc(old, n);
-	if (!p && grow)
-		mli_uncharge(grow);
+	if (!p) {
+		if (grow)
+			mli_uncharge(grow);
+		errno = ENOMEM; /* jemalloc's realloc does not always set it */
+	}
 	return p;
 }
 
@@ -105,6 +110,8 @@ static bool pow2(size_t a)
 /* The aligned forms share this: align is a valid power of two. */
 static void *aligned(size_t align, size_t n)
 {
+	if (align < 16)
+		align = 16; /* as glibc: never less than 16-byte aligned */
 	if (!mli_admit(n))
 		return enomem();
 	void *p = mli_je_aligned_alloc(align, n);

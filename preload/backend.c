@@ -1,8 +1,41 @@
 /* backend.c: core/backend.h over jemalloc. */
 #include <stdint.h>
 
+#include <string.h>
+
 #include "../core/backend.h"
 #include "jemalloc.h"
+
+/* jemalloc's size-class tables (src/sz.c), filled by its sz_boot(). */
+extern uint8_t je_sz_size2index_tab[];
+extern size_t je_sz_index2size_tab[];
+
+/* glibc returns 16-byte aligned memory for every request on x86-64, and
+ * programs rely on it; jemalloc serves requests of 8 bytes or less from an
+ * 8-byte "tiny" class. Rounding the request up on the fast path would cost
+ * two instructions per malloc, so instead the size-to-class table that
+ * jemalloc's own fast path reads maps 0..8 bytes to the 16-byte class, as a
+ * jemalloc built with --with-lg-tiny-min=4 would. Done only if the tables
+ * look as this code expects (jemalloc 5.3's layout), and after jemalloc's
+ * initialisation, which fills them. */
+void mli_be_init(void)
+{
+	const char *version = NULL;
+	size_t len = sizeof version;
+	void *p = mli_je_malloc(1); /* makes sure jemalloc is initialised */
+	free(p);
+	if (mli_je_mallctl("version", &version, &len, NULL, 0) != 0 || !version ||
+	    strncmp(version, "5.3.", 4) != 0)
+		return;
+	/* Index 0 must be the 8-byte class and index 1 the 16-byte class;
+	 * lookup slot k covers sizes 8k-7 .. 8k (slot 0: size 0). */
+	if (je_sz_index2size_tab[0] != 8 || je_sz_index2size_tab[1] != 16 ||
+	    je_sz_size2index_tab[0] != 0 || je_sz_size2index_tab[1] != 0 ||
+	    je_sz_size2index_tab[2] != 1)
+		return;
+	__atomic_store_n(&je_sz_size2index_tab[0], 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&je_sz_size2index_tab[1], 1, __ATOMIC_RELAXED);
+}
 
 void mli_be_thread_counters(const uint64_t **alloc, const uint64_t **dealloc)
 {

@@ -24,6 +24,7 @@ void mli_be_thread_counters(const uint64_t **alloc, const uint64_t **dealloc)
 void *mli_be_malloc(size_t n) { return malloc(n); }
 void mli_be_free(void *p) { free(p); }
 int mli_be_trim(void) { return 0; }
+void mli_be_init(void) {}
 uint64_t mli_be_nrequests(void) { return 0; }
 int64_t mli_be_stats_allocated(void) { return -1; }
 size_t mli_be_usable_size(const void *p) { return 0; }
