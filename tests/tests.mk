@@ -8,12 +8,14 @@
 TEST_CFLAGS := -O1 -g $(WARN) -std=gnu11 -pthread -I. -MMD -MP
 UNIT_SRC    := $(wildcard tests/unit_*.c)
 TEST_SRC    := $(wildcard tests/test_*.c)
-HELPER_SRC  := $(wildcard tests/progs/*.c)
+HELPER_SRC  := $(filter-out tests/progs/lib%.c,$(wildcard tests/progs/*.c))
+HELPERLIB_SRC := $(wildcard tests/progs/lib*.c)
 HELPERXX_SRC:= $(wildcard tests/progs/*.cc)
 UNIT_BIN    := $(UNIT_SRC:tests/%.c=$(B)/tests/%)
 TEST_BIN    := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 HELPER_BIN  := $(HELPER_SRC:tests/progs/%.c=$(B)/tests/progs/%) \
-	       $(HELPERXX_SRC:tests/progs/%.cc=$(B)/tests/progs/%)
+	       $(HELPERXX_SRC:tests/progs/%.cc=$(B)/tests/progs/%) \
+	       $(HELPERLIB_SRC:tests/progs/%.c=$(B)/tests/progs/%.so)
 # The unit tests link the engine's files directly; unit_engine brings a fake
 # backend and links all of core/, the others only what needs no backend.
 UNIT_OBJ    := $(B)/core/config.o $(B)/core/fmt.o
@@ -30,6 +32,11 @@ $(B)/tests/test_%: tests/test_%.c tests/harness.h shim/memlimits.h | $(B)/.setup
 $(B)/tests/progs/%: tests/progs/%.c shim/memlimits.h | $(B)/.setup-test
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -o $@ $< -ldl -lm
+
+# Shared libraries for the tests (tests/progs/libNAME.c -> libNAME.so).
+$(B)/tests/progs/lib%.so: tests/progs/lib%.c | $(B)/.setup-test
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -shared -fPIC -o $@ $<
 
 $(B)/tests/progs/%: tests/progs/%.cc shim/memlimits.h | $(B)/.setup-test
 	@mkdir -p $(dir $@)
