@@ -41,6 +41,9 @@ $(B)/%.o: %.c | $(B)/.setup-build
 	@mkdir -p $(dir $@)
 	$(CC) $(ENGINE_CFLAGS) -c -o $@ $<
 
+# Exceptions and cancellations may unwind through a task (see task.c).
+$(B)/core/task.o: ENGINE_CFLAGS += -fexceptions
+
 # jemalloc's PIC archive with its public names renamed (preload/jemalloc.syms):
 # linked into the library, called directly, never exported.
 $(B)/jemalloc.a: preload/jemalloc.syms | $(B)/.setup-build

@@ -119,10 +119,33 @@ void mli_check_now(struct mli_thread *t);
  * wrapper, so that threads that only free are counted too). */
 void mli_thread_start(void);
 
-/* The fast path: takes n off the thread's grant; false if that wrapped. */
+/* The fast path: takes n off the thread's grant; false if that wrapped.
+ * On x86-64 one read-modify-write instruction, so that a signal handler of
+ * this thread (which may cut the grant, see mli_cut_grant) never lands
+ * between the load and the store. */
 static inline bool mli_admit_fast(size_t n)
 {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(MLI_PORTABLE_MALLOC)
+	bool borrow;
+	__asm__ volatile("movq mli_tls@gottpoff(%%rip), %%rax\n\t"
+			 "subq %1, %%fs:(%%rax)"
+			 : "=@ccc"(borrow)
+			 : "r"(n)
+			 : "rax", "memory");
+	return !borrow;
+#else
 	return !__builtin_sub_overflow(mli_tls.left, n, &mli_tls.left);
+#endif
+}
+
+/* Sends this thread's next allocation to the slow path without changing
+ * what has been counted: the unused part of the grant is given back. Safe
+ * from a signal handler of this thread. */
+static inline void mli_cut_grant(struct mli_thread *t)
+{
+	uint64_t left = t->left;
+	t->left = 0;
+	t->grant -= left;
 }
 
 /* Called on the allocation path: charge n requested bytes. */

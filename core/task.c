@@ -51,6 +51,9 @@ static ml_status enter(ml_scope *pub, int kind, uint64_t limit, ml_token *tok)
 	mli_thread_start();
 	if (t->state != MLI_T_LIVE)
 		return ML_INVALID;
+	for (const struct mli_scope *o = t->top; o; o = o->outer)
+		if (o == s)
+			return ML_INVALID; /* this storage is in use by an entered scope */
 	memset(s, 0, sizeof *s);
 	s->magic = SCOPE_MAGIC;
 	s->kind = (uint8_t)kind;
@@ -105,12 +108,23 @@ static ml_status leave(ml_scope *pub, uint64_t *allocated)
 	return st;
 }
 
+/* A C++ exception or a thread cancellation that unwinds through a task
+ * leaves its scope (this file is built with -fexceptions); the status is
+ * lost with the exception. */
+static void leave_if_unwound(ml_scope *pub)
+{
+	struct mli_scope *s = (struct mli_scope *)pub;
+	if (s->magic == SCOPE_MAGIC && mli_tls.top == s)
+		leave(pub, NULL);
+}
+
 static ml_status run(int kind, uint64_t limit, ml_token *tok, ml_task_fn task,
 		     void *arg, void **result, uint64_t *allocated)
 {
 	if (!task)
 		return ML_INVALID;
-	ml_scope sc;
+	ml_scope sc __attribute__((cleanup(leave_if_unwound)));
+	memset(&sc, 0, sizeof sc);
 	ml_status st = enter(&sc, kind, limit, tok);
 	if (st != ML_OK)
 		return st;
@@ -149,10 +163,19 @@ static ml_token *token_create(void)
 	return t;
 }
 
+/* A lock-free store, safe from a signal handler. Threads under the token
+ * notice it at their next slow path (a token task's grant is at most
+ * TOKEN_GRANT bytes); the calling thread, if it is under a token, at its
+ * very next allocation: this is what makes a token set from a signal handler
+ * (or from the task itself) interrupt the next allocation. */
 static void token_set(ml_token *t)
 {
-	if (t)
-		__atomic_store_n(&t->set, 1, __ATOMIC_RELEASE);
+	if (!t)
+		return;
+	__atomic_store_n(&t->set, 1, __ATOMIC_RELEASE);
+	struct mli_thread *self = &mli_tls;
+	if (self->ntoken && !self->in_engine)
+		mli_cut_grant(self);
 }
 
 static bool token_is_set(const ml_token *t)

@@ -290,8 +290,11 @@ static inline void ml_token_destroy(ml_token *t)
 }
 
 /* Runs task(arg), interrupted at its next allocation after t is set (at
- * once if t is already set). A task that does not allocate is not
- * interrupted; it can call ml_poll() in its loops. */
+ * once if t is already set) when t is set by the task's own thread or a
+ * signal handler in it; when set from another thread, within the task's next
+ * 16 KiB of allocation (the task checks its token that often; the fast path
+ * checks nothing). A task that does not allocate is not interrupted; it can
+ * call ml_poll() in its loops. */
 static inline ml_status ml_limit_with_token(ml_token *t, ml_task_fn task,
 					    void *arg, void **result)
 {

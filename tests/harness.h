@@ -109,9 +109,19 @@ static inline int mlt_run_cmd(char *const argv[], const char *const env[],
 	struct pollfd p[2] = { { po[0], POLLIN, 0 }, { pe[0], POLLIN, 0 } };
 	int open_fds = 2;
 	char buf[65536];
+	/* A hung child (a deadlock) must fail the test, not hang the suite. */
+	const char *tmo = getenv("MLT_TIMEOUT");
+	int budget_ms = (tmo ? atoi(tmo) : 120) * 1000, killed = 0;
 	while (open_fds) {
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
+		int pr = poll(p, 2, 1000);
+		if (pr < 0 && errno != EINTR)
 			break;
+		if (pr == 0 && (budget_ms -= 1000) <= 0 && !killed) {
+			fprintf(stderr, "harness: %s still running after the time limit; killed\n",
+				argv[0]);
+			kill(pid, SIGKILL);
+			killed = 1;
+		}
 		for (int i = 0; i < 2; i++) {
 			if (p[i].fd < 0 || !p[i].revents)
 				continue;
