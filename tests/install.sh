@@ -1,0 +1,48 @@
+#!/bin/bash
+# install.sh: `make install` puts the library, header, wrapper and pkg-config
+# file where C libraries go, and the installed wrapper finds the installed
+# library. Prints "N passed, M failed".
+set -u
+cd "$(dirname "$0")/.."
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
+check() { if eval "$1"; then ok; else bad "$1"; fi; }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+prefix=$tmp/usr
+if ! make -s install PREFIX="$prefix" >"$tmp/log" 2>&1; then
+	cat "$tmp/log"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+check '[ -x "$prefix/lib/libmemlimits.so" ]'
+check '[ -f "$prefix/include/memlimits.h" ]'
+check '[ -x "$prefix/bin/memlimit" ]'
+check '[ -f "$prefix/lib/pkgconfig/memlimits.pc" ]'
+check 'grep -q "^libdir=$prefix/lib$" "$prefix/lib/pkgconfig/memlimits.pc"'
+check 'grep -q "^Libs: -ldl" "$prefix/lib/pkgconfig/memlimits.pc"'
+# The installed wrapper, copied away from the source tree, uses the
+# installed library.
+out=$("$prefix/bin/memlimit" --global-memory 64M -- sh -c 'echo "$LD_PRELOAD|$MEMLIMITS_GLOBAL_MEMORY"')
+check '[ "$out" = "$prefix/lib/libmemlimits.so|64M" ]'
+# A program built against the installed header alone runs with and without
+# the preload.
+cat >"$tmp/p.c" <<'C'
+#include <memlimits.h>
+#include <stdio.h>
+int main(void) { printf("%s\n", ml_loaded() ? "loaded" : "not loaded"); return 0; }
+C
+if cc -I"$prefix/include" -o "$tmp/p" "$tmp/p.c" -ldl; then
+	check '[ "$("$tmp/p")" = "not loaded" ]'
+	check '[ "$(LD_PRELOAD=$prefix/lib/libmemlimits.so "$tmp/p")" = "loaded" ]'
+else
+	bad "compiling against the installed header"
+fi
+# DESTDIR stages the same tree under another root.
+make -s install PREFIX=/usr/local DESTDIR="$tmp/stage" >/dev/null 2>&1
+check '[ -x "$tmp/stage/usr/local/lib/libmemlimits.so" ]'
+check 'grep -q "^libdir_hint=\"/usr/local/lib\"$" "$tmp/stage/usr/local/bin/memlimit"'
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
