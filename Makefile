@@ -18,9 +18,11 @@ CORE_SRC    := $(wildcard core/*.c)
 PRELOAD_SRC := $(wildcard preload/*.c)
 CORE_OBJ    := $(CORE_SRC:%.c=$(B)/%.o)
 PRELOAD_OBJ := $(PRELOAD_SRC:%.c=$(B)/%.o)
+PROF_OBJ    := $(PRELOAD_SRC:%.c=$(B)/prof/%.o)
 LIB         := $(B)/libmemlimits.so
+PROF_LIB    := $(B)/libmemlimits-prof.so
 
-all: $(LIB)
+all: $(LIB) $(PROF_LIB)
 
 $(B)/.setup-build: scripts/setup
 	@mkdir -p $(B)
@@ -41,6 +43,12 @@ $(B)/%.o: %.c | $(B)/.setup-build
 	@mkdir -p $(dir $@)
 	$(CC) $(ENGINE_CFLAGS) -c -o $@ $<
 
+# The profiling build: the same engine, and a free() that notices the
+# profiler's blocks (preload/region.c).
+$(B)/prof/%.o: %.c | $(B)/.setup-build
+	@mkdir -p $(dir $@)
+	$(CC) $(ENGINE_CFLAGS) -DMLI_PROF_BUILD -c -o $@ $<
+
 # Exceptions and cancellations may unwind through a task (see task.c).
 $(B)/core/task.o: ENGINE_CFLAGS += -fexceptions
 
@@ -49,17 +57,25 @@ $(B)/core/task.o: ENGINE_CFLAGS += -fexceptions
 $(B)/jemalloc.a: preload/jemalloc.syms | $(B)/.setup-build
 	objcopy --redefine-syms=preload/jemalloc.syms $(JE_PIC) $@
 
-$(LIB): $(CORE_OBJ) $(PRELOAD_OBJ) $(B)/jemalloc.a preload/exports.map
-	$(CC) -shared -o $@ $(CORE_OBJ) $(PRELOAD_OBJ) $(B)/jemalloc.a \
-		-Wl,--version-script=preload/exports.map -Wl,-z,relro,-z,now \
-		-Wl,--no-undefined -lpthread -ldl -lm
+$(B)/jemalloc-prof.a: preload/jemalloc-prof.syms | $(B)/.setup-build
+	objcopy --redefine-syms=preload/jemalloc-prof.syms $(JE_PIC) $@
+
+LINK_LIB = $(CC) -shared -o $@ $^ -Wl,--version-script=preload/exports.map \
+	-Wl,-z,relro,-z,now -Wl,--no-undefined -lpthread -ldl -lm
+
+$(LIB): $(CORE_OBJ) $(PRELOAD_OBJ) $(B)/jemalloc.a | preload/exports.map
+	$(LINK_LIB)
+
+$(PROF_LIB): $(CORE_OBJ) $(PROF_OBJ) $(B)/jemalloc-prof.a | preload/exports.map
+	$(LINK_LIB)
 
 include tests/tests.mk
 
-install: $(LIB)
+install: $(LIB) $(PROF_LIB)
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PREFIX)/include \
 		$(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig
 	install -m 755 $(LIB) $(DESTDIR)$(LIBDIR)/libmemlimits.so
+	install -m 755 $(PROF_LIB) $(DESTDIR)$(LIBDIR)/libmemlimits-prof.so
 	install -m 644 shim/memlimits.h $(DESTDIR)$(PREFIX)/include/memlimits.h
 	sed 's|^libdir_hint=""$$|libdir_hint="$(LIBDIR)"|' scripts/memlimit \
 		> $(DESTDIR)$(PREFIX)/bin/memlimit
@@ -71,7 +87,7 @@ clean:
 	rm -rf $(B)
 
 .PHONY: all install clean
--include $(CORE_OBJ:.o=.d) $(PRELOAD_OBJ:.o=.d)
+-include $(CORE_OBJ:.o=.d) $(PRELOAD_OBJ:.o=.d) $(PROF_OBJ:.o=.d)
 
 demo: $(LIB) | $(B)/.setup-test
 	scripts/demo

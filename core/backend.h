@@ -2,6 +2,7 @@
  * core/ never names jemalloc; preload/jemalloc.c implements this. */
 #ifndef MLI_BACKEND_H
 #define MLI_BACKEND_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,5 +22,19 @@ uint64_t mli_be_nrequests(void);
 /* Live bytes by the allocator's own global statistics, -1 if unknown. */
 int64_t mli_be_stats_allocated(void);
 size_t mli_be_usable_size(const void *p);
+
+/* Sampled blocks (preload/region.c): the profiler's blocks live apart, so
+ * that free() can tell them from others. */
+struct mli_sampled;
+/* Whether this is the profiling build, whose free() notices sampled
+ * blocks. */
+bool mli_be_free_tracking(void);
+int mli_be_sample_init(void); /* 0 on success */
+/* A zeroed block of n bytes aligned to align, with the profiler's record of
+ * it in *rec; NULL if there is no room. */
+void *mli_be_sample_alloc(size_t n, size_t align, struct mli_sampled **rec);
+struct mli_sampled *mli_be_sample_record(const void *p);
+size_t mli_be_sample_size(const void *p);
+int64_t mli_be_sample_live(void); /* bytes held by sampled blocks */
 
 #endif

@@ -120,7 +120,8 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 			errmsg(err, errlen, "unknown variable ", name,
 			       " (known: MEMLIMITS_GLOBAL_MEMORY, MEMLIMITS_ALLOCATIONS,"
 			       " MEMLIMITS_THREAD_ALLOCATIONS, MEMLIMITS_ON_LIMIT,"
-			       " MEMLIMITS_REPORT)");
+			       " MEMLIMITS_REPORT, MEMLIMITS_PROFILE,"
+			       " MEMLIMITS_SAMPLE_INTERVAL, MEMLIMITS_SEED)");
 			return -1;
 		}
 		int r = 0;
@@ -157,13 +158,41 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 		case V_LIBRARY:
 			break;
 		case V_PROFILE:
-		case V_INTERVAL:
-		case V_SEED:
-			errmsg(err, errlen, var_names[v],
-			       " is not supported by this build:",
-			       " the sampling profiler is not implemented yet");
-			r = -1;
+			if (!*val || strlen(val) >= sizeof c->profile) {
+				errmsg(err, errlen, "MEMLIMITS_PROFILE='", val,
+				       "' must be a file path (under 512 bytes)");
+				r = -1;
+			} else
+				strcpy(c->profile, val);
 			break;
+		case V_INTERVAL: {
+			int64_t iv;
+			r = size_var(var_names[v], val, &iv, err, errlen);
+			if (r == 0 && iv == 0) {
+				errmsg(err, errlen, "MEMLIMITS_SAMPLE_INTERVAL='", val,
+				       "' must be at least 1 byte");
+				r = -1;
+			}
+			c->sample_interval = (uint64_t)iv;
+			break;
+		}
+		case V_SEED: {
+			uint64_t s = 0;
+			const char *p = val;
+			for (; *p >= '0' && *p <= '9'; p++) {
+				if (s > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+					break;
+				s = s * 10 + (uint64_t)(*p - '0');
+			}
+			if (!*val || *p) {
+				errmsg(err, errlen, "MEMLIMITS_SEED='", val,
+				       "' must be a decimal number below 2^64");
+				r = -1;
+			}
+			c->seed = s;
+			c->seed_set = true;
+			break;
+		}
 		case V_N:
 			break;
 		}

@@ -54,6 +54,7 @@ void mli_engine_init(void)
 		mli_eng.proc_pool = (uint64_t)c->allocations;
 	mli_eng.started = c->global_memory >= 0 || c->allocations >= 0 ||
 			  c->thread_allocations >= 0;
+	mli_prof_init();
 	__atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
 }
 
@@ -188,9 +189,9 @@ static bool decide(struct mli_thread *t, size_t n, int64_t *live,
 static uint64_t grant(struct mli_thread *t, int64_t live, uint32_t nthr)
 {
 	const struct mli_config *c = &mli_eng.cfg;
-	if (t->nfired && !t->mask_depth)
+	if ((t->nfired && !t->mask_depth) || t->prof_busy)
 		return 0;
-	uint64_t g = NOLIMIT_GRANT;
+	uint64_t g = min64(NOLIMIT_GRANT, t->sample_left);
 	int64_t limit = __atomic_load_n(&mli_eng.global_limit, __ATOMIC_RELAXED);
 	if (global_checked(t, limit) ||
 	    t->count - t->peak_mark >= NOLIMIT_GRANT) {
@@ -227,6 +228,8 @@ static void fold(struct mli_thread *t)
 {
 	uint64_t used = t->grant - t->left;
 	t->count += used;
+	if (t->sample_left != UINT64_MAX)
+		t->sample_left -= used; /* the grant never exceeds it */
 	if (mli_eng.cfg.allocations >= 0)
 		t->proc_held -= used;
 	t->grant = t->left = 0;
@@ -244,42 +247,49 @@ void mli_refill(struct mli_thread *t)
 		return;
 	t->in_engine = 1;
 	fold(t);
+	mli_prof_sync(t);
 	t->grant = t->left = grant(t, -1, 1);
 	t->in_engine = 0;
 }
 
-bool mli_admit_slow(size_t n)
+int mli_admit_slow(size_t n)
 {
 	struct mli_thread *t = &mli_tls;
 	t->left += n; /* undo the fast path's wrapped subtraction */
 	if (n > (size_t)PTRDIFF_MAX)
-		return false; /* no allocator can serve it: not a limit's doing */
+		return MLI_REFUSE; /* no allocator can serve it: not a limit's doing */
 	if (mli_unlikely(t->in_engine)) {
 		/* Re-entered: a signal handler that allocates, or the engine's own
 		 * allocation. Count, never refuse, take no lock. */
 		t->count += n;
-		return true;
+		return MLI_ADMIT;
 	}
+	if (t->prof_busy)
+		return MLI_ADMIT; /* a profiler callback: invisible to the limits */
 	if (t->state != MLI_T_LIVE) {
 		if (t->state == MLI_T_DEAD) {
 			t->count += n;
-			return true;
+			return MLI_ADMIT;
 		}
 		t->in_engine = 1;
 		thread_start(t);
 	}
 	t->in_engine = 1;
 	fold(t);
+	mli_prof_sync(t);
 	int64_t live = -1;
 	uint32_t nthr = 1;
-	bool ok = decide(t, n, &live, &nthr);
-	if (ok)
+	int r = decide(t, n, &live, &nthr) ? MLI_ADMIT : MLI_REFUSE;
+	if (r == MLI_ADMIT) {
 		t->count += n;
-	else
+		if (t->sample_left != UINT64_MAX &&
+		    (t->pending_samples = mli_prof_count(t, n)) != 0)
+			r = MLI_SAMPLE;
+	} else
 		t->breach_count++;
 	t->grant = t->left = grant(t, live, nthr);
 	t->in_engine = 0;
-	return ok;
+	return r;
 }
 
 void mli_check_now(struct mli_thread *t)
@@ -319,6 +329,9 @@ __attribute__((constructor)) static void mli_constructor(void)
 	mli_engine_init();
 	mli_thread_init_once();
 	mli_thread_start();
+	mli_prof_warmup();
 	if (mli_eng.cfg.report[0])
 		atexit(mli_report_exit);
+	if (mli_eng.cfg.profile[0])
+		mli_profile_start_env();
 }

@@ -23,6 +23,10 @@ struct mli_config {
 	int64_t thread_allocations; /* bytes, -1 = not set */
 	enum mli_on_limit on_limit;
 	char report[512];           /* "" = none, "stderr", or a path */
+	char profile[512];          /* MEMLIMITS_PROFILE, "" = none */
+	uint64_t sample_interval;   /* MEMLIMITS_SAMPLE_INTERVAL, 0 = not set */
+	uint64_t seed;              /* MEMLIMITS_SEED */
+	bool seed_set;
 };
 
 /* The largest size any MEMLIMITS_* size or limit may take. */
@@ -73,6 +77,12 @@ struct mli_thread {
 	const uint64_t *be_alloc, *be_dealloc; /* backend's usable-byte counters */
 	struct mli_thread *next, *prev;        /* registry, under mli_lock */
 	uint64_t id;
+	/* The profiler (prof.c). */
+	uint64_t sample_left;     /* bytes before the next sampled byte */
+	uint64_t pending_samples; /* of the allocation being admitted */
+	uint64_t rng;
+	uint32_t prof_gen;        /* mli_prof.gen that sample_left belongs to */
+	uint32_t prof_busy;       /* in a profiler callback */
 };
 
 extern __thread struct mli_thread mli_tls
@@ -103,9 +113,12 @@ extern struct mli_engine mli_eng;
 
 void mli_engine_init(void); /* idempotent, safe before constructors */
 /* The slow path of every allocating entry point. The fast path already took
- * n off t->left and it wrapped. Returns true if the allocation may proceed
- * (and then it is counted), false if it must fail with ENOMEM. */
-MLI_NOINLINE bool mli_admit_slow(size_t n);
+ * n off t->left and it wrapped. Returns MLI_REFUSE if the allocation must
+ * fail with ENOMEM, MLI_ADMIT if it may proceed (it is then counted), and
+ * MLI_SAMPLE if it may and the profiler sampled it: the caller then gets its
+ * block from mli_prof_alloc. */
+enum { MLI_REFUSE = 0, MLI_ADMIT = 1, MLI_SAMPLE = 2 };
+MLI_NOINLINE int mli_admit_slow(size_t n);
 /* Recompute t->left after the thread's limits changed (scope entered or left,
  * unmask). */
 void mli_refill(struct mli_thread *t);
@@ -148,11 +161,11 @@ static inline void mli_cut_grant(struct mli_thread *t)
 	t->grant -= left;
 }
 
-/* Called on the allocation path: charge n requested bytes. */
-static inline bool mli_admit(size_t n)
+/* Called on the allocation path: charge n requested bytes (MLI_*). */
+static inline int mli_admit(size_t n)
 {
 	if (mli_likely(mli_admit_fast(n)))
-		return true;
+		return MLI_ADMIT;
 	return mli_admit_slow(n);
 }
 
@@ -181,6 +194,42 @@ struct ml_token {
 };
 /* The library's one exported entry (see shim/memlimits.h). */
 const struct ml_api *ml_engine(uint32_t abi_version);
+
+/* ---- core/prof.c: the sampling profiler ------------------------------- */
+/* The profiler's record of a sampled block, kept by the backend with it. */
+struct mli_sampled {
+	void *cookie;
+	uint64_t nsamples;
+	uint32_t gen;
+	uint8_t tracked;
+};
+struct mli_prof {
+	int running;          /* 0, 1, or 2 while starting (atomic) */
+	uint32_t gen;         /* changes at every start and stop (atomic) */
+	int inflight;         /* callbacks running (atomic) */
+	bool enabled;         /* enabled at start-up: free() tracks */
+	double rate, log1m;
+	size_t depth;
+	ml_tracker tracker;
+	uint64_t interval;    /* MEMLIMITS_SAMPLE_INTERVAL or the default */
+	uint64_t seed;
+};
+extern struct mli_prof mli_prof;
+void mli_prof_init(void);   /* from mli_engine_init: configuration only */
+void mli_prof_warmup(void); /* from the constructor: loads the unwinder */
+void mli_prof_sync(struct mli_thread *t);
+/* Samples in the next n bytes of t; updates t->sample_left. */
+uint64_t mli_prof_count(struct mli_thread *t, size_t n);
+void *mli_prof_alloc(size_t n, size_t align);
+void mli_prof_sampled(void *p, size_t n, uint64_t nsamples,
+		      struct mli_sampled *rec);
+void mli_prof_freed(void *p); /* a sampled block is being freed */
+ml_status mli_prof_start(double rate, size_t depth, const ml_tracker *tr);
+ml_status mli_prof_stop(void);
+
+/* ---- core/profile.c: MEMLIMITS_PROFILE, the profile file ---------------- */
+void mli_profile_start_env(void);
+void mli_profile_write(const char *why); /* at exit, or when a limit fires */
 
 /* ---- core/backend.h (implemented in preload/): what the engine needs from
  * the allocator. */

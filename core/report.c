@@ -65,6 +65,8 @@ void mli_report_breach(enum mli_breach which, size_t n, int64_t live)
 					? " bytes failed; aborting\n"
 					: " bytes failed with ENOMEM\n");
 		mli_write_all(2, m.p, m.len);
+		/* Who held the heap at the breach. */
+		mli_profile_write("breach");
 	}
 	if (mli_eng.cfg.on_limit == MLI_ON_LIMIT_ABORT)
 		abort();

@@ -262,6 +262,8 @@ static const struct ml_api api = {
 	.poll = poll,
 	.trim = trim,
 	.stats = stats,
+	.memprof_start = mli_prof_start,
+	.memprof_stop = mli_prof_stop,
 };
 
 __attribute__((visibility("default"))) const struct ml_api *

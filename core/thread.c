@@ -116,7 +116,7 @@ void mli_thread_attach(struct mli_thread *t)
 int64_t mli_live_heap(uint32_t *nthreads)
 {
 	mli_lock();
-	int64_t live = retired_live;
+	int64_t live = retired_live + mli_be_sample_live();
 	for (const struct mli_thread *t = reg_head; t; t = t->next)
 		live += thread_live(t);
 	if (nthreads)

@@ -9,6 +9,7 @@
  * alignment up as glibc does. */
 #include <errno.h>
 #include <stdint.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "../core/internal.h"
@@ -24,12 +25,39 @@ static void *enomem(void)
 
 /* Slow paths: admission by the engine, and the allocation's failure gives
  * the charge back so that counts stay exact. */
+bool mli_region_owns(const void *p);
+void mli_free_sampled(void *p);
+
+/* Frees any block: the profiler's or jemalloc's. */
+static void any_free(void *p)
+{
+	if (mli_region_owns(p))
+		mli_free_sampled(p);
+	else
+		mli_je_free(p);
+}
+
+/* The block for an admitted request: from the profiler's region if it was
+ * sampled (falling back to jemalloc, untracked, if the region is full). */
+static void *get_block(int admitted, size_t n, size_t align, bool zero)
+{
+	if (admitted == MLI_SAMPLE) {
+		void *p = mli_prof_alloc(n, align);
+		if (p)
+			return p;
+	}
+	if (align)
+		return mli_je_aligned_alloc(align, n);
+	return zero ? mli_je_calloc(1, n) : mli_je_malloc(n);
+}
+
 /* Used from malloc's assembly, hence not static. */
 __attribute__((used, noinline)) void *mli_malloc_slow(size_t n)
 {
-	if (!mli_admit_slow(n))
+	int a = mli_admit_slow(n);
+	if (!a)
 		return enomem();
-	void *p = mli_je_malloc(n);
+	void *p = get_block(a, n, 0, false);
 	if (!p)
 		mli_uncharge(n);
 	return p;
@@ -63,11 +91,32 @@ EXPORT void *calloc(size_t a, size_t b)
 	size_t n;
 	if (__builtin_mul_overflow(a, b, &n))
 		return enomem();
-	if (!mli_admit(n))
+	int ad = mli_admit(n);
+	if (!ad)
 		return enomem();
-	void *p = mli_je_calloc(a, b);
+	void *p = ad == MLI_ADMIT ? mli_je_calloc(a, b) : get_block(ad, n, 0, true);
 	if (!p)
 		mli_uncharge(n);
+	return p;
+}
+
+/* realloc of a block of the profiler's region: move it out (the new block
+ * may be sampled again), which reports the old one freed. */
+static void *realloc_sampled(void *old, size_t n)
+{
+	size_t have = mli_be_sample_size(old);
+	size_t grow = n > have ? n - have : 0;
+	int ad = grow ? mli_admit(grow) : MLI_ADMIT;
+	if (!ad)
+		return enomem();
+	void *p = get_block(ad, n, 0, false);
+	if (!p) {
+		if (grow)
+			mli_uncharge(grow);
+		return enomem();
+	}
+	memcpy(p, old, have < n ? have : n);
+	mli_free_sampled(old);
 	return p;
 }
 
@@ -76,16 +125,25 @@ EXPORT void *realloc(void *old, size_t n)
 	if (!old)
 		return malloc(n);
 	if (n == 0) {
-		free(old);
+		any_free(old);
 		return NULL;
 	}
 	if (n > (size_t)PTRDIFF_MAX)
 		return enomem();
+	if (mli_region_owns(old))
+		return realloc_sampled(old, n);
 	size_t have = mli_je_sallocx(old, 0);
 	size_t grow = n > have ? n - have : 0;
-	if (grow && !mli_admit(grow))
+	int ad = grow ? mli_admit(grow) : MLI_ADMIT;
+	if (!ad)
 		return enomem();
-	void *p = mli_je_realloc(old, n);
+	void *p;
+	if (ad == MLI_SAMPLE && (p = mli_prof_alloc(n, 0)) != NULL) {
+		memcpy(p, old, have);
+		mli_je_free(old);
+		return p;
+	}
+	p = mli_je_realloc(old, n);
 	if (!p) {
 		if (grow)
 			mli_uncharge(grow);
@@ -112,9 +170,10 @@ static void *aligned(size_t align, size_t n)
 {
 	if (align < 16)
 		align = 16; /* as glibc: never less than 16-byte aligned */
-	if (!mli_admit(n))
+	int ad = mli_admit(n);
+	if (!ad)
 		return enomem();
-	void *p = mli_je_aligned_alloc(align, n);
+	void *p = get_block(ad, n, align, false);
 	if (!p)
 		mli_uncharge(n);
 	return p;
@@ -181,12 +240,12 @@ EXPORT void *pvalloc(size_t n)
 EXPORT void free_sized(void *p, size_t size)
 {
 	(void)size;
-	free(p);
+	any_free(p);
 }
 
 EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
 {
 	(void)align;
 	(void)size;
-	free(p);
+	any_free(p);
 }

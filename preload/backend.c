@@ -23,7 +23,7 @@ void mli_be_init(void)
 	const char *version = NULL;
 	size_t len = sizeof version;
 	void *p = mli_je_malloc(1); /* makes sure jemalloc is initialised */
-	free(p);
+	mli_je_free(p);
 	if (mli_je_mallctl("version", &version, &len, NULL, 0) != 0 || !version ||
 	    strncmp(version, "5.3.", 4) != 0)
 		return;
@@ -59,7 +59,7 @@ void *mli_be_malloc(size_t n)
 
 void mli_be_free(void *p)
 {
-	free(p);
+	mli_je_free(p);
 }
 
 size_t mli_be_usable_size(const void *p)

@@ -1,9 +1,10 @@
 /* jemalloc.h: the jemalloc entry points the preload forwards to. The build
  * links Debian's libjemalloc_pic.a into the library with its public names
  * renamed to mli_je_* (preload/jemalloc.syms), so calls to them are direct
- * calls inside the library: no PLT, no dlsym. free and malloc_usable_size
- * keep their names and are exported as they are: the engine needs nothing
- * from free, so it costs exactly what jemalloc's does. */
+ * calls inside the library: no PLT, no dlsym. In the default library free
+ * and malloc_usable_size are jemalloc's own, exported as they are, so free
+ * costs exactly what jemalloc's does; the profiling build renames them too
+ * (preload/jemalloc-prof.syms) and exports region.c's. */
 #ifndef MLI_JEMALLOC_H
 #define MLI_JEMALLOC_H
 #include <stddef.h>
@@ -16,7 +17,16 @@ void *mli_je_aligned_alloc(size_t align, size_t n);
 size_t mli_je_sallocx(const void *p, int flags);
 int mli_je_mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp,
 		   size_t newlen);
+#ifdef MLI_PROF_BUILD
+void mli_je_free(void *p); /* the exported free is region.c's */
+size_t mli_je_malloc_usable_size(void *p);
+#else
+/* jemalloc's own, exported as they are (preload/jemalloc.syms). */
 void free(void *p);
 size_t malloc_usable_size(void *p);
+#define mli_je_free free
+#define mli_je_malloc_usable_size malloc_usable_size
+#endif
+void *mli_je_mallocx(size_t n, int flags);
 
 #endif

@@ -106,7 +106,33 @@ struct ml_stats {
  *   ml_status ml_poll(void);
  *   int ml_trim(void);
  *   ml_status ml_stats(struct ml_stats *out);
+ *
+ *   ml_status ml_memprof_start(double sampling_rate, size_t callstack_size,
+ *                              const ml_tracker *tracker);
+ *   ml_status ml_memprof_stop(void);
  * ------------------------------------------------------------------------- */
+
+/* Memprof: what the sampling profiler reports for a sampled allocation. */
+typedef struct ml_sample {
+	uint64_t nsamples;          /* samples in the block: Binomial(size, rate) >= 1 */
+	size_t size;                /* requested bytes */
+	void *block;                /* the block's address */
+	void *const *callstack;     /* return addresses, innermost first */
+	size_t depth;               /* entries in callstack */
+	uint64_t thread;            /* the engine's number of the allocating thread */
+} ml_sample;
+
+/* The tracker: alloc runs for each sampled allocation, in the allocating
+ * thread, and returns a cookie to track the block, or NULL not to. dealloc
+ * (may be NULL) runs once when a tracked block is freed (by free or by
+ * realloc), in the freeing thread. `data` is passed to both. */
+typedef struct ml_tracker {
+	void *(*alloc)(const ml_sample *sample, void *data);
+	void (*dealloc)(void *cookie, void *data);
+	void *data;
+} ml_tracker;
+
+#define ML_MAX_CALLSTACK 64
 
 /* The engine's table. Versions only ever append members, so a program built
  * against an older header keeps working with a newer library: the header
@@ -135,6 +161,8 @@ struct ml_api {
 	ml_status (*poll)(void);
 	int (*trim)(void);
 	ml_status (*stats)(struct ml_stats *, size_t size);
+	ml_status (*memprof_start)(double, size_t, const ml_tracker *);
+	ml_status (*memprof_stop)(void);
 };
 
 /* The library's one exported entry: returns its table, or NULL if it does
@@ -452,6 +480,41 @@ static inline ml_status ml_stats(struct ml_stats *out)
 {
 	const struct ml_api *a = ml__api();
 	return ML__HAS(a, stats) ? a->stats(out, sizeof *out) : ML_NOT_LOADED;
+}
+
+/* ---- Memprof: the sampling allocation profiler ---------------------------
+ * Each allocated byte is sampled with probability sampling_rate (a Poisson
+ * process over bytes: a block of n bytes gets Binomial(n, rate) samples); a
+ * block with at least one sample is reported to tracker->alloc with up to
+ * callstack_size (<= ML_MAX_CALLSTACK) return addresses. Callbacks run with
+ * sampling off in their thread, never under a lock of the engine, and may
+ * allocate: what they allocate is neither counted nor refused by any limit,
+ * so profiling changes nothing the limits do. With MEMLIMITS_SEED set, a
+ * single-threaded program samples the same blocks in every run.
+ *
+ * The profiler lives in the profiling build of the library,
+ * libmemlimits-prof.so, whose free() checks for sampled blocks (four
+ * instructions); the default libmemlimits.so keeps jemalloc's free as it is
+ * and returns ML_NOT_STARTED here (like jemalloc's --enable-prof).
+ * Returns ML_INVALID if a profiler is running (also the MEMLIMITS_PROFILE
+ * one), if the rate is not a probability, or if tracker->alloc is NULL.
+ * MEMLIMITS_SEED seeds the sampler (reproducible runs). */
+static inline ml_status ml_memprof_start(double sampling_rate,
+					 size_t callstack_size,
+					 const ml_tracker *tracker)
+{
+	const struct ml_api *a = ml__api();
+	return ML__HAS(a, memprof_start)
+		? a->memprof_start(sampling_rate, callstack_size, tracker)
+		: ML_NOT_LOADED;
+}
+
+/* Stops the profiler started by ml_memprof_start; no callback runs after it
+ * returns, and blocks tracked so far are forgotten. ML_INVALID if none runs. */
+static inline ml_status ml_memprof_stop(void)
+{
+	const struct ml_api *a = ml__api();
+	return ML__HAS(a, memprof_stop) ? a->memprof_stop() : ML_NOT_LOADED;
 }
 
 #endif /* MEMLIMITS_ENGINE */

@@ -549,20 +549,39 @@ static void config_library_accepted_and_ignored(void **state)
 	assert_int_equal(c.allocations, -1);
 }
 
-/* CURRENT BEHAVIOUR, to be changed when the sampling profiler lands: the
- * profiler's variables are refused with a message saying so. */
-static void config_profiler_variables_rejected_until_profiler_lands(void **state)
+/* The profiler's variables: a path, a size of at least 1, a decimal seed. */
+static void config_profiler_variables(void **state)
 {
 	(void)state;
-	static const char *const vars[] = { "MEMLIMITS_PROFILE",
-					    "MEMLIMITS_SAMPLE_INTERVAL",
-					    "MEMLIMITS_SEED" };
-	for (size_t i = 0; i < N_OF(vars); i++) {
+	struct mli_config c;
+	char *ok[] = { "MEMLIMITS_PROFILE=/tmp/heap.prof",
+		       "MEMLIMITS_SAMPLE_INTERVAL=64K", "MEMLIMITS_SEED=18446744073709551615",
+		       NULL };
+	assert_int_equal(read_env(ok, &c), 0);
+	assert_string_equal(c.profile, "/tmp/heap.prof");
+	assert_int_equal(c.sample_interval, 65536);
+	assert_true(c.seed_set);
+	assert_true(c.seed == UINT64_MAX);
+	char *none[] = { "PATH=/bin", NULL };
+	assert_int_equal(read_env(none, &c), 0);
+	assert_string_equal(c.profile, "");
+	assert_int_equal(c.sample_interval, 0);
+	assert_false(c.seed_set);
+	static const char *const bad[][2] = {
+		{ "MEMLIMITS_PROFILE", "" },
+		{ "MEMLIMITS_SAMPLE_INTERVAL", "0" },
+		{ "MEMLIMITS_SAMPLE_INTERVAL", "x" },
+		{ "MEMLIMITS_SAMPLE_INTERVAL", "-1" },
+		{ "MEMLIMITS_SEED", "" },
+		{ "MEMLIMITS_SEED", "-3" },
+		{ "MEMLIMITS_SEED", "12x" },
+		{ "MEMLIMITS_SEED", "18446744073709551616" },
+	};
+	for (size_t i = 0; i < N_OF(bad); i++) {
 		char entry[128];
-		snprintf(entry, sizeof entry, "%s=1", vars[i]);
+		snprintf(entry, sizeof entry, "%s=%s", bad[i][0], bad[i][1]);
 		char *env[] = { "PATH=/bin", entry, NULL };
-		check_rejected(env, vars[i], NULL);
-		check_contains(errbuf, "not supported");
+		check_rejected(env, bad[i][0], bad[i][1]);
 	}
 }
 
@@ -593,7 +612,7 @@ static void config_error_buffer_small(void **state)
 	char *entries[] = {
 		long_size, long_digits, long_onlimit, long_report, long_name,
 		"MEMLIMITS_GLOBAL_MEMORY=64MB", "MEMLIMITS_X=1",
-		"MEMLIMITS_ON_LIMIT=x", "MEMLIMITS_REPORT=", "MEMLIMITS_SEED=1",
+		"MEMLIMITS_ON_LIMIT=x", "MEMLIMITS_REPORT=", "MEMLIMITS_SEED=1x",
 		"MEMLIMITS_THREAD_ALLOCATIONS",
 	};
 	static const size_t lens[] = { 1, 2, 3, 8, 11, 12, 13, 16, 40, 100, 200 };
@@ -887,7 +906,7 @@ int main(void)
 		cmocka_unit_test(config_entry_without_equals),
 		cmocka_unit_test(config_ignores_other_variables),
 		cmocka_unit_test(config_library_accepted_and_ignored),
-		cmocka_unit_test(config_profiler_variables_rejected_until_profiler_lands),
+		cmocka_unit_test(config_profiler_variables),
 		cmocka_unit_test(config_error_buffer_small),
 		cmocka_unit_test(config_error_buffer_zero_length),
 		cmocka_unit_test(fmt_u64),

@@ -28,6 +28,13 @@ void mli_be_init(void) {}
 uint64_t mli_be_nrequests(void) { return 0; }
 int64_t mli_be_stats_allocated(void) { return -1; }
 size_t mli_be_usable_size(const void *p) { return 0; }
+/* No profiler here: sampled blocks come from nowhere. */
+bool mli_be_free_tracking(void) { return false; }
+int mli_be_sample_init(void) { return -1; }
+void *mli_be_sample_alloc(size_t n, size_t a, struct mli_sampled **r) { return NULL; }
+struct mli_sampled *mli_be_sample_record(const void *p) { return NULL; }
+size_t mli_be_sample_size(const void *p) { return 0; }
+int64_t mli_be_sample_live(void) { return 0; }
 
 /* The bytes are counted as the real backend does, with relaxed atomics so
  * that the engine's cross-thread reads are race-free under TSan. */

@@ -1,0 +1,262 @@
+/* prof.c: Memprof, the sampling allocation profiler.
+ *
+ * Sampling is a Poisson process over requested bytes: each byte is sampled
+ * with probability rate, so the gap to the next sampled byte is geometric.
+ * The thread's distance to its next sampled byte, sample_left, is one more
+ * bound on its grant, so sampling costs the fast path nothing: the
+ * allocation that reaches a sample point falls into the slow path, which
+ * counts its samples and asks for a block from preload/region.c, whose free
+ * the tracking free() recognises.
+ *
+ * Callbacks run in the allocating (or freeing) thread with prof_busy set:
+ * that thread's grant is cut to zero and the slow path admits its
+ * allocations without counting, sampling or refusing them, so profiling
+ * changes nothing the limits do. No engine lock is held around them. */
+#define _GNU_SOURCE
+#include <elf.h>
+#include <execinfo.h>
+#include <link.h>
+#include <math.h>
+#include <sched.h>
+#include <sys/auxv.h>
+
+#include "internal.h"
+
+/* gen starts at 1 so that a new thread (prof_gen 0) syncs at its first slow
+ * path. */
+struct mli_prof mli_prof = { .gen = 1, .interval = 512 * 1024 };
+
+static uint64_t rng_next(struct mli_thread *t)
+{
+	/* xorshift64*: enough for sampling, and seedable. */
+	uint64_t x = t->rng;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	t->rng = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* Unsampled bytes before the next sampled one: Geometric(rate) on 0, 1, ... */
+static uint64_t draw_gap(struct mli_thread *t, double rate, double log1m)
+{
+	if (rate >= 1.0)
+		return 0;
+	if (rate <= 0.0)
+		return UINT64_MAX;
+	double u = (double)(rng_next(t) >> 11) * 0x1.0p-53; /* [0, 1) */
+	double g = floor(log1p(-u) / log1m);
+	return g >= 0x1.0p62 ? (uint64_t)1 << 62 : (uint64_t)g;
+}
+
+static void seed_thread(struct mli_thread *t)
+{
+	uint64_t s = mli_prof.seed ^ (t->id * 0x9E3779B97F4A7C15ULL);
+	t->rng = s ? s : 0x853c49e6748fea9bULL;
+}
+
+void mli_prof_sync(struct mli_thread *t)
+{
+	uint32_t gen = __atomic_load_n(&mli_prof.gen, __ATOMIC_ACQUIRE);
+	if (t->prof_gen == gen)
+		return;
+	t->prof_gen = gen;
+	if (__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE)) {
+		if (!t->rng)
+			seed_thread(t);
+		t->sample_left = draw_gap(t, mli_prof.rate, mli_prof.log1m);
+	} else
+		t->sample_left = UINT64_MAX;
+}
+
+uint64_t mli_prof_count(struct mli_thread *t, size_t n)
+{
+	if (n <= t->sample_left) {
+		t->sample_left -= n;
+		return 0;
+	}
+	double rate = mli_prof.rate, log1m = mli_prof.log1m;
+	if (rate >= 1.0) {
+		uint64_t k = n - t->sample_left;
+		t->sample_left = 0;
+		return k;
+	}
+	uint64_t k = 1, rem = n - t->sample_left - 1;
+	for (;;) {
+		uint64_t g = draw_gap(t, rate, log1m);
+		if (g < rem) {
+			k++;
+			rem -= g + 1;
+		} else {
+			t->sample_left = g - rem;
+			return k;
+		}
+	}
+}
+
+/* Address range of this library's code, to drop its frames from stacks. */
+static uintptr_t self_lo, self_hi;
+
+static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	uintptr_t me = (uintptr_t)arg;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && me >= lo &&
+		    me < lo + ph->p_memsz) {
+			self_lo = lo;
+			self_hi = lo + ph->p_memsz;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+void mli_prof_warmup(void)
+{
+	if (!mli_prof.enabled)
+		return;
+	void *frames[2];
+	backtrace(frames, 2); /* loads the unwinder (it allocates) now */
+	dl_iterate_phdr(find_text, (void *)(uintptr_t)mli_prof_warmup);
+}
+
+static uint64_t random_seed(void)
+{
+	const uint64_t *r = (const uint64_t *)getauxval(AT_RANDOM);
+	return r ? r[0] ^ r[1] : (uint64_t)(uintptr_t)&r;
+}
+
+static void callback_enter(struct mli_thread *t)
+{
+	t->prof_busy++;
+	mli_cut_grant(t);
+}
+
+static void callback_leave(struct mli_thread *t)
+{
+	if (--t->prof_busy == 0)
+		mli_refill(t);
+}
+
+void mli_prof_sampled(void *p, size_t n, uint64_t nsamples,
+		      struct mli_sampled *rec)
+{
+	struct mli_thread *t = &mli_tls;
+	if (!__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE))
+		return;
+	__atomic_fetch_add(&mli_prof.inflight, 1, __ATOMIC_ACQ_REL);
+	uint32_t gen = __atomic_load_n(&mli_prof.gen, __ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE)) {
+		callback_enter(t);
+		void *raw[ML_MAX_CALLSTACK + 16];
+		int got = backtrace(raw, (int)(mli_prof.depth + 16));
+		int skip = 0;
+		while (skip < got && (uintptr_t)raw[skip] >= self_lo &&
+		       (uintptr_t)raw[skip] < self_hi)
+			skip++;
+		size_t depth = (size_t)(got - skip);
+		if (depth > mli_prof.depth)
+			depth = mli_prof.depth;
+		ml_sample s = { nsamples, n, p, raw + skip, depth, t->id };
+		void *cookie = mli_prof.tracker.alloc(&s, mli_prof.tracker.data);
+		if (cookie) {
+			rec->cookie = cookie;
+			rec->gen = gen;
+			rec->tracked = 1;
+		}
+		rec->nsamples = nsamples;
+		callback_leave(t);
+	}
+	__atomic_fetch_sub(&mli_prof.inflight, 1, __ATOMIC_ACQ_REL);
+}
+
+void mli_prof_freed(void *p)
+{
+	struct mli_sampled *rec = mli_be_sample_record(p);
+	if (!rec->tracked)
+		return;
+	rec->tracked = 0;
+	struct mli_thread *t = &mli_tls;
+	__atomic_fetch_add(&mli_prof.inflight, 1, __ATOMIC_ACQ_REL);
+	if (__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE) &&
+	    rec->gen == __atomic_load_n(&mli_prof.gen, __ATOMIC_ACQUIRE) &&
+	    mli_prof.tracker.dealloc) {
+		callback_enter(t);
+		mli_prof.tracker.dealloc(rec->cookie, mli_prof.tracker.data);
+		callback_leave(t);
+	}
+	__atomic_fetch_sub(&mli_prof.inflight, 1, __ATOMIC_ACQ_REL);
+}
+
+void *mli_prof_alloc(size_t n, size_t align)
+{
+	struct mli_thread *t = &mli_tls;
+	uint64_t ns = t->pending_samples;
+	t->pending_samples = 0;
+	struct mli_sampled *rec;
+	void *p = mli_be_sample_alloc(n, align, &rec);
+	if (p)
+		mli_prof_sampled(p, n, ns, rec);
+	return p;
+}
+
+ml_status mli_prof_start(double rate, size_t depth, const ml_tracker *tr)
+{
+	mli_engine_init();
+	if (!mli_prof.enabled)
+		return ML_NOT_STARTED;
+	if (!tr || !tr->alloc || !(rate >= 0.0 && rate <= 1.0))
+		return ML_INVALID;
+	int expect = 0;
+	if (!__atomic_compare_exchange_n(&mli_prof.running, &expect, 2, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return ML_INVALID;
+	mli_prof.rate = rate;
+	mli_prof.log1m = log1p(-rate);
+	mli_prof.depth = depth > ML_MAX_CALLSTACK ? ML_MAX_CALLSTACK : depth;
+	mli_prof.tracker = *tr;
+	__atomic_fetch_add(&mli_prof.gen, 1, __ATOMIC_ACQ_REL);
+	__atomic_store_n(&mli_prof.running, 1, __ATOMIC_RELEASE);
+	mli_refill(&mli_tls);
+	return ML_OK;
+}
+
+ml_status mli_prof_stop(void)
+{
+	int expect = 1;
+	if (!__atomic_compare_exchange_n(&mli_prof.running, &expect, 0, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return ML_INVALID;
+	__atomic_fetch_add(&mli_prof.gen, 1, __ATOMIC_ACQ_REL);
+	/* No callback starts after running is 0; wait for those in flight,
+	 * unless this is one of them. */
+	int self = mli_tls.prof_busy ? 1 : 0;
+	while (__atomic_load_n(&mli_prof.inflight, __ATOMIC_ACQUIRE) > self)
+		sched_yield();
+	mli_refill(&mli_tls);
+	return ML_OK;
+}
+
+/* Start-up, from the engine's initialisation: the profiling build always
+ * has the profiler ready; in the default build its variables are an error,
+ * not something to ignore. */
+void mli_prof_init(void)
+{
+	const struct mli_config *c = &mli_eng.cfg;
+	bool wanted = c->profile[0] || c->sample_interval || c->seed_set;
+	if (!mli_be_free_tracking()) {
+		if (wanted)
+			mli_die("memlimits: MEMLIMITS_PROFILE, MEMLIMITS_SAMPLE_INTERVAL"
+				" and MEMLIMITS_SEED need the profiling build: preload"
+				" libmemlimits-prof.so (scripts/memlimit --profile does)");
+		return;
+	}
+	if (mli_be_sample_init() != 0)
+		mli_die("memlimits: cannot reserve address space for the profiler");
+	if (c->sample_interval)
+		mli_prof.interval = c->sample_interval;
+	mli_prof.seed = c->seed_set ? c->seed : random_seed();
+	mli_prof.enabled = true;
+}

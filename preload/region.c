@@ -1,0 +1,223 @@
+/* region.c: where sampled blocks live, and the free() that notices them.
+ *
+ * The profiler must learn when a tracked block is freed, but in the default
+ * library free() is jemalloc's own and costs nothing extra. So the profiler
+ * lives in a second build, libmemlimits-prof.so (MLI_PROF_BUILD), whose
+ * free first checks whether the pointer lies in a reserved, aligned address
+ * range of REGION_BITS bits, where sampled blocks (one per
+ * MEMLIMITS_SAMPLE_INTERVAL bytes on average) live instead of in jemalloc:
+ * four instructions. (A GNU ifunc choosing at load would make ld.so warn
+ * "Relink libc.so.6" in every program, since libc is relocated first.)
+ *
+ * Blocks are slots of a power-of-two number of pages, carved from the range
+ * by a bump pointer and recycled through per-class free lists, under one
+ * spin lock (sampled allocations are rare). A 64-byte header before each
+ * block holds its size and the profiler's record of it. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "../core/internal.h"
+#include "jemalloc.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define REGION_BITS 36 /* 64 GiB of address space, never of memory */
+#define PAGE 4096
+#define NCLASS 25      /* slots of 2^0 .. 2^24 pages (64 GiB) */
+
+/* p >> REGION_BITS of every region block; no user pointer has it until the
+ * region exists (addresses stay below 2^47). */
+uint64_t mli_region_tag = UINT64_MAX;
+static char *region_base;
+static uintptr_t region_next;          /* bump pointer, offset from base */
+static void *free_slots[NCLASS];       /* per-class lists, linked in the slot */
+static int region_lock;
+static int64_t region_live;            /* usable bytes of live blocks (atomic) */
+
+static void lock(void)
+{
+	while (__atomic_exchange_n(&region_lock, 1, __ATOMIC_ACQUIRE))
+		while (__atomic_load_n(&region_lock, __ATOMIC_RELAXED))
+			__builtin_ia32_pause();
+}
+
+static void unlock(void)
+{
+	__atomic_store_n(&region_lock, 0, __ATOMIC_RELEASE);
+}
+
+int mli_be_sample_init(void)
+{
+	if (region_base)
+		return 0;
+	size_t size = (size_t)1 << REGION_BITS;
+	/* Reserve twice the size, keep the aligned half: address space only. */
+	char *p = mmap(NULL, 2 * size, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	uintptr_t a = ((uintptr_t)p + size - 1) & ~(uintptr_t)(size - 1);
+	if (a > (uintptr_t)p)
+		munmap(p, a - (uintptr_t)p);
+	munmap((char *)a + size, (uintptr_t)p + size - a);
+	region_base = (char *)a;
+	__atomic_store_n(&mli_region_tag, a >> REGION_BITS, __ATOMIC_RELEASE);
+	return 0;
+}
+
+struct hdr {
+	uint64_t magic;
+	size_t size;       /* requested */
+	size_t slot;       /* bytes of the slot */
+	char *slot_start;
+	struct mli_sampled rec; /* the profiler's record */
+};
+_Static_assert(sizeof(struct hdr) <= 64, "the header must fit in 64 bytes");
+#define HDR_MAGIC 0x6d6c7361u
+
+static struct hdr *hdr_of(const void *p)
+{
+	return (struct hdr *)((char *)p - 64);
+}
+
+bool mli_region_owns(const void *p)
+{
+	return ((uintptr_t)p >> REGION_BITS) ==
+	       __atomic_load_n(&mli_region_tag, __ATOMIC_RELAXED);
+}
+
+void *mli_be_sample_alloc(size_t n, size_t align, struct mli_sampled **rec)
+{
+	if (!region_base || n > ((size_t)1 << (REGION_BITS - 2)))
+		return NULL;
+	if (align < 64)
+		align = 64;
+	size_t need = 64 + n + (align > 64 ? align : 0);
+	unsigned c = 0;
+	while (((size_t)PAGE << c) < need)
+		c++;
+	if (c >= NCLASS)
+		return NULL;
+	size_t slot = (size_t)PAGE << c;
+	lock();
+	char *s = free_slots[c];
+	if (s)
+		free_slots[c] = *(void **)s;
+	else if (region_next + slot <= ((uintptr_t)1 << REGION_BITS)) {
+		/* Slots of one class are aligned to their size. */
+		region_next = (region_next + slot - 1) & ~(uintptr_t)(slot - 1);
+		s = region_base + region_next;
+		region_next += slot;
+		unlock();
+		if (mprotect(s, slot, PROT_READ | PROT_WRITE) != 0)
+			return NULL; /* the slot is lost: address space only */
+		lock();
+	}
+	unlock();
+	if (!s)
+		return NULL;
+	*(void **)s = NULL; /* the list link; the rest of a slot is zero */
+	char *p = (char *)(((uintptr_t)s + 64 + align - 1) & ~(uintptr_t)(align - 1));
+	struct hdr *h = hdr_of(p);
+	h->magic = HDR_MAGIC;
+	h->size = n;
+	h->slot = slot;
+	h->slot_start = s;
+	memset(&h->rec, 0, sizeof h->rec);
+	__atomic_fetch_add(&region_live, (int64_t)slot, __ATOMIC_RELAXED);
+	*rec = &h->rec;
+	return p;
+}
+
+size_t mli_be_sample_size(const void *p)
+{
+	return hdr_of(p)->size;
+}
+
+struct mli_sampled *mli_be_sample_record(const void *p)
+{
+	return &hdr_of(p)->rec;
+}
+
+void mli_region_release(void *p)
+{
+	struct hdr *h = hdr_of(p);
+	if (h->magic != HDR_MAGIC)
+		return; /* not a block: leak rather than corrupt */
+	char *s = h->slot_start;
+	size_t slot = h->slot;
+	unsigned c = 0;
+	while (((size_t)PAGE << c) < slot)
+		c++;
+	__atomic_fetch_sub(&region_live, (int64_t)slot, __ATOMIC_RELAXED);
+	/* Zero the slot (calloc relies on it) and give its memory back. */
+	madvise(s, slot, MADV_DONTNEED);
+	lock();
+	*(void **)s = free_slots[c];
+	free_slots[c] = s;
+	unlock();
+}
+
+int64_t mli_be_sample_live(void)
+{
+	return __atomic_load_n(&region_live, __ATOMIC_RELAXED);
+}
+
+/* ---- free and malloc_usable_size, chosen at load ------------------------ */
+
+/* The slow side of the tracking free: a region block. */
+__attribute__((used)) void mli_free_sampled(void *p)
+{
+	mli_prof_freed(p);
+	mli_region_release(p);
+}
+
+#ifdef MLI_PROF_BUILD
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((naked, used)) static void tracking_free(void *p)
+{
+	__asm__("movq %rdi, %rax\n\t"
+		"shrq $36, %rax\n\t"
+		"cmpq mli_region_tag(%rip), %rax\n\t"
+		"jne mli_je_free\n\t"
+		"jmp mli_free_sampled\n\t");
+}
+_Static_assert(REGION_BITS == 36, "tracking_free's shift");
+#else
+static void tracking_free(void *p)
+{
+	if (mli_region_owns(p))
+		mli_free_sampled(p);
+	else
+		mli_je_free(p);
+}
+#endif
+
+static size_t tracking_usable_size(void *p)
+{
+	return p && mli_region_owns(p) ? mli_be_sample_size(p)
+				       : mli_je_malloc_usable_size(p);
+}
+#endif /* MLI_PROF_BUILD */
+
+/* Which build this is: the profiling build exports the tracking free. */
+bool mli_be_free_tracking(void)
+{
+#ifdef MLI_PROF_BUILD
+	return true;
+#else
+	return false;
+#endif
+}
+
+#ifdef MLI_PROF_BUILD
+EXPORT void free(void *p) __attribute__((alias("tracking_free")));
+EXPORT size_t malloc_usable_size(void *p)
+	__attribute__((alias("tracking_usable_size")));
+#endif
