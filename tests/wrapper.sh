@@ -33,6 +33,7 @@ if ! "$cc" -shared -fPIC -o "$tmp/tree/build/libmemlimits.so" "$tmp/empty.c"; th
     echo "0 passed, 1 failed"
     exit 1
 fi
+cp -- "$tmp/tree/build/libmemlimits.so" "$tmp/tree/build/libmemlimits-prof.so"
 cp -- "$tmp/tree/build/libmemlimits.so" "$tmp/inst/lib/libmemlimits.so"
 cp -- "$tmp/tree/build/libmemlimits.so" "$tmp/alt/other.so"
 # A second tiny object to stand in for a pre-existing LD_PRELOAD entry.
@@ -195,6 +196,17 @@ run "${clean_env[@]}" "$ml" --seed 1 --help
 expect_rc "--help after option" 0
 
 # --- locating the library --------------------------------------------------------
+# The profiler options (or variables) select the profiling build.
+for opt in "--profile /tmp/p" "--sample-interval 64K" "--seed 3"; do
+    # shellcheck disable=SC2086
+    run "${clean_env[@]}" "$ml" $opt -- sh -c 'printf %s "$LD_PRELOAD"'
+    expect_out "profiling build for $opt" "$tmp/tree/build/libmemlimits-prof.so"
+done
+run "${clean_env[@]}" MEMLIMITS_SEED=1 "$ml" -- sh -c 'printf %s "$LD_PRELOAD"'
+expect_out "profiling build for MEMLIMITS_SEED" "$tmp/tree/build/libmemlimits-prof.so"
+run "${clean_env[@]}" "$ml" --global-memory 1G -- sh -c 'printf %s "$LD_PRELOAD"'
+expect_out "default build without profiling" "$lib"
+
 run "${clean_env[@]}" "$tmp/inst/bin/memlimit" -- sh -c 'printf %s "$LD_PRELOAD"'
 expect_rc "installed layout" 0
 expect_out "installed layout" "$tmp/inst/lib/libmemlimits.so"
