@@ -27,9 +27,9 @@
 #include "jemalloc.h"
 
 #define EXPORT __attribute__((visibility("default")))
-#define REGION_BITS 36 /* 64 GiB of address space, never of memory */
+#define REGION_BITS 34 /* 16 GiB of address space, never of memory */
 #define PAGE 4096
-#define NCLASS 25      /* slots of 2^0 .. 2^24 pages (64 GiB) */
+#define NCLASS 23      /* slots of 2^0 .. 2^22 pages (16 GiB) */
 
 /* p >> REGION_BITS of every region block; no user pointer has it until the
  * region exists (addresses stay below 2^47). */
@@ -183,12 +183,12 @@ __attribute__((used)) void mli_free_sampled(void *p)
 __attribute__((naked, used)) static void tracking_free(void *p)
 {
 	__asm__("movq %rdi, %rax\n\t"
-		"shrq $36, %rax\n\t"
+		"shrq $34, %rax\n\t"
 		"cmpq mli_region_tag(%rip), %rax\n\t"
 		"jne mli_je_free\n\t"
 		"jmp mli_free_sampled\n\t");
 }
-_Static_assert(REGION_BITS == 36, "tracking_free's shift");
+_Static_assert(REGION_BITS == 34, "tracking_free's shift");
 #else
 static void tracking_free(void *p)
 {
