@@ -151,6 +151,21 @@ static inline bool mli_admit_fast(size_t n)
 #endif
 }
 
+/* Gives n bytes taken by mli_admit_fast back to the grant (one instruction,
+ * like the fast path). */
+static inline void mli_give_back(size_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(MLI_PORTABLE_MALLOC)
+	__asm__ volatile("movq mli_tls@gottpoff(%%rip), %%rax\n\t"
+			 "addq %0, %%fs:(%%rax)"
+			 :
+			 : "r"(n)
+			 : "rax", "cc", "memory");
+#else
+	mli_tls.left += n;
+#endif
+}
+
 /* Sends this thread's next allocation to the slow path without changing
  * what has been counted: the unused part of the grant is given back. Safe
  * from a signal handler of this thread. */

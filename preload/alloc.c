@@ -132,6 +132,23 @@ EXPORT void *realloc(void *old, size_t n)
 		return enomem();
 	if (mli_region_owns(old))
 		return realloc_sampled(old, n);
+	if (mli_likely(mli_admit_fast(n))) {
+		/* Charge n, then give back what the old block held: jemalloc adds
+		 * the old block's usable size to this thread's deallocated counter
+		 * (moved or not), so the growth is known without asking for the
+		 * size first, which would cost a second lookup of the block. */
+		const uint64_t *dealloc = mli_tls.be_dealloc;
+		uint64_t before = *dealloc;
+		void *p = mli_je_realloc(old, n);
+		uint64_t have = *dealloc - before;
+		mli_give_back(!p ? n : have < n ? have : n);
+		if (!p)
+			errno = ENOMEM; /* jemalloc's realloc does not always set it */
+		return p;
+	}
+	/* The exact way, when n alone does not fit in the grant (undo the
+	 * wrapped subtraction first). */
+	mli_give_back(n);
 	size_t have = mli_je_sallocx(old, 0);
 	size_t grow = n > have ? n - have : 0;
 	int ad = grow ? mli_admit(grow) : MLI_ADMIT;
