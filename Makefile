@@ -92,8 +92,10 @@ clean:
 demo: $(LIB) | $(B)/.setup-test
 	scripts/demo
 
-bench-fastpath: $(LIB) | $(B)/.setup-bench
+bench-fastpath: $(LIB) $(PROF_LIB) | $(B)/.setup-bench
 	scripts/bench-fastpath
+
+include scripts/bench/bench.mk
 
 .PHONY: demo bench-fastpath
 

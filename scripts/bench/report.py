@@ -1,0 +1,441 @@
+"""report.py: turns build/bench/raw.tsv (written by scripts/bench/run) into
+results.md (Markdown tables, with the targets of issue 5 marked met or
+MISSED) and ratios.dat + ratios.gp (a gnuplot script drawing ratios.png).
+
+    python3 report.py RAW OUTDIR
+"""
+import math
+import statistics
+import sys
+
+# Targets of issue 5.
+T_WALL = 1.03   # limits active: wall ratio to jemalloc
+T_CG = 1.05     # limits active: callgrind instruction ratio
+T_PROF = 1.10   # profiler at its default interval
+T_TOKEN_US = 100.0
+GLOBAL_GRANT_KIB = 64  # README: overshoot <= threads x 64 KiB of requests
+
+LABEL = {
+    "glibc": "glibc malloc",
+    "jemalloc": "jemalloc (preload)",
+    "ml-none": "memlimits, no limit",
+    "ml-high": "memlimits, limits 1T",
+    "ml-prof": "memlimits + profiler",
+}
+NOPROF = "n/a (profiler not built)"
+
+
+def met(ok):
+    return "met" if ok else "**MISSED**"
+
+
+def fnum(x, fmt="%.3f"):
+    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt % x
+
+
+def main():
+    raw, out = sys.argv[1], sys.argv[2]
+    meta, desc, configs = {}, {}, []
+    wall = {}   # (workload, config) -> [(wall, rss_kib)]
+    failed = {}  # (workload, config) -> [status]
+    order = []
+    cg = {}     # (workload, config) -> instructions per op, without libc mem*
+    cg_all = {}  # (workload, config) -> all instructions per op
+    cg_order = []
+    acc = []    # (threads, limit, peak, live, blocks)
+    acc_fail = {}
+    counts = []
+    token = None
+    with open(raw) as f:
+        for line in f:
+            r = line.rstrip("\n").split("\t")
+            kind = r[0]
+            if kind == "meta":
+                meta[r[1]] = r[2]
+            elif kind == "desc":
+                desc[r[1]] = r[2]
+            elif kind == "config":
+                configs.append(r[1])
+            elif kind == "wall":
+                wl, cfg, _rep, w, rss, st = r[1:7]
+                if wl not in order:
+                    order.append(wl)
+                if st != "0":
+                    failed.setdefault((wl, cfg), []).append(st)
+                    continue
+                wall.setdefault((wl, cfg), []).append((float(w), int(rss)))
+            elif kind == "cg":
+                wl, cfg, n, a, b, am, bm = (r[1:8] + ["nan"] * 7)[:7]
+                if wl not in cg_order:
+                    cg_order.append(wl)
+                try:
+                    x_all = (int(b) - int(a)) / int(n)
+                    x = (int(b) - int(bm) - int(a) + int(am)) / int(n)
+                except ValueError:
+                    x_all = x = float("nan")
+                cg_all.setdefault((wl, cfg), []).append(x_all)
+                cg.setdefault((wl, cfg), []).append(x)
+            elif kind == "acc":
+                if len(r) >= 6:
+                    acc.append(tuple(int(x) for x in r[1:6]))
+                else:
+                    acc_fail[r[1]] = acc_fail.get(r[1], 0) + 1
+            elif kind == "count":
+                counts.append(r[1:5] if len(r) >= 5 else r[1:] + ["?"] * (5 - len(r)))
+            elif kind == "token":
+                token = r[1:]
+
+    # Repeated callgrind measurements: the median.
+    for t in (cg, cg_all):
+        for k, v in t.items():
+            t[k] = statistics.median(v)
+
+    profiler = meta.get("profiler") == "1"
+    cols = ["glibc", "jemalloc", "ml-none", "ml-high", "ml-prof"]
+
+    def med(wl, cfg, i):
+        v = wall.get((wl, cfg))
+        return statistics.median(x[i] for x in v) if v else None
+
+    def ratio(wl, cfg, i=0):
+        a, b = med(wl, cfg, i), med(wl, "jemalloc", i)
+        return a / b if a is not None and b else None
+
+    md = []
+    md.append("# memlimits benchmark results\n")
+    md.append("Reproduce with `make bench` (or `scripts/bench/run`; "
+              "`BENCH_QUICK=1` for a quick look, `R=N` rounds).\n")
+    md.append("- when: %s; mode: %s; rounds per workload: %s (interleaved, "
+              "rotated order)" % (meta.get("date"), meta.get("mode"),
+                                  meta.get("rounds")))
+    md.append("- machine: %s; load average at start %s, at end %s"
+              % (meta.get("cpu"), meta.get("load_start"), meta.get("load_end")))
+    md.append("- glibc %s; jemalloc %s (Debian libjemalloc2, LD_PRELOAD); "
+              "memlimits build/libmemlimits.so" % (meta.get("glibc"),
+                                                   meta.get("jemalloc")))
+    md.append("- limits 1T: MEMLIMITS_GLOBAL_MEMORY, MEMLIMITS_ALLOCATIONS and "
+              "MEMLIMITS_THREAD_ALLOCATIONS all set to 1T (active, never reached)")
+    if not profiler:
+        md.append("- profiler: MEMLIMITS_PROFILE is refused by this build "
+                  "(exit 125): its column is " + NOPROF)
+    md.append("")
+
+    # ---- targets summary, filled below ----
+    summary = []
+
+    # ---- wall time ----
+    md.append("## Wall time (median seconds, ratio to jemalloc)\n")
+    md.append("| workload | " + " | ".join(LABEL[c] for c in cols)
+              + " | target: limits 1T <= %.2fx jemalloc |" % T_WALL)
+    md.append("|---" * (len(cols) + 2) + "|")
+    wall_ok = True
+    for wl in order:
+        cells = []
+        for c in cols:
+            if c == "ml-prof" and not profiler:
+                cells.append(NOPROF)
+                continue
+            m = med(wl, c, 0)
+            bad = failed.get((wl, c))
+            if m is None:
+                cells.append("FAILED (exit %s)" % ",".join(bad or ["?"]))
+                continue
+            cell = "%.3f s (%.3f)" % (m, ratio(wl, c))
+            if bad:
+                cell += ", %d run(s) FAILED" % len(bad)
+            cells.append(cell)
+        rh = ratio(wl, "ml-high")
+        ok = rh is not None and rh <= T_WALL and not failed.get((wl, "ml-high"))
+        wall_ok &= ok
+        md.append("| %s | %s | %s %s |" % (wl, " | ".join(cells), fnum(rh), met(ok)))
+    md.append("")
+    summary.append(("limits active: median wall ratio to jemalloc <= %.2f on "
+                    "every workload" % T_WALL,
+                    "worst %s (%s)" % worst(order, lambda w: ratio(w, "ml-high")),
+                    met(wall_ok)))
+
+    md.append("## Peak RSS (median MiB, ratio to jemalloc)\n")
+    md.append("| workload | " + " | ".join(LABEL[c] for c in cols) + " |")
+    md.append("|---" * (len(cols) + 1) + "|")
+    for wl in order:
+        cells = []
+        for c in cols:
+            if c == "ml-prof" and not profiler:
+                cells.append(NOPROF)
+                continue
+            m = med(wl, c, 1)
+            cells.append("FAILED" if m is None else
+                         "%.1f (%.2f)" % (m / 1024, ratio(wl, c, 1)))
+        md.append("| %s | %s |" % (wl, " | ".join(cells)))
+    md.append("")
+    md.append("Workloads:\n")
+    for wl in order:
+        md.append("- **%s**: %s" % (wl, desc.get(wl, "")))
+    md.append("")
+
+    # ---- two-thread workload against glibc ----
+    g = med("xthread", "glibc", 0)
+    worst_ml = max((med("xthread", c, 0) or math.inf)
+                   for c in ["ml-none", "ml-high"]
+                   + (["ml-prof"] if profiler else []))
+    xt_ok = g is not None and worst_ml <= g
+    summary.append(("never slower than glibc on the two-thread workload",
+                    "memlimits %s s (slowest configuration) vs glibc %s s"
+                    % (fnum(worst_ml), fnum(g)), met(xt_ok)))
+
+    # ---- profiler ----
+    if profiler:
+        pr = [ratio(w, "ml-prof") for w in order]
+        pok = all(x is not None and x <= T_PROF for x in pr)
+        summary.append(("profiler at default interval: wall ratio <= %.2f"
+                        % T_PROF, "worst %s (%s)"
+                        % worst(order, lambda w: ratio(w, "ml-prof")), met(pok)))
+    else:
+        summary.append(("profiler at default interval: wall ratio <= %.2f"
+                        % T_PROF, NOPROF, "n/a"))
+
+    # ---- callgrind ----
+    md.append("## Callgrind instructions per operation (ratio to jemalloc)\n")
+    md.append("Difference of two run lengths N and 2N divided by N, so start-up "
+              "and the initial fill cancel out. An operation is one object "
+              "(churn, xthread), one realloc, or one large block; xthread, whose "
+              "count varies a little with the threads' interleaving, is the "
+              "median of 3 measurements. Counted: every "
+              "instruction except those in libc's memcpy/memmove/memset (the "
+              "appends of the realloc workload, and the copies of a realloc that "
+              "moves, which depend on where earlier blocks happened to land, not "
+              "on the allocator's code path); the totals follow below.\n")
+    cgcols = ["glibc", "jemalloc", "ml-none", "ml-high"]
+
+    def cgr(wl, c, table=None):
+        table = cg if table is None else table
+        a, b = table.get((wl, c)), table.get((wl, "jemalloc"))
+        if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
+            return None
+        return a / b
+
+    def cgcell(table, wl, c):
+        v = table.get((wl, c))
+        return "nan" if v is None or math.isnan(v) else \
+            "%.1f (%s)" % (v, fnum(cgr(wl, c, table)))
+    md.append("| workload | " + " | ".join(LABEL[c] for c in cgcols)
+              + " | target: limits 1T <= %.2fx jemalloc |" % T_CG)
+    md.append("|---" * (len(cgcols) + 2) + "|")
+    cg_ok = bool(cg_order)
+    for wl in cg_order:
+        r = cgr(wl, "ml-high")
+        ok = r is not None and r <= T_CG
+        cg_ok &= ok
+        md.append("| %s | %s | %s %s |" % (
+            wl, " | ".join(cgcell(cg, wl, c) for c in cgcols), fnum(r), met(ok)))
+    md.append("")
+    md.append("All instructions, memcpy/memmove/memset included:\n")
+    md.append("| workload | " + " | ".join(LABEL[c] for c in cgcols) + " |")
+    md.append("|---" * (len(cgcols) + 1) + "|")
+    for wl in cg_order:
+        md.append("| %s | %s |" % (
+            wl, " | ".join(cgcell(cg_all, wl, c) for c in cgcols)))
+    md.append("")
+    summary.append(("limits active: callgrind instruction ratio <= %.2f on the "
+                    "micro workloads" % T_CG,
+                    "worst %s (%s)" % worst(cg_order, lambda w: cgr(w, "ml-high")),
+                    met(cg_ok)))
+
+    # ---- accuracy ----
+    md.append("## Accuracy of the global limit (MEMLIMITS_GLOBAL_MEMORY=256M)\n")
+    md.append("Threads allocate 4 KiB blocks as fast as they can until malloc "
+              "returns NULL, freeing nothing. *Heap at the end* is "
+              "ml_stats().live_bytes after all threads stopped: nothing was "
+              "freed, so it is the highest the heap ever was. *Engine's peak* is "
+              "ml_stats().peak_bytes, the highest heap the engine sampled. "
+              "Figures are KiB above the limit (negative: below). The README "
+              "bounds the overshoot by threads x %d KiB of requests (4 KiB "
+              "blocks have no size-class rounding).\n" % GLOBAL_GRANT_KIB)
+    md.append("| threads | runs | heap at the end - limit, median / max (KiB) "
+              "| engine's peak - limit, median / max (KiB) | bound (KiB) "
+              "| within the bound |")
+    md.append("|---|---|---|---|---|---|")
+    acc_ok_all = True
+    acc_sum = []
+    for t in sorted(set(a[0] for a in acc) | set(int(k) for k in acc_fail)):
+        rs = [a for a in acc if a[0] == t]
+        live = [(a[3] - a[1]) / 1024 for a in rs]
+        peak = [(a[2] - a[1]) / 1024 for a in rs]
+        bound = t * GLOBAL_GRANT_KIB
+        nfail = acc_fail.get(str(t), 0)
+        ok = bool(rs) and max(live) <= bound and nfail == 0
+        acc_ok_all &= ok
+        if rs:
+            md.append("| %d | %d%s | %.1f / %.1f | %.1f / %.1f | %d | %s |"
+                      % (t, len(rs), " (+%d FAILED)" % nfail if nfail else "",
+                         statistics.median(live), max(live),
+                         statistics.median(peak), max(peak), bound, met(ok)))
+            acc_sum.append("%d thread%s: max %+.1f KiB" % (t, "s" if t > 1 else "",
+                                                            max(live)))
+        else:
+            md.append("| %d | %d FAILED | | | %d | %s |" % (t, nfail, bound, met(False)))
+    md.append("")
+    summary.append(("global limit overshoot within the README's bound "
+                    "(threads x %d KiB)" % GLOBAL_GRANT_KIB,
+                    "; ".join(acc_sum) or "no data", met(acc_ok_all)))
+
+    # ---- counts ----
+    md.append("## Exactness of allocation counts\n")
+    md.append("A deterministic task under ml_limit_allocations(ML_MAX_ALLOCATION_LIMIT) "
+              "adds up the bytes it requests as the documentation defines them "
+              "(malloc, calloc, aligned_alloc, posix_memalign sizes; realloc's "
+              "growth over malloc_usable_size of the old block); the engine's "
+              "*allocated_bytes must be equal.\n")
+    md.append("| case | known total (bytes) | reported (bytes) | status | equal |")
+    md.append("|---|---|---|---|---|")
+    cnt_ok = bool(counts)
+    for c in counts:
+        ok = c[1] == c[2] and c[3] == "ok"
+        cnt_ok &= ok
+        md.append("| %s | %s | %s | %s | %s |" % (c[0], c[1], c[2], c[3], met(ok)))
+    if not counts:
+        md.append("| (the program failed: see build/bench/runs.log) | | | | %s |"
+                  % met(False))
+    md.append("")
+    summary.append(("allocation counts exact", "%d case(s)" % len(counts),
+                    met(cnt_ok)))
+
+    # ---- token ----
+    md.append("## Token cancellation latency\n")
+    md.append("A task under ml_limit_with_token allocates and frees 64-byte "
+              "blocks; another thread reads CLOCK_MONOTONIC and sets the token "
+              "0-200 us after the task started; latency is until "
+              "ml_limit_with_token returned. The two threads are pinned to two "
+              "different CPUs (%s). *Preempted*: trials in which the task's "
+              "thread was involuntarily descheduled (a busy machine, not the "
+              "engine); the last two figures leave them out.\n"
+              % ("done" if token and len(token) >= 9 and token[8] == "yes"
+                 else "not done: fewer than 2 CPUs allowed"))
+    md.append("| trials | median (us) | p99 (us) | max (us) | wrong status "
+              "| preempted | median, not preempted | p99, not preempted "
+              "| target: p99 < %g us |" % T_TOKEN_US)
+    md.append("|---" * 9 + "|")
+    tok_ok = False
+    if token and len(token) >= 8:
+        n, m, p99, mx, bad, pre, m2, p2 = token[:8]
+        tok_ok = float(p99) < T_TOKEN_US and bad == "0"
+        md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+                  % (n, m, p99, mx, bad, pre, m2, p2, met(tok_ok)))
+        tok_val = "p99 %s us (median %s us; without the %s preempted trials: "\
+                  "p99 %s us)" % (p99, m, pre, p2)
+    else:
+        md.append("| FAILED (see build/bench/runs.log) | | | | | | | | %s |"
+                  % met(False))
+        tok_val = "failed"
+    md.append("")
+    summary.append(("token cancellation p99 < %g us" % T_TOKEN_US, tok_val,
+                    met(tok_ok)))
+
+    head = ["## Targets (issue 5)\n",
+            "| target | measured | |", "|---|---|---|"]
+    head += ["| %s | %s | %s |" % s for s in summary]
+    head.append("")
+    head.append("Timing on a shared or loaded machine is noisy: compare the load "
+                "averages above, and rerun with more rounds (`R=9`) before "
+                "reading much into a few percent.\n")
+    i = md.index("## Wall time (median seconds, ratio to jemalloc)\n")
+    md[i:i] = head
+
+    with open(out + "/results.md", "w") as f:
+        f.write("\n".join(md).rstrip() + "\n")
+
+    write_chart(out, order, cg_order, ratio, cgr, profiler, failed)
+
+
+def worst(items, fn):
+    vals = [(fn(w), w) for w in items]
+    vals = [(v, w) for v, w in vals if v is not None]
+    if not vals:
+        return ("nan", "no data")
+    v, w = max(vals)
+    return ("%.3f" % v, w)
+
+
+def write_chart(out, order, cg_order, ratio, cgr, profiler, failed):
+    """Two panels of grouped bars: wall ratio to jemalloc per workload, and
+    callgrind instruction ratio per micro workload. Bars above CAP are cut
+    at CAP; every bar is labelled with its value."""
+    cap = 1.6
+    wall_cfgs = ["glibc", "ml-none", "ml-high"] + (["ml-prof"] if profiler else [])
+    cg_cfgs = ["glibc", "ml-none", "ml-high"]
+    colors = {"glibc": "#999999", "ml-none": "#4e79a7", "ml-high": "#f28e2b",
+              "ml-prof": "#59a14f"}
+    blocks = []  # one gnuplot data block per (panel, config)
+
+    def panel(items, cfgs, fn):
+        g = len(cfgs) + 1
+        data = {}
+        for j, c in enumerate(cfgs):
+            rows = []
+            for i, wl in enumerate(items):
+                v = fn(wl, c)
+                if v is None:
+                    continue
+                x = i * g + j + 1
+                lab = "%.3f" % v if v < 2 else "%.2f" % v if v < 10 else "%.1f" % v
+                if v > cap:
+                    lab += "\u2191"  # an arrow: the bar is cut
+                rows.append("%g %g %g %s" % (x, min(v, cap), min(v, cap), lab))
+            data[c] = rows
+        tics = ", ".join('"%s" %g' % (wl, i * g + (len(cfgs) + 1) / 2.0)
+                         for i, wl in enumerate(items))
+        return data, tics, len(items) * g
+
+    wdata, wtics, wmax = panel(order, wall_cfgs, ratio)
+    cdata, ctics, cmax = panel(cg_order, cg_cfgs, cgr)
+    with open(out + "/ratios.dat", "w", encoding="utf-8") as f:
+        idx = 0
+        for name, data, cfgs in (("wall", wdata, wall_cfgs), ("cg", cdata, cg_cfgs)):
+            for c in cfgs:
+                f.write("# %s %s\n" % (name, c))
+                f.write("\n".join(data[c] or ["nan nan nan nan"]) + "\n\n\n")
+                blocks.append((name, c, idx))
+                idx += 1
+
+    def plot(name, cfgs, target, tlabel):
+        parts = []
+        for n, c, i in blocks:
+            if n != name:
+                continue
+            parts.append("'%s/ratios.dat' index %d using 1:2 with boxes "
+                         "lc rgb '%s' title '%s'" % (out, i, colors[c], LABEL[c]))
+            parts.append("'' index %d using 1:3:4 with labels offset 0,0.7 "
+                         "font ',9' notitle" % i)
+        parts.append("1 with lines lc rgb 'black' dt 2 title 'jemalloc = 1'")
+        parts.append("%g with lines lc rgb '#e15759' dt 3 lw 2 title '%s'"
+                     % (target, tlabel))
+        return "plot " + ", \\\n     ".join(parts) + "\n"
+
+    gp = []
+    gp.append("set encoding utf8")
+    gp.append("set terminal pngcairo size 1400,1000 font 'DejaVu Sans,11'")
+    gp.append("set output '%s/ratios.png'" % out)
+    gp.append("set multiplot layout 2,1 title 'memlimits benchmark: ratio to plain "
+              "jemalloc (lower is better; bars above %g are cut, labels give the value)'"
+              % cap)
+    gp.append("set style fill solid 0.85 border -1")
+    gp.append("set boxwidth 0.9")
+    gp.append("set grid ytics")
+    gp.append("set key outside bottom center horizontal")
+    gp.append("set yrange [0:%g]" % (cap + 0.15))
+    gp.append("set xrange [0:%g]" % wmax)
+    gp.append("set xtics (%s) scale 0" % wtics)
+    gp.append("set ylabel 'wall time / jemalloc'")
+    gp.append("set title 'Wall time, median of interleaved runs'")
+    gp.append(plot("wall", wall_cfgs, T_WALL, "target %.2f (limits set)" % T_WALL))
+    gp.append("set xrange [0:%g]" % cmax)
+    gp.append("set xtics (%s) scale 0" % ctics)
+    gp.append("set ylabel 'instructions / jemalloc'")
+    gp.append("set title 'Callgrind instructions per operation (micro workloads)'")
+    gp.append(plot("cg", cg_cfgs, T_CG, "target %.2f (limits set)" % T_CG))
+    gp.append("unset multiplot")
+    with open(out + "/ratios.gp", "w") as f:
+        f.write("\n".join(gp) + "\n")
+
+
+main()
