@@ -189,36 +189,48 @@ static bool decide(struct mli_thread *t, size_t n, int64_t *live,
 static uint64_t grant(struct mli_thread *t, int64_t live, uint32_t nthr)
 {
 	const struct mli_config *c = &mli_eng.cfg;
+	t->headroom = 0;
 	if ((t->nfired && !t->mask_depth) || t->prof_busy)
 		return 0;
-	uint64_t g = min64(NOLIMIT_GRANT, t->sample_left);
 	int64_t limit = __atomic_load_n(&mli_eng.global_limit, __ATOMIC_RELAXED);
-	if (global_checked(t, limit) ||
-	    t->count - t->peak_mark >= NOLIMIT_GRANT) {
+	bool global = global_checked(t, limit);
+	if (global || t->count - t->peak_mark >= NOLIMIT_GRANT) {
 		/* Measuring the heap also records the peak: at least once per
 		 * NOLIMIT_GRANT bytes of each thread. */
 		t->peak_mark = t->count;
 		if (live < 0)
 			live = mli_live_heap(&nthr);
 	}
-	if (global_checked(t, limit)) {
-		uint64_t room = live < limit ? (uint64_t)(limit - live) : 0;
-		g = min64(g, min64(GLOBAL_GRANT, room / (2 * (nthr ? nthr : 1))));
+	/* room: what the limits allow before one of them could fire. */
+	uint64_t room = UINT64_MAX;
+	if (global) {
+		uint64_t free_heap = live < limit ? (uint64_t)(limit - live) : 0;
+		room = free_heap / (2 * (nthr ? nthr : 1));
 	}
 	uint64_t count = t->count;
 	for (const struct mli_scope *s = t->top; s; s = s->outer)
 		if (s->kind == MLI_SCOPE_ALLOC && !s->fired) {
 			uint64_t used = count - s->start;
-			g = min64(g, used < s->limit ? s->limit - used : 0);
+			room = min64(room, used < s->limit ? s->limit - used : 0);
 		}
-	if (t->ntoken)
-		g = min64(g, TOKEN_GRANT);
 	if (c->thread_allocations >= 0) {
 		uint64_t cap = (uint64_t)c->thread_allocations;
-		g = min64(g, t->count < cap ? cap - t->count : 0);
+		room = min64(room, t->count < cap ? cap - t->count : 0);
 	}
 	if (c->allocations >= 0)
-		g = min64(g, t->proc_held);
+		room = min64(room, t->proc_held);
+	/* The grant: the room, but the thread checks in at least every
+	 * NOLIMIT_GRANT bytes (peak), GLOBAL_GRANT under a heap limit (the
+	 * overshoot bound), TOKEN_GRANT under a token, and at the next sample. */
+	uint64_t g = min64(room, min64(NOLIMIT_GRANT, t->sample_left));
+	if (global)
+		g = min64(g, GLOBAL_GRANT);
+	if (t->ntoken)
+		g = min64(g, TOKEN_GRANT);
+	/* Big reallocs may use the room beyond the grant (see realloc), unless
+	 * a token or the sampler must see every byte. */
+	if (!t->ntoken && t->sample_left == UINT64_MAX)
+		t->headroom = room;
 	return g;
 }
 
@@ -303,6 +315,15 @@ void mli_check_now(struct mli_thread *t)
 	check_scopes(t, 0, &live, &nthr);
 	t->grant = t->left = grant(t, live, nthr);
 	t->in_engine = 0;
+}
+
+void mli_charge_after(uint64_t n)
+{
+	struct mli_thread *t = &mli_tls;
+	t->count += n;
+	t->headroom -= n;
+	if (mli_eng.cfg.allocations >= 0)
+		t->proc_held -= n;
 }
 
 void mli_uncharge(size_t n)

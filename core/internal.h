@@ -74,6 +74,7 @@ struct mli_thread {
 	uint64_t grace;        /* bytes allowed past an exhausted budget */
 	uint64_t breach_count; /* allocations refused in this thread */
 	uint64_t peak_mark;    /* count when the heap was last measured */
+	uint64_t headroom;     /* bytes no limit could refuse, from the last refill */
 	const uint64_t *be_alloc, *be_dealloc; /* backend's usable-byte counters */
 	struct mli_thread *next, *prev;        /* registry, under mli_lock */
 	uint64_t id;
@@ -122,6 +123,18 @@ MLI_NOINLINE int mli_admit_slow(size_t n);
 /* Recompute t->left after the thread's limits changed (scope entered or left,
  * unmask). */
 void mli_refill(struct mli_thread *t);
+/* May an allocation of at most n bytes skip admission, because no limit
+ * could refuse it (the room left since the last refill covers it, and no
+ * token or sampler needs to see it)? It is then charged afterwards with
+ * mli_charge_after. */
+static inline bool mli_within_headroom(uint64_t n)
+{
+	const struct mli_thread *t = &mli_tls;
+	uint64_t used = t->grant - t->left;
+	return t->state == MLI_T_LIVE && used <= t->headroom &&
+	       n <= t->headroom - used;
+}
+void mli_charge_after(uint64_t n);
 /* Gives back n bytes charged by a slow-path admission whose allocation then
  * failed in the allocator. */
 void mli_uncharge(size_t n);

@@ -28,10 +28,22 @@ static void *enomem(void)
 bool mli_region_owns(const void *p);
 void mli_free_sampled(void *p);
 
+/* Only the profiling build has blocks of its own. */
+static inline bool region_owns(const void *p)
+{
+#ifdef MLI_PROF_BUILD
+	extern uint64_t mli_region_tag;
+	return ((uintptr_t)p >> 34) == __atomic_load_n(&mli_region_tag, __ATOMIC_RELAXED);
+#else
+	(void)p;
+	return false;
+#endif
+}
+
 /* Frees any block: the profiler's or jemalloc's. */
 static void any_free(void *p)
 {
-	if (mli_region_owns(p))
+	if (region_owns(p))
 		mli_free_sampled(p);
 	else
 		mli_je_free(p);
@@ -120,7 +132,9 @@ static void *realloc_sampled(void *old, size_t n)
 	return p;
 }
 
-EXPORT void *realloc(void *old, size_t n)
+/* Everything realloc's fast path does not handle: NULL, 0, huge sizes,
+ * the profiler's blocks, sizes over the grant, and sampling. */
+static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
 {
 	if (!old)
 		return malloc(n);
@@ -130,25 +144,21 @@ EXPORT void *realloc(void *old, size_t n)
 	}
 	if (n > (size_t)PTRDIFF_MAX)
 		return enomem();
-	if (mli_region_owns(old))
+	if (region_owns(old))
 		return realloc_sampled(old, n);
-	if (mli_likely(mli_admit_fast(n))) {
-		/* Charge n, then give back what the old block held: jemalloc adds
-		 * the old block's usable size to this thread's deallocated counter
-		 * (moved or not), so the growth is known without asking for the
-		 * size first, which would cost a second lookup of the block. */
+	if (mli_within_headroom(n)) {
+		/* Larger than the grant, but no limit could refuse even all of
+		 * n: learn the growth afterwards, as the fast path does. */
 		const uint64_t *dealloc = mli_tls.be_dealloc;
 		uint64_t before = *dealloc;
 		void *p = mli_je_realloc(old, n);
 		uint64_t have = *dealloc - before;
-		mli_give_back(!p ? n : have < n ? have : n);
-		if (!p)
-			errno = ENOMEM; /* jemalloc's realloc does not always set it */
+		if (p)
+			mli_charge_after(n > have ? n - have : 0);
+		else
+			errno = ENOMEM;
 		return p;
 	}
-	/* The exact way, when n alone does not fit in the grant (undo the
-	 * wrapped subtraction first). */
-	mli_give_back(n);
 	size_t have = mli_je_sallocx(old, 0);
 	size_t grow = n > have ? n - have : 0;
 	int ad = grow ? mli_admit(grow) : MLI_ADMIT;
@@ -167,6 +177,28 @@ EXPORT void *realloc(void *old, size_t n)
 		errno = ENOMEM; /* jemalloc's realloc does not always set it */
 	}
 	return p;
+}
+
+EXPORT void *realloc(void *old, size_t n)
+{
+	if (mli_likely(old && n && !region_owns(old))) {
+		if (mli_likely(mli_admit_fast(n))) {
+			/* Charge n, then give back what the old block held:
+			 * jemalloc adds the old block's usable size to this
+			 * thread's deallocated counter (moved or not), so the
+			 * growth is known without looking the block up first. */
+			const uint64_t *dealloc = mli_tls.be_dealloc;
+			uint64_t before = *dealloc;
+			void *p = mli_je_realloc(old, n);
+			uint64_t have = *dealloc - before;
+			mli_give_back(!p ? n : have < n ? have : n);
+			if (!p)
+				errno = ENOMEM;
+			return p;
+		}
+		mli_give_back(n); /* undo the wrapped subtraction */
+	}
+	return realloc_slow(old, n);
 }
 
 EXPORT void *reallocarray(void *old, size_t a, size_t b)

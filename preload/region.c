@@ -27,7 +27,8 @@
 #include "jemalloc.h"
 
 #define EXPORT __attribute__((visibility("default")))
-#define REGION_BITS 34 /* 16 GiB of address space, never of memory */
+#define REGION_BITS 34 /* 16 GiB of address space, never of memory;
+			* also in alloc.c and tracking_free */
 #define PAGE 4096
 #define NCLASS 23      /* slots of 2^0 .. 2^22 pages (16 GiB) */
 

@@ -1311,6 +1311,55 @@ static void alloc_before_constructors(void **state)
 	run_prog("alloc_early");
 }
 
+
+/* realloc beyond the thread's grant (1 MiB without limits, 64 KiB under a
+ * heap limit): the growth is still counted exactly, whether the engine
+ * learns it before (an allocation limit near) or after (no limit near). */
+struct big_realloc { uint64_t want, got; int ok; };
+
+static void *grow_big(void *arg)
+{
+	struct big_realloc *r = arg;
+	struct ml_stats before = stats();
+	char *p = f_malloc(1000);
+	r->want = 1000;
+	for (size_t n = 3000; n < (8u << 20) && p; n = n * 3 / 2) {
+		size_t have = malloc_usable_size(p);
+		char *q = f_realloc(p, n);
+		if (!q)
+			break;
+		q[n - 1] = 1;
+		r->want += n > have ? n - have : 0;
+		p = q;
+	}
+	r->got = counted_since(&before);
+	r->ok = p != NULL;
+	free(p);
+	return NULL;
+}
+
+static void realloc_beyond_grant_counts_exactly(void **state)
+{
+	struct big_realloc r;
+	memset(&r, 0, sizeof r);
+	grow_big(&r);
+	assert_true(r.ok);
+	assert_int_equal(r.got, r.want);
+	/* Inside a task with a limit far away and one that the loop crosses. */
+	ml_status st = ml_start();
+	assert_true(st == ML_OK || st == ML_INVALID);
+	uint64_t used = 0;
+	memset(&r, 0, sizeof r);
+	assert_int_equal(ml_limit_allocations(1ull << 40, grow_big, &r, NULL, &used), ML_OK);
+	assert_int_equal(r.got, r.want);
+	assert_int_equal(used, r.want);
+	memset(&r, 0, sizeof r);
+	assert_int_equal(ml_limit_allocations(3u << 20, grow_big, &r, NULL, &used),
+			 ML_ALLOCATION_LIMIT);
+	assert_true(used <= 3u << 20);
+	assert_int_equal(used, r.want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1343,6 +1392,7 @@ int main(void)
 		cmocka_unit_test(dlopen_libraries),
 		cmocka_unit_test(cxx_new_delete),
 		cmocka_unit_test(alloc_before_constructors),
+		cmocka_unit_test(realloc_beyond_grant_counts_exactly),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
