@@ -62,7 +62,7 @@ void mli_prof_sync(struct mli_thread *t)
 	if (t->prof_gen == gen)
 		return;
 	t->prof_gen = gen;
-	if (__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE)) {
+	if (__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE) == 1) {
 		if (!t->rng)
 			seed_thread(t);
 		t->sample_left = draw_gap(t, mli_prof.rate, mli_prof.log1m);
@@ -173,11 +173,11 @@ void mli_prof_sampled(void *p, size_t n, uint64_t nsamples,
 		      struct mli_sampled *rec)
 {
 	struct mli_thread *t = &mli_tls;
-	if (!__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE))
+	if (__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE) != 1)
 		return;
 	__atomic_fetch_add(&mli_prof.inflight, 1, __ATOMIC_ACQ_REL);
 	uint32_t gen = __atomic_load_n(&mli_prof.gen, __ATOMIC_ACQUIRE);
-	if (__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE)) {
+	if (__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE) == 1) {
 		callback_enter(t);
 		void *raw[ML_MAX_CALLSTACK + 16];
 		int got = capture(raw, (int)(mli_prof.depth + 16));
@@ -209,7 +209,7 @@ void mli_prof_freed(void *p)
 	rec->tracked = 0;
 	struct mli_thread *t = &mli_tls;
 	__atomic_fetch_add(&mli_prof.inflight, 1, __ATOMIC_ACQ_REL);
-	if (__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE) &&
+	if (__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE) == 1 &&
 	    rec->gen == __atomic_load_n(&mli_prof.gen, __ATOMIC_ACQUIRE) &&
 	    mli_prof.tracker.dealloc) {
 		callback_enter(t);
@@ -246,8 +246,9 @@ ml_status mli_prof_start(double rate, size_t depth, const ml_tracker *tr)
 	mli_prof.log1m = log1p(-rate);
 	mli_prof.depth = depth > ML_MAX_CALLSTACK ? ML_MAX_CALLSTACK : depth;
 	mli_prof.tracker = *tr;
-	__atomic_fetch_add(&mli_prof.gen, 1, __ATOMIC_ACQ_REL);
+	/* running before gen: a thread that sees the new gen sees running. */
 	__atomic_store_n(&mli_prof.running, 1, __ATOMIC_RELEASE);
+	__atomic_fetch_add(&mli_prof.gen, 1, __ATOMIC_ACQ_REL);
 	mli_refill(&mli_tls);
 	return ML_OK;
 }
