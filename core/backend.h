@@ -34,7 +34,8 @@ int mli_be_sample_init(void); /* 0 on success */
  * it in *rec; NULL if there is no room. */
 void *mli_be_sample_alloc(size_t n, size_t align, struct mli_sampled **rec);
 struct mli_sampled *mli_be_sample_record(const void *p);
-size_t mli_be_sample_size(const void *p);
+size_t mli_be_sample_size(const void *p); /* usable, as jemalloc's would be */
+void mli_be_sample_shrink(void *p, size_t n); /* realloc in place, n <= size */
 int64_t mli_be_sample_live(void); /* bytes held by sampled blocks */
 
 #endif

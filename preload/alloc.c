@@ -117,17 +117,21 @@ EXPORT void *calloc(size_t a, size_t b)
 static void *realloc_sampled(void *old, size_t n)
 {
 	size_t have = mli_be_sample_size(old);
-	size_t grow = n > have ? n - have : 0;
-	int ad = grow ? mli_admit(grow) : MLI_ADMIT;
+	if (n <= have) {
+		/* Fits: stays, still sampled, with jemalloc's usable size for n. */
+		mli_be_sample_shrink(old, n);
+		return old;
+	}
+	size_t grow = n - have;
+	int ad = mli_admit(grow);
 	if (!ad)
 		return enomem();
 	void *p = get_block(ad, n, 0, false);
 	if (!p) {
-		if (grow)
-			mli_uncharge(grow);
+		mli_uncharge(grow);
 		return enomem();
 	}
-	memcpy(p, old, have < n ? have : n);
+	memcpy(p, old, have);
 	mli_free_sampled(old);
 	return p;
 }

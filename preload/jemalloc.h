@@ -28,5 +28,6 @@ size_t malloc_usable_size(void *p);
 #define mli_je_malloc_usable_size malloc_usable_size
 #endif
 void *mli_je_mallocx(size_t n, int flags);
+size_t mli_je_nallocx(size_t n, int flags); /* flags: lg of the alignment */
 
 #endif

@@ -74,7 +74,7 @@ int mli_be_sample_init(void)
 
 struct hdr {
 	uint64_t magic;
-	size_t size;       /* requested */
+	size_t size;       /* usable: what jemalloc would give the request */
 	size_t slot;       /* bytes of the slot */
 	char *slot_start;
 	struct mli_sampled rec; /* the profiler's record */
@@ -97,9 +97,18 @@ void *mli_be_sample_alloc(size_t n, size_t align, struct mli_sampled **rec)
 {
 	if (!region_base || n > ((size_t)1 << (REGION_BITS - 2)))
 		return NULL;
+	/* The block gets the usable size jemalloc would give the same request,
+	 * so that malloc_usable_size, realloc's growth and the heap measure are
+	 * the same whether or not the block was sampled. */
+	int lg = 0;
+	while (((size_t)1 << lg) < align)
+		lg++;
+	size_t usable = mli_je_nallocx(n ? n : 1, align > 16 ? lg : 0);
+	if (!usable)
+		return NULL;
 	if (align < 64)
 		align = 64;
-	size_t need = 64 + n + (align > 64 ? align : 0);
+	size_t need = 64 + usable + (align > 64 ? align : 0);
 	unsigned c = 0;
 	while (((size_t)PAGE << c) < need)
 		c++;
@@ -127,11 +136,11 @@ void *mli_be_sample_alloc(size_t n, size_t align, struct mli_sampled **rec)
 	char *p = (char *)(((uintptr_t)s + 64 + align - 1) & ~(uintptr_t)(align - 1));
 	struct hdr *h = hdr_of(p);
 	h->magic = HDR_MAGIC;
-	h->size = n;
+	h->size = usable;
 	h->slot = slot;
 	h->slot_start = s;
 	memset(&h->rec, 0, sizeof h->rec);
-	__atomic_fetch_add(&region_live, (int64_t)slot, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&region_live, (int64_t)usable, __ATOMIC_RELAXED);
 	*rec = &h->rec;
 	return p;
 }
@@ -156,13 +165,27 @@ void mli_region_release(void *p)
 	unsigned c = 0;
 	while (((size_t)PAGE << c) < slot)
 		c++;
-	__atomic_fetch_sub(&region_live, (int64_t)slot, __ATOMIC_RELAXED);
+	__atomic_fetch_sub(&region_live, (int64_t)h->size, __ATOMIC_RELAXED);
 	/* Zero the slot (calloc relies on it) and give its memory back. */
 	madvise(s, slot, MADV_DONTNEED);
 	lock();
 	*(void **)s = free_slots[c];
 	free_slots[c] = s;
 	unlock();
+}
+
+/* realloc to n <= the block's usable size: stays in place, with the usable
+ * size jemalloc would give n (as its realloc would), so that later growth is
+ * counted from the same base with or without sampling. */
+void mli_be_sample_shrink(void *p, size_t n)
+{
+	struct hdr *h = hdr_of(p);
+	size_t usable = mli_je_nallocx(n ? n : 1, 0);
+	if (usable && usable < h->size) {
+		__atomic_fetch_sub(&region_live, (int64_t)(h->size - usable),
+				   __ATOMIC_RELAXED);
+		h->size = usable;
+	}
 }
 
 int64_t mli_be_sample_live(void)

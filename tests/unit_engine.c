@@ -34,6 +34,7 @@ int mli_be_sample_init(void) { return -1; }
 void *mli_be_sample_alloc(size_t n, size_t a, struct mli_sampled **r) { return NULL; }
 struct mli_sampled *mli_be_sample_record(const void *p) { return NULL; }
 size_t mli_be_sample_size(const void *p) { return 0; }
+void mli_be_sample_shrink(void *p, size_t n) {}
 int64_t mli_be_sample_live(void) { return 0; }
 
 /* The bytes are counted as the real backend does, with relaxed atomics so

@@ -1,0 +1,852 @@
+/* test_prof: Memprof, the sampling allocation profiler (issue 4).
+ *
+ * tests/run runs this program under the default library, which has no
+ * profiler; the real work runs in helpers (tests/progs/prof_*.c) started
+ * with LD_PRELOAD=<dir of MLT_LIB>/libmemlimits-prof.so, the profiling
+ * build. Covered: the API contract (ml_memprof_start/stop); the statistics
+ * of the sampler (samples and estimated bytes per call site within 5
+ * standard deviations); determinism with MEMLIMITS_SEED; dealloc callbacks
+ * (exactly once per tracked block, via free and realloc, never for an
+ * untracked one, not after ml_memprof_stop); callbacks that allocate, in the
+ * allocating thread, never nested; the limits unchanged by profiling;
+ * sampled blocks as memory; MEMLIMITS_PROFILE files read by google-pprof for
+ * a C program with known hot spots and for python3; the profile written at
+ * a breach; the default build refusing the profiler's variables. */
+/* harness.h defines _GNU_SOURCE: it comes before any system header. */
+#include "tests/harness.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ctype.h>
+#include <math.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+
+#include "shim/memlimits.h"
+
+#define PYTHON "/usr/bin/python3"
+#define PPROF "google-pprof"
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static char prof_lib[4096];      /* <dir of MLT_LIB>/libmemlimits-prof.so */
+static char prof_preload[4200];  /* "LD_PRELOAD=" prof_lib */
+static char tmpdir[256];
+
+static void dump(const struct mlt_run *r, const char *what)
+{
+	print_message("check failed: %s\n  status: %d\n  stdout (%zu bytes): %.3000s\n"
+		      "  stderr (%zu bytes): %.2000s\n",
+		      what, r->status, r->out_len, r->out ? r->out : "",
+		      r->err_len, r->err ? r->err : "");
+}
+
+/* Fails the test, showing the subprocess's output, unless cond holds. */
+#define EXPECT(r, cond)                                 \
+	do {                                            \
+		if (!(cond)) {                          \
+			dump(&(r), #cond);              \
+			fail_msg("%s", #cond);          \
+		}                                       \
+	} while (0)
+
+static const char *progs_dir(void)
+{
+	const char *p = getenv("MLT_PROGS");
+	return p ? p : "build/tests/progs";
+}
+
+/* Absolute path of helper `name`, in one of 8 rotating static buffers. */
+static char *prog(const char *name)
+{
+	static char buf[8][4096];
+	static int k;
+	char *b = buf[k++ % 8];
+	snprintf(b, sizeof buf[0], "%s/%s", progs_dir(), name);
+	return b;
+}
+
+/* A path in the test's temporary directory (8 rotating buffers). */
+static char *tmp(const char *name)
+{
+	static char buf[8][512];
+	static int k;
+	char *b = buf[k++ % 8];
+	snprintf(b, sizeof buf[0], "%s/%s", tmpdir, name);
+	return b;
+}
+
+static void run(char *const argv[], const char *const env[], int preload,
+		struct mlt_run *r)
+{
+	if (mlt_run_cmd(argv, env, preload, NULL, r) != 0)
+		fail_msg("could not start %s", argv[0]);
+}
+
+/* Runs argv under the profiling build, with `env` (NULL-terminated, may be
+ * NULL) added to the environment. */
+static void run_prof(char *const argv[], const char *const env[],
+		     struct mlt_run *r)
+{
+	const char *e[16];
+	size_t k = 0;
+	e[k++] = prof_preload;
+	for (size_t i = 0; env && env[i] && k < 15; i++)
+		e[k++] = env[i];
+	e[k] = NULL;
+	run(argv, e, 0, r);
+}
+
+/* The number after "key " or "key=" at the start of a line of out. */
+static bool kv_find(const char *out, const char *key, double *v)
+{
+	size_t n = strlen(key);
+	for (const char *p = out; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p) {
+		if (strncmp(p, key, n) == 0 && (p[n] == ' ' || p[n] == '=')) {
+			char *end;
+			*v = strtod(p + n + 1, &end);
+			return end != p + n + 1;
+		}
+	}
+	return false;
+}
+
+static double kv(const struct mlt_run *r, const char *key)
+{
+	double v;
+	if (!kv_find(r->out, key, &v)) {
+		dump(r, key);
+		fail_msg("no line \"%s\" in the helper's output", key);
+	}
+	return v;
+}
+
+#define EXPECT_KV(r, key, want)                                              \
+	do {                                                                 \
+		double got_ = kv(&(r), key);                                 \
+		if (got_ != (double)(want)) {                                \
+			dump(&(r), key);                                     \
+			fail_msg("%s = %.17g, expected %.17g", key, got_,    \
+				 (double)(want));                             \
+		}                                                            \
+	} while (0)
+
+static bool file_exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	size_t cap = 4096, len = 0;
+	char *b = malloc(cap);
+	size_t got;
+	while ((got = fread(b + len, 1, cap - len - 1, f)) > 0) {
+		len += got;
+		if (cap - len < 2)
+			b = realloc(b, cap *= 2);
+	}
+	b[len] = '\0';
+	fclose(f);
+	return b;
+}
+
+/* Checks the folded-stacks format: every line "frame;frame;... value" with
+ * non-empty frames and a positive integer value. Returns the sum of the
+ * values and the number of lines. */
+static void check_folded(const char *path, double *sum, int *lines)
+{
+	char *t = read_file(path);
+	if (!t)
+		fail_msg("%s does not exist", path);
+	*sum = 0;
+	*lines = 0;
+	for (char *line = t, *next; *line; line = next) {
+		char *nl = strchr(line, '\n');
+		next = nl ? nl + 1 : line + strlen(line);
+		if (nl)
+			*nl = '\0';
+		if (!*line)
+			continue;
+		char *sp = strrchr(line, ' ');
+		if (!sp || sp == line)
+			fail_msg("%s: line without \"frames value\": '%s'", path, line);
+		char *end;
+		double v = strtod(sp + 1, &end);
+		if (*end || end == sp + 1 || v <= 0 || v != floor(v))
+			fail_msg("%s: bad value in '%s'", path, line);
+		*sp = '\0';
+		if (line[0] == ';' || sp[-1] == ';' || strstr(line, ";;"))
+			fail_msg("%s: empty frame in '%s'", path, line);
+		*sum += v;
+		++*lines;
+	}
+	free(t);
+}
+
+/* google-pprof --text [--alloc_space] BINARY PROFILE, checked to have
+ * opened the profile. Returns the name of the function on the first line
+ * of the table (the largest "flat"), in a static buffer. */
+static const char *pprof_top(const char *binary, const char *profile,
+			     bool alloc_space, struct mlt_run *r)
+{
+	char *argv[] = { PPROF, "--text", alloc_space ? "--alloc_space" : "--inuse_space",
+			 (char *)binary, (char *)profile, NULL };
+	if (mlt_run_cmd(argv, NULL, 0, NULL, r) != 0)
+		fail_msg(PPROF " could not be started: install google-perftools "
+			 "(scripts/setup test)");
+	EXPECT(*r, r->status == 0);
+	const char *total = strstr(r->out, "Total:");
+	EXPECT(*r, total != NULL);
+	const char *line = strchr(total, '\n');
+	EXPECT(*r, line != NULL);
+	line++;
+	static char name[512];
+	/* "   49.1  86.9%  86.9%     49.1  86.9% hot_keep_live" */
+	const char *nl = strchr(line, '\n');
+	size_t len = nl ? (size_t)(nl - line) : strlen(line);
+	char buf[1024];
+	snprintf(buf, sizeof buf, "%.*s", (int)len, line);
+	char *last = strrchr(buf, '%');
+	EXPECT(*r, last != NULL);
+	last++;
+	while (*last == ' ')
+		last++;
+	snprintf(name, sizeof name, "%s", last);
+	size_t n = strlen(name);
+	while (n && isspace((unsigned char)name[n - 1]))
+		name[--n] = '\0';
+	return name;
+}
+
+/* The "flat" megabytes pprof gives function `fn` (0 if it is not listed). */
+static double pprof_flat(const struct mlt_run *r, const char *fn)
+{
+	const char *p = strstr(r->out, "Total:");
+	size_t n = strlen(fn);
+	for (; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		if (len > n && strncmp(p + len - n, fn, n) == 0 && p[len - n - 1] == ' ')
+			return strtod(p, NULL);
+	}
+	return 0;
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	const char *lib = mlt_lib();
+	const char *slash = strrchr(lib, '/');
+	if (slash)
+		snprintf(prof_lib, sizeof prof_lib, "%.*s/libmemlimits-prof.so",
+			 (int)(slash - lib), lib);
+	else
+		snprintf(prof_lib, sizeof prof_lib, "libmemlimits-prof.so");
+	snprintf(prof_preload, sizeof prof_preload, "LD_PRELOAD=%s", prof_lib);
+	if (access(prof_lib, R_OK) != 0) {
+		print_message("no profiling build at %s\n", prof_lib);
+		return -1;
+	}
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/mlt_prof.XXXXXX");
+	if (!mkdtemp(tmpdir))
+		return -1;
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	char cmd[400];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+	struct mlt_run r;
+	if (tmpdir[0] && mlt_sh(cmd, NULL, 0, NULL, &r) == 0)
+		mlt_run_free(&r);
+	return 0;
+}
+
+/* ---- the API contract --------------------------------------------------- */
+
+static void api_contract_prof_build(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("prof_api"), NULL };
+	struct mlt_run r;
+	run_prof(argv, NULL, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT_KV(r, "stop_not_started", ML_INVALID);
+	EXPECT_KV(r, "rate_negative", ML_INVALID);
+	EXPECT_KV(r, "rate_above_one", ML_INVALID);
+	EXPECT_KV(r, "rate_nan", ML_INVALID);
+	EXPECT_KV(r, "rate_inf", ML_INVALID);
+	EXPECT_KV(r, "null_tracker", ML_INVALID);
+	EXPECT_KV(r, "null_alloc", ML_INVALID);
+	/* the refused starts left nothing running */
+	EXPECT_KV(r, "stop_after_invalid", ML_INVALID);
+	/* 0 and 1 are probabilities */
+	EXPECT_KV(r, "start_zero_rate", ML_OK);
+	EXPECT_KV(r, "stop_zero_rate", ML_OK);
+	EXPECT_KV(r, "start", ML_OK);
+	EXPECT_KV(r, "start_twice", ML_INVALID);
+	EXPECT_KV(r, "stop", ML_OK);
+	EXPECT_KV(r, "stop_twice", ML_INVALID);
+	/* a depth over ML_MAX_CALLSTACK is clamped, not an error */
+	EXPECT_KV(r, "restart", ML_OK);
+	EXPECT_KV(r, "restop", ML_OK);
+	mlt_run_free(&r);
+}
+
+static void api_default_build_not_started(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("prof_api"), "start", NULL };
+	struct mlt_run r;
+	run(argv, NULL, 1, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT_KV(r, "start", ML_NOT_STARTED);
+	mlt_run_free(&r);
+}
+
+static void api_without_preload_not_loaded(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("prof_api"), "start", NULL };
+	struct mlt_run r;
+	run(argv, NULL, 0, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT_KV(r, "start", ML_NOT_LOADED);
+	mlt_run_free(&r);
+}
+
+/* The MEMLIMITS_PROFILE profiler is a running profiler too. */
+static void api_start_while_env_profiler_runs(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("prof_api"), "start", NULL };
+	char env0[600];
+	snprintf(env0, sizeof env0, "MEMLIMITS_PROFILE=%s", tmp("api.prof"));
+	const char *env[] = { env0, NULL };
+	struct mlt_run r;
+	run_prof(argv, env, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT_KV(r, "start", ML_INVALID);
+	mlt_run_free(&r);
+}
+
+/* ---- statistics of the sampler ------------------------------------------- */
+
+/* prof_stat at `rate` over `per_class` bytes per site. Per site (= size
+ * class), with B = N * size bytes allocated in N blocks:
+ *  - samples S (sum of nsamples) ~ Binomial(B, rate): |S - rB| <= 5 sd;
+ *  - sampled blocks K ~ Binomial(N, p), p = 1 - (1-rate)^size: 5 sd;
+ *  - the estimate E = sum of size/p over sampled blocks (unbiased for B,
+ *    variance N size^2 (1-p)/p): |E - B| <= 5 sd;
+ * and the total of S over the sites within 5 sd of r * total bytes. */
+static void check_stat(double rate, long per_class)
+{
+	static const int sizes[] = { 16, 100, 1000, 10000, 100000 };
+	char rs[32], ps[32];
+	snprintf(rs, sizeof rs, "%g", rate);
+	snprintf(ps, sizeof ps, "%ld", per_class);
+	char *argv[] = { prog("prof_stat"), rs, ps, NULL };
+	struct mlt_run r;
+	run_prof(argv, NULL, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT_KV(r, "start", ML_OK);
+	EXPECT_KV(r, "mismatch", 0); /* first frame and size agree */
+	EXPECT_KV(r, "nostack", 0);  /* every sample had a usable stack */
+	double all_bytes = 0, all_samples = 0;
+	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		char pat[64];
+		snprintf(pat, sizeof pat, "site %d allocs", sizes[i]);
+		const char *line = strstr(r.out, pat);
+		EXPECT(r, line != NULL);
+		unsigned long long n, s, k;
+		double est;
+		EXPECT(r, sscanf(line + strlen(pat), "%llu samples %llu sampled_blocks %llu est %lf",
+				 &n, &s, &k, &est) == 4);
+		double size = sizes[i];
+		EXPECT(r, n == (unsigned long long)(per_class / sizes[i]));
+		double bytes = (double)n * size;
+		double sd = sqrt(bytes * rate * (1 - rate));
+		if (fabs((double)s - rate * bytes) > 5 * sd) {
+			dump(&r, "samples");
+			fail_msg("site %d: %llu samples, expected %.1f +- 5 x %.1f", sizes[i],
+				 s, rate * bytes, sd);
+		}
+		double p = -expm1(size * log1p(-rate));
+		double sdk = sqrt((double)n * p * (1 - p));
+		if (fabs((double)k - n * p) > 5 * sdk + 0.5) {
+			dump(&r, "sampled blocks");
+			fail_msg("site %d: %llu sampled blocks, expected %.1f +- 5 x %.1f",
+				 sizes[i], k, n * p, sdk);
+		}
+		double sde = sqrt((double)n * size * size * (1 - p) / p);
+		if (fabs(est - bytes) > 5 * sde + 1) {
+			dump(&r, "estimate");
+			fail_msg("site %d: estimated %.0f bytes, allocated %.0f +- 5 x %.0f",
+				 sizes[i], est, bytes, sde);
+		}
+		all_bytes += bytes;
+		all_samples += (double)s;
+	}
+	double sd = sqrt(all_bytes * rate * (1 - rate));
+	if (fabs(all_samples - rate * all_bytes) > 5 * sd) {
+		dump(&r, "total samples");
+		fail_msg("%.0f samples in all, expected %.1f +- 5 x %.1f", all_samples,
+			 rate * all_bytes, sd);
+	}
+	mlt_run_free(&r);
+}
+
+static void stat_rate_1e3(void **state)
+{
+	(void)state;
+	check_stat(1e-3, 10L << 20);
+}
+
+static void stat_rate_2e2(void **state)
+{
+	(void)state;
+	check_stat(2e-2, 1L << 20);
+}
+
+static void stat_rate_1e5(void **state)
+{
+	(void)state;
+	check_stat(1e-5, 20L << 20);
+}
+
+/* ---- determinism ----------------------------------------------------------- */
+
+static void seq_run(const char *seed, struct mlt_run *r)
+{
+	char *argv[] = { prog("prof_seq"), "1e-4", "20000", NULL };
+	char env0[64];
+	snprintf(env0, sizeof env0, "MEMLIMITS_SEED=%s", seed ? seed : "");
+	const char *env[] = { env0, NULL };
+	run_prof(argv, seed ? env : NULL, r);
+	EXPECT(*r, r->status == 0);
+	/* 20000 blocks of 2000 bytes on average at 1e-4: ~3600 sampled */
+	EXPECT(*r, kv(r, "total") >= 1000);
+}
+
+static void determinism_same_seed(void **state)
+{
+	(void)state;
+	struct mlt_run a, b;
+	seq_run("12345", &a);
+	seq_run("12345", &b);
+	if (strcmp(a.out, b.out) != 0) {
+		dump(&a, "first run");
+		dump(&b, "second run");
+		fail_msg("two runs with MEMLIMITS_SEED=12345 sampled different blocks");
+	}
+	mlt_run_free(&a);
+	mlt_run_free(&b);
+}
+
+static void determinism_other_seed_differs(void **state)
+{
+	(void)state;
+	struct mlt_run a, b, c, d;
+	seq_run("12345", &a);
+	seq_run("54321", &b);
+	EXPECT(b, strcmp(a.out, b.out) != 0);
+	/* without a seed each run draws its own */
+	seq_run(NULL, &c);
+	seq_run(NULL, &d);
+	EXPECT(d, strcmp(c.out, d.out) != 0);
+	mlt_run_free(&a);
+	mlt_run_free(&b);
+	mlt_run_free(&c);
+	mlt_run_free(&d);
+}
+
+/* ---- the callbacks ----------------------------------------------------------- */
+
+static struct mlt_run track;
+static bool track_done;
+
+static struct mlt_run *track_run(void)
+{
+	if (!track_done) {
+		char *argv[] = { prog("prof_track"), NULL };
+		run_prof(argv, NULL, &track);
+		track_done = true;
+	}
+	EXPECT(track, track.status == 0);
+	return &track;
+}
+
+static void dealloc_once_per_tracked_block(void **state)
+{
+	(void)state;
+	struct mlt_run *r = track_run();
+	EXPECT_KV(*r, "p1_start", ML_OK);
+	EXPECT_KV(*r, "p1_stop", ML_OK);
+	double tracked = kv(r, "p1_tracked"), untracked = kv(r, "p1_untracked");
+	EXPECT(*r, tracked >= 500); /* rate 5e-4 over ~13 MB */
+	/* every other sample tracked */
+	EXPECT(*r, tracked - untracked == 0 || tracked - untracked == 1);
+	EXPECT_KV(*r, "p1_alloc_calls", tracked + untracked);
+	/* all blocks were freed before the stop */
+	EXPECT_KV(*r, "p1_dealloc_once", tracked);
+	EXPECT_KV(*r, "p1_dealloc_never", 0);
+	EXPECT_KV(*r, "p1_dealloc_more", 0);
+	EXPECT_KV(*r, "p1_dealloc_calls", tracked);
+	/* never with a cookie alloc did not return (an untracked block) */
+	EXPECT_KV(*r, "p1_bogus", 0);
+	/* each during the free of its own block */
+	EXPECT_KV(*r, "p1_wrong_block", 0);
+	EXPECT_KV(*r, "cb_alloc_fail", 0);
+}
+
+static void dealloc_via_realloc(void **state)
+{
+	(void)state;
+	struct mlt_run *r = track_run();
+	double moved = kv(r, "p1_reallocs_of_tracked");
+	EXPECT(*r, moved >= 100);
+	/* every tracked block that realloc moved reported its dealloc during
+	 * that realloc (one that stayed in place is freed later, once) */
+	EXPECT_KV(*r, "p1_dealloc_in_realloc", moved);
+}
+
+static void callbacks_allocate_without_recursion(void **state)
+{
+	(void)state;
+	struct mlt_run *r = track_run();
+	EXPECT_KV(*r, "p2_start", ML_OK);
+	EXPECT_KV(*r, "p2_stop", ML_OK);
+	/* at rate 1 every allocation of the program is sampled, and none of
+	 * the callbacks' own (malloc, calloc, realloc, free in each) */
+	EXPECT_KV(*r, "p2_alloc_calls", kv(r, "p2_allocs"));
+	EXPECT_KV(*r, "p2_dealloc_calls", kv(r, "p2_tracked"));
+	EXPECT_KV(*r, "p2_recursion", 0);
+	EXPECT_KV(*r, "recursion", 0);
+	EXPECT_KV(*r, "cb_alloc_fail", 0);
+}
+
+static void callbacks_in_allocating_thread(void **state)
+{
+	(void)state;
+	struct mlt_run *r = track_run();
+	EXPECT_KV(*r, "p3_start", ML_OK);
+	EXPECT_KV(*r, "p3_stop", ML_OK);
+	EXPECT_KV(*r, "p3_failed", 0);
+	double samples = kv(r, "p3_worker_samples");
+	EXPECT(*r, samples >= 1000); /* 40000 blocks of 1.5 KB at 1e-4 */
+	EXPECT_KV(*r, "p3_threads_sampled", 4);
+	/* alloc ran in the thread that got the block */
+	EXPECT_KV(*r, "p3_wrong_thread", 0);
+	/* ml_sample.thread: one number per thread, distinct */
+	EXPECT_KV(*r, "p3_engine_thread_mismatch", 0);
+	EXPECT_KV(*r, "p3_engine_thread_distinct", 1);
+	/* main freed them all: dealloc once each, in main */
+	EXPECT_KV(*r, "p3_dealloc_once", samples);
+	EXPECT_KV(*r, "p3_dealloc_not_in_freeing_thread", 0);
+}
+
+static void no_callback_after_stop(void **state)
+{
+	(void)state;
+	struct mlt_run *r = track_run();
+	EXPECT_KV(*r, "p4_start", ML_OK);
+	EXPECT_KV(*r, "p4_stop", ML_OK);
+	EXPECT(*r, kv(r, "p4_main_tracked") >= 500);
+	EXPECT(*r, kv(r, "p4_worker_samples_before_stop") >= 100);
+	/* after the stop: 40000 worker allocations and the free of every block
+	 * tracked before it, and not one callback */
+	EXPECT_KV(*r, "p4_after_stop", 0);
+	EXPECT_KV(*r, "p4_calls_total", kv(r, "p4_calls_before_stop"));
+	/* a block tracked in one session and freed in the next is forgotten */
+	EXPECT_KV(*r, "p5_start_a", ML_OK);
+	EXPECT_KV(*r, "p5_stop_a", ML_OK);
+	EXPECT_KV(*r, "p5_start_b", ML_OK);
+	EXPECT_KV(*r, "p5_stop_b", ML_OK);
+	EXPECT_KV(*r, "p5_tracked_a", 200);
+	EXPECT_KV(*r, "p5_dealloc_a", 0);
+	EXPECT_KV(*r, "p5_dealloc_b_of_a", 0);
+}
+
+/* ---- profiling changes nothing the limits do ------------------------------- */
+
+static void limits_same(const char *variant)
+{
+	struct mlt_run off, on;
+	char *argv_off[] = { prog("prof_limits"), "off", "20000000", (char *)variant, NULL };
+	char *argv_on[] = { prog("prof_limits"), "on", "20000000", (char *)variant, NULL };
+	run_prof(argv_off, NULL, &off);
+	run_prof(argv_on, NULL, &on);
+	EXPECT(off, off.status == 0);
+	EXPECT(on, on.status == 0);
+	/* the limit fired partway */
+	EXPECT_KV(off, "status", ML_ALLOCATION_LIMIT);
+	EXPECT(off, kv(&off, "first_failing_op") > 0);
+	EXPECT_KV(off, "unlimited_first_fail", -1);
+	/* the profiler did run, with callbacks that allocate */
+	double tracked;
+	EXPECT(on, kv_find(on.err, "tracked", &tracked) && tracked >= 1000);
+	if (strcmp(off.out, on.out) != 0) {
+		dump(&off, "profiler off");
+		dump(&on, "profiler on");
+		fail_msg("the allocation counts or the failing allocation changed with "
+			 "the profiler on");
+	}
+	mlt_run_free(&off);
+	mlt_run_free(&on);
+}
+
+static void limits_unchanged_malloc_calloc_aligned(void **state)
+{
+	(void)state;
+	limits_same("norealloc");
+}
+
+static void limits_unchanged_with_realloc(void **state)
+{
+	(void)state;
+	limits_same(NULL);
+}
+
+/* ---- sampled blocks are memory ------------------------------------------- */
+
+static void sampled_blocks_work_as_memory(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("prof_mem"), NULL };
+	struct mlt_run r;
+	run_prof(argv, NULL, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT_KV(r, "failures", 0);
+	/* 3 rounds x 8 sizes x (malloc, calloc, realloc, 2 x (posix_memalign,
+	 * aligned_alloc, memalign), valloc), each reported as sampled, but a
+	 * realloc that fits in its block's usable size (it stays) */
+	double expected = kv(&r, "sampled_expected");
+	EXPECT(r, expected >= 3 * 8 * 9 && expected <= 3 * 8 * 10);
+	EXPECT_KV(r, "sampled", expected);
+	EXPECT(r, kv(&r, "checks") >= 600);
+	mlt_run_free(&r);
+}
+
+/* ---- MEMLIMITS_PROFILE ----------------------------------------------------- */
+
+static void profile_c_program(void **state)
+{
+	(void)state;
+	const char *bin = prog("prof_hot");
+	char *argv[] = { (char *)bin, NULL };
+	char env0[600];
+	const char *path = tmp("hot.prof");
+	snprintf(env0, sizeof env0, "MEMLIMITS_PROFILE=%s", path);
+	const char *env[] = { env0, "MEMLIMITS_SAMPLE_INTERVAL=64K", NULL };
+	struct mlt_run r;
+	run_prof(argv, env, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT(r, file_exists(path));
+	char folded[600], afolded[600];
+	snprintf(folded, sizeof folded, "%s.folded", path);
+	snprintf(afolded, sizeof afolded, "%s.alloc.folded", path);
+	EXPECT(r, file_exists(folded));
+	EXPECT(r, file_exists(afolded));
+	char *text = read_file(path);
+	EXPECT(r, text && strncmp(text, "heap profile: ", 14) == 0);
+	EXPECT(r, strstr(text, "\nMAPPED_LIBRARIES:\n") != NULL);
+	free(text);
+
+	struct mlt_run p;
+	const char *top = pprof_top(bin, path, false, &p);
+	if (strcmp(top, "hot_keep_live") != 0) {
+		dump(&p, "top live site");
+		fail_msg("top site for live bytes is '%s', not hot_keep_live", top);
+	}
+	/* 48 MiB kept: pprof's MB are MiB */
+	double keep = pprof_flat(&p, "hot_keep_live");
+	EXPECT(p, keep > 40 && keep < 57);
+	/* strdup's frame is in libc: a symbol of a shared library resolves */
+	EXPECT(p, strstr(p.out, "strdup") != NULL);
+	EXPECT(p, strstr(p.out, "hot_churn") == NULL || pprof_flat(&p, "hot_churn") < 1);
+	mlt_run_free(&p);
+
+	top = pprof_top(bin, path, true, &p);
+	if (strcmp(top, "hot_churn") != 0) {
+		dump(&p, "top alloc_space site");
+		fail_msg("top site for bytes allocated is '%s', not hot_churn", top);
+	}
+	double churn = pprof_flat(&p, "hot_churn");
+	EXPECT(p, churn > 230 && churn < 282); /* 256 MiB, sd ~1.3% */
+	mlt_run_free(&p);
+
+	/* Folded stacks: the format, and totals near the known volumes:
+	 * live 48 MiB + 8192 x 1001 bytes (sd ~1.6 MB), allocated that plus
+	 * 256 MiB + 4 MB (sd ~4 MB): 15% and 10% are more than 5 sd. */
+	double sum;
+	int lines;
+	check_folded(folded, &sum, &lines);
+	EXPECT(r, lines >= 2);
+	double live = 48.0 * 1048576 + 8192.0 * 1001;
+	if (fabs(sum - live) > 0.15 * live)
+		fail_msg("%s: %.0f live bytes, expected %.0f +- 15%%", folded, sum, live);
+	check_folded(afolded, &sum, &lines);
+	EXPECT(r, lines >= 4);
+	double all = live + 256.0 * 1048576 + 40960.0 * 100;
+	if (fabs(sum - all) > 0.10 * all)
+		fail_msg("%s: %.0f bytes allocated, expected %.0f +- 10%%", afolded, sum,
+			 all);
+	mlt_run_free(&r);
+}
+
+static void profile_python(void **state)
+{
+	(void)state;
+	if (access(PYTHON, X_OK) != 0)
+		fail_msg(PYTHON " is missing (scripts/setup test installs it)");
+	char *argv[] = { PYTHON, "-c",
+			 "x = [str(i) * 10 for i in range(300000)]\n"
+			 "y = {i: [i] for i in range(200000)}\n",
+			 NULL };
+	char env0[600];
+	const char *path = tmp("py.prof");
+	snprintf(env0, sizeof env0, "MEMLIMITS_PROFILE=%s", path);
+	const char *env[] = { env0, "PYTHONMALLOC=malloc", NULL };
+	struct mlt_run r;
+	run_prof(argv, env, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT(r, file_exists(path));
+	struct mlt_run p;
+	/* Python frees its objects at exit: the allocated bytes tell. */
+	const char *top = pprof_top(PYTHON, path, true, &p);
+	/* Symbols resolved: the top site is a name, not an address, and the
+	 * stacks go through Python's entry point. */
+	if (!top[0] || strncmp(top, "0x", 2) == 0) {
+		dump(&p, "top python site");
+		fail_msg("top site of python3 is '%s', not a function name", top);
+	}
+	EXPECT(p, strstr(p.out, " Py_BytesMain\n") != NULL);
+	EXPECT(p, strstr(p.out, " PyEval_EvalCode\n") != NULL);
+	double total = strtod(strstr(p.out, "Total:") + 6, NULL);
+	EXPECT(p, total > 30); /* MB: 300000 strings, 200000 lists and ints */
+	mlt_run_free(&p);
+	/* the default (live) view opens too, though nearly empty */
+	char *pargv[] = { PPROF, "--text", PYTHON, (char *)path, NULL };
+	run(pargv, NULL, 0, &p);
+	EXPECT(p, p.status == 0);
+	mlt_run_free(&p);
+	mlt_run_free(&r);
+}
+
+/* ---- at a breach ------------------------------------------------------------- */
+
+static void hog_run(bool profile, struct mlt_run *r)
+{
+	char *argv[] = { prog("prof_hot"), "hog", NULL };
+	char env1[600];
+	snprintf(env1, sizeof env1, "MEMLIMITS_PROFILE=%s", tmp("hog.prof"));
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=32M", profile ? env1 : NULL, NULL };
+	run_prof(argv, env, r);
+	EXPECT(*r, r->status == 0); /* malloc failed: the limit fired */
+	EXPECT(*r, strstr(r->err, "MEMLIMITS_GLOBAL_MEMORY") != NULL);
+}
+
+static void breach_profile_names_the_hog(void **state)
+{
+	(void)state;
+	struct mlt_run r;
+	hog_run(true, &r);
+	const char *breach = tmp("hog.prof.breach");
+	EXPECT(r, file_exists(breach));
+	struct mlt_run p;
+	const char *top = pprof_top(prog("prof_hot"), breach, false, &p);
+	if (strcmp(top, "hot_hog") != 0) {
+		dump(&p, "top site at the breach");
+		fail_msg("top site at the breach is '%s', not hot_hog", top);
+	}
+	mlt_run_free(&p);
+	mlt_run_free(&r);
+}
+
+/* The global memory limit fires at the same heap with the profiler on: the
+ * hog gets as many 256 KiB blocks (within 2) under MEMLIMITS_GLOBAL_MEMORY
+ * with MEMLIMITS_PROFILE (default interval 512K: ~40% of them sampled) as
+ * without. */
+static void breach_global_limit_same_with_profile(void **state)
+{
+	(void)state;
+	struct mlt_run off, on;
+	hog_run(false, &off);
+	hog_run(true, &on);
+	double a = kv(&off, "hog done 0 blocks"), b = kv(&on, "hog done 0 blocks");
+	if (fabs(a - b) > 2) {
+		dump(&off, "without profile");
+		dump(&on, "with profile");
+		fail_msg("under MEMLIMITS_GLOBAL_MEMORY=32M the hog got %.0f blocks of "
+			 "256 KiB without the profiler, %.0f with it", a, b);
+	}
+	mlt_run_free(&off);
+	mlt_run_free(&on);
+}
+
+/* ---- the default build --------------------------------------------------- */
+
+static void default_build_refuses_profile(void **state)
+{
+	(void)state;
+	static const char *vars[] = { "MEMLIMITS_PROFILE=", "MEMLIMITS_SAMPLE_INTERVAL=1M",
+				      "MEMLIMITS_SEED=7" };
+	for (size_t i = 0; i < 3; i++) {
+		char env0[600];
+		if (i == 0)
+			snprintf(env0, sizeof env0, "MEMLIMITS_PROFILE=%s",
+				 tmp("default.prof"));
+		else
+			snprintf(env0, sizeof env0, "%s", vars[i]);
+		const char *env[] = { env0, NULL };
+		char *argv[] = { prog("prof_hot"), NULL };
+		struct mlt_run r;
+		run(argv, env, 1, &r);
+		EXPECT(r, r.status == 125);
+		EXPECT(r, strstr(r.err, "libmemlimits-prof.so") != NULL);
+		EXPECT(r, r.out_len == 0); /* before main */
+		mlt_run_free(&r);
+	}
+	if (file_exists(tmp("default.prof")))
+		fail_msg("the default build wrote a profile");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(api_contract_prof_build),
+		cmocka_unit_test(api_default_build_not_started),
+		cmocka_unit_test(api_without_preload_not_loaded),
+		cmocka_unit_test(api_start_while_env_profiler_runs),
+		cmocka_unit_test(stat_rate_1e3),
+		cmocka_unit_test(stat_rate_2e2),
+		cmocka_unit_test(stat_rate_1e5),
+		cmocka_unit_test(determinism_same_seed),
+		cmocka_unit_test(determinism_other_seed_differs),
+		cmocka_unit_test(dealloc_once_per_tracked_block),
+		cmocka_unit_test(dealloc_via_realloc),
+		cmocka_unit_test(callbacks_allocate_without_recursion),
+		cmocka_unit_test(callbacks_in_allocating_thread),
+		cmocka_unit_test(no_callback_after_stop),
+		cmocka_unit_test(limits_unchanged_malloc_calloc_aligned),
+		cmocka_unit_test(limits_unchanged_with_realloc),
+		cmocka_unit_test(sampled_blocks_work_as_memory),
+		cmocka_unit_test(profile_c_program),
+		cmocka_unit_test(profile_python),
+		cmocka_unit_test(breach_profile_names_the_hog),
+		cmocka_unit_test(breach_global_limit_same_with_profile),
+		cmocka_unit_test(default_build_refuses_profile),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
