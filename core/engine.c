@@ -24,7 +24,10 @@ struct mli_engine mli_eng = { .global_limit = -1 };
 #define NOLIMIT_GRANT ((uint64_t)1 << 20)
 #define GLOBAL_GRANT ((uint64_t)64 << 10)
 #define TOKEN_GRANT ((uint64_t)16 << 10)
-#define PROC_BATCH ((uint64_t)256 << 10)
+/* MEMLIMITS_ALLOCATIONS is shared: a thread reserves up to PROC_BATCH (and
+ * at most 1/16 of what is left) at a time, so a thread can be refused while
+ * others still hold unused reservations, by at most 1/16 of the rest each. */
+#define PROC_BATCH ((uint64_t)4 << 20)
 /* After an exhausted MEMLIMITS_(THREAD_)ALLOCATIONS budget refuses an
  * allocation, the thread may allocate this much more before the next
  * refusal, so that it can report the error and exit cleanly (GHC: 100 KB). */
@@ -257,11 +260,11 @@ void mli_refill(struct mli_thread *t)
 {
 	if (t->state != MLI_T_LIVE)
 		return;
-	t->in_engine = 1;
+	mli_engine_enter(t);
 	fold(t);
 	mli_prof_sync(t);
 	t->grant = t->left = grant(t, -1, 1);
-	t->in_engine = 0;
+	mli_engine_leave(t);
 }
 
 int mli_admit_slow(size_t n)
@@ -283,10 +286,10 @@ int mli_admit_slow(size_t n)
 			t->count += n;
 			return MLI_ADMIT;
 		}
-		t->in_engine = 1;
+		mli_engine_enter(t);
 		thread_start(t);
 	}
-	t->in_engine = 1;
+	mli_engine_enter(t);
 	fold(t);
 	mli_prof_sync(t);
 	int64_t live = -1;
@@ -300,7 +303,7 @@ int mli_admit_slow(size_t n)
 	} else
 		t->breach_count++;
 	t->grant = t->left = grant(t, live, nthr);
-	t->in_engine = 0;
+	mli_engine_leave(t);
 	return r;
 }
 
@@ -308,22 +311,31 @@ void mli_check_now(struct mli_thread *t)
 {
 	if (t->in_engine)
 		return;
-	t->in_engine = 1;
+	mli_engine_enter(t);
 	fold(t);
 	int64_t live = -1;
 	uint32_t nthr = 1;
 	check_scopes(t, 0, &live, &nthr);
 	t->grant = t->left = grant(t, live, nthr);
-	t->in_engine = 0;
+	mli_engine_leave(t);
 }
 
 void mli_charge_after(uint64_t n)
 {
 	struct mli_thread *t = &mli_tls;
+	mli_engine_enter(t);
 	t->count += n;
 	t->headroom -= n;
 	if (mli_eng.cfg.allocations >= 0)
 		t->proc_held -= n;
+	/* The grant may not outlast the room that is left. */
+	uint64_t used = t->grant - t->left;
+	uint64_t room = t->headroom > used ? t->headroom - used : 0;
+	if (t->left > room) {
+		t->grant -= t->left - room;
+		t->left = room;
+	}
+	mli_engine_leave(t);
 }
 
 void mli_uncharge(size_t n)
@@ -339,10 +351,10 @@ void mli_thread_start(void)
 	struct mli_thread *t = &mli_tls;
 	if (t->state != MLI_T_NEW)
 		return;
-	t->in_engine = 1;
+	mli_engine_enter(t);
 	thread_start(t);
 	t->grant = t->left = grant(t, -1, 1);
-	t->in_engine = 0;
+	mli_engine_leave(t);
 }
 
 __attribute__((constructor)) static void mli_constructor(void)

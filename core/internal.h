@@ -14,6 +14,14 @@
 #define mli_unlikely(x) __builtin_expect(!!(x), 0)
 #define MLI_NOINLINE __attribute__((noinline))
 
+/* A spin lock for the engine's slow paths: no futex, no allocation, safe to
+ * take before libc is initialised. */
+void mli_spin_lock(int *l);
+static inline void mli_spin_unlock(int *l)
+{
+	__atomic_store_n(l, 0, __ATOMIC_RELEASE);
+}
+
 /* ---- core/config.c: the MEMLIMITS_* environment ---------------------- */
 enum mli_on_limit { MLI_ON_LIMIT_FAIL, MLI_ON_LIMIT_ABORT };
 
@@ -88,6 +96,21 @@ struct mli_thread {
 
 extern __thread struct mli_thread mli_tls
 	__attribute__((tls_model("initial-exec")));
+
+/* The recursion guard. The signal fences keep the compiler from moving the
+ * engine's loads and stores of the thread's state out of the guarded
+ * region, where a signal handler that allocates would see or overwrite
+ * them half-done. */
+static inline void mli_engine_enter(struct mli_thread *t)
+{
+	t->in_engine = 1;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+static inline void mli_engine_leave(struct mli_thread *t)
+{
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	t->in_engine = 0;
+}
 
 void mli_thread_attach(struct mli_thread *t);
 void mli_thread_init_once(void); /* atfork handlers */

@@ -41,17 +41,6 @@ static size_t nsites, cap;
 static int lock;
 static double rate;
 
-static void take(void)
-{
-	while (__atomic_exchange_n(&lock, 1, __ATOMIC_ACQUIRE))
-		while (__atomic_load_n(&lock, __ATOMIC_RELAXED))
-			;
-}
-
-static void give(void)
-{
-	__atomic_store_n(&lock, 0, __ATOMIC_RELEASE);
-}
 
 static uint64_t hash_stack(void *const *f, size_t d)
 {
@@ -116,7 +105,7 @@ static void *on_alloc(const ml_sample *s, void *data)
 	c->hash = hash_stack(s->callstack, d);
 	c->depth = (uint32_t)d;
 	memcpy(c->frames, s->callstack, d * sizeof(void *));
-	take();
+	mli_spin_lock(&lock);
 	struct site *st = find(s->callstack, d, c->hash);
 	if (st) {
 		st->live_objs += c->objs;
@@ -124,7 +113,7 @@ static void *on_alloc(const ml_sample *s, void *data)
 		st->alloc_objs += c->objs;
 		st->alloc_bytes += c->bytes;
 	}
-	give();
+	mli_spin_unlock(&lock);
 	return c;
 }
 
@@ -132,13 +121,13 @@ static void on_dealloc(void *cookie, void *data)
 {
 	(void)data;
 	struct cookie *c = cookie;
-	take();
+	mli_spin_lock(&lock);
 	struct site *st = find(c->frames, c->depth, c->hash);
 	if (st) {
 		st->live_objs -= c->objs;
 		st->live_bytes -= c->bytes;
 	}
-	give();
+	mli_spin_unlock(&lock);
 	mli_be_free(c);
 }
 
@@ -327,9 +316,9 @@ void mli_profile_write(const char *why)
 	if (!path[0])
 		return;
 	const char *sfx = why ? ".breach" : "";
-	take();
+	mli_spin_lock(&lock);
 	write_pprof(path, sfx);
 	write_folded(path, sfx, true);
 	write_folded(path, sfx, false);
-	give();
+	mli_spin_unlock(&lock);
 }

@@ -54,6 +54,7 @@ static ml_status enter(ml_scope *pub, int kind, uint64_t limit, ml_token *tok)
 	for (const struct mli_scope *o = t->top; o; o = o->outer)
 		if (o == s)
 			return ML_INVALID; /* this storage is in use by an entered scope */
+	mli_engine_enter(t); /* a handler's allocation must not see it half-built */
 	memset(s, 0, sizeof *s);
 	s->magic = SCOPE_MAGIC;
 	s->kind = (uint8_t)kind;
@@ -73,6 +74,7 @@ static ml_status enter(ml_scope *pub, int kind, uint64_t limit, ml_token *tok)
 		}
 	}
 	t->top = s;
+	mli_engine_leave(t);
 	mli_refill(t);
 	return ML_OK;
 }
@@ -93,6 +95,7 @@ static ml_status leave(ml_scope *pub, uint64_t *allocated)
 	struct mli_thread *t = &mli_tls;
 	if (!s || s->magic != SCOPE_MAGIC || s->owner != t || t->top != s)
 		return ML_INVALID;
+	mli_engine_enter(t);
 	if (allocated)
 		*allocated = mli_thread_count(t) - s->start;
 	ml_status st = scope_status(s);
@@ -104,6 +107,7 @@ static ml_status leave(ml_scope *pub, uint64_t *allocated)
 	if (s->kind == MLI_SCOPE_TOKEN)
 		t->ntoken--;
 	s->magic = 0;
+	mli_engine_leave(t);
 	mli_refill(t);
 	return st;
 }

@@ -23,16 +23,21 @@ static uint64_t next_id;
 static pthread_key_t exit_key;
 static int exit_key_state;             /* 0 none, 1 creating, 2 ready */
 
+void mli_spin_lock(int *l)
+{
+	while (__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
+		while (__atomic_load_n(l, __ATOMIC_RELAXED))
+			sched_yield();
+}
+
 void mli_lock(void)
 {
-	while (__atomic_exchange_n(&reg_lock, 1, __ATOMIC_ACQUIRE))
-		while (__atomic_load_n(&reg_lock, __ATOMIC_RELAXED))
-			sched_yield();
+	mli_spin_lock(&reg_lock);
 }
 
 void mli_unlock(void)
 {
-	__atomic_store_n(&reg_lock, 0, __ATOMIC_RELEASE);
+	mli_spin_unlock(&reg_lock);
 }
 
 static int64_t thread_live(const struct mli_thread *t)
@@ -49,16 +54,25 @@ uint64_t mli_thread_count(const struct mli_thread *t)
 static void thread_exit(void *arg)
 {
 	struct mli_thread *t = arg;
-	/* Run once more in the next destructor round, so that frees done by
-	 * destructors of keys created after ours are still seen. */
 	if (t->state == MLI_T_LIVE && !t->exiting) {
+		/* Scopes entered and never left (pthread_exit inside one) point
+		 * into the dead thread's stack: forget them before another
+		 * destructor's allocation looks at them. */
+		mli_engine_enter(t);
+		t->top = NULL;
+		t->nfired = t->ntoken = t->nglobal = 0;
+		t->mask_depth = 0;
+		mli_engine_leave(t);
+		mli_refill(t);
+		/* Run once more in the next destructor round, so that frees done
+		 * by destructors of keys created after ours are still seen. */
 		t->exiting = 1;
 		pthread_setspecific(exit_key, t);
 		return;
 	}
 	if (t->state != MLI_T_LIVE)
 		return;
-	t->in_engine = 1;
+	mli_engine_enter(t);
 	mli_lock();
 	if (t->prev)
 		t->prev->next = t->next;
@@ -77,7 +91,7 @@ static void thread_exit(void *arg)
 	 * for a dead thread only counts. */
 	t->count = mli_thread_count(t);
 	t->grant = t->left = 0;
-	t->in_engine = 0;
+	mli_engine_leave(t);
 }
 
 static void make_exit_key(void)
@@ -113,9 +127,28 @@ void mli_thread_attach(struct mli_thread *t)
 		pthread_setspecific(exit_key, t);
 }
 
+/* Every taker of the registry lock marks its thread as in the engine, so
+ * that a signal handler's allocation on the same thread does not spin on
+ * the lock its own thread holds (it is then admitted without checks). */
+static uint8_t lock_enter(void)
+{
+	struct mli_thread *self = &mli_tls;
+	uint8_t was = self->in_engine;
+	mli_engine_enter(self);
+	mli_lock();
+	return was;
+}
+
+static void lock_leave(uint8_t was)
+{
+	mli_unlock();
+	if (!was)
+		mli_engine_leave(&mli_tls);
+}
+
 int64_t mli_live_heap(uint32_t *nthreads)
 {
-	mli_lock();
+	uint8_t was = lock_enter();
 	int64_t live = retired_live + mli_be_sample_live();
 	for (const struct mli_thread *t = reg_head; t; t = t->next)
 		live += thread_live(t);
@@ -123,7 +156,7 @@ int64_t mli_live_heap(uint32_t *nthreads)
 		*nthreads = reg_n;
 	if (live > peak)
 		peak = live;
-	mli_unlock();
+	lock_leave(was);
 	return live;
 }
 
@@ -135,11 +168,11 @@ int64_t mli_peak_heap(void)
 
 uint64_t mli_total_allocated(void)
 {
-	mli_lock();
+	uint8_t was = lock_enter();
 	uint64_t n = retired_count;
 	for (const struct mli_thread *t = reg_head; t; t = t->next)
 		n += mli_thread_count(t);
-	mli_unlock();
+	lock_leave(was);
 	return n;
 }
 

@@ -41,17 +41,6 @@ static void *free_slots[NCLASS];       /* per-class lists, linked in the slot */
 static int region_lock;
 static int64_t region_live;            /* usable bytes of live blocks (atomic) */
 
-static void lock(void)
-{
-	while (__atomic_exchange_n(&region_lock, 1, __ATOMIC_ACQUIRE))
-		while (__atomic_load_n(&region_lock, __ATOMIC_RELAXED))
-			__builtin_ia32_pause();
-}
-
-static void unlock(void)
-{
-	__atomic_store_n(&region_lock, 0, __ATOMIC_RELEASE);
-}
 
 int mli_be_sample_init(void)
 {
@@ -115,7 +104,7 @@ void *mli_be_sample_alloc(size_t n, size_t align, struct mli_sampled **rec)
 	if (c >= NCLASS)
 		return NULL;
 	size_t slot = (size_t)PAGE << c;
-	lock();
+	mli_spin_lock(&region_lock);
 	char *s = free_slots[c];
 	if (s)
 		free_slots[c] = *(void **)s;
@@ -124,12 +113,12 @@ void *mli_be_sample_alloc(size_t n, size_t align, struct mli_sampled **rec)
 		region_next = (region_next + slot - 1) & ~(uintptr_t)(slot - 1);
 		s = region_base + region_next;
 		region_next += slot;
-		unlock();
+		mli_spin_unlock(&region_lock);
 		if (mprotect(s, slot, PROT_READ | PROT_WRITE) != 0)
 			return NULL; /* the slot is lost: address space only */
-		lock();
+		mli_spin_lock(&region_lock);
 	}
-	unlock();
+	mli_spin_unlock(&region_lock);
 	if (!s)
 		return NULL;
 	*(void **)s = NULL; /* the list link; the rest of a slot is zero */
@@ -168,10 +157,10 @@ void mli_region_release(void *p)
 	__atomic_fetch_sub(&region_live, (int64_t)h->size, __ATOMIC_RELAXED);
 	/* Zero the slot (calloc relies on it) and give its memory back. */
 	madvise(s, slot, MADV_DONTNEED);
-	lock();
+	mli_spin_lock(&region_lock);
 	*(void **)s = free_slots[c];
 	free_slots[c] = s;
-	unlock();
+	mli_spin_unlock(&region_lock);
 }
 
 /* realloc to n <= the block's usable size: stays in place, with the usable

@@ -1,6 +1,6 @@
 /* thread.c: registers every new thread when it starts, before its first
  * allocation, so that a thread that only frees (a consumer) is still counted
- * in the live heap. */
+ * in the live heap; and masks a thread that calls pthread_exit. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
@@ -42,4 +42,22 @@ pthread_create(pthread_t *th, const pthread_attr_t *attr,
 	if (r)
 		mli_be_free(s);
 	return r;
+}
+
+/* glibc loads libgcc_s (which allocates) the first time a thread exits with
+ * pthread_exit, to unwind it; in a task whose limit fired that allocation
+ * would fail and glibc would abort ("libgcc_s.so.1 must be installed").
+ * An exiting thread is masked: its task is over either way. */
+typedef void (*exit_fn)(void *) __attribute__((noreturn));
+
+__attribute__((visibility("default"), noreturn)) void pthread_exit(void *ret)
+{
+	static exit_fn real;
+	exit_fn f = __atomic_load_n(&real, __ATOMIC_ACQUIRE);
+	if (!f) {
+		f = (exit_fn)dlsym(RTLD_NEXT, "pthread_exit");
+		__atomic_store_n(&real, f, __ATOMIC_RELEASE);
+	}
+	mli_tls.mask_depth++;
+	f(ret);
 }
