@@ -30,9 +30,10 @@ struct mli_sampled;
  * blocks. */
 bool mli_be_free_tracking(void);
 int mli_be_sample_init(void); /* 0 on success */
-/* A zeroed block of n bytes aligned to align, with the profiler's record of
- * it in *rec; NULL if there is no room. */
-void *mli_be_sample_alloc(size_t n, size_t align, struct mli_sampled **rec);
+/* A block of n bytes (zeroed if zero) aligned to align, with the
+ * profiler's record of it in *rec; NULL if there is no room. */
+void *mli_be_sample_alloc(size_t n, size_t align, bool zero,
+			  struct mli_sampled **rec);
 struct mli_sampled *mli_be_sample_record(const void *p);
 size_t mli_be_sample_size(const void *p); /* usable, as jemalloc's would be */
 void mli_be_sample_shrink(void *p, size_t n); /* realloc in place, n <= size */

@@ -271,7 +271,7 @@ void mli_prof_warmup(void); /* from the constructor: loads the unwinder */
 void mli_prof_sync(struct mli_thread *t);
 /* Samples in the next n bytes of t; updates t->sample_left. */
 uint64_t mli_prof_count(struct mli_thread *t, size_t n);
-void *mli_prof_alloc(size_t n, size_t align);
+void *mli_prof_alloc(size_t n, size_t align, bool zero);
 void mli_prof_sampled(void *p, size_t n, uint64_t nsamples,
 		      struct mli_sampled *rec);
 void mli_prof_freed(void *p); /* a sampled block is being freed */

@@ -219,13 +219,13 @@ void mli_prof_freed(void *p)
 	__atomic_fetch_sub(&mli_prof.inflight, 1, __ATOMIC_ACQ_REL);
 }
 
-void *mli_prof_alloc(size_t n, size_t align)
+void *mli_prof_alloc(size_t n, size_t align, bool zero)
 {
 	struct mli_thread *t = &mli_tls;
 	uint64_t ns = t->pending_samples;
 	t->pending_samples = 0;
 	struct mli_sampled *rec;
-	void *p = mli_be_sample_alloc(n, align, &rec);
+	void *p = mli_be_sample_alloc(n, align, zero, &rec);
 	if (p)
 		mli_prof_sampled(p, n, ns, rec);
 	return p;

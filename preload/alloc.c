@@ -54,7 +54,7 @@ static void any_free(void *p)
 static void *get_block(int admitted, size_t n, size_t align, bool zero)
 {
 	if (admitted == MLI_SAMPLE) {
-		void *p = mli_prof_alloc(n, align);
+		void *p = mli_prof_alloc(n, align, zero);
 		if (p)
 			return p;
 	}
@@ -169,7 +169,7 @@ static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
 	if (!ad)
 		return enomem();
 	void *p;
-	if (ad == MLI_SAMPLE && (p = mli_prof_alloc(n, 0)) != NULL) {
+	if (ad == MLI_SAMPLE && (p = mli_prof_alloc(n, 0, false)) != NULL) {
 		memcpy(p, old, have);
 		mli_je_free(old);
 		return p;

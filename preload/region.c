@@ -37,7 +37,14 @@
 uint64_t mli_region_tag = UINT64_MAX;
 static char *region_base;
 static uintptr_t region_next;          /* bump pointer, offset from base */
-static void *free_slots[NCLASS];       /* per-class lists, linked in the slot */
+/* A free slot begins with its list link. */
+struct free_slot {
+	void *next;
+	bool dirty; /* kept as it was freed, not returned to the system */
+};
+static void *free_slots[NCLASS];       /* per-class lists of free slots */
+#define CACHE_DIRTY ((size_t)64 << 20)
+static size_t cached_dirty;            /* bytes of dirty free slots */
 static int region_lock;
 static int64_t region_live;            /* usable bytes of live blocks (atomic) */
 
@@ -82,7 +89,8 @@ bool mli_region_owns(const void *p)
 	       __atomic_load_n(&mli_region_tag, __ATOMIC_RELAXED);
 }
 
-void *mli_be_sample_alloc(size_t n, size_t align, struct mli_sampled **rec)
+void *mli_be_sample_alloc(size_t n, size_t align, bool zero,
+			  struct mli_sampled **rec)
 {
 	if (!region_base || n > ((size_t)1 << (REGION_BITS - 2)))
 		return NULL;
@@ -106,9 +114,13 @@ void *mli_be_sample_alloc(size_t n, size_t align, struct mli_sampled **rec)
 	size_t slot = (size_t)PAGE << c;
 	mli_spin_lock(&region_lock);
 	char *s = free_slots[c];
-	if (s)
-		free_slots[c] = *(void **)s;
-	else if (region_next + slot <= ((uintptr_t)1 << REGION_BITS)) {
+	bool dirty = false;
+	if (s) {
+		free_slots[c] = ((struct free_slot *)s)->next;
+		dirty = ((struct free_slot *)s)->dirty;
+		if (dirty)
+			cached_dirty -= slot;
+	} else if (region_next + slot <= ((uintptr_t)1 << REGION_BITS)) {
 		/* Slots of one class are aligned to their size. */
 		region_next = (region_next + slot - 1) & ~(uintptr_t)(slot - 1);
 		s = region_base + region_next;
@@ -121,8 +133,9 @@ void *mli_be_sample_alloc(size_t n, size_t align, struct mli_sampled **rec)
 	mli_spin_unlock(&region_lock);
 	if (!s)
 		return NULL;
-	*(void **)s = NULL; /* the list link; the rest of a slot is zero */
 	char *p = (char *)(((uintptr_t)s + 64 + align - 1) & ~(uintptr_t)(align - 1));
+	if (dirty && zero)
+		memset(p, 0, usable);
 	struct hdr *h = hdr_of(p);
 	h->magic = HDR_MAGIC;
 	h->size = usable;
@@ -155,10 +168,21 @@ void mli_region_release(void *p)
 	while (((size_t)PAGE << c) < slot)
 		c++;
 	__atomic_fetch_sub(&region_live, (int64_t)h->size, __ATOMIC_RELAXED);
-	/* Zero the slot (calloc relies on it) and give its memory back. */
-	madvise(s, slot, MADV_DONTNEED);
+	h->magic = 0;
+	/* Keep up to CACHE_DIRTY bytes of freed slots as they are, for reuse
+	 * without page faults (calloc zeroes a dirty slot); give the memory of
+	 * the others back, which also zeroes them. */
 	mli_spin_lock(&region_lock);
-	*(void **)s = free_slots[c];
+	bool keep = cached_dirty + slot <= CACHE_DIRTY;
+	if (keep)
+		cached_dirty += slot;
+	mli_spin_unlock(&region_lock);
+	if (!keep)
+		madvise(s, slot, MADV_DONTNEED);
+	struct free_slot *f = (struct free_slot *)s;
+	f->dirty = keep;
+	mli_spin_lock(&region_lock);
+	f->next = free_slots[c];
 	free_slots[c] = s;
 	mli_spin_unlock(&region_lock);
 }

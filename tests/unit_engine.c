@@ -31,7 +31,7 @@ size_t mli_be_usable_size(const void *p) { return 0; }
 /* No profiler here: sampled blocks come from nowhere. */
 bool mli_be_free_tracking(void) { return false; }
 int mli_be_sample_init(void) { return -1; }
-void *mli_be_sample_alloc(size_t n, size_t a, struct mli_sampled **r) { return NULL; }
+void *mli_be_sample_alloc(size_t n, size_t a, bool z, struct mli_sampled **r) { return NULL; }
 struct mli_sampled *mli_be_sample_record(const void *p) { return NULL; }
 size_t mli_be_sample_size(const void *p) { return 0; }
 void mli_be_sample_shrink(void *p, size_t n) {}
