@@ -150,19 +150,6 @@ static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
 		return enomem();
 	if (region_owns(old))
 		return realloc_sampled(old, n);
-	if (mli_within_headroom(n)) {
-		/* Larger than the grant, but no limit could refuse even all of
-		 * n: learn the growth afterwards, as the fast path does. */
-		const uint64_t *dealloc = mli_tls.be_dealloc;
-		uint64_t before = *dealloc;
-		void *p = mli_je_realloc(old, n);
-		uint64_t have = *dealloc - before;
-		if (p)
-			mli_charge_after(n > have ? n - have : 0);
-		else
-			errno = ENOMEM;
-		return p;
-	}
 	size_t have = mli_je_sallocx(old, 0);
 	size_t grow = n > have ? n - have : 0;
 	int ad = grow ? mli_admit(grow) : MLI_ADMIT;
@@ -186,21 +173,29 @@ static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
 EXPORT void *realloc(void *old, size_t n)
 {
 	if (mli_likely(old && n && !region_owns(old))) {
-		if (mli_likely(mli_admit_fast(n))) {
-			/* Charge n, then give back what the old block held:
-			 * jemalloc adds the old block's usable size to this
-			 * thread's deallocated counter (moved or not), so the
-			 * growth is known without looking the block up first. */
+		/* Charge n up front if it fits the grant; else, if no limit could
+		 * refuse even all of n (the room the limits leave), charge the
+		 * growth afterwards. Either way the growth is learnt from
+		 * jemalloc's deallocated counter, to which its realloc adds the
+		 * old block's usable size (moved or not): no lookup of the block
+		 * before. Only a limit near takes realloc_slow's exact path. */
+		bool charged = mli_admit_fast(n);
+		if (!charged)
+			mli_give_back(n); /* undo the wrapped subtraction */
+		if (charged || mli_within_headroom(n)) {
 			const uint64_t *dealloc = mli_tls.be_dealloc;
 			uint64_t before = *dealloc;
 			void *p = mli_je_realloc(old, n);
 			uint64_t have = *dealloc - before;
-			mli_give_back(!p ? n : have < n ? have : n);
+			uint64_t grow = p && n > have ? n - have : 0;
+			if (charged)
+				mli_give_back(n - grow);
+			else if (grow)
+				mli_charge_after(grow);
 			if (!p)
-				errno = ENOMEM;
+				errno = ENOMEM; /* jemalloc's realloc does not always set it */
 			return p;
 		}
-		mli_give_back(n); /* undo the wrapped subtraction */
 	}
 	return realloc_slow(old, n);
 }
