@@ -231,16 +231,21 @@ static int trim(void)
 	return mli_be_trim();
 }
 
+/* Fills as much of *out as the caller's header knows (size): a program
+ * built against the first version passes the four fields it had. */
 static ml_status stats(struct ml_stats *out, size_t size)
 {
-	if (!out || size < sizeof *out)
+	if (!out || size < offsetof(struct ml_stats, allocator_bytes))
 		return ML_INVALID;
 	mli_engine_init();
 	mli_thread_start();
-	out->live_bytes = mli_live_heap(NULL);
-	out->peak_bytes = mli_peak_heap();
-	out->thread_allocated = mli_thread_count(&mli_tls);
-	out->process_allocated = mli_total_allocated();
+	struct ml_stats s;
+	s.live_bytes = mli_live_heap(NULL);
+	s.peak_bytes = mli_peak_heap();
+	s.thread_allocated = mli_thread_count(&mli_tls);
+	s.process_allocated = mli_total_allocated();
+	s.allocator_bytes = mli_be_stats_allocated();
+	memcpy(out, &s, size < sizeof s ? size : sizeof s);
 	return ML_OK;
 }
 

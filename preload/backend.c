@@ -99,6 +99,8 @@ uint64_t mli_be_nrequests(void)
 
 int64_t mli_be_stats_allocated(void)
 {
+	/* Blocks in this thread's cache count as allocated: flush them. */
+	mli_je_mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
 	refresh();
 	size_t v = 0, len = sizeof v;
 	return mli_je_mallctl("stats.allocated", &v, &len, NULL, 0) == 0

@@ -69,6 +69,12 @@ struct ml_stats {
 	int64_t peak_bytes;          /* highest live_bytes the engine observed */
 	uint64_t thread_allocated;   /* requested bytes allocated by this thread */
 	uint64_t process_allocated;  /* requested bytes allocated by all threads */
+	/* Since the first version (a program built earlier gets the fields
+	 * above only): */
+	int64_t allocator_bytes;     /* the allocator's own count of live bytes
+					(jemalloc's stats.allocated, including
+					blocks its thread caches hold), -1 if
+					unknown */
 };
 
 /* The largest valid allocation limit, in bytes (INT64_MAX). */
