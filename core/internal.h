@@ -14,11 +14,27 @@
 #define mli_unlikely(x) __builtin_expect(!!(x), 0)
 #define MLI_NOINLINE __attribute__((noinline))
 
+/* Race detectors that do not understand C11 atomics (helgrind, drd) are
+ * told about the engine's synchronisation when built with MLI_HELGRIND
+ * (make test-sanitize does); otherwise these cost nothing. */
+#ifdef MLI_HELGRIND
+#include <valgrind/helgrind.h>
+#define MLI_ANNOTATE_LOCKED(l) ANNOTATE_RWLOCK_ACQUIRED(l, 1)
+#define MLI_ANNOTATE_UNLOCKING(l) ANNOTATE_RWLOCK_RELEASED(l, 1)
+/* A variable only ever accessed with atomics. */
+#define MLI_ANNOTATE_ATOMIC(p) VALGRIND_HG_DISABLE_CHECKING(p, sizeof *(p))
+#else
+#define MLI_ANNOTATE_LOCKED(l) ((void)0)
+#define MLI_ANNOTATE_UNLOCKING(l) ((void)0)
+#define MLI_ANNOTATE_ATOMIC(p) ((void)0)
+#endif
+
 /* A spin lock for the engine's slow paths: no futex, no allocation, safe to
  * take before libc is initialised. */
 void mli_spin_lock(int *l);
 static inline void mli_spin_unlock(int *l)
 {
+	MLI_ANNOTATE_UNLOCKING(l);
 	__atomic_store_n(l, 0, __ATOMIC_RELEASE);
 }
 

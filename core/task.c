@@ -163,6 +163,7 @@ static ml_token *token_create(void)
 	if (t) {
 		t->magic = TOKEN_MAGIC;
 		t->set = 0;
+		MLI_ANNOTATE_ATOMIC(&t->set);
 	}
 	return t;
 }

@@ -25,9 +25,11 @@ static int exit_key_state;             /* 0 none, 1 creating, 2 ready */
 
 void mli_spin_lock(int *l)
 {
+	MLI_ANNOTATE_ATOMIC(l);
 	while (__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
 		while (__atomic_load_n(l, __ATOMIC_RELAXED))
 			sched_yield();
+	MLI_ANNOTATE_LOCKED(l);
 }
 
 void mli_lock(void)

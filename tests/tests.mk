@@ -51,7 +51,10 @@ test: test-build
 -include $(UNIT_BIN:=.d) $(TEST_BIN:=.d)
 
 # The engine's unit tests under ThreadSanitizer and UndefinedBehaviorSanitizer
-# (the preload itself cannot run under them: they replace malloc too).
+# (the preload itself cannot run under them: they replace malloc too), then
+# under valgrind's helgrind and drd, built with MLI_HELGRIND so that they
+# know the engine's spin lock and atomic flags (they do not model C11
+# atomics).
 SAN_TSAN  := -fsanitize=thread
 SAN_UBSAN := -fsanitize=undefined -fno-sanitize-recover=all
 test-sanitize: | $(B)/.setup-test
@@ -59,6 +62,11 @@ test-sanitize: | $(B)/.setup-test
 	B=build/tsan TSAN_OPTIONS=halt_on_error=1 tests/run --unit
 	$(MAKE) B=build/ubsan CFLAGS="-O1 -g $(SAN_UBSAN)" SAN_FLAGS="$(SAN_UBSAN)" unit-build
 	B=build/ubsan UBSAN_OPTIONS=print_stacktrace=1 tests/run --unit
+	$(MAKE) B=build/helgrind CFLAGS="-O1 -g -DMLI_HELGRIND" SAN_FLAGS="-DMLI_HELGRIND" unit-build
+	CMOCKA_MESSAGE_OUTPUT=stdout valgrind -q --tool=helgrind --error-exitcode=1 \
+		build/helgrind/tests/unit_engine
+	CMOCKA_MESSAGE_OUTPUT=stdout valgrind -q --tool=drd --error-exitcode=1 \
+		build/helgrind/tests/unit_engine
 
 unit-build: $(UNIT_BIN)
 

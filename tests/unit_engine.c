@@ -41,6 +41,8 @@ int64_t mli_be_sample_live(void) { return 0; }
  * that the engine's cross-thread reads are race-free under TSan. */
 static bool fake_alloc(size_t n)
 {
+	MLI_ANNOTATE_ATOMIC(&fake_allocated); /* atomics: see the engine's */
+	MLI_ANNOTATE_ATOMIC(&fake_deallocated);
 	if (!mli_admit(n))
 		return false;
 	__atomic_fetch_add(&fake_allocated, n, __ATOMIC_RELAXED);
@@ -157,6 +159,7 @@ struct setter {
 static void *set_later(void *p)
 {
 	struct setter *s = p;
+	MLI_ANNOTATE_ATOMIC(&s->go);
 	while (!__atomic_load_n(&s->go, __ATOMIC_ACQUIRE))
 		;
 	api->token_set(s->tok);
