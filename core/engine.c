@@ -362,7 +362,6 @@ __attribute__((constructor)) static void mli_constructor(void)
 	mli_engine_init();
 	mli_thread_init_once();
 	mli_thread_start();
-	mli_prof_warmup();
 	if (mli_eng.cfg.report[0])
 		atexit(mli_report_exit);
 	if (mli_eng.cfg.profile[0])

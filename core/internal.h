@@ -283,7 +283,6 @@ struct mli_prof {
 };
 extern struct mli_prof mli_prof;
 void mli_prof_init(void);   /* from mli_engine_init: configuration only */
-void mli_prof_warmup(void); /* from the constructor: loads the unwinder */
 void mli_prof_sync(struct mli_thread *t);
 /* Samples in the next n bytes of t; updates t->sample_left. */
 uint64_t mli_prof_count(struct mli_thread *t, size_t n);

@@ -141,14 +141,22 @@ static void load_unwinder(void)
 	fast_backtrace = (backtrace_fn)dlsym(h, "unw_backtrace");
 }
 
-void mli_prof_warmup(void)
+/* What the profiler needs, set up by its first start rather than at
+ * start-up, so that a process of the profiling build that never profiles
+ * pays nothing for it: the unwinder (libunwind keeps a pipe open, two file
+ * descriptors, to validate addresses) and the sampled blocks' address range
+ * (32 GiB of address space, which `ulimit -v` may refuse). */
+static bool prepare(void)
 {
-	if (!mli_prof.enabled)
-		return;
+	static int state; /* 0 not yet, 1 ready, 2 failed */
+	if (state)
+		return state == 1;
 	load_unwinder();
 	void *frames[2];
 	capture(frames, 2); /* the unwinders allocate on first use: now */
-	dl_iterate_phdr(find_text, (void *)(uintptr_t)mli_prof_warmup);
+	dl_iterate_phdr(find_text, (void *)(uintptr_t)prepare);
+	state = mli_be_sample_init() == 0 ? 1 : 2;
+	return state == 1;
 }
 
 static uint64_t random_seed(void)
@@ -242,6 +250,10 @@ ml_status mli_prof_start(double rate, size_t depth, const ml_tracker *tr)
 	if (!__atomic_compare_exchange_n(&mli_prof.running, &expect, 2, false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return ML_INVALID;
+	if (!prepare()) {
+		__atomic_store_n(&mli_prof.running, 0, __ATOMIC_RELEASE);
+		return ML_NOT_STARTED;
+	}
 	mli_prof.rate = rate;
 	mli_prof.log1m = log1p(-rate);
 	mli_prof.depth = depth > ML_MAX_CALLSTACK ? ML_MAX_CALLSTACK : depth;
@@ -283,8 +295,6 @@ void mli_prof_init(void)
 				" libmemlimits-prof.so (scripts/memlimit --profile does)");
 		return;
 	}
-	if (mli_be_sample_init() != 0)
-		mli_die("memlimits: cannot reserve address space for the profiler");
 	if (c->sample_interval)
 		mli_prof.interval = c->sample_interval;
 	mli_prof.seed = c->seed_set ? c->seed : random_seed();

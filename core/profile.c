@@ -140,8 +140,14 @@ void mli_profile_start_env(void)
 {
 	static const ml_tracker tr = { on_alloc, on_dealloc, NULL };
 	rate = 1.0 / (double)mli_prof.interval;
-	if (mli_prof_start(rate, DEPTH, &tr) != ML_OK)
-		mli_die("memlimits: cannot start the profiler for MEMLIMITS_PROFILE");
+	if (mli_prof_start(rate, DEPTH, &tr) != ML_OK) {
+		/* The program must still run. */
+		static const char msg[] =
+			"memlimits: MEMLIMITS_PROFILE: cannot reserve the profiler's 32 GiB"
+			" of address space (ulimit -v?); running without the profiler\n";
+		mli_write_all(2, msg, sizeof msg - 1);
+		return;
+	}
 	atexit(at_exit);
 }
 

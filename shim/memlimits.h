@@ -501,7 +501,10 @@ static inline ml_status ml_stats(struct ml_stats *out)
  * The profiler lives in the profiling build of the library,
  * libmemlimits-prof.so, whose free() checks for sampled blocks (four
  * instructions); the default libmemlimits.so keeps jemalloc's free as it is
- * and returns ML_NOT_STARTED here (like jemalloc's --enable-prof).
+ * and returns ML_NOT_STARTED here (like jemalloc's --enable-prof), as does
+ * the profiling build if it cannot reserve the 32 GiB of address space its
+ * sampled blocks live in (ulimit -v). While a profiler runs, libunwind holds
+ * two file descriptors (a pipe it uses to validate addresses).
  * Returns ML_INVALID if a profiler is running (also the MEMLIMITS_PROFILE
  * one), if the rate is not a probability, or if tracker->alloc is NULL.
  * MEMLIMITS_SEED seeds the sampler (reproducible runs). */
