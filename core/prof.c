@@ -14,7 +14,6 @@
  * changes nothing the limits do. No engine lock is held around them. */
 #define _GNU_SOURCE
 #include <elf.h>
-#include <dlfcn.h>
 #include <execinfo.h>
 #include <link.h>
 #include <math.h>
@@ -114,46 +113,28 @@ static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
 	return 0;
 }
 
-/* Stacks: glibc's backtrace() walks with libgcc's unwinder, about 2,500
- * instructions a frame, which alone would make the profiler cost 1.12x a
- * malloc/free loop at the default interval. libunwind's unw_backtrace with
- * its per-thread cache costs a tenth of that. It is loaded privately
- * (RTLD_LOCAL): linked in, its _Unwind_* and backtrace would take over those
- * of every program, C++ exceptions included. */
-typedef int (*backtrace_fn)(void **buf, int size);
-static backtrace_fn fast_backtrace;
-
+/* Stacks come from glibc's backtrace() (libgcc's unwinder), about 2,500
+ * instructions a frame. libunwind's cached unw_backtrace costs a tenth of
+ * that and was tried: it keeps a pipe open in every profiled process (two
+ * file descriptors that its children see as well), which broke CPython's
+ * test_pass_fds_redirected and coreutils' tests under `ulimit -n`. */
 static int capture(void **buf, int size)
 {
-	return fast_backtrace ? fast_backtrace(buf, size) : backtrace(buf, size);
-}
-
-static void load_unwinder(void)
-{
-	void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
-	if (!h)
-		return;
-	int (*policy)(void *, int) =
-		(int (*)(void *, int))dlsym(h, "_ULx86_64_set_caching_policy");
-	void **space = (void **)dlsym(h, "_ULx86_64_local_addr_space");
-	if (policy && space)
-		policy(*space, 2 /* UNW_CACHE_PER_THREAD */);
-	fast_backtrace = (backtrace_fn)dlsym(h, "unw_backtrace");
+	return backtrace(buf, size);
 }
 
 /* What the profiler needs, set up by its first start rather than at
  * start-up, so that a process of the profiling build that never profiles
- * pays nothing for it: the unwinder (libunwind keeps a pipe open, two file
- * descriptors, to validate addresses) and the sampled blocks' address range
- * (32 GiB of address space, which `ulimit -v` may refuse). */
+ * pays nothing for it: the unwinder (loaded by its first use) and the
+ * sampled blocks' address range (32 GiB of address space, which `ulimit -v`
+ * may refuse). */
 static bool prepare(void)
 {
 	static int state; /* 0 not yet, 1 ready, 2 failed */
 	if (state)
 		return state == 1;
-	load_unwinder();
 	void *frames[2];
-	capture(frames, 2); /* the unwinders allocate on first use: now */
+	capture(frames, 2); /* the unwinder allocates on first use: now */
 	dl_iterate_phdr(find_text, (void *)(uintptr_t)prepare);
 	state = mli_be_sample_init() == 0 ? 1 : 2;
 	return state == 1;

@@ -503,8 +503,7 @@ static inline ml_status ml_stats(struct ml_stats *out)
  * instructions); the default libmemlimits.so keeps jemalloc's free as it is
  * and returns ML_NOT_STARTED here (like jemalloc's --enable-prof), as does
  * the profiling build if it cannot reserve the 32 GiB of address space its
- * sampled blocks live in (ulimit -v). While a profiler runs, libunwind holds
- * two file descriptors (a pipe it uses to validate addresses).
+ * sampled blocks live in (ulimit -v).
  * Returns ML_INVALID if a profiler is running (also the MEMLIMITS_PROFILE
  * one), if the rate is not a probability, or if tracker->alloc is NULL.
  * MEMLIMITS_SEED seeds the sampler (reproducible runs). */
