@@ -21,10 +21,17 @@ int mli_je_mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp,
 void mli_je_free(void *p); /* the exported free is region.c's */
 size_t mli_je_malloc_usable_size(void *p);
 #else
-/* jemalloc's own, exported as they are (preload/jemalloc.syms). */
-void free(void *p);
+/* jemalloc's own free and malloc_usable_size are exported as they are
+ * (preload/jemalloc.syms). The library's own calls must not go through those
+ * names: another preload before this one (valgrind's, say) would take them.
+ * So they use jemalloc's renamed dallocx and sallocx. */
+void mli_je_dallocx(void *p, int flags);
 size_t malloc_usable_size(void *p);
-#define mli_je_free free
+static inline void mli_je_free(void *p)
+{
+	if (p)
+		mli_je_dallocx(p, 0);
+}
 #define mli_je_malloc_usable_size malloc_usable_size
 #endif
 void *mli_je_mallocx(size_t n, int flags);
