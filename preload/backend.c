@@ -1,6 +1,7 @@
 /* backend.c: core/backend.h over jemalloc. */
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
-
 #include <string.h>
 
 #include "../core/backend.h"
@@ -99,10 +100,16 @@ uint64_t mli_be_nrequests(void)
 
 int64_t mli_be_stats_allocated(void)
 {
+	/* These take jemalloc's locks: a signal handler that allocates (wrong,
+	 * but programs do it) must not run in this thread meanwhile. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	/* Blocks in this thread's cache count as allocated: flush them. */
 	mli_je_mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
 	refresh();
 	size_t v = 0, len = sizeof v;
-	return mli_je_mallctl("stats.allocated", &v, &len, NULL, 0) == 0
-		? (int64_t)v : -1;
+	int r = mli_je_mallctl("stats.allocated", &v, &len, NULL, 0);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r == 0 ? (int64_t)v : -1;
 }
