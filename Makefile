@@ -89,7 +89,7 @@ clean:
 .PHONY: all install clean
 -include $(CORE_OBJ:.o=.d) $(PRELOAD_OBJ:.o=.d) $(PROF_OBJ:.o=.d)
 
-demo: $(LIB) | $(B)/.setup-test
+demo: $(LIB) $(PROF_LIB) | $(B)/.setup-test
 	scripts/demo
 
 bench-fastpath: $(LIB) $(PROF_LIB) | $(B)/.setup-bench
