@@ -49,7 +49,6 @@ for c in $RS_CONFIGS; do
 		echo "FAIL: $msg"
 	fi
 done
-mkdir -p "$OUT"
 read -r -d "" -a mods <<<"$MODULES" # no globbing of MODULE::PATTERN
 for mod in "${mods[@]}"; do
 	md=$OUT/$(rs_dirname "$mod")
