@@ -293,6 +293,11 @@ void mli_prof_freed(void *p); /* a sampled block is being freed */
 ml_status mli_prof_start(double rate, size_t depth, const ml_tracker *tr);
 ml_status mli_prof_stop(void);
 
+/* ---- core/unwind.c: call stacks for the profiler ----------------------- */
+/* Return addresses of the caller's stack, innermost first (glibc
+ * backtrace()'s contract, at a fraction of its cost). */
+int mli_unwind(void **buf, int size);
+
 /* ---- core/profile.c: MEMLIMITS_PROFILE, the profile file ---------------- */
 void mli_profile_start_env(void);
 void mli_profile_write(const char *why); /* at exit, or when a limit fires */

@@ -113,19 +113,19 @@ static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
 	return 0;
 }
 
-/* Stacks come from glibc's backtrace() (libgcc's unwinder), about 2,500
- * instructions a frame. libunwind's cached unw_backtrace costs a tenth of
- * that and was tried: it keeps a pipe open in every profiled process (two
- * file descriptors that its children see as well), which broke CPython's
+/* Stacks come from core/unwind.c. libunwind's cached unw_backtrace was
+ * tried first: it keeps a pipe open in every profiled process (two file
+ * descriptors that its children see as well), which broke CPython's
  * test_pass_fds_redirected and coreutils' tests under `ulimit -n`. */
 static int capture(void **buf, int size)
 {
-	return backtrace(buf, size);
+	return mli_unwind(buf, size);
 }
 
 /* What the profiler needs, set up by its first start rather than at
  * start-up, so that a process of the profiling build that never profiles
- * pays nothing for it: the unwinder (loaded by its first use) and the
+ * pays nothing for it: libgcc's unwinder, the fallback of ours, which
+ * dlopens libgcc_s and allocates at its first use, and the
  * sampled blocks' address range (32 GiB of address space, which `ulimit -v`
  * may refuse). */
 static bool prepare(void)
@@ -134,7 +134,7 @@ static bool prepare(void)
 	if (state)
 		return state == 1;
 	void *frames[2];
-	capture(frames, 2); /* the unwinder allocates on first use: now */
+	backtrace(frames, 2); /* libgcc's unwinder allocates on first use: now */
 	dl_iterate_phdr(find_text, (void *)(uintptr_t)prepare);
 	state = mli_be_sample_init() == 0 ? 1 : 2;
 	return state == 1;

@@ -638,6 +638,34 @@ static void sampled_blocks_work_as_memory(void **state)
 	mlt_run_free(&r);
 }
 
+/* ---- the call stacks ------------------------------------------------------- */
+
+static void stacks_are_backtraces(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("prof_stacks"), NULL };
+	struct mlt_run r;
+	run_prof(argv, NULL, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT_KV(r, "start", ML_OK);
+	static const char *const scenario[] = { "plain", "deep", "libc", "thread",
+						"realigned", "signal", "dl" };
+	for (size_t i = 0; i < sizeof scenario / sizeof scenario[0]; i++) {
+		char key[64];
+		snprintf(key, sizeof key, "%s_compared", scenario[i]);
+		EXPECT(r, kv(&r, key) >= 1);
+		snprintf(key, sizeof key, "%s_bad", scenario[i]);
+		EXPECT_KV(r, key, 0);
+	}
+	/* 12 recursions of 0 to 99 frames, some deeper than the 64 kept */
+	EXPECT_KV(r, "deep_compared", 12);
+	/* The second library was loaded where the first had been, so a rule
+	 * kept from the first would have been used (and was, before the
+	 * unwinder watched for unloads). */
+	EXPECT_KV(r, "dl_same_address", 1);
+	mlt_run_free(&r);
+}
+
 /* ---- MEMLIMITS_PROFILE ----------------------------------------------------- */
 
 static void profile_c_program(void **state)
@@ -842,6 +870,7 @@ int main(void)
 		cmocka_unit_test(limits_unchanged_malloc_calloc_aligned),
 		cmocka_unit_test(limits_unchanged_with_realloc),
 		cmocka_unit_test(sampled_blocks_work_as_memory),
+		cmocka_unit_test(stacks_are_backtraces),
 		cmocka_unit_test(profile_c_program),
 		cmocka_unit_test(profile_python),
 		cmocka_unit_test(breach_profile_names_the_hog),

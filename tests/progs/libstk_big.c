@@ -1,0 +1,2 @@
+#define FRAME 3000
+#include "stk.h"

@@ -1,0 +1,2 @@
+#define FRAME 2000
+#include "stk.h"
