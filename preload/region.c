@@ -40,11 +40,12 @@ static uintptr_t region_next;          /* bump pointer, offset from base */
 /* A free slot begins with its list link. */
 struct free_slot {
 	void *next;
-	bool dirty; /* kept as it was freed, not returned to the system */
+	size_t dirty; /* bytes from its start that blocks have used and that
+		       * were kept as they were, not returned to the system */
 };
 static void *free_slots[NCLASS];       /* per-class lists of free slots */
 #define CACHE_DIRTY ((size_t)64 << 20)
-static size_t cached_dirty;            /* bytes of dirty free slots */
+static size_t cached_dirty;            /* dirty bytes of free slots */
 static int region_lock;
 static int64_t region_live;            /* usable bytes of live blocks (atomic) */
 
@@ -73,6 +74,7 @@ struct hdr {
 	size_t size;       /* usable: what jemalloc would give the request */
 	size_t slot;       /* bytes of the slot */
 	char *slot_start;
+	size_t dirty;      /* the slot's bytes that blocks have used */
 	struct mli_sampled rec; /* the profiler's record */
 };
 _Static_assert(sizeof(struct hdr) <= 64, "the header must fit in 64 bytes");
@@ -114,12 +116,11 @@ void *mli_be_sample_alloc(size_t n, size_t align, bool zero,
 	size_t slot = (size_t)PAGE << c;
 	mli_spin_lock(&region_lock);
 	char *s = free_slots[c];
-	bool dirty = false;
+	size_t dirty = 0;
 	if (s) {
 		free_slots[c] = ((struct free_slot *)s)->next;
 		dirty = ((struct free_slot *)s)->dirty;
-		if (dirty)
-			cached_dirty -= slot;
+		cached_dirty -= dirty;
 	} else if (region_next + slot <= ((uintptr_t)1 << REGION_BITS)) {
 		/* Slots of one class are aligned to their size. */
 		region_next = (region_next + slot - 1) & ~(uintptr_t)(slot - 1);
@@ -134,13 +135,15 @@ void *mli_be_sample_alloc(size_t n, size_t align, bool zero,
 	if (!s)
 		return NULL;
 	char *p = (char *)(((uintptr_t)s + 64 + align - 1) & ~(uintptr_t)(align - 1));
-	if (dirty && zero)
-		memset(p, 0, usable);
+	size_t end = (size_t)(p - s) + usable;
+	if (zero && dirty > (size_t)(p - s))
+		memset(p, 0, (dirty < end ? dirty : end) - (size_t)(p - s));
 	struct hdr *h = hdr_of(p);
 	h->magic = HDR_MAGIC;
 	h->size = usable;
 	h->slot = slot;
 	h->slot_start = s;
+	h->dirty = dirty > end ? dirty : end;
 	memset(&h->rec, 0, sizeof h->rec);
 	__atomic_fetch_add(&region_live, (int64_t)usable, __ATOMIC_RELAXED);
 	*rec = &h->rec;
@@ -170,17 +173,19 @@ void mli_region_release(void *p)
 	__atomic_fetch_sub(&region_live, (int64_t)h->size, __ATOMIC_RELAXED);
 	h->magic = 0;
 	/* Keep up to CACHE_DIRTY bytes of freed slots as they are, for reuse
-	 * without page faults (calloc zeroes a dirty slot); give the memory of
-	 * the others back, which also zeroes them. */
+	 * without page faults (calloc zeroes what was used); give the memory
+	 * of the others back, which also zeroes it. Counted by the bytes used,
+	 * not by the slot: a 4.1 MiB block has an 8 MiB slot. */
+	size_t dirty = (h->dirty + PAGE - 1) & ~(size_t)(PAGE - 1);
 	mli_spin_lock(&region_lock);
-	bool keep = cached_dirty + slot <= CACHE_DIRTY;
+	bool keep = cached_dirty + dirty <= CACHE_DIRTY;
 	if (keep)
-		cached_dirty += slot;
+		cached_dirty += dirty;
 	mli_spin_unlock(&region_lock);
 	if (!keep)
-		madvise(s, slot, MADV_DONTNEED);
+		madvise(s, dirty, MADV_DONTNEED);
 	struct free_slot *f = (struct free_slot *)s;
-	f->dirty = keep;
+	f->dirty = keep ? dirty : 0;
 	mli_spin_lock(&region_lock);
 	f->next = free_slots[c];
 	free_slots[c] = s;

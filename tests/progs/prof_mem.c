@@ -147,6 +147,44 @@ int main(void)
 			free(v);
 		}
 	}
+	/* calloc on a recycled slot is zero beyond what the slot's last block
+	 * used (the region zeroes only that): each pair shares a slot size. */
+	static const size_t pairs[][2] = { { 4096, 5000 }, { 5000, 4096 },
+					   { 100000, 110000 },
+					   { 3 << 20, (3 << 20) + 500000 } };
+	for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+		unsigned char *d = malloc(pairs[i][0]);
+		was_sampled(d, pairs[i][0], "malloc sampled");
+		if (d) {
+			memset(d, 0xA5, malloc_usable_size(d));
+			free(d);
+		}
+		unsigned char *z = calloc(1, pairs[i][1]);
+		was_sampled(z, pairs[i][1], "calloc sampled");
+		check(z == d, "calloc reuses the freed slot", pairs[i][1]);
+		check(z && all_zero(z, pairs[i][1]), "calloc on a reused slot zeroed",
+		      pairs[i][1]);
+		free(z);
+	}
+	/* More freed than the 64 MiB the region keeps as is: the rest is given
+	 * back, and comes back zeroed too. */
+	enum { BIG = 24, BIG_SIZE = 5 << 20 };
+	static unsigned char *big[BIG];
+	for (int i = 0; i < BIG; i++) {
+		big[i] = malloc(BIG_SIZE);
+		if (big[i])
+			memset(big[i], 0xA5, BIG_SIZE);
+	}
+	for (int i = 0; i < BIG; i++)
+		free(big[i]);
+	int zeroed = 1;
+	for (int i = 0; i < BIG; i++) {
+		big[i] = calloc(1, BIG_SIZE + 4096);
+		zeroed &= big[i] && all_zero(big[i], BIG_SIZE + 4096);
+	}
+	for (int i = 0; i < BIG; i++)
+		free(big[i]);
+	check(zeroed, "calloc after 120 MiB of freed slots zeroed", BIG_SIZE);
 	/* Many live sampled blocks at once, all distinct and writable. */
 	enum { MANY = 2000 };
 	static unsigned char *many[MANY];
