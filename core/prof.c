@@ -125,9 +125,8 @@ static int capture(void **buf, int size)
 /* What the profiler needs, set up by its first start rather than at
  * start-up, so that a process of the profiling build that never profiles
  * pays nothing for it: libgcc's unwinder, the fallback of ours, which
- * dlopens libgcc_s and allocates at its first use, and the
- * sampled blocks' address range (32 GiB of address space, which `ulimit -v`
- * may refuse). */
+ * dlopens libgcc_s and allocates at its first use, and the sampled blocks'
+ * address range (16 GiB of address space, less under `ulimit -v`). */
 static bool prepare(void)
 {
 	static int state; /* 0 not yet, 1 ready, 2 failed */

@@ -143,8 +143,9 @@ void mli_profile_start_env(void)
 	if (mli_prof_start(rate, DEPTH, &tr) != ML_OK) {
 		/* The program must still run. */
 		static const char msg[] =
-			"memlimits: MEMLIMITS_PROFILE: cannot reserve the profiler's 32 GiB"
-			" of address space (ulimit -v?); running without the profiler\n";
+			"memlimits: MEMLIMITS_PROFILE: cannot reserve address space for"
+			" the profiler's blocks (16 MiB at least; ulimit -v?); running"
+			" without the profiler\n";
 		mli_write_all(2, msg, sizeof msg - 1);
 		return;
 	}

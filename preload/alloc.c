@@ -28,12 +28,14 @@ static void *enomem(void)
 bool mli_region_owns(const void *p);
 void mli_free_sampled(void *p);
 
-/* Only the profiling build has blocks of its own. */
+/* Only the profiling build has blocks of its own: those in the region's
+ * window (one shift and compare), and then in the region itself. */
 static inline bool region_owns(const void *p)
 {
 #ifdef MLI_PROF_BUILD
 	extern uint64_t mli_region_tag;
-	return ((uintptr_t)p >> 34) == __atomic_load_n(&mli_region_tag, __ATOMIC_RELAXED);
+	return ((uintptr_t)p >> 34) == __atomic_load_n(&mli_region_tag, __ATOMIC_RELAXED) &&
+	       mli_region_owns(p);
 #else
 	(void)p;
 	return false;

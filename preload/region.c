@@ -12,7 +12,14 @@
  * Blocks are slots of a power-of-two number of pages, carved from the range
  * by a bump pointer and recycled through per-class free lists, under one
  * spin lock (sampled allocations are rare). A 64-byte header before each
- * block holds its size and the profiler's record of it. */
+ * block holds its size and the profiler's record of it.
+ *
+ * The range is the whole aligned window of 2^REGION_BITS bytes when the
+ * address space allows (reserving it takes twice that for a moment). Under
+ * `ulimit -v` it is a smaller range inside one window, down to 16 MiB:
+ * other mappings may then share the window, so a pointer with the window's
+ * tag is the profiler's only if it lies in the range, and the slow side of
+ * free hands the others to jemalloc. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +43,9 @@
  * region exists (addresses stay below 2^47). */
 uint64_t mli_region_tag = UINT64_MAX;
 static char *region_base;
+static size_t region_size;             /* bytes reserved from region_base */
+#define WINDOW ((size_t)1 << REGION_BITS)
+#define MIN_REGION ((size_t)16 << 20)
 static uintptr_t region_next;          /* bump pointer, offset from base */
 /* A free slot begins with its list link. */
 struct free_slot {
@@ -50,23 +60,75 @@ static int region_lock;
 static int64_t region_live;            /* usable bytes of live blocks (atomic) */
 
 
+static void *reserve(void *at, size_t size, int flags)
+{
+	void *p = mmap(at, size, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | flags, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* size bytes of address space inside one window, or NULL. */
+static char *reserve_in_window(size_t size)
+{
+	char *p = reserve(NULL, size, 0);
+	if (!p)
+		return NULL;
+	uintptr_t last = (uintptr_t)p + size - 1;
+	if (((uintptr_t)p >> REGION_BITS) == (last >> REGION_BITS))
+		return p;
+	/* It straddles two windows: try again from the boundary it crosses. */
+	munmap(p, size);
+	uintptr_t at = last & ~(uintptr_t)(WINDOW - 1);
+	p = reserve((void *)at, size, MAP_FIXED_NOREPLACE);
+	if (p && (uintptr_t)p != at) { /* a kernel without NOREPLACE */
+		munmap(p, size);
+		p = NULL;
+	}
+	return p;
+}
+
 int mli_be_sample_init(void)
 {
 	if (region_base)
 		return 0;
-	size_t size = (size_t)1 << REGION_BITS;
-	/* Reserve twice the size, keep the aligned half: address space only. */
-	char *p = mmap(NULL, 2 * size, PROT_NONE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
-		return -1;
-	uintptr_t a = ((uintptr_t)p + size - 1) & ~(uintptr_t)(size - 1);
-	if (a > (uintptr_t)p)
-		munmap(p, a - (uintptr_t)p);
-	munmap((char *)a + size, (uintptr_t)p + size - a);
-	region_base = (char *)a;
-	__atomic_store_n(&mli_region_tag, a >> REGION_BITS, __ATOMIC_RELEASE);
+	size_t size = WINDOW;
+	/* Reserve two windows' worth, keep the aligned one: address space only. */
+	char *p = reserve(NULL, 2 * WINDOW, 0);
+	if (p) {
+		uintptr_t a = ((uintptr_t)p + WINDOW - 1) & ~(uintptr_t)(WINDOW - 1);
+		if (a > (uintptr_t)p)
+			munmap(p, a - (uintptr_t)p);
+		munmap((char *)a + WINDOW, (uintptr_t)p + WINDOW - a);
+		p = (char *)a;
+	} else {
+		for (; size >= MIN_REGION; size /= 4)
+			if ((p = reserve_in_window(size)))
+				break;
+		if (!p)
+			return -1;
+	}
+	region_base = p;
+	region_size = size;
+	__atomic_store_n(&mli_region_tag, (uintptr_t)p >> REGION_BITS,
+			 __ATOMIC_RELEASE);
 	return 0;
+}
+
+/* Once, when a sampled block must be left out of the profile. */
+static void say_full(size_t n)
+{
+	static int said;
+	if (__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
+		return;
+	char text[200];
+	struct mli_buf b = { text, 0, sizeof text };
+	mli_buf_str(&b, "memlimits: a sampled block of ");
+	mli_buf_size(&b, n);
+	mli_buf_str(&b, " does not fit in the profiler's range (");
+	mli_buf_size(&b, region_size);
+	mli_buf_str(&b, "): it and any others are served untracked, outside"
+			" the profile\n");
+	mli_write_all(2, b.p, b.len);
 }
 
 struct hdr {
@@ -85,17 +147,23 @@ static struct hdr *hdr_of(const void *p)
 	return (struct hdr *)((char *)p - 64);
 }
 
+/* Exact: in the range, not only in its window. */
 bool mli_region_owns(const void *p)
 {
 	return ((uintptr_t)p >> REGION_BITS) ==
-	       __atomic_load_n(&mli_region_tag, __ATOMIC_RELAXED);
+		       __atomic_load_n(&mli_region_tag, __ATOMIC_RELAXED) &&
+	       (uintptr_t)p - (uintptr_t)region_base < region_size;
 }
 
 void *mli_be_sample_alloc(size_t n, size_t align, bool zero,
 			  struct mli_sampled **rec)
 {
-	if (!region_base || n > ((size_t)1 << (REGION_BITS - 2)))
+	if (!region_base)
 		return NULL;
+	if (n > region_size / 4) {
+		say_full(n);
+		return NULL;
+	}
 	/* The block gets the usable size jemalloc would give the same request,
 	 * so that malloc_usable_size, realloc's growth and the heap measure are
 	 * the same whether or not the block was sampled. */
@@ -121,7 +189,7 @@ void *mli_be_sample_alloc(size_t n, size_t align, bool zero,
 		free_slots[c] = ((struct free_slot *)s)->next;
 		dirty = ((struct free_slot *)s)->dirty;
 		cached_dirty -= dirty;
-	} else if (region_next + slot <= ((uintptr_t)1 << REGION_BITS)) {
+	} else if (region_next + slot <= region_size) {
 		/* Slots of one class are aligned to their size. */
 		region_next = (region_next + slot - 1) & ~(uintptr_t)(slot - 1);
 		s = region_base + region_next;
@@ -132,8 +200,10 @@ void *mli_be_sample_alloc(size_t n, size_t align, bool zero,
 		mli_spin_lock(&region_lock);
 	}
 	mli_spin_unlock(&region_lock);
-	if (!s)
+	if (!s) {
+		say_full(n);
 		return NULL;
+	}
 	char *p = (char *)(((uintptr_t)s + 64 + align - 1) & ~(uintptr_t)(align - 1));
 	size_t end = (size_t)(p - s) + usable;
 	if (zero && dirty > (size_t)(p - s))
@@ -213,9 +283,13 @@ int64_t mli_be_sample_live(void)
 
 /* ---- free and malloc_usable_size, chosen at load ------------------------ */
 
-/* The slow side of the tracking free: a region block. */
+/* The slow side of the tracking free: a pointer in the region's window. */
 __attribute__((used)) void mli_free_sampled(void *p)
 {
+	if (!mli_region_owns(p)) {
+		mli_je_free(p); /* another mapping in a shared window */
+		return;
+	}
 	mli_prof_freed(p);
 	mli_region_release(p);
 }

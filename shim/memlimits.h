@@ -502,8 +502,9 @@ static inline ml_status ml_stats(struct ml_stats *out)
  * libmemlimits-prof.so, whose free() checks for sampled blocks (four
  * instructions); the default libmemlimits.so keeps jemalloc's free as it is
  * and returns ML_NOT_STARTED here (like jemalloc's --enable-prof), as does
- * the profiling build if it cannot reserve the 32 GiB of address space its
- * sampled blocks live in (ulimit -v).
+ * the profiling build if it cannot reserve even 16 MiB of address space for
+ * its sampled blocks (under a tiny ulimit -v; they get 16 GiB when the
+ * address space allows, less under a limit).
  * Returns ML_INVALID if a profiler is running (also the MEMLIMITS_PROFILE
  * one), if the rate is not a probability, or if tracker->alloc is NULL.
  * MEMLIMITS_SEED seeds the sampler (reproducible runs). */

@@ -639,6 +639,47 @@ static void sampled_blocks_work_as_memory(void **state)
 	mlt_run_free(&r);
 }
 
+/* ---- under a limit on address space (ulimit -v) ----------------------------- */
+
+/* Runs a helper with the profiling build under `ulimit -v 1000000` (about
+ * 1 GB: the 16 GiB range cannot be had, a smaller one can). */
+static void run_ulimited(const char *helper, struct mlt_run *r)
+{
+	char *argv[] = { "/bin/sh", "-c", "ulimit -v 1000000 && exec \"$0\"",
+			 prog(helper), NULL };
+	run_prof(argv, NULL, r);
+	EXPECT(*r, r->status == 0);
+	/* no "running without the profiler", no block left out */
+	EXPECT(*r, strstr(r->err, "memlimits:") == NULL);
+}
+
+static void ulimit_v_sampled_blocks_work(void **state)
+{
+	(void)state;
+	struct mlt_run r;
+	run_ulimited("prof_mem", &r);
+	EXPECT_KV(r, "failures", 0);
+	EXPECT(r, kv(&r, "sampled_expected") >= 3 * 8 * 9 + 8);
+	EXPECT_KV(r, "sampled", kv(&r, "sampled_expected"));
+	mlt_run_free(&r);
+}
+
+static void ulimit_v_shared_window_frees_reach_jemalloc(void **state)
+{
+	(void)state;
+	struct mlt_run r;
+	run_ulimited("prof_window", &r);
+	EXPECT_KV(r, "start", ML_OK);
+	EXPECT_KV(r, "sampled_ok", 1);
+	/* jemalloc's blocks do land in the range's window (else this checks
+	 * nothing: the window is 16 GiB, the range 256 MiB, jemalloc maps
+	 * next to it) */
+	EXPECT(r, kv(&r, "in_window") >= 1);
+	/* and their frees reached jemalloc: nothing of 1 MiB blocks left */
+	EXPECT(r, fabs(kv(&r, "live_growth")) < 1 << 20);
+	mlt_run_free(&r);
+}
+
 /* ---- the call stacks ------------------------------------------------------- */
 
 static void stacks_are_backtraces(void **state)
@@ -871,6 +912,8 @@ int main(void)
 		cmocka_unit_test(limits_unchanged_malloc_calloc_aligned),
 		cmocka_unit_test(limits_unchanged_with_realloc),
 		cmocka_unit_test(sampled_blocks_work_as_memory),
+		cmocka_unit_test(ulimit_v_sampled_blocks_work),
+		cmocka_unit_test(ulimit_v_shared_window_frees_reach_jemalloc),
 		cmocka_unit_test(stacks_are_backtraces),
 		cmocka_unit_test(profile_c_program),
 		cmocka_unit_test(profile_python),
