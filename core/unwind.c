@@ -364,14 +364,18 @@ static const uint8_t *find_fde(const uint8_t *hdr, uintptr_t pc)
 }
 
 /* The rule for the frame that returns to pc; the table's row is that of
- * the call, pc - 1. Not cached when pc is in no object. */
+ * the call, pc - 1. Code in no loaded object (a JIT's) is left to libgcc,
+ * which also knows the tables registered with __register_frame, and is
+ * not cached: that memory may hold other code later. */
 static uint64_t compute_rule(uintptr_t pc, bool *cacheable)
 {
 	struct dl_find_object obj;
 	*cacheable = false;
-	if (_dl_find_object((void *)(pc - 1), &obj) != 0 || !obj.dlfo_eh_frame)
-		return K_END; /* libgcc stops there as well */
+	if (_dl_find_object((void *)(pc - 1), &obj) != 0)
+		return K_OTHER;
 	*cacheable = true;
+	if (!obj.dlfo_eh_frame)
+		return K_END; /* an object without unwind tables: libgcc stops */
 	const uint8_t *fde = find_fde(obj.dlfo_eh_frame, pc - 1);
 	if (!fde)
 		return K_OTHER;

@@ -691,7 +691,7 @@ static void stacks_are_backtraces(void **state)
 	EXPECT(r, r.status == 0);
 	EXPECT_KV(r, "start", ML_OK);
 	static const char *const scenario[] = { "plain", "deep", "libc", "thread",
-						"realigned", "signal", "dl" };
+						"realigned", "signal", "jit", "dl" };
 	for (size_t i = 0; i < sizeof scenario / sizeof scenario[0]; i++) {
 		char key[64];
 		snprintf(key, sizeof key, "%s_compared", scenario[i]);
@@ -701,6 +701,7 @@ static void stacks_are_backtraces(void **state)
 	}
 	/* 12 recursions of 0 to 99 frames, some deeper than the 64 kept */
 	EXPECT_KV(r, "deep_compared", 12);
+	EXPECT_KV(r, "jit_ran", 1);
 	/* The second library was loaded where the first had been, so a rule
 	 * kept from the first would have been used (and was, before the
 	 * unwinder watched for unloads). */

@@ -1,8 +1,8 @@
 /* prof_stacks: the call stacks the profiler gives (core/unwind.c, a cached
  * unwinder) are those of glibc's backtrace(), in every kind of frame: plain
  * and deep calls, libc calling back into the program, a thread, a
- * realigned stack, a signal handler, and a library unloaded and replaced
- * by another at the same address. At rate 1 every allocation is sampled;
+ * realigned stack, a signal handler, code in no object (a JIT's), and a
+ * library unloaded and replaced by another at the same address. At rate 1 every allocation is sampled;
  * the callback takes its own backtrace(), finds the sample's first frame
  * in it and compares the rest. Prints "SCENARIO_compared=N" and
  * "SCENARIO_bad=M" lines for test_prof.c. */
@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "shim/memlimits.h"
 
@@ -104,6 +105,29 @@ static void on_signal(int sig)
 	free(alloc_here(48)); /* through the kernel's signal frame */
 }
 
+/* Calls fn(n) from code in anonymous memory, which has no unwind table. */
+static void *via_jit(void *(*fn)(size_t), size_t n)
+{
+	static const unsigned char code[] = {
+		0x48, 0x83, 0xec, 0x08, /* sub $8, %rsp */
+		0xff, 0xd6,             /* call *%rsi */
+		0x48, 0x83, 0xc4, 0x08, /* add $8, %rsp */
+		0xc3,                   /* ret */
+	};
+	void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (page == MAP_FAILED)
+		return NULL;
+	memcpy(page, code, sizeof code);
+	if (mprotect(page, 4096, PROT_READ | PROT_EXEC) != 0)
+		return NULL;
+	void *(*stub)(size_t, void *(*)(size_t)) =
+		(void *(*)(size_t, void *(*)(size_t)))page;
+	void *p = stub(n, fn);
+	munmap(page, 4096);
+	return p;
+}
+
 static const void *via_library(const char *dir, const char *name)
 {
 	char path[4096];
@@ -155,6 +179,13 @@ int main(int argc, char **argv)
 	signal(SIGUSR1, on_signal);
 	raise(SIGUSR1);
 	show("signal");
+
+#if defined(__x86_64__)
+	void *j = via_jit(alloc_here, 56);
+	printf("jit_ran=%d\n", j != NULL);
+	free(j);
+	show("jit");
+#endif
 
 	char *dir = dirname(strdup(argv[0]));
 	const void *a = via_library(dir, "libstk_small.so");
