@@ -12,9 +12,11 @@ void mli_be_init(void);
  * pointers the owner thread updates on its own fast path; other threads read
  * them (relaxed) while the owner is registered. */
 void mli_be_thread_counters(const uint64_t **alloc, const uint64_t **dealloc);
-/* Allocation outside any accounting, for the engine's own needs. */
+/* Allocation outside any accounting, for the engine's own needs: not
+ * counted, never refused, and not part of the live heap. */
 void *mli_be_malloc(size_t n);
 void mli_be_free(void *p);
+int64_t mli_be_own_live(void); /* bytes of those blocks, to leave out */
 /* Return free memory to the system; returns 0 on success. */
 int mli_be_trim(void);
 /* Number of allocation requests the allocator served, or 0 if unknown. */

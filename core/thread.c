@@ -151,7 +151,7 @@ static void lock_leave(uint8_t was)
 int64_t mli_live_heap(uint32_t *nthreads)
 {
 	uint8_t was = lock_enter();
-	int64_t live = retired_live + mli_be_sample_live();
+	int64_t live = retired_live + mli_be_sample_live() - mli_be_own_live();
 	for (const struct mli_thread *t = reg_head; t; t = t->next)
 		live += thread_live(t);
 	if (nthreads)

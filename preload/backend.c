@@ -53,14 +53,31 @@ void mli_be_thread_counters(const uint64_t **alloc, const uint64_t **dealloc)
 		*dealloc = p;
 }
 
+/* Usable bytes of the engine's own live blocks (the profile's tables, a
+ * token, a starting thread's arguments): jemalloc's per-thread counters
+ * include them, the heap the limits see does not. */
+static int64_t own_live;
+
 void *mli_be_malloc(size_t n)
 {
-	return mli_je_malloc(n);
+	void *p = mli_je_malloc(n);
+	if (p)
+		__atomic_fetch_add(&own_live, (int64_t)mli_je_sallocx(p, 0),
+				   __ATOMIC_RELAXED);
+	return p;
 }
 
 void mli_be_free(void *p)
 {
+	if (!p)
+		return;
+	__atomic_fetch_sub(&own_live, (int64_t)mli_je_sallocx(p, 0), __ATOMIC_RELAXED);
 	mli_je_free(p);
+}
+
+int64_t mli_be_own_live(void)
+{
+	return __atomic_load_n(&own_live, __ATOMIC_RELAXED);
 }
 
 size_t mli_be_usable_size(const void *p)

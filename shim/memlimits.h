@@ -65,7 +65,8 @@ typedef struct ml_scope {
 
 /* Figures returned by ml_stats(). Bytes throughout. */
 struct ml_stats {
-	int64_t live_bytes;          /* process heap now (allocator's usable bytes) */
+	int64_t live_bytes;          /* process heap now (allocator's usable bytes,
+					less memlimits' own blocks) */
 	int64_t peak_bytes;          /* highest live_bytes the engine observed */
 	uint64_t thread_allocated;   /* requested bytes allocated by this thread */
 	uint64_t process_allocated;  /* requested bytes allocated by all threads */

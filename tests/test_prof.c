@@ -639,6 +639,25 @@ static void sampled_blocks_work_as_memory(void **state)
 	mlt_run_free(&r);
 }
 
+/* The profile's own tables (MEMLIMITS_PROFILE) are not part of the heap
+ * that MEMLIMITS_GLOBAL_MEMORY limits: profiling changes no decision. */
+static void profile_tables_not_in_heap(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("prof_sites"), NULL };
+	char env0[600];
+	snprintf(env0, sizeof env0, "MEMLIMITS_PROFILE=%s", tmp("sites.prof"));
+	const char *env[] = { env0, "MEMLIMITS_SAMPLE_INTERVAL=1", NULL };
+	struct mlt_run r;
+	run_prof(argv, env, &r);
+	EXPECT(r, r.status == 0);
+	/* jemalloc holds the tables (4096 sites, about 5 MB) ... */
+	EXPECT(r, kv(&r, "allocator_growth") > 1 << 20);
+	/* ... and the heap the limits see does not */
+	EXPECT(r, fabs(kv(&r, "live_growth")) < 64 << 10);
+	mlt_run_free(&r);
+}
+
 /* ---- under a limit on address space (ulimit -v) ----------------------------- */
 
 /* Runs a helper with the profiling build under `ulimit -v 1000000` (about
@@ -913,6 +932,7 @@ int main(void)
 		cmocka_unit_test(limits_unchanged_malloc_calloc_aligned),
 		cmocka_unit_test(limits_unchanged_with_realloc),
 		cmocka_unit_test(sampled_blocks_work_as_memory),
+		cmocka_unit_test(profile_tables_not_in_heap),
 		cmocka_unit_test(ulimit_v_sampled_blocks_work),
 		cmocka_unit_test(ulimit_v_shared_window_frees_reach_jemalloc),
 		cmocka_unit_test(stacks_are_backtraces),

@@ -23,6 +23,7 @@ void mli_be_thread_counters(const uint64_t **alloc, const uint64_t **dealloc)
 }
 void *mli_be_malloc(size_t n) { return malloc(n); }
 void mli_be_free(void *p) { free(p); }
+int64_t mli_be_own_live(void) { return 0; }
 int mli_be_trim(void) { return 0; }
 void mli_be_init(void) {}
 uint64_t mli_be_nrequests(void) { return 0; }
