@@ -9,8 +9,9 @@
  * %rbp was saved. A cached frame costs about twenty instructions. The rules
  * come from the same tables libgcc reads, found with glibc's
  * _dl_find_object (lock-free and async-signal-safe); a frame whose rule is
- * not one of these simple forms (a signal frame, a realigned stack) makes
- * the whole stack come from backtrace(), so stacks are always libgcc's.
+ * not one of these simple forms (a signal frame, a stack realigned through
+ * a DWARF expression, code in no object) makes the whole stack come from
+ * backtrace(), so stacks are always libgcc's.
  *
  * The cache holds no lock: an entry is two words, the rule and the rule
  * XOR the return address, so a torn read is a miss. It is emptied when
@@ -18,7 +19,8 @@
  * count of unloads, dlpi_subs, read once a walk), because another library
  * may be mapped where the closed one was, with other rules at the same
  * addresses; that includes glibc's own unloads (iconv's modules), which
- * wrapping dlclose would miss. */
+ * wrapping dlclose would miss. dl_iterate_phdr takes the dynamic linker's
+ * recursive lock for a moment (glibc resets it in a fork child). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <execinfo.h>
