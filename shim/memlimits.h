@@ -39,6 +39,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#ifndef MEMLIMITS_ENGINE
+/* The libc's own declaration of dlsym (in C++ it carries noexcept, which a
+ * declaration of our own would contradict), and memcpy for its result. */
+#include <dlfcn.h>
+#include <string.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -178,8 +184,6 @@ typedef const struct ml_api *(*ml_engine_fn)(uint32_t abi_version);
 
 #ifndef MEMLIMITS_ENGINE /* the library itself needs only the types above */
 
-void *dlsym(void *handle, const char *symbol); /* <dlfcn.h>, without _GNU_SOURCE */
-
 /* Resolved once per program image. Racing first calls may both look it up;
  * both store the same value. A null table with `looked` set means "not
  * loaded". */
@@ -191,8 +195,19 @@ static inline const struct ml_api *ml__api(void)
 	const struct ml_api *a = __atomic_load_n(&ml__table, __ATOMIC_ACQUIRE);
 	if (a || __atomic_load_n(&ml__looked, __ATOMIC_ACQUIRE))
 		return a;
-	/* RTLD_DEFAULT is ((void *)0) in glibc and musl. */
-	ml_engine_fn f = (ml_engine_fn)dlsym((void *)0, "ml_engine");
+	/* <dlfcn.h> defines RTLD_DEFAULT only for _GNU_SOURCE or BSD code; it
+	 * is ((void *)0) in glibc and musl. */
+#ifdef RTLD_DEFAULT
+	void *sym = dlsym(RTLD_DEFAULT, "ml_engine");
+#else
+	void *sym = dlsym((void *)0, "ml_engine");
+#endif
+	/* ISO C and C++ have no conversion from an object pointer to a
+	 * function pointer; POSIX guarantees that dlsym's void * holds one of
+	 * the same size, and copying its bytes is the conversion it suggests. */
+	ml_engine_fn f;
+	(void)sizeof(char[sizeof f == sizeof sym ? 1 : -1]);
+	memcpy(&f, &sym, sizeof f);
 	a = f ? f(ML_ABI_VERSION) : (const struct ml_api *)0;
 	if (a && a->version < 1)
 		a = (const struct ml_api *)0;
