@@ -464,10 +464,10 @@ static inline void ml__unmask_cleanup(int *unused)
 }
 #define ML__CAT2(a, b) a##b
 #define ML__CAT(a, b) ML__CAT2(a, b)
-#define ML_MASKED_BLOCK                                                      \
-	__attribute__((cleanup(ml__unmask_cleanup))) int ML__CAT(ml__masked_, \
-								  __LINE__) = \
-		(ml_mask(), 0)
+/* (unused: clang's -Wunused-variable does not count the cleanup as a use) */
+#define ML_MASKED_BLOCK                                                       \
+	__attribute__((cleanup(ml__unmask_cleanup), unused)) int ML__CAT(      \
+		ml__masked_, __LINE__) = (ml_mask(), 0)
 #define ML_DEFINE_RELEASE(name, type, fn)       \
 	static inline void name(type *p)        \
 	{                                       \
