@@ -38,7 +38,7 @@ $(B)/tests/progs/lib%.so: tests/progs/lib%.c | $(B)/.setup-test
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -shared -fPIC -o $@ $<
 
-$(B)/tests/progs/%: tests/progs/%.cc shim/memlimits.h | $(B)/.setup-test
+$(B)/tests/progs/%: tests/progs/%.cc shim/memlimits.h shim/memlimits.hpp | $(B)/.setup-test
 	@mkdir -p $(dir $@)
 	$(CXX) -O1 -g -Wall -Wextra -pthread -I. -o $@ $< -ldl
 
