@@ -76,7 +76,7 @@ install: $(LIB) $(PROF_LIB)
 		$(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig
 	install -m 755 $(LIB) $(DESTDIR)$(LIBDIR)/libmemlimits.so
 	install -m 755 $(PROF_LIB) $(DESTDIR)$(LIBDIR)/libmemlimits-prof.so
-	install -m 644 shim/memlimits.h $(DESTDIR)$(PREFIX)/include/memlimits.h
+	install -m 644 shim/memlimits.h shim/memlimits.hpp $(DESTDIR)$(PREFIX)/include/
 	sed 's|^libdir_hint=""$$|libdir_hint="$(LIBDIR)"|' scripts/memlimit \
 		> $(DESTDIR)$(PREFIX)/bin/memlimit
 	chmod 755 $(DESTDIR)$(PREFIX)/bin/memlimit

@@ -1,5 +1,5 @@
 #!/bin/bash
-# install.sh: `make install` puts the library, header, wrapper and pkg-config
+# install.sh: `make install` puts the library, headers, wrapper and pkg-config
 # file where C libraries go, and the installed wrapper finds the installed
 # library. Prints "N passed, M failed".
 set -u
@@ -19,6 +19,7 @@ if ! make -s install PREFIX="$prefix" >"$tmp/log" 2>&1; then
 fi
 check '[ -x "$prefix/lib/libmemlimits.so" ]'
 check '[ -f "$prefix/include/memlimits.h" ]'
+check 'cmp -s shim/memlimits.hpp "$prefix/include/memlimits.hpp"'
 check '[ -x "$prefix/bin/memlimit" ]'
 check '[ -f "$prefix/lib/pkgconfig/memlimits.pc" ]'
 check 'grep -q "^libdir=$prefix/lib$" "$prefix/lib/pkgconfig/memlimits.pc"'
@@ -40,9 +41,29 @@ if cc -I"$prefix/include" -o "$tmp/p" "$tmp/p.c" -ldl; then
 else
 	bad "compiling against the installed header"
 fi
+# The C++ header finds memlimits.h next to it: a C++ program built against
+# the installed headers alone runs with and without the preload.
+cat >"$tmp/p.cc" <<'C'
+#include <memlimits.hpp>
+#include <cstdio>
+int main() {
+	ml_start();
+	std::uint64_t used = 0;
+	ml_status st = ml::limit_allocations(100, [] { delete[] new char[1000]; }, &used);
+	std::printf("%s\n", ml_status_string(st));
+	return 0;
+}
+C
+if c++ -std=c++11 -I"$prefix/include" -o "$tmp/pp" "$tmp/p.cc" -ldl; then
+	check '[ "$("$tmp/pp")" = "engine not loaded (libmemlimits.so is not preloaded)" ]'
+	check '[ "$(LD_PRELOAD=$prefix/lib/libmemlimits.so "$tmp/pp")" = "allocation limit reached" ]'
+else
+	bad "compiling C++ against the installed headers"
+fi
 # DESTDIR stages the same tree under another root.
 make -s install PREFIX=/usr/local DESTDIR="$tmp/stage" >/dev/null 2>&1
 check '[ -x "$tmp/stage/usr/local/lib/libmemlimits.so" ]'
+check '[ -f "$tmp/stage/usr/local/include/memlimits.hpp" ]'
 check 'grep -q "^libdir_hint=\"/usr/local/lib\"$" "$tmp/stage/usr/local/bin/memlimit"'
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
