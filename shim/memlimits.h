@@ -20,6 +20,10 @@
  * task fired, even if the task ignored the NULL and returned normally.
  * Allocation failures for any other reason pass through untouched.
  *
+ * C++: memlimits.hpp wraps this API in RAII types. Read it before catching
+ * std::bad_alloc inside a task: a catch handler inside an interrupted task
+ * that allocates throws again, out of the handler.
+ *
  * Limits are per thread: a task's limits cover the thread that runs it, not
  * the threads it creates, and a limit reached in another thread never makes
  * this task fail.
