@@ -1,9 +1,14 @@
-# bench.mk: `make bench`, the benchmark suite of issue 5 (scripts/bench/run):
-# workloads under glibc, jemalloc and memlimits, callgrind ratios, limit
-# accuracy, count exactness and token latency; writes build/bench/results.md
-# and build/bench/ratios.png. BENCH_QUICK=1 for a short run. Included from
+# bench.mk: `make bench`, the benchmark suite of issues 5, 10 and 13
+# (scripts/bench/run): workloads and workload kinds under glibc, jemalloc and
+# memlimits, the thread-count sweep, callgrind ratios, limit accuracy, count
+# exactness and token latency; writes build/bench/results.md and
+# build/bench/ratios.png. BENCH_QUICK=1 for a short run. `make bench-threads`
+# runs the thread-count sweep alone (build/bench/threads/). Included from
 # the Makefile after $(LIB) and $(B) are defined; never part of `make test`.
-bench: $(LIB) | $(B)/.setup-bench
+bench: $(LIB) $(PROF_LIB) | $(B)/.setup-bench
 	scripts/bench/run
 
-.PHONY: bench
+bench-threads: $(LIB) | $(B)/.setup-bench
+	scripts/bench/run threads
+
+.PHONY: bench bench-threads

@@ -1,7 +1,9 @@
-/* runrss.c: runs a command and prints one line "WALL MAXRSS STATUS" on
- * stdout: WALL is the seconds from fork to wait4, MAXRSS the child's
- * ru_maxrss (KiB) from wait4, STATUS its exit status (128 + signal if it was
- * killed). runrss exits with that status too.
+/* runrss.c: runs a command and prints one line
+ * "WALL MAXRSS STATUS USER SYS MINFLT MAJFLT" on stdout: WALL is the seconds
+ * from fork to wait4, STATUS the child's exit status (128 + signal if it was
+ * killed), and the rest the child's rusage from wait4: MAXRSS its peak
+ * resident set (KiB), USER and SYS its CPU seconds (all its threads),
+ * MINFLT and MAJFLT its page faults. runrss exits with that status too.
  *
  *     runrss [NAME=VALUE ...] [--] COMMAND [ARG ...]
  *
@@ -72,6 +74,9 @@ int main(int argc, char **argv)
 		      (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	int status = WIFEXITED(st) ? WEXITSTATUS(st)
 		   : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 255;
-	printf("%.4f %ld %d\n", wall, ru.ru_maxrss, status);
+	printf("%.4f %ld %d %.4f %.4f %ld %ld\n", wall, ru.ru_maxrss, status,
+	       (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6,
+	       ru.ru_minflt, ru.ru_majflt);
 	return status;
 }
