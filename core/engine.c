@@ -1,11 +1,12 @@
-/* engine.c: start-up and the one slow path every limit shares.
+/* engine.c: start-up and the one slow path every meter shares.
  *
  * The fast path (mli_admit in internal.h) subtracts the request from the
  * thread's `left` and falls here only when that would go below zero. `left`
  * is a grant computed here: the largest number of bytes the thread can
- * allocate before any of its limits could fire. Every special case (first
- * use, a limit near, a token to poll, an interrupted task, a dead thread)
- * is expressed as a small or zero grant, so the fast path has one branch. */
+ * allocate before any meter (meter.h) must look again. Every special case
+ * (first use, a limit near, a token to poll, an interrupted task, a sample
+ * due, a dead thread) is expressed as a small or zero grant, so the fast
+ * path has one branch. */
 #include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -14,31 +15,30 @@
 
 extern char **environ;
 
-struct mli_engine mli_eng = { .global_limit = -1 };
+struct mli_engine mli_eng = { .mem_cap = -1, .task_limit = -1 };
 
-/* Grants: with no limit near, a thread checks in every NOLIMIT_GRANT bytes
- * (to sample the peak heap). Under a global memory limit at most
- * GLOBAL_GRANT, so the heap overshoots the limit by at most that much per
- * thread. Under a token at most TOKEN_GRANT, the bytes allocated between
- * setting a token and its task noticing. */
-#define NOLIMIT_GRANT ((uint64_t)1 << 20)
-#define GLOBAL_GRANT ((uint64_t)64 << 10)
-#define TOKEN_GRANT ((uint64_t)16 << 10)
-/* MEMLIMITS_ALLOCATIONS is shared: a thread reserves up to PROC_BATCH (and
- * at most 1/16 of what is left) at a time, so a thread can be refused while
- * others still hold unused reservations, by at most 1/16 of the rest each. */
-#define PROC_BATCH ((uint64_t)4 << 20)
-/* After an exhausted MEMLIMITS_(THREAD_)ALLOCATIONS budget refuses an
- * allocation, the thread may allocate this much more before the next
- * refusal, so that it can report the error and exit cleanly (GHC: 100 KB). */
-#define GRACE ((uint64_t)100 << 10)
+/* The meters, in admission order (meter.h). */
+#define MLI_METER_ENTRY(m) &mli_meter_##m,
+static const struct mli_meter *const meters[] = { MLI_METERS(MLI_METER_ENTRY) };
+#undef MLI_METER_ENTRY
+#define NMETERS (sizeof meters / sizeof meters[0])
+_Static_assert(NMETERS == MLI_NMETERS, "one bit per meter");
+
+/* With no meter asking for less, a thread checks in every GRANT bytes: at
+ * most the per-thread slack a memory limit set later, by another thread,
+ * allows (memory.c), so that such a limit holds from the moment it is set. */
+#define GRANT ((uint64_t)56 << 10)
 
 static int init_state; /* 0 not yet, 1 in progress, 2 done */
+static void hooks_init(void);
 
 void mli_engine_init(void)
 {
 	if (mli_likely(__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) == 2))
 		return;
+	struct mli_thread *self = &mli_tls;
+	if (self->initialising)
+		return; /* re-entered by the backend's own start-up (see below) */
 	int expect = 0;
 	if (!__atomic_compare_exchange_n(&init_state, &expect, 1, false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
@@ -46,208 +46,137 @@ void mli_engine_init(void)
 			;
 		return;
 	}
+	/* The backend's start-up may start threads and allocate (jemalloc's
+	 * background_thread: pthread_create allocates the new thread's TLS
+	 * with calloc, in this thread): those allocations come back here and
+	 * must not wait for this initialisation to end. */
+	self->initialising = 1;
+	hooks_init();
+	uint8_t was = self->in_engine;
+	mli_engine_enter(self);
 	mli_be_init();
+	if (!was)
+		mli_engine_leave(self);
 	char err[512];
 	if (mli_config_read(environ, &mli_eng.cfg, err, sizeof err) != 0)
 		mli_die(err);
 	const struct mli_config *c = &mli_eng.cfg;
-	mli_eng.global_limit = c->global_memory;
-	mli_eng.env_global = c->global_memory >= 0;
-	if (c->allocations >= 0)
-		mli_eng.proc_pool = (uint64_t)c->allocations;
+	mli_eng.mem_cap = c->global_memory;
 	mli_eng.started = c->global_memory >= 0 || c->allocations >= 0 ||
 			  c->thread_allocations >= 0;
+	mli_budget_init();
 	mli_prof_init();
+	if (c->global_memory >= 0) {
+		mli_meter_on(MLI_METER_BIT(memory));
+		mli_eng.mem_users++;
+	}
+	if (c->thread_allocations >= 0)
+		mli_meter_on(MLI_METER_BIT(tbudget));
+	if (c->allocations >= 0)
+		mli_meter_on(MLI_METER_BIT(pbudget));
+	if (mli_prof.enabled)
+		mli_meter_on(MLI_METER_BIT(sampler));
+	self->initialising = 0;
 	__atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
 }
 
-static inline uint64_t min64(uint64_t a, uint64_t b)
+int64_t mli_task_mem_limit(void)
 {
-	return a < b ? a : b;
+	int64_t a = __atomic_load_n(&mli_eng.task_limit, __ATOMIC_RELAXED);
+	int64_t c = mli_eng.mem_cap;
+	if (a < 0)
+		return c;
+	return c >= 0 && c < a ? c : a;
 }
 
-/* Is this thread's heap check on: the environment's limit, or a task under
- * ml_limit_global_memory with a limit set? */
-static bool global_checked(const struct mli_thread *t, int64_t limit)
+/* The meters on for this thread: the process-wide ones, and its task
+ * meter while it has scopes. */
+static inline unsigned active(const struct mli_thread *t)
 {
-	return limit >= 0 && (mli_eng.env_global || t->nglobal);
+	unsigned m = __atomic_load_n(&mli_eng.meters, __ATOMIC_RELAXED);
+	if (t->top || t->nfired)
+		m |= MLI_METER_BIT(task);
+	return m;
 }
 
-/* Marks every scope of the thread whose limit an allocation of n bytes
- * fires. Order of the checks as in OCaml: global memory, allocations,
- * token. */
-static void check_scopes(struct mli_thread *t, size_t n, int64_t *live,
-			 uint32_t *nthr)
+#define FOR_EACH_METER(i, mask)                                              \
+	for (unsigned i, m_##i = (mask); m_##i && (i = (unsigned)__builtin_ctz(m_##i), 1); \
+	     m_##i &= m_##i - 1)
+
+void mli_meter_on(unsigned bit)
 {
-	uint64_t count = t->count;
-	int64_t limit = __atomic_load_n(&mli_eng.global_limit, __ATOMIC_RELAXED);
-	for (struct mli_scope *s = t->top; s; s = s->outer) {
-		if (s->fired)
+	__atomic_fetch_or(&mli_eng.meters, bit, __ATOMIC_RELAXED);
+}
+
+/* Which meters have which hook, so that the loops visit only those. */
+static unsigned has_fold, has_bound, has_uncharge, has_admit[MLI_ADM_POLL + 1];
+
+static void hooks_init(void)
+{
+	for (unsigned i = 0; i < NMETERS; i++) {
+		const struct mli_meter *m = meters[i];
+		if (m->fold)
+			has_fold |= 1u << i;
+		if (m->bound)
+			has_bound |= 1u << i;
+		if (m->uncharge)
+			has_uncharge |= 1u << i;
+		for (unsigned k = 1; k <= MLI_ADM_POLL; k <<= 1)
+			if (m->admit && (m->kinds & k))
+				has_admit[k] |= 1u << i;
+	}
+}
+
+/* Tells the meters in mask about `used` bytes handed out. */
+static void fold_meters(struct mli_thread *t, unsigned mask, uint64_t used)
+{
+	FOR_EACH_METER(i, mask & has_fold)
+		meters[i]->fold(t, used);
+}
+
+/* Folds what the fast path handed out since the last refill into count,
+ * tells the meters, and publishes the thread's memory if it moved enough
+ * to matter to others. */
+static void fold(struct mli_thread *t, unsigned mask)
+{
+	uint64_t refund = t->refund;
+	uint64_t used = t->grant - t->left - refund;
+	t->count += used;
+	t->refund -= refund;
+	t->grant = t->left = 0;
+	if (mask)
+		fold_meters(t, mask, used);
+	if (__atomic_load_n(&mli_eng.mem_users, __ATOMIC_RELAXED))
+		mli_mem_publish(t, false);
+}
+
+/* Sets the grant from the bounds of the meters in mask. */
+static void regrant(struct mli_thread *t, struct mli_adm *a, unsigned mask)
+{
+	a->wait = GRANT;
+	a->room = UINT64_MAX;
+	FOR_EACH_METER(i, mask & has_bound)
+		meters[i]->bound(t, a);
+	t->headroom = a->room;
+	t->limits_gen = __atomic_load_n(&mli_eng.limits_gen, __ATOMIC_RELAXED);
+	t->grant = t->left = a->wait;
+}
+
+/* Runs the admission through the meters in mask that take part in its
+ * kind. On a refusal, the meters that charged before it are uncharged. */
+static bool admit(struct mli_thread *t, struct mli_adm *a, unsigned mask)
+{
+	unsigned passed = 0;
+	FOR_EACH_METER(i, mask & has_admit[a->kind]) {
+		if (meters[i]->admit(t, a)) {
+			passed |= 1u << i;
 			continue;
-		ml_status st = ML_OK;
-		switch (s->kind) {
-		case MLI_SCOPE_GLOBAL:
-			if (limit < 0)
-				break;
-			if (*live < 0)
-				*live = mli_live_heap(nthr);
-			if (*live > limit || n > (uint64_t)(limit - *live))
-				st = ML_GLOBAL_MEMORY_LIMIT;
-			break;
-		case MLI_SCOPE_ALLOC: {
-			/* used can pass the limit without firing only through
-			 * re-entrant allocations, which are never refused. */
-			uint64_t used = count - s->start;
-			if (used > s->limit || n > s->limit - used)
-				st = ML_ALLOCATION_LIMIT;
-			break;
 		}
-		case MLI_SCOPE_TOKEN:
-			if (__atomic_load_n(&s->token->set, __ATOMIC_ACQUIRE))
-				st = ML_TOKEN_LIMIT;
-			break;
-		}
-		if (st != ML_OK) {
-			s->fired = (uint8_t)st;
-			t->nfired++;
-		}
-	}
-}
-
-/* A budget of the environment refused n bytes: grant the grace allowance,
- * report once, and fail (or abort). */
-static bool budget_refuse(struct mli_thread *t, enum mli_breach which,
-			  size_t n)
-{
-	if (t->grace >= n) {
-		t->grace -= n;
-		return true;
-	}
-	t->grace = GRACE;
-	mli_report_breach(which, n, -1);
-	return false;
-}
-
-/* Takes up to `want` bytes (at least `need`) from the process budget. */
-static bool pool_take(uint64_t need, uint64_t want, uint64_t *got)
-{
-	uint64_t avail = __atomic_load_n(&mli_eng.proc_pool, __ATOMIC_RELAXED);
-	for (;;) {
-		if (avail < need)
-			return false;
-		uint64_t take = min64(avail, want);
-		if (__atomic_compare_exchange_n(&mli_eng.proc_pool, &avail,
-						avail - take, true,
-						__ATOMIC_RELAXED,
-						__ATOMIC_RELAXED)) {
-			*got = take;
-			return true;
-		}
-	}
-}
-
-static bool decide(struct mli_thread *t, size_t n, int64_t *live,
-		   uint32_t *nthr)
-{
-	const struct mli_config *c = &mli_eng.cfg;
-	if (t->top)
-		check_scopes(t, n, live, nthr);
-	if (t->nfired && !t->mask_depth)
+		FOR_EACH_METER(j, passed & has_uncharge)
+			meters[j]->uncharge(t, a->n);
 		return false;
-	/* The environment's limits are hard caps: not masked, and a refusal
-	 * is an ordinary allocation failure, not any task's interrupt. */
-	int64_t limit = __atomic_load_n(&mli_eng.global_limit, __ATOMIC_RELAXED);
-	if (mli_eng.env_global && limit >= 0) {
-		if (*live < 0)
-			*live = mli_live_heap(nthr);
-		if (*live > limit || n > (uint64_t)(limit - *live)) {
-			mli_report_breach(MLI_BREACH_GLOBAL, n, *live);
-			return false;
-		}
-	}
-	if (c->thread_allocations >= 0) {
-		uint64_t cap = (uint64_t)c->thread_allocations;
-		if (t->count > cap || n > cap - t->count)
-			if (!budget_refuse(t, MLI_BREACH_THREAD, n))
-				return false;
-	}
-	if (c->allocations >= 0) {
-		if (t->proc_held >= n)
-			t->proc_held -= n;
-		else {
-			uint64_t need = n - t->proc_held, got;
-			uint64_t pool = __atomic_load_n(&mli_eng.proc_pool,
-							__ATOMIC_RELAXED);
-			if (pool_take(need, need + min64(PROC_BATCH, pool / 16), &got))
-				t->proc_held = t->proc_held + got - n;
-			else if (!budget_refuse(t, MLI_BREACH_ALLOC, n))
-				return false;
-		}
 	}
 	return true;
-}
-
-/* The grant: the bytes the fast path may hand out before a limit could
- * fire. `live` is the heap if the caller already measured it, else -1. */
-static uint64_t grant(struct mli_thread *t, int64_t live, uint32_t nthr)
-{
-	const struct mli_config *c = &mli_eng.cfg;
-	t->headroom = 0;
-	if ((t->nfired && !t->mask_depth) || t->prof_busy)
-		return 0;
-	int64_t limit = __atomic_load_n(&mli_eng.global_limit, __ATOMIC_RELAXED);
-	bool global = global_checked(t, limit);
-	if (global || t->count - t->peak_mark >= NOLIMIT_GRANT) {
-		/* Measuring the heap also records the peak: at least once per
-		 * NOLIMIT_GRANT bytes of each thread. */
-		t->peak_mark = t->count;
-		if (live < 0)
-			live = mli_live_heap(&nthr);
-	}
-	/* room: what the limits allow before one of them could fire. */
-	uint64_t room = UINT64_MAX;
-	if (global) {
-		uint64_t free_heap = live < limit ? (uint64_t)(limit - live) : 0;
-		room = free_heap / (2 * (nthr ? nthr : 1));
-	}
-	uint64_t count = t->count;
-	for (const struct mli_scope *s = t->top; s; s = s->outer)
-		if (s->kind == MLI_SCOPE_ALLOC && !s->fired) {
-			uint64_t used = count - s->start;
-			room = min64(room, used < s->limit ? s->limit - used : 0);
-		}
-	if (c->thread_allocations >= 0) {
-		uint64_t cap = (uint64_t)c->thread_allocations;
-		room = min64(room, t->count < cap ? cap - t->count : 0);
-	}
-	if (c->allocations >= 0)
-		room = min64(room, t->proc_held);
-	/* The grant: the room, but the thread checks in at least every
-	 * NOLIMIT_GRANT bytes (peak), GLOBAL_GRANT under a heap limit (the
-	 * overshoot bound), TOKEN_GRANT under a token, and at the next sample. */
-	uint64_t g = min64(room, min64(NOLIMIT_GRANT, t->sample_left));
-	if (global)
-		g = min64(g, GLOBAL_GRANT);
-	if (t->ntoken)
-		g = min64(g, TOKEN_GRANT);
-	/* Big reallocs may use the room beyond the grant (see realloc), unless
-	 * a token or the sampler must see every byte. */
-	if (!t->ntoken && t->sample_left == UINT64_MAX)
-		t->headroom = room;
-	return g;
-}
-
-/* Folds what the fast path handed out since the last refill into count
- * (and out of the process reservation). */
-static void fold(struct mli_thread *t)
-{
-	uint64_t used = t->grant - t->left;
-	t->count += used;
-	if (t->sample_left != UINT64_MAX)
-		t->sample_left -= used; /* the grant never exceeds it */
-	if (mli_eng.cfg.allocations >= 0)
-		t->proc_held -= used;
-	t->grant = t->left = 0;
 }
 
 static void thread_start(struct mli_thread *t)
@@ -256,15 +185,39 @@ static void thread_start(struct mli_thread *t)
 	mli_thread_attach(t);
 }
 
+/* After leaving the engine: a signal handler that set a token (or changed
+ * a limit) while this thread was inside found it busy and asked for
+ * another look. */
+static void after(struct mli_thread *t)
+{
+	if (mli_unlikely(t->poked)) {
+		t->poked = 0;
+		mli_check_now(t);
+	}
+}
+
 void mli_refill(struct mli_thread *t)
 {
 	if (t->state != MLI_T_LIVE)
 		return;
 	mli_engine_enter(t);
-	fold(t);
-	mli_prof_sync(t);
-	t->grant = t->left = grant(t, -1, 1);
+	unsigned mask = active(t);
+	fold(t, mask);
+	struct mli_adm a = { .kind = MLI_ADM_POLL, .mem = -1 };
+	regrant(t, &a, mask);
 	mli_engine_leave(t);
+	after(t);
+}
+
+void mli_poke(struct mli_thread *t)
+{
+	if (t->in_engine) {
+		t->poked = 1;
+		return;
+	}
+	/* Cut the grant: the unused part of it is not counted. */
+	uint64_t left = __atomic_exchange_n(&t->left, 0, __ATOMIC_RELAXED);
+	t->grant -= left;
 }
 
 int mli_admit_slow(size_t n)
@@ -279,10 +232,10 @@ int mli_admit_slow(size_t n)
 		t->count += n;
 		return MLI_ADMIT;
 	}
-	if (t->prof_busy)
+	if (t->callout)
 		return MLI_ADMIT; /* a profiler callback: invisible to the limits */
 	if (t->state != MLI_T_LIVE) {
-		if (t->state == MLI_T_DEAD) {
+		if (t->state == MLI_T_DEAD || t->initialising) {
 			t->count += n;
 			return MLI_ADMIT;
 		}
@@ -290,34 +243,84 @@ int mli_admit_slow(size_t n)
 		thread_start(t);
 	}
 	mli_engine_enter(t);
-	fold(t);
-	mli_prof_sync(t);
-	int64_t live = -1;
-	uint32_t nthr = 1;
-	int r = decide(t, n, &live, &nthr) ? MLI_ADMIT : MLI_REFUSE;
-	if (r == MLI_ADMIT) {
+	unsigned mask = active(t);
+	if (mli_likely(!mask && n < MLI_PEAK_NOTE)) {
+		/* No meter on, and a block the peak's publication covers: fold
+		 * and regrant, nothing else. */
+		uint64_t refund = t->refund;
+		t->count += t->grant - t->left - refund + n;
+		t->refund -= refund;
+		if (__atomic_load_n(&mli_eng.mem_users, __ATOMIC_RELAXED))
+			mli_mem_publish(t, false);
+		t->headroom = UINT64_MAX;
+		t->limits_gen = __atomic_load_n(&mli_eng.limits_gen,
+						__ATOMIC_RELAXED);
+		t->grant = t->left = GRANT;
+		mli_engine_leave(t);
+		after(t);
+		return MLI_ADMIT;
+	}
+	fold(t, mask);
+	struct mli_adm a = { .n = n, .kind = MLI_ADM_ALLOC, .mem = -1 };
+	int r = MLI_REFUSE;
+	if (admit(t, &a, mask)) {
 		t->count += n;
-		if (t->sample_left != UINT64_MAX &&
-		    (t->pending_samples = mli_prof_count(t, n)) != 0)
-			r = MLI_SAMPLE;
-	} else
+		r = a.sampled ? MLI_SAMPLE : MLI_ADMIT;
+		/* Every admitted block is in the peak (smaller ones within the
+		 * publication's quantum). */
+		if (n >= MLI_PEAK_NOTE)
+			mli_mem_note(mli_adm_mem(t, &a) + (int64_t)n);
+	} else {
 		t->breach_count++;
-	t->grant = t->left = grant(t, live, nthr);
+		a.n = 0;
+	}
+	regrant(t, &a, active(t));
 	mli_engine_leave(t);
+	after(t);
 	return r;
+}
+
+bool mli_admit_mapped(uint64_t bytes)
+{
+	struct mli_thread *t = &mli_tls;
+	if (t->in_engine || t->callout ||
+	    t->initialising || t->state == MLI_T_DEAD) {
+		mli_mem_mapped_add((int64_t)bytes);
+		return true;
+	}
+	if (t->state != MLI_T_LIVE) {
+		mli_engine_enter(t);
+		thread_start(t);
+	}
+	mli_engine_enter(t);
+	unsigned mask = active(t);
+	fold(t, mask);
+	struct mli_adm a = { .n = bytes, .kind = MLI_ADM_MAP, .mem = -1 };
+	bool ok = admit(t, &a, mask);
+	if (ok)
+		mli_mem_mapped_add((int64_t)bytes); /* notes the peak */
+	else
+		t->breach_count++;
+	a.n = 0;
+	a.mem = -1;
+	regrant(t, &a, active(t));
+	mli_engine_leave(t);
+	after(t);
+	return ok;
 }
 
 void mli_check_now(struct mli_thread *t)
 {
-	if (t->in_engine)
+	if (t->in_engine || t->state != MLI_T_LIVE)
 		return;
 	mli_engine_enter(t);
-	fold(t);
-	int64_t live = -1;
-	uint32_t nthr = 1;
-	check_scopes(t, 0, &live, &nthr);
-	t->grant = t->left = grant(t, live, nthr);
+	unsigned mask = active(t);
+	fold(t, mask);
+	struct mli_adm a = { .kind = MLI_ADM_POLL, .mem = -1 };
+	admit(t, &a, mask);
+	regrant(t, &a, active(t));
 	mli_engine_leave(t);
+	after(t);
 }
 
 void mli_charge_after(uint64_t n)
@@ -326,8 +329,7 @@ void mli_charge_after(uint64_t n)
 	mli_engine_enter(t);
 	t->count += n;
 	t->headroom -= n;
-	if (mli_eng.cfg.allocations >= 0)
-		t->proc_held -= n;
+	fold_meters(t, active(t), n);
 	/* The grant may not outlast the room that is left. */
 	uint64_t used = t->grant - t->left;
 	uint64_t room = t->headroom > used ? t->headroom - used : 0;
@@ -341,19 +343,29 @@ void mli_charge_after(uint64_t n)
 void mli_uncharge(size_t n)
 {
 	struct mli_thread *t = &mli_tls;
+	mli_engine_enter(t);
 	t->count -= n;
-	if (mli_eng.cfg.allocations >= 0)
-		t->proc_held += n;
+	FOR_EACH_METER(i, active(t) & has_admit[MLI_ADM_ALLOC] & has_uncharge)
+		meters[i]->uncharge(t, n);
+	mli_engine_leave(t);
+}
+
+void mli_thread_retire(struct mli_thread *t)
+{
+	FOR_EACH_METER(i, (1u << NMETERS) - 1)
+		if (meters[i]->retire)
+			meters[i]->retire(t);
 }
 
 void mli_thread_start(void)
 {
 	struct mli_thread *t = &mli_tls;
-	if (t->state != MLI_T_NEW)
+	if (t->state != MLI_T_NEW || t->initialising)
 		return;
 	mli_engine_enter(t);
 	thread_start(t);
-	t->grant = t->left = grant(t, -1, 1);
+	struct mli_adm a = { .kind = MLI_ADM_POLL, .mem = -1 };
+	regrant(t, &a, active(t));
 	mli_engine_leave(t);
 }
 
@@ -361,6 +373,7 @@ __attribute__((constructor)) static void mli_constructor(void)
 {
 	mli_engine_init();
 	mli_thread_init_once();
+	mli_token_init_once();
 	mli_thread_start();
 	if (mli_eng.cfg.report[0])
 		atexit(mli_report_exit);

@@ -32,10 +32,16 @@
 /* A spin lock for the engine's slow paths: no futex, no allocation, safe to
  * take before libc is initialised. */
 void mli_spin_lock(int *l);
+bool mli_spin_trylock(int *l);
 static inline void mli_spin_unlock(int *l)
 {
 	MLI_ANNOTATE_UNLOCKING(l);
 	__atomic_store_n(l, 0, __ATOMIC_RELEASE);
+}
+
+static inline uint64_t mli_min(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
 }
 
 /* ---- core/config.c: the MEMLIMITS_* environment ---------------------- */
@@ -81,33 +87,49 @@ enum mli_thread_state { MLI_T_NEW = 0, MLI_T_LIVE, MLI_T_DEAD };
 
 /* One per thread, in initial-exec TLS: zero-initialised, so a thread's first
  * allocation finds left == 0 and falls into the slow path, which sets it up
- * (no "initialised?" test on the fast path). */
+ * (no "initialised?" test on the fast path).
+ *
+ * The thread's exact count of requested bytes is
+ *     count + (grant - left) - refund
+ * (mli_thread_count): the fast path only takes from `left`; the slow path
+ * folds what it took into `count`. `refund` holds bytes taken from `left`
+ * and then given back where giving them back to `left` was not safe (see
+ * mli_give_back). Words a signal handler of the thread may change (left,
+ * grant, refund) are only ever changed by single instructions or inside the
+ * engine's recursion guard. */
 struct mli_thread {
 	uint64_t left;   /* hot: bytes the fast path may still hand out */
 	uint64_t grant;  /* value of left at the last refill */
-	uint64_t count;  /* requested bytes allocated, up to the last refill */
+	uint64_t refund; /* taken from left, not used: folded out of the count */
+	uint64_t count;  /* requested bytes allocated, up to the last fold */
 	uint8_t state;   /* enum mli_thread_state */
-	uint8_t in_engine; /* recursion guard for the slow path */
-	uint8_t exiting;   /* thread-exit destructor ran once */
+	uint8_t in_engine;    /* recursion guard for the slow path */
+	uint8_t exiting;      /* thread-exit destructor ran once */
+	uint8_t poked;        /* asked to look again while in the engine */
+	uint8_t initialising; /* this thread runs mli_engine_init */
+	uint8_t callout;      /* depth of invisible callouts (callout.c) */
 	uint32_t mask_depth;
+	uint32_t limits_gen;  /* mli_eng.limits_gen at the last refill */
+	/* The task meter (task.c). */
 	uint32_t nfired;  /* scopes on the stack whose limit fired */
 	uint32_t ntoken;  /* token scopes on the stack */
 	uint32_t nglobal; /* global-memory scopes on the stack */
 	struct mli_scope *top; /* innermost task scope */
+	/* The budget meters (budget.c). */
 	uint64_t proc_held;    /* reserved from the process budget, unused */
 	uint64_t grace;        /* bytes allowed past an exhausted budget */
 	uint64_t breach_count; /* allocations refused in this thread */
-	uint64_t peak_mark;    /* count when the heap was last measured */
 	uint64_t headroom;     /* bytes no limit could refuse, from the last refill */
+	/* The memory measure (memory.c). */
 	const uint64_t *be_alloc, *be_dealloc; /* backend's usable-byte counters */
-	struct mli_thread *next, *prev;        /* registry, under mli_lock */
+	int64_t pub;           /* this thread's live bytes as published (atomic) */
+	struct mli_thread *next, *prev;        /* registry, under its lock */
 	uint64_t id;
-	/* The profiler (prof.c). */
+	/* The sampler (prof.c). */
 	uint64_t sample_left;     /* bytes before the next sampled byte */
 	uint64_t pending_samples; /* of the allocation being admitted */
 	uint64_t rng;
 	uint32_t prof_gen;        /* mli_prof.gen that sample_left belongs to */
-	uint32_t prof_busy;       /* in a profiler callback */
 };
 
 extern __thread struct mli_thread mli_tls
@@ -131,23 +153,36 @@ static inline void mli_engine_leave(struct mli_thread *t)
 void mli_thread_attach(struct mli_thread *t);
 void mli_thread_init_once(void); /* atfork handlers */
 uint64_t mli_thread_count(const struct mli_thread *t); /* exact, requested */
-/* Live heap of the process as the backend counts it (usable bytes), and the
- * number of registered threads. Takes the registry lock. */
-int64_t mli_live_heap(uint32_t *nthreads);
+uint32_t mli_thread_n(void);     /* registered threads now */
 uint64_t mli_total_allocated(void); /* requested bytes, all threads ever */
-int64_t mli_peak_heap(void);
-void mli_lock(void);
-void mli_unlock(void);
+/* Calls fn for every registered thread, under the registry's lock (which
+ * marks the caller as in the engine), unless *gen moved from `seen` while
+ * waiting for the lock (another caller just did the same walk); then
+ * increments *gen. */
+void mli_for_each_thread_if(void (*fn)(struct mli_thread *t, void *arg),
+			    void *arg, uint64_t *gen, uint64_t seen);
 
 /* ---- core/engine.c: global state, start-up, the slow path ------------- */
 struct mli_engine {
 	struct mli_config cfg;
-	int64_t global_limit;      /* bytes, -1 = none (ml_set_global_memory_limit) */
+	/* MEMLIMITS_GLOBAL_MEMORY: the operator's hard cap on the process's
+	 * memory, -1 = none. No API call changes it. */
+	int64_t mem_cap;
+	/* ml_set_global_memory_limit: the limit ml_limit_global_memory tasks
+	 * are interrupted at, -1 = none; they use the tighter of it and
+	 * mem_cap (mli_task_mem_limit). */
+	int64_t task_limit;
+	/* Changes whenever a process-wide limit changes: a thread's headroom
+	 * (room no limit could refuse) is valid only for the generation it was
+	 * computed in. */
+	uint32_t limits_gen;
+	unsigned meters;           /* process-wide meters on (MLI_METER_BIT) */
+	/* Memory limits in force (the cap, global-memory scopes): while there
+	 * are none, threads publish their memory only from the backend's
+	 * activity callback, not at every slow path. */
+	uint32_t mem_users;
 	bool started;              /* ml_start() or configured by the environment */
-	bool env_global;           /* MEMLIMITS_GLOBAL_MEMORY applies to every thread */
-	uint64_t proc_pool;        /* remaining process budget (atomic) */
 	uint32_t breached;         /* bit per env limit, message written once */
-	uint64_t refused;          /* allocations refused by env limits (atomic) */
 };
 extern struct mli_engine mli_eng;
 
@@ -159,19 +194,27 @@ void mli_engine_init(void); /* idempotent, safe before constructors */
  * block from mli_prof_alloc. */
 enum { MLI_REFUSE = 0, MLI_ADMIT = 1, MLI_SAMPLE = 2 };
 MLI_NOINLINE int mli_admit_slow(size_t n);
+/* Memory mapped outside malloc (the mmap family): may `bytes` more be
+ * counted? Only the meters of the process's memory take part. */
+bool mli_admit_mapped(uint64_t bytes);
 /* Recompute t->left after the thread's limits changed (scope entered or left,
  * unmask). */
 void mli_refill(struct mli_thread *t);
+/* Sends this thread's next allocation to the slow path (a token set, a
+ * limit changed): safe from a signal handler of this thread. */
+void mli_poke(struct mli_thread *t);
 /* May an allocation of at most n bytes skip admission, because no limit
- * could refuse it (the room left since the last refill covers it, and no
- * token or sampler needs to see it)? It is then charged afterwards with
- * mli_charge_after. */
+ * could refuse it (the room left since the last refill covers it, no
+ * process-wide limit changed since, and no token or sampler needs to see
+ * it)? It is then charged afterwards with mli_charge_after. */
 static inline bool mli_within_headroom(uint64_t n)
 {
 	const struct mli_thread *t = &mli_tls;
 	uint64_t used = t->grant - t->left;
-	return t->state == MLI_T_LIVE && used <= t->headroom &&
-	       n <= t->headroom - used;
+	return t->state == MLI_T_LIVE &&
+	       t->limits_gen == __atomic_load_n(&mli_eng.limits_gen,
+						__ATOMIC_RELAXED) &&
+	       used <= t->headroom && n <= t->headroom - used;
 }
 void mli_charge_after(uint64_t n);
 /* Gives back n bytes charged by a slow-path admission whose allocation then
@@ -183,11 +226,18 @@ void mli_check_now(struct mli_thread *t);
 /* Registers the calling thread now (new threads, from the pthread_create
  * wrapper, so that threads that only free are counted too). */
 void mli_thread_start(void);
+/* The thread is exiting: its meters give back what they hold. */
+void mli_thread_retire(struct mli_thread *t);
+/* The limit global-memory tasks are interrupted at: the tighter of the
+ * API's and the environment's, -1 if neither. */
+int64_t mli_task_mem_limit(void);
+void mli_budget_init(void); /* budget.c, from mli_engine_init */
 
-/* The fast path: takes n off the thread's grant; false if that wrapped.
- * On x86-64 one read-modify-write instruction, so that a signal handler of
- * this thread (which may cut the grant, see mli_cut_grant) never lands
- * between the load and the store. */
+/* The fast path: takes n off the thread's grant; false if that wrapped
+ * (the caller then goes to the slow path, which undoes it). On x86-64 one
+ * read-modify-write instruction, so that a signal handler of this thread
+ * (which may cut the grant, see mli_poke) never lands between the load and
+ * the store. */
 static inline bool mli_admit_fast(size_t n)
 {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(MLI_PORTABLE_MALLOC)
@@ -203,29 +253,61 @@ static inline bool mli_admit_fast(size_t n)
 #endif
 }
 
-/* Gives n bytes taken by mli_admit_fast back to the grant (one instruction,
- * like the fast path). */
-static inline void mli_give_back(size_t n)
+/* Gives back n bytes taken from the grant, `after` being what `left` was
+ * right after taking them. If `left` moved since (a signal handler cut the
+ * grant to send the thread to the slow path, or allocated), putting the
+ * bytes back into `left` could undo that cut; they go to `refund` instead,
+ * which the next slow path folds out of the count. Each step is one
+ * instruction, so a signal handler of this thread sees either state. */
+static inline void mli_give_back(uint64_t n, uint64_t after)
 {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(MLI_PORTABLE_MALLOC)
-	__asm__ volatile("movq mli_tls@gottpoff(%%rip), %%rax\n\t"
-			 "addq %0, %%fs:(%%rax)"
-			 :
-			 : "r"(n)
-			 : "rax", "cc", "memory");
+	_Static_assert(__builtin_offsetof(struct mli_thread, refund) == 16,
+		       "refund is the third word of the thread block");
+	bool done = false;
+	if (after != 0) { /* 0 is also what a cut leaves */
+		uint64_t expect = after;
+		__asm__ volatile("movq mli_tls@gottpoff(%%rip), %%rdx\n\t"
+				 "cmpxchgq %2, %%fs:(%%rdx)"
+				 : "=@ccz"(done), "+a"(expect)
+				 : "r"(after + n)
+				 : "rdx", "memory");
+	}
+	if (!done)
+		__asm__ volatile("movq mli_tls@gottpoff(%%rip), %%rdx\n\t"
+				 "addq %0, %%fs:16(%%rdx)"
+				 :
+				 : "r"(n)
+				 : "rdx", "cc", "memory");
 #else
-	mli_tls.left += n;
+	if (after != 0 && mli_tls.left == after)
+		mli_tls.left = after + n;
+	else
+		mli_tls.refund += n;
 #endif
 }
 
-/* Sends this thread's next allocation to the slow path without changing
- * what has been counted: the unused part of the grant is given back. Safe
- * from a signal handler of this thread. */
-static inline void mli_cut_grant(struct mli_thread *t)
+/* Takes n off the grant like mli_admit_fast, and tells what `left` became
+ * (*after), for mli_give_back. If it wrapped, it is undone and false
+ * returned. */
+static inline bool mli_take(size_t n, uint64_t *after)
 {
-	uint64_t left = t->left;
-	t->left = 0;
-	t->grant -= left;
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(MLI_PORTABLE_MALLOC)
+	uint64_t old = (uint64_t)0 - n;
+	__asm__ volatile("movq mli_tls@gottpoff(%%rip), %%rdx\n\t"
+			 "xaddq %0, %%fs:(%%rdx)"
+			 : "+r"(old)
+			 :
+			 : "rdx", "cc", "memory");
+#else
+	uint64_t old = mli_tls.left;
+	mli_tls.left = old - n;
+#endif
+	*after = old - n;
+	if (mli_likely(old >= n))
+		return true;
+	mli_give_back(n, *after);
+	return false;
 }
 
 /* Called on the allocation path: charge n requested bytes (MLI_*). */
@@ -236,6 +318,39 @@ static inline int mli_admit(size_t n)
 	return mli_admit_slow(n);
 }
 
+/* ---- core/meter.h: the meters (each limit, and the sampler) ----------- */
+#include "meter.h"
+
+/* ---- core/memory.c: the process's memory, as the global limit sees it -- */
+/* Memory = the malloc heap (the backend's usable bytes, summed over threads,
+ * plus sampled blocks, less the engine's own blocks) + memory mapped outside
+ * malloc. Each thread publishes its live bytes into one shared sum when they
+ * moved by PUB_QUANTUM (from the backend's activity callback, every 64 KiB
+ * of its allocation or deallocation) and at its slow path when they grew by
+ * PUB_SLACK, so the sum is O(1) to read and within a small bound per thread
+ * of the truth; an exact figure walks the threads (one walker at a time). */
+int64_t mli_mem_estimate(const struct mli_thread *t); /* O(1) */
+int64_t mli_mem_exact(void);     /* walks the threads: not on hot paths */
+int64_t mli_heap_exact(void);    /* the malloc heap part of mli_mem_exact */
+int64_t mli_mem_peak(void);      /* highest memory seen (every admission) */
+void mli_mem_note(int64_t v);    /* a value the memory reached */
+/* Admissions of blocks this big note the peak themselves; smaller ones are
+ * within the publication's quantum of it. */
+#define MLI_PEAK_NOTE ((uint64_t)16 << 10)
+/* Publishes t's live bytes: exactly, or (from its slow path) only if they
+ * moved enough to matter to other threads' decisions. */
+void mli_mem_publish(struct mli_thread *t, bool exact);
+/* Would the admission's n bytes take the memory over limit? Asks for the
+ * exact figure before saying yes. */
+bool mli_mem_over(const struct mli_thread *t, struct mli_adm *a,
+		  int64_t limit);
+/* Lowers the admission's wait and room for a memory limit. */
+void mli_mem_bound(const struct mli_thread *t, struct mli_adm *a,
+		   int64_t limit);
+void mli_mem_thread_attach(struct mli_thread *t);
+void mli_mem_mapped_add(int64_t delta);
+int64_t mli_mem_mapped(void);
+
 /* ---- core/report.c: breach messages and the exit report --------------- */
 enum mli_breach { MLI_BREACH_GLOBAL = 1, MLI_BREACH_ALLOC = 2,
 		  MLI_BREACH_THREAD = 4 };
@@ -244,7 +359,13 @@ void mli_report_exit(void);
 void mli_die(const char *msg); /* message to stderr, exit 125 */
 
 /* ---- core/task.c: task scopes, tokens, masking ------------------------ */
-enum mli_scope_kind { MLI_SCOPE_GLOBAL = 1, MLI_SCOPE_ALLOC, MLI_SCOPE_TOKEN };
+enum mli_scope_kind { MLI_SCOPE_GLOBAL = ML__SCOPE_GLOBAL,
+		      MLI_SCOPE_ALLOC = ML__SCOPE_ALLOC,
+		      MLI_SCOPE_TOKEN = ML__SCOPE_TOKEN };
+/* The engine's record of an entered scope, in the caller's ml_scope. It
+ * must fit the 64 bytes of version 1's ml_scope: programs built against
+ * that header pass that much (ml_enter_* of today's header passes its
+ * size, see enter_sized). */
 struct mli_scope {
 	uint32_t magic;
 	uint8_t kind;
@@ -252,15 +373,35 @@ struct mli_scope {
 	struct mli_scope *outer;
 	struct mli_thread *owner;
 	uint64_t start; /* thread count at entry */
-	uint64_t limit;
+	uint64_t limit; /* allocation scopes; a token scope's expected word */
 	const struct ml_token *token;
-};
-struct ml_token {
-	uint32_t magic;
-	int set; /* atomic, never unset */
+	const uint64_t *token_word; /* token scopes: the token's slot word */
 };
 /* The library's one exported entry (see shim/memlimits.h). */
 const struct ml_api *ml_engine(uint32_t abi_version);
+
+/* ---- core/token.c: tokens in type-stable storage ------------------------ */
+void mli_token_init_once(void); /* atfork handlers */
+ml_token *mli_token_create(void);
+bool mli_token_valid(const ml_token *t);  /* created and not destroyed */
+bool mli_token_is_set(const ml_token *t); /* async-signal-safe */
+/* The slot word of a live token, and the value it has once set (so that a
+ * scope checks its token with one load and compare), or NULL. */
+const uint64_t *mli_token_word(const ml_token *t, uint64_t *set_value);
+void mli_token_set(ml_token *t);          /* async-signal-safe */
+void mli_token_destroy(ml_token *t);
+
+/* ---- core/callout.c: user code called from the allocation path --------- */
+/* The one way the engine calls code that is not its own from an allocating
+ * thread (the profiler's tracker, a memory-pressure callback): never inside
+ * the engine or under one of its locks; the thread's grant is cut so that
+ * its allocations come to the slow path, which, per mode, admits them
+ * without counting or refusing them (MLI_CALLOUT_INVISIBLE: the profiler,
+ * which must change nothing the limits see) or counts them but lets no task
+ * limit refuse them (MLI_CALLOUT_MASKED). */
+enum { MLI_CALLOUT_INVISIBLE = 1, MLI_CALLOUT_MASKED = 2 };
+void mli_callout_begin(struct mli_thread *t, int mode);
+void mli_callout_end(struct mli_thread *t, int mode);
 
 /* ---- core/prof.c: the sampling profiler ------------------------------- */
 /* The profiler's record of a sampled block, kept by the backend with it. */
@@ -283,9 +424,6 @@ struct mli_prof {
 };
 extern struct mli_prof mli_prof;
 void mli_prof_init(void);   /* from mli_engine_init: configuration only */
-void mli_prof_sync(struct mli_thread *t);
-/* Samples in the next n bytes of t; updates t->sample_left. */
-uint64_t mli_prof_count(struct mli_thread *t, size_t n);
 void *mli_prof_alloc(size_t n, size_t align, bool zero);
 void mli_prof_sampled(void *p, size_t n, uint64_t nsamples,
 		      struct mli_sampled *rec);
@@ -303,7 +441,8 @@ void mli_profile_start_env(void);
 void mli_profile_write(const char *why); /* at exit, or when a limit fires */
 
 /* ---- core/backend.h (implemented in preload/): what the engine needs from
- * the allocator. */
+ * the allocator; core/region.h: where sampled blocks live. */
 #include "backend.h"
+#include "region.h"
 
 #endif

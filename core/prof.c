@@ -8,10 +8,10 @@
  * counts its samples and asks for a block from preload/region.c, whose free
  * the tracking free() recognises.
  *
- * Callbacks run in the allocating (or freeing) thread with prof_busy set:
- * that thread's grant is cut to zero and the slow path admits its
- * allocations without counting, sampling or refusing them, so profiling
- * changes nothing the limits do. No engine lock is held around them. */
+ * Callbacks run in the allocating (or freeing) thread as invisible callouts
+ * (callout.c): the slow path admits their allocations without counting,
+ * sampling or refusing them, so profiling changes nothing the limits do.
+ * No engine lock is held around them. */
 #define _GNU_SOURCE
 #include <elf.h>
 #include <execinfo.h>
@@ -55,7 +55,7 @@ static void seed_thread(struct mli_thread *t)
 	t->rng = s ? s : 0x853c49e6748fea9bULL;
 }
 
-void mli_prof_sync(struct mli_thread *t)
+static void sync(struct mli_thread *t)
 {
 	uint32_t gen = __atomic_load_n(&mli_prof.gen, __ATOMIC_ACQUIRE);
 	if (t->prof_gen == gen)
@@ -69,7 +69,8 @@ void mli_prof_sync(struct mli_thread *t)
 		t->sample_left = UINT64_MAX;
 }
 
-uint64_t mli_prof_count(struct mli_thread *t, size_t n)
+/* Samples in the next n bytes of t; updates t->sample_left. */
+static uint64_t count_samples(struct mli_thread *t, uint64_t n)
 {
 	if (n <= t->sample_left) {
 		t->sample_left -= n;
@@ -145,18 +146,6 @@ static uint64_t random_seed(void)
 	return r ? r[0] ^ r[1] : (uint64_t)(uintptr_t)&r;
 }
 
-static void callback_enter(struct mli_thread *t)
-{
-	t->prof_busy++;
-	mli_cut_grant(t);
-}
-
-static void callback_leave(struct mli_thread *t)
-{
-	if (--t->prof_busy == 0)
-		mli_refill(t);
-}
-
 void mli_prof_sampled(void *p, size_t n, uint64_t nsamples,
 		      struct mli_sampled *rec)
 {
@@ -166,7 +155,7 @@ void mli_prof_sampled(void *p, size_t n, uint64_t nsamples,
 	__atomic_fetch_add(&mli_prof.inflight, 1, __ATOMIC_ACQ_REL);
 	uint32_t gen = __atomic_load_n(&mli_prof.gen, __ATOMIC_ACQUIRE);
 	if (__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE) == 1) {
-		callback_enter(t);
+		mli_callout_begin(t, MLI_CALLOUT_INVISIBLE);
 		void *raw[ML_MAX_CALLSTACK + 16];
 		int got = capture(raw, (int)(mli_prof.depth + 16));
 		int skip = 0;
@@ -184,7 +173,7 @@ void mli_prof_sampled(void *p, size_t n, uint64_t nsamples,
 			rec->tracked = 1;
 		}
 		rec->nsamples = nsamples;
-		callback_leave(t);
+		mli_callout_end(t, MLI_CALLOUT_INVISIBLE);
 	}
 	__atomic_fetch_sub(&mli_prof.inflight, 1, __ATOMIC_ACQ_REL);
 }
@@ -200,9 +189,9 @@ void mli_prof_freed(void *p)
 	if (__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE) == 1 &&
 	    rec->gen == __atomic_load_n(&mli_prof.gen, __ATOMIC_ACQUIRE) &&
 	    mli_prof.tracker.dealloc) {
-		callback_enter(t);
+		mli_callout_begin(t, MLI_CALLOUT_INVISIBLE);
 		mli_prof.tracker.dealloc(rec->cookie, mli_prof.tracker.data);
-		callback_leave(t);
+		mli_callout_end(t, MLI_CALLOUT_INVISIBLE);
 	}
 	__atomic_fetch_sub(&mli_prof.inflight, 1, __ATOMIC_ACQ_REL);
 }
@@ -254,7 +243,7 @@ ml_status mli_prof_stop(void)
 	__atomic_fetch_add(&mli_prof.gen, 1, __ATOMIC_ACQ_REL);
 	/* No callback starts after running is 0; wait for those in flight,
 	 * unless this is one of them. */
-	int self = mli_tls.prof_busy ? 1 : 0;
+	int self = mli_tls.callout ? 1 : 0;
 	while (__atomic_load_n(&mli_prof.inflight, __ATOMIC_ACQUIRE) > self)
 		sched_yield();
 	mli_refill(&mli_tls);
@@ -280,3 +269,37 @@ void mli_prof_init(void)
 	mli_prof.seed = c->seed_set ? c->seed : random_seed();
 	mli_prof.enabled = true;
 }
+
+/* ---- the sampler: the distance to the next sampled byte, as a meter ---- */
+
+static bool sampler_admit(struct mli_thread *t, struct mli_adm *a)
+{
+	sync(t);
+	if (t->sample_left != UINT64_MAX &&
+	    (t->pending_samples = count_samples(t, a->n)) != 0)
+		a->sampled = true;
+	return true;
+}
+
+static void sampler_bound(struct mli_thread *t, struct mli_adm *a)
+{
+	sync(t);
+	if (t->sample_left == UINT64_MAX)
+		return;
+	a->wait = mli_min(a->wait, t->sample_left);
+	a->room = 0; /* the sampler sees every byte */
+}
+
+static void sampler_fold(struct mli_thread *t, uint64_t used)
+{
+	if (t->sample_left != UINT64_MAX)
+		t->sample_left -= used; /* the grant never exceeds it */
+}
+
+const struct mli_meter mli_meter_sampler = {
+	.name = "sampler",
+	.kinds = MLI_ADM_ALLOC,
+	.admit = sampler_admit,
+	.bound = sampler_bound,
+	.fold = sampler_fold,
+};

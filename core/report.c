@@ -98,12 +98,12 @@ void mli_report_exit(void)
 	bool json = strcmp(dest, "stderr") != 0;
 	char b[4096];
 	struct mli_buf m = { b, 0, sizeof b };
-	int64_t live = mli_live_heap(NULL);
+	int64_t live = mli_heap_exact();
 	if (json)
 		mli_buf_str(&m, "{");
 	else
 		mli_buf_str(&m, "memlimits: report\n");
-	kv(&m, json, "peak_heap_bytes", mli_peak_heap(), false);
+	kv(&m, json, "peak_heap_bytes", mli_mem_peak(), false);
 	kv(&m, json, "live_heap_bytes", live, false);
 	kv(&m, json, "allocated_bytes", (int64_t)mli_total_allocated(), false);
 	kv(&m, json, "allocations", (int64_t)mli_be_nrequests(), false);

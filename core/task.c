@@ -1,16 +1,110 @@
-/* task.c: the memprof-limits API: tasks and scopes, tokens, masking. A scope
- * is a record on the caller's stack linked into the thread's list; entering
- * or leaving one only recomputes the thread's grant, so the fast path never
- * looks at scopes. */
+/* task.c: the memprof-limits API: tasks and scopes, tokens, masking, and
+ * the task meter. A scope is a record on the caller's stack linked into the
+ * thread's list; entering or leaving one only recomputes the thread's
+ * grant, so the fast path never looks at scopes. */
 #include <string.h>
 
 #include "internal.h"
 
 #define SCOPE_MAGIC 0x6d6c7363u /* "mlsc" */
-#define TOKEN_MAGIC 0x6d6c746bu /* "mltk" */
+/* A token task checks its token at least every TOKEN_GRANT bytes: the
+ * bytes it may allocate between a token set by another thread and its
+ * interrupt. */
+#define TOKEN_GRANT ((uint64_t)16 << 10)
+/* Version 1's ml_scope, which programs built then still pass to `enter`. */
+#define SCOPE_V1_SIZE 64
 
-_Static_assert(sizeof(struct mli_scope) <= sizeof(ml_scope),
-	       "ml_scope must hold the engine's scope record");
+_Static_assert(sizeof(struct mli_scope) <= SCOPE_V1_SIZE,
+	       "a scope must fit version 1's ml_scope");
+_Static_assert(sizeof(ml_scope) >= SCOPE_V1_SIZE, "ml_scope only grows");
+_Static_assert(MLI_SCOPE_GLOBAL == 1 && MLI_SCOPE_ALLOC == 2 &&
+		       MLI_SCOPE_TOKEN == 3,
+	       "scope kinds are part of the ABI: the header's numbers");
+
+/* ---- the task meter: the thread's scopes -------------------------------- */
+
+/* Marks every scope of the thread whose limit the admission fires. Order
+ * of the checks as in OCaml: global memory, allocations, token. */
+static void check_scopes(struct mli_thread *t, struct mli_adm *a)
+{
+	uint64_t count = t->count;
+	bool alloc = a->kind != MLI_ADM_MAP; /* mapped memory is no allocation */
+	for (struct mli_scope *s = t->top; s; s = s->outer) {
+		if (s->fired)
+			continue;
+		ml_status st = ML_OK;
+		switch (s->kind) {
+		case MLI_SCOPE_GLOBAL: {
+			int64_t limit = mli_task_mem_limit();
+			if (limit >= 0 && mli_mem_over(t, a, limit))
+				st = ML_GLOBAL_MEMORY_LIMIT;
+			break;
+		}
+		case MLI_SCOPE_ALLOC: {
+			/* used can pass the limit without firing only through
+			 * re-entrant allocations, which are never refused. */
+			uint64_t used = count - s->start;
+			if (alloc && (used > s->limit || a->n > s->limit - used))
+				st = ML_ALLOCATION_LIMIT;
+			break;
+		}
+		case MLI_SCOPE_TOKEN:
+			/* The slot's word is the set token's, or the token was
+			 * destroyed under the task (misuse: it never fires). */
+			if (__atomic_load_n(s->token_word, __ATOMIC_ACQUIRE) ==
+			    s->limit)
+				st = ML_TOKEN_LIMIT;
+			break;
+		}
+		if (st != ML_OK) {
+			s->fired = (uint8_t)st;
+			t->nfired++;
+		}
+	}
+}
+
+static bool task_admit(struct mli_thread *t, struct mli_adm *a)
+{
+	if (t->top)
+		check_scopes(t, a);
+	return !t->nfired || t->mask_depth;
+}
+
+static void task_bound(struct mli_thread *t, struct mli_adm *a)
+{
+	if (t->nfired && !t->mask_depth) {
+		a->wait = a->room = 0; /* every allocation to the slow path */
+		return;
+	}
+	if (!t->top)
+		return;
+	uint64_t count = t->count + a->n;
+	for (const struct mli_scope *s = t->top; s; s = s->outer)
+		if (s->kind == MLI_SCOPE_ALLOC && !s->fired) {
+			uint64_t used = count - s->start;
+			uint64_t room = used < s->limit ? s->limit - used : 0;
+			a->wait = mli_min(a->wait, room);
+			a->room = mli_min(a->room, room);
+		}
+	if (t->nglobal) {
+		int64_t limit = mli_task_mem_limit();
+		if (limit >= 0)
+			mli_mem_bound(t, a, limit);
+	}
+	if (t->ntoken) {
+		a->wait = mli_min(a->wait, TOKEN_GRANT);
+		a->room = 0; /* every byte of a token task is seen */
+	}
+}
+
+const struct mli_meter mli_meter_task = {
+	.name = "task",
+	.kinds = MLI_ADM_ALLOC | MLI_ADM_MAP | MLI_ADM_POLL,
+	.admit = task_admit,
+	.bound = task_bound,
+};
+
+/* ---- the API ------------------------------------------------------------ */
 
 static ml_status start(void)
 {
@@ -21,28 +115,39 @@ static ml_status start(void)
 		? ML_OK : ML_INVALID;
 }
 
+/* Sets the limit of global-memory tasks. It never loosens
+ * MEMLIMITS_GLOBAL_MEMORY, which stays the process's hard cap: tasks are
+ * interrupted at the tighter of the two. Other threads' grants were
+ * computed for the old limit; each is at most the per-thread slack the
+ * README states, and their realloc headroom dies with the generation. */
 static void set_global_memory_limit(int64_t bytes)
 {
 	mli_engine_init();
-	__atomic_store_n(&mli_eng.global_limit, bytes < 0 ? -1 : bytes,
+	__atomic_store_n(&mli_eng.task_limit, bytes < 0 ? -1 : bytes,
 			 __ATOMIC_RELAXED);
+	__atomic_add_fetch(&mli_eng.limits_gen, 1, __ATOMIC_RELEASE);
 	mli_refill(&mli_tls);
 }
 
 static int64_t global_memory_limit(void)
 {
 	mli_engine_init();
-	return __atomic_load_n(&mli_eng.global_limit, __ATOMIC_RELAXED);
+	return mli_task_mem_limit();
 }
 
-static ml_status enter(ml_scope *pub, int kind, uint64_t limit, ml_token *tok)
+static ml_status enter_sized(ml_scope *pub, size_t size, int kind,
+			     uint64_t limit, ml_token *tok)
 {
 	struct mli_scope *s = (struct mli_scope *)pub;
-	if (!s || kind < MLI_SCOPE_GLOBAL || kind > MLI_SCOPE_TOKEN)
+	if (!s || size < sizeof *s || kind < MLI_SCOPE_GLOBAL ||
+	    kind > MLI_SCOPE_TOKEN)
 		return ML_INVALID;
 	if (kind == MLI_SCOPE_ALLOC && limit > ML_MAX_ALLOCATION_LIMIT)
 		return ML_INVALID;
-	if (kind == MLI_SCOPE_TOKEN && (!tok || tok->magic != TOKEN_MAGIC))
+	uint64_t set_value = 0;
+	const uint64_t *word = NULL;
+	if (kind == MLI_SCOPE_TOKEN &&
+	    !(word = mli_token_word(tok, &set_value)))
 		return ML_INVALID;
 	mli_engine_init();
 	if (!__atomic_load_n(&mli_eng.started, __ATOMIC_ACQUIRE))
@@ -61,14 +166,17 @@ static ml_status enter(ml_scope *pub, int kind, uint64_t limit, ml_token *tok)
 	s->outer = t->top;
 	s->owner = t;
 	s->start = mli_thread_count(t);
-	s->limit = limit;
+	s->limit = kind == MLI_SCOPE_TOKEN ? set_value : limit;
 	s->token = tok;
-	if (kind == MLI_SCOPE_GLOBAL)
+	s->token_word = word;
+	if (kind == MLI_SCOPE_GLOBAL) {
 		t->nglobal++;
+		__atomic_add_fetch(&mli_eng.mem_users, 1, __ATOMIC_RELAXED);
+	}
 	if (kind == MLI_SCOPE_TOKEN) {
 		t->ntoken++;
 		/* A token set before the task starts interrupts it at once. */
-		if (__atomic_load_n(&tok->set, __ATOMIC_ACQUIRE)) {
+		if (mli_token_is_set(tok)) {
 			s->fired = ML_TOKEN_LIMIT;
 			t->nfired++;
 		}
@@ -77,6 +185,11 @@ static ml_status enter(ml_scope *pub, int kind, uint64_t limit, ml_token *tok)
 	mli_engine_leave(t);
 	mli_refill(t);
 	return ML_OK;
+}
+
+static ml_status enter(ml_scope *pub, int kind, uint64_t limit, ml_token *tok)
+{
+	return enter_sized(pub, SCOPE_V1_SIZE, kind, limit, tok);
 }
 
 /* The status a scope reports: its own limit if it fired, else that of the
@@ -102,8 +215,10 @@ static ml_status leave(ml_scope *pub, uint64_t *allocated)
 	t->top = s->outer;
 	if (s->fired)
 		t->nfired--;
-	if (s->kind == MLI_SCOPE_GLOBAL)
+	if (s->kind == MLI_SCOPE_GLOBAL) {
 		t->nglobal--;
+		__atomic_sub_fetch(&mli_eng.mem_users, 1, __ATOMIC_RELAXED);
+	}
 	if (s->kind == MLI_SCOPE_TOKEN)
 		t->ntoken--;
 	s->magic = 0;
@@ -129,7 +244,7 @@ static ml_status run(int kind, uint64_t limit, ml_token *tok, ml_task_fn task,
 		return ML_INVALID;
 	ml_scope sc __attribute__((cleanup(leave_if_unwound)));
 	memset(&sc, 0, sizeof sc);
-	ml_status st = enter(&sc, kind, limit, tok);
+	ml_status st = enter_sized(&sc, sizeof sc, kind, limit, tok);
 	if (st != ML_OK)
 		return st;
 	void *r = task(arg);
@@ -155,17 +270,10 @@ static ml_status limit_with_token(ml_token *tok, ml_task_fn task, void *arg,
 	return run(MLI_SCOPE_TOKEN, 0, tok, task, arg, result, NULL);
 }
 
-/* Tokens come from the allocator directly: creating one is the engine's
- * business and must not be refused by the caller's own limits. */
 static ml_token *token_create(void)
 {
-	ml_token *t = mli_be_malloc(sizeof *t);
-	if (t) {
-		t->magic = TOKEN_MAGIC;
-		t->set = 0;
-		MLI_ANNOTATE_ATOMIC(&t->set);
-	}
-	return t;
+	mli_engine_init();
+	return mli_token_create();
 }
 
 /* A lock-free store, safe from a signal handler. Threads under the token
@@ -173,27 +281,17 @@ static ml_token *token_create(void)
  * TOKEN_GRANT bytes); the calling thread, if it is under a token, at its
  * very next allocation: this is what makes a token set from a signal handler
  * (or from the task itself) interrupt the next allocation. */
-static void token_set(ml_token *t)
+static void token_set(ml_token *tok)
 {
-	if (!t)
-		return;
-	__atomic_store_n(&t->set, 1, __ATOMIC_RELEASE);
+	mli_token_set(tok);
 	struct mli_thread *self = &mli_tls;
-	if (self->ntoken && !self->in_engine)
-		mli_cut_grant(self);
+	if (self->ntoken)
+		mli_poke(self);
 }
 
-static bool token_is_set(const ml_token *t)
+static bool token_is_set(const ml_token *tok)
 {
-	return t && __atomic_load_n(&t->set, __ATOMIC_ACQUIRE);
-}
-
-static void token_destroy(ml_token *t)
-{
-	if (t && t->magic == TOKEN_MAGIC) {
-		t->magic = 0;
-		mli_be_free(t);
-	}
+	return mli_token_is_set(tok);
 }
 
 static bool is_interrupted(void)
@@ -241,8 +339,8 @@ static ml_status stats(struct ml_stats *out, size_t size)
 	mli_engine_init();
 	mli_thread_start();
 	struct ml_stats s;
-	s.live_bytes = mli_live_heap(NULL);
-	s.peak_bytes = mli_peak_heap();
+	s.live_bytes = mli_heap_exact();
+	s.peak_bytes = mli_mem_peak();
 	s.thread_allocated = mli_thread_count(&mli_tls);
 	s.process_allocated = mli_total_allocated();
 	s.allocator_bytes = mli_be_stats_allocated();
@@ -261,7 +359,7 @@ static const struct ml_api api = {
 	.token_create = token_create,
 	.token_set = token_set,
 	.token_is_set = token_is_set,
-	.token_destroy = token_destroy,
+	.token_destroy = mli_token_destroy,
 	.limit_with_token = limit_with_token,
 	.is_interrupted = is_interrupted,
 	.mask = mask,
@@ -274,6 +372,7 @@ static const struct ml_api api = {
 	.stats = stats,
 	.memprof_start = mli_prof_start,
 	.memprof_stop = mli_prof_stop,
+	.enter_sized = enter_sized,
 };
 
 __attribute__((visibility("default"))) const struct ml_api *

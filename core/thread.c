@@ -1,11 +1,11 @@
 /* thread.c: per-thread state and the registry of live threads.
  *
- * The live heap is the sum over threads of the allocator's own per-thread
- * counters (allocated minus deallocated usable bytes), which it keeps on its
- * fast path anyway, plus what exited threads left behind. So free() needs no
- * wrapper at all. The registry is a list under one spin lock, taken only on
- * slow paths; an exiting thread unlinks itself under the lock, so a reader
- * never touches a dead thread's TLS. */
+ * The registry is a list under one spin lock, taken when a thread starts or
+ * exits, at fork, and by the rare walks over every thread (an exact memory
+ * figure, the total allocated): never on a path an allocation takes
+ * repeatedly, so nothing an allocation does costs O(threads). An exiting
+ * thread unlinks itself under the lock, so a walker never touches a dead
+ * thread's TLS. */
 #include <pthread.h>
 #include <sched.h>
 
@@ -15,10 +15,8 @@ __thread struct mli_thread mli_tls __attribute__((tls_model("initial-exec")));
 
 static int reg_lock;                   /* spin lock: no futex, no allocation */
 static struct mli_thread *reg_head;    /* live registered threads */
-static uint32_t reg_n;
-static int64_t retired_live;           /* live bytes left by exited threads */
+static uint32_t reg_n;                 /* atomic: read without the lock */
 static uint64_t retired_count;         /* requested bytes of exited threads */
-static int64_t peak;                   /* highest live heap seen */
 static uint64_t next_id;
 static pthread_key_t exit_key;
 static int exit_key_state;             /* 0 none, 1 creating, 2 ready */
@@ -32,25 +30,53 @@ void mli_spin_lock(int *l)
 	MLI_ANNOTATE_LOCKED(l);
 }
 
-void mli_lock(void)
+bool mli_spin_trylock(int *l)
 {
-	mli_spin_lock(&reg_lock);
+	MLI_ANNOTATE_ATOMIC(l);
+	if (__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
+		return false;
+	MLI_ANNOTATE_LOCKED(l);
+	return true;
 }
 
-void mli_unlock(void)
+/* Every taker of the registry lock marks its thread as in the engine, so
+ * that a signal handler's allocation on the same thread does not spin on
+ * the lock its own thread holds (it is then admitted without checks). */
+static uint8_t lock_enter(void)
+{
+	struct mli_thread *self = &mli_tls;
+	uint8_t was = self->in_engine;
+	mli_engine_enter(self);
+	mli_spin_lock(&reg_lock);
+	return was;
+}
+
+static void lock_leave(uint8_t was)
 {
 	mli_spin_unlock(&reg_lock);
-}
-
-static int64_t thread_live(const struct mli_thread *t)
-{
-	return (int64_t)(__atomic_load_n(t->be_alloc, __ATOMIC_RELAXED) -
-			 __atomic_load_n(t->be_dealloc, __ATOMIC_RELAXED));
+	if (!was)
+		mli_engine_leave(&mli_tls);
 }
 
 uint64_t mli_thread_count(const struct mli_thread *t)
 {
-	return t->count + (t->grant - t->left);
+	return t->count + (t->grant - t->left) - t->refund;
+}
+
+uint32_t mli_thread_n(void)
+{
+	return __atomic_load_n(&reg_n, __ATOMIC_RELAXED);
+}
+
+static void unlink_thread(struct mli_thread *t)
+{
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		reg_head = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	__atomic_store_n(&reg_n, reg_n - 1, __ATOMIC_RELAXED);
 }
 
 static void thread_exit(void *arg)
@@ -62,6 +88,7 @@ static void thread_exit(void *arg)
 		 * destructor's allocation looks at them. */
 		mli_engine_enter(t);
 		t->top = NULL;
+		__atomic_sub_fetch(&mli_eng.mem_users, t->nglobal, __ATOMIC_RELAXED);
 		t->nfired = t->ntoken = t->nglobal = 0;
 		t->mask_depth = 0;
 		mli_engine_leave(t);
@@ -75,24 +102,20 @@ static void thread_exit(void *arg)
 	if (t->state != MLI_T_LIVE)
 		return;
 	mli_engine_enter(t);
-	mli_lock();
-	if (t->prev)
-		t->prev->next = t->next;
-	else
-		reg_head = t->next;
-	if (t->next)
-		t->next->prev = t->prev;
-	reg_n--;
-	retired_live += thread_live(t);
+	/* Its live bytes stay in the published sum, exact now; frees it makes
+	 * later (other destructors) still publish through the backend's
+	 * activity callback while its TLS lives. */
+	mli_mem_publish(t, true);
+	mli_spin_lock(&reg_lock);
+	unlink_thread(t);
 	retired_count += mli_thread_count(t);
-	mli_unlock();
-	__atomic_fetch_add(&mli_eng.proc_pool, t->proc_held, __ATOMIC_RELAXED);
-	t->proc_held = 0;
+	mli_spin_unlock(&reg_lock);
+	mli_thread_retire(t);
 	t->state = MLI_T_DEAD;
 	/* From now on every allocation of this thread takes the slow path, which
 	 * for a dead thread only counts. */
 	t->count = mli_thread_count(t);
-	t->grant = t->left = 0;
+	t->grant = t->left = t->refund = 0;
 	mli_engine_leave(t);
 }
 
@@ -113,59 +136,32 @@ static void make_exit_key(void)
 
 void mli_thread_attach(struct mli_thread *t)
 {
-	mli_be_thread_counters(&t->be_alloc, &t->be_dealloc);
 	make_exit_key();
-	mli_lock();
+	mli_spin_lock(&reg_lock);
 	t->id = ++next_id;
 	t->prev = NULL;
 	t->next = reg_head;
 	if (reg_head)
 		reg_head->prev = t;
 	reg_head = t;
-	reg_n++;
-	mli_unlock();
+	__atomic_store_n(&reg_n, reg_n + 1, __ATOMIC_RELAXED);
+	mli_spin_unlock(&reg_lock);
+	mli_mem_thread_attach(t);
 	t->state = MLI_T_LIVE;
 	if (__atomic_load_n(&exit_key_state, __ATOMIC_ACQUIRE) == 2)
 		pthread_setspecific(exit_key, t);
 }
 
-/* Every taker of the registry lock marks its thread as in the engine, so
- * that a signal handler's allocation on the same thread does not spin on
- * the lock its own thread holds (it is then admitted without checks). */
-static uint8_t lock_enter(void)
-{
-	struct mli_thread *self = &mli_tls;
-	uint8_t was = self->in_engine;
-	mli_engine_enter(self);
-	mli_lock();
-	return was;
-}
-
-static void lock_leave(uint8_t was)
-{
-	mli_unlock();
-	if (!was)
-		mli_engine_leave(&mli_tls);
-}
-
-int64_t mli_live_heap(uint32_t *nthreads)
+void mli_for_each_thread_if(void (*fn)(struct mli_thread *t, void *arg),
+			    void *arg, uint64_t *gen, uint64_t seen)
 {
 	uint8_t was = lock_enter();
-	int64_t live = retired_live + mli_be_sample_live() - mli_be_own_live();
-	for (const struct mli_thread *t = reg_head; t; t = t->next)
-		live += thread_live(t);
-	if (nthreads)
-		*nthreads = reg_n;
-	if (live > peak)
-		peak = live;
+	if (__atomic_load_n(gen, __ATOMIC_RELAXED) == seen) {
+		for (struct mli_thread *t = reg_head; t; t = t->next)
+			fn(t, arg);
+		__atomic_store_n(gen, seen + 1, __ATOMIC_RELEASE);
+	}
 	lock_leave(was);
-	return live;
-}
-
-int64_t mli_peak_heap(void)
-{
-	mli_live_heap(NULL);
-	return __atomic_load_n(&peak, __ATOMIC_RELAXED);
 }
 
 uint64_t mli_total_allocated(void)
@@ -180,15 +176,16 @@ uint64_t mli_total_allocated(void)
 
 /* fork: the child has one thread. The others' TLS is still mapped (the
  * address space was copied) and so is the memory they allocated, which the
- * child now owns: fold them into the retired totals and drop them. */
+ * child now owns: publish their exact figures (they stay in the sum), give
+ * back what their meters held, and drop them. */
 static void fork_prepare(void)
 {
-	mli_lock();
+	mli_spin_lock(&reg_lock);
 }
 
 static void fork_parent(void)
 {
-	mli_unlock();
+	mli_spin_unlock(&reg_lock);
 }
 
 static void fork_child(void)
@@ -201,16 +198,17 @@ static void fork_child(void)
 		next = t->next;
 		if (t == self)
 			continue;
-		retired_live += thread_live(t);
+		mli_mem_publish(t, true);
 		retired_count += mli_thread_count(t);
-		mli_eng.proc_pool += t->proc_held;
+		mli_eng.mem_users -= t->nglobal; /* its scopes are gone */
+		mli_thread_retire(t);
 	}
 	if (self->state == MLI_T_LIVE) {
 		self->prev = self->next = NULL;
 		reg_head = self;
 		reg_n = 1;
 	}
-	mli_unlock();
+	mli_spin_unlock(&reg_lock);
 }
 
 void mli_thread_init_once(void)

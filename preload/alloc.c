@@ -180,19 +180,21 @@ EXPORT void *realloc(void *old, size_t n)
 		 * growth afterwards. Either way the growth is learnt from
 		 * jemalloc's deallocated counter, to which its realloc adds the
 		 * old block's usable size (moved or not): no lookup of the block
-		 * before. Only a limit near takes realloc_slow's exact path. */
-		bool charged = mli_admit_fast(n);
-		if (!charged)
-			mli_give_back(n); /* undo the wrapped subtraction */
+		 * before. Only a limit near takes realloc_slow's exact path. What
+		 * was charged beyond the growth is given back without undoing a
+		 * grant cut by a signal handler meanwhile (mli_give_back). */
+		uint64_t after;
+		bool charged = mli_take(n, &after);
 		if (charged || mli_within_headroom(n)) {
 			const uint64_t *dealloc = mli_tls.be_dealloc;
 			uint64_t before = *dealloc;
 			void *p = mli_je_realloc(old, n);
 			uint64_t have = *dealloc - before;
 			uint64_t grow = p && n > have ? n - have : 0;
-			if (charged)
-				mli_give_back(n - grow);
-			else if (grow)
+			if (charged) {
+				if (n > grow)
+					mli_give_back(n - grow, after);
+			} else if (grow)
 				mli_charge_after(grow);
 			if (!p)
 				errno = ENOMEM; /* jemalloc's realloc does not always set it */

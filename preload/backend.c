@@ -53,6 +53,23 @@ void mli_be_thread_counters(const uint64_t **alloc, const uint64_t **dealloc)
 		*dealloc = p;
 }
 
+/* jemalloc 5.3's experimental.thread.activity_callback: a per-thread
+ * callback its peak-tracking events run every 64 KiB of the thread's
+ * allocation and of its deallocation (src/peak_event.c). */
+struct activity_thunk {
+	void (*fn)(void *arg, uint64_t allocated, uint64_t deallocated);
+	void *arg;
+};
+
+bool mli_be_thread_watch(void (*fn)(void *arg, uint64_t allocated,
+				    uint64_t deallocated),
+			 void *arg)
+{
+	struct activity_thunk t = { fn, arg };
+	return mli_je_mallctl("experimental.thread.activity_callback", NULL,
+			      NULL, &t, sizeof t) == 0;
+}
+
 /* Usable bytes of the engine's own live blocks (the profile's tables, a
  * token, a starting thread's arguments): jemalloc's per-thread counters
  * include them, the heap the limits see does not. */

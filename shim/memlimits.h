@@ -68,10 +68,17 @@ typedef void *(*ml_task_fn)(void *arg);
 typedef struct ml_token ml_token;
 
 /* Storage for a scope entered with ml_enter_*(); lives on the caller's stack.
- * Its contents are private to the engine. */
+ * Its contents are private to the engine. Version 1 had 8 words; it has 16
+ * now, room for what scopes will carry next (the engine is told the size
+ * the caller's header gave it, so a program built with 8 words keeps
+ * working). */
 typedef struct ml_scope {
-	uint64_t opaque_[8];
+	uint64_t opaque_[16];
 } ml_scope;
+
+/* Kinds of scope (the engine checks at build time that its own numbering
+ * is this one). */
+enum { ML__SCOPE_GLOBAL = 1, ML__SCOPE_ALLOC = 2, ML__SCOPE_TOKEN = 3 };
 
 /* Figures returned by ml_stats(). Bytes throughout. */
 struct ml_stats {
@@ -180,6 +187,9 @@ struct ml_api {
 	ml_status (*stats)(struct ml_stats *, size_t size);
 	ml_status (*memprof_start)(double, size_t, const ml_tracker *);
 	ml_status (*memprof_stop)(void);
+	/* enter, told the size of the caller's ml_scope. */
+	ml_status (*enter_sized)(ml_scope *, size_t size, int kind,
+				 uint64_t limit, ml_token *);
 };
 
 /* The library's one exported entry: returns its table, or NULL if it does
@@ -372,12 +382,12 @@ static inline ml_status ml_limit_with_token(ml_token *t, ml_task_fn task,
  * ml_leave of any other scope returns ML_INVALID and leaves nothing. ml_leave
  * returns the scope's status as the task functions do; *allocated_bytes (may
  * be NULL) receives the bytes allocated inside the scope. */
-enum { ML__SCOPE_GLOBAL = 1, ML__SCOPE_ALLOC = 2, ML__SCOPE_TOKEN = 3 };
-
 static inline ml_status ml__enter(ml_scope *s, int kind, uint64_t limit,
 				  ml_token *t)
 {
 	const struct ml_api *a = ml__api();
+	if (ML__HAS(a, enter_sized))
+		return a->enter_sized(s, sizeof *s, kind, limit, t);
 	return ML__HAS(a, enter) ? a->enter(s, kind, limit, t) : ML_NOT_LOADED;
 }
 static inline ml_status ml_enter_global_memory(ml_scope *s)

@@ -15,11 +15,40 @@
 
 /* ---- the fake backend: usable size == requested size ------------------ */
 static __thread uint64_t fake_allocated, fake_deallocated;
+/* Its activity callback, run every 64 KiB of allocation and of
+ * deallocation, as jemalloc's. */
+static __thread void (*watch_fn)(void *, uint64_t, uint64_t);
+static __thread void *watch_arg;
+static __thread uint64_t watch_alloc_next, watch_dealloc_next;
+#define WATCH_WAIT (64 << 10)
 
 void mli_be_thread_counters(const uint64_t **alloc, const uint64_t **dealloc)
 {
 	*alloc = &fake_allocated;
 	*dealloc = &fake_deallocated;
+}
+
+bool mli_be_thread_watch(void (*fn)(void *, uint64_t, uint64_t), void *arg)
+{
+	watch_fn = fn;
+	watch_arg = arg;
+	watch_alloc_next = fake_allocated + WATCH_WAIT;
+	watch_dealloc_next = fake_deallocated + WATCH_WAIT;
+	return true;
+}
+
+static void watch(void)
+{
+	if (!watch_fn)
+		return;
+	if (fake_allocated >= watch_alloc_next) {
+		watch_alloc_next = fake_allocated + WATCH_WAIT;
+		watch_fn(watch_arg, fake_allocated, fake_deallocated);
+	}
+	if (fake_deallocated >= watch_dealloc_next) {
+		watch_dealloc_next = fake_deallocated + WATCH_WAIT;
+		watch_fn(watch_arg, fake_allocated, fake_deallocated);
+	}
 }
 void *mli_be_malloc(size_t n) { return malloc(n); }
 void mli_be_free(void *p) { free(p); }
@@ -29,7 +58,7 @@ void mli_be_init(void) {}
 uint64_t mli_be_nrequests(void) { return 0; }
 int64_t mli_be_stats_allocated(void) { return -1; }
 size_t mli_be_usable_size(const void *p) { return 0; }
-/* No profiler here: sampled blocks come from nowhere. */
+/* No profiler here: no region for sampled blocks (core/region.h). */
 bool mli_be_free_tracking(void) { return false; }
 int mli_be_sample_init(void) { return -1; }
 void *mli_be_sample_alloc(size_t n, size_t a, bool z, struct mli_sampled **r) { return NULL; }
@@ -47,12 +76,14 @@ static bool fake_alloc(size_t n)
 	if (!mli_admit(n))
 		return false;
 	__atomic_fetch_add(&fake_allocated, n, __ATOMIC_RELAXED);
+	watch();
 	return true;
 }
 
 static void fake_free(size_t n)
 {
 	__atomic_fetch_add(&fake_deallocated, n, __ATOMIC_RELAXED);
+	watch();
 }
 
 static const struct ml_api *api;
@@ -191,7 +222,7 @@ static void token_from_another_thread(void **state)
 
 static void global_limit_with_fake_heap(void **state)
 {
-	int64_t live = mli_live_heap(NULL);
+	int64_t live = mli_heap_exact();
 	api->set_global_memory_limit(live + 100000);
 	ml_scope s;
 	assert_int_equal(api->enter(&s, MLI_SCOPE_GLOBAL, 0, NULL), ML_OK);
@@ -222,14 +253,14 @@ static void *leave_behind(void *p)
 
 static void dead_threads_counts_kept(void **state)
 {
-	int64_t before = mli_live_heap(NULL);
+	int64_t before = mli_heap_exact();
 	uint64_t total_before = mli_total_allocated();
 	pthread_t th[8];
 	for (int i = 0; i < 8; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, leave_behind, NULL), 0);
 	for (int i = 0; i < 8; i++)
 		pthread_join(th[i], NULL);
-	assert_int_equal(mli_live_heap(NULL) - before, 8 * 60000);
+	assert_int_equal(mli_heap_exact() - before, 8 * 60000);
 	assert_int_equal(mli_total_allocated() - total_before, 8 * 100000);
 }
 

@@ -1,0 +1,154 @@
+/* budget.c: budgets of allocated bytes, and the meters of
+ * MEMLIMITS_THREAD_ALLOCATIONS (each thread's own) and MEMLIMITS_ALLOCATIONS
+ * (one budget shared by the process's threads, through struct mli_budget).
+ *
+ * Budgets count requested bytes and never give them back on free. An
+ * exhausted budget refuses, then lets the thread allocate GRACE bytes more
+ * before the next refusal, so that the program can report the error and
+ * exit cleanly (GHC grants 100 KB after AllocationLimitExceeded). These are
+ * the operator's hard caps: masking does not apply, and a refusal is no
+ * task's interrupt. */
+#include "internal.h"
+
+#define GRACE ((uint64_t)100 << 10)
+#define PROC_BATCH ((uint64_t)4 << 20)
+
+bool mli_budget_take(struct mli_budget *b, uint64_t need, uint64_t *got)
+{
+	uint64_t avail = __atomic_load_n(&b->avail, __ATOMIC_RELAXED);
+	for (;;) {
+		if (avail < need)
+			return false;
+		uint64_t take = mli_min(avail, need + mli_min(b->batch, avail / 16));
+		if (__atomic_compare_exchange_n(&b->avail, &avail, avail - take,
+						true, __ATOMIC_RELAXED,
+						__ATOMIC_RELAXED)) {
+			*got = take;
+			return true;
+		}
+	}
+}
+
+void mli_budget_return(struct mli_budget *b, uint64_t n)
+{
+	if (n)
+		__atomic_fetch_add(&b->avail, n, __ATOMIC_RELAXED);
+}
+
+bool mli_budget_draw(struct mli_budget *b, uint64_t *held, uint64_t n)
+{
+	if (*held >= n) {
+		*held -= n;
+		return true;
+	}
+	uint64_t got;
+	if (!mli_budget_take(b, n - *held, &got))
+		return false;
+	*held = *held + got - n;
+	return true;
+}
+
+/* A budget refused n bytes: the grace allowance, or report and fail. */
+static bool refuse(struct mli_thread *t, enum mli_breach which, uint64_t n)
+{
+	if (t->grace >= n) {
+		t->grace -= n;
+		return true;
+	}
+	t->grace = GRACE;
+	mli_report_breach(which, n, -1);
+	return false;
+}
+
+/* ---- MEMLIMITS_THREAD_ALLOCATIONS: the thread's count against a cap ---- */
+
+static bool tb_admit(struct mli_thread *t, struct mli_adm *a)
+{
+	int64_t c = mli_eng.cfg.thread_allocations;
+	if (c < 0)
+		return true;
+	uint64_t cap = (uint64_t)c;
+	if (t->count <= cap && a->n <= cap - t->count)
+		return true;
+	return refuse(t, MLI_BREACH_THREAD, a->n);
+}
+
+static void tb_bound(struct mli_thread *t, struct mli_adm *a)
+{
+	int64_t c = mli_eng.cfg.thread_allocations;
+	if (c < 0)
+		return;
+	uint64_t cap = (uint64_t)c, used = t->count + a->n;
+	uint64_t room = used < cap ? cap - used : 0;
+	a->wait = mli_min(a->wait, room);
+	a->room = mli_min(a->room, room);
+}
+
+const struct mli_meter mli_meter_tbudget = {
+	.name = "tbudget",
+	.kinds = MLI_ADM_ALLOC,
+	.admit = tb_admit,
+	.bound = tb_bound,
+};
+
+/* ---- MEMLIMITS_ALLOCATIONS: the process's budget ---------------------- */
+
+static struct mli_budget proc = { 0, PROC_BATCH };
+
+void mli_budget_init(void)
+{
+	if (mli_eng.cfg.allocations >= 0)
+		proc.avail = (uint64_t)mli_eng.cfg.allocations;
+}
+
+static bool on(void)
+{
+	return mli_eng.cfg.allocations >= 0;
+}
+
+static bool pb_admit(struct mli_thread *t, struct mli_adm *a)
+{
+	if (!on() || mli_budget_draw(&proc, &t->proc_held, a->n))
+		return true;
+	/* The grace bytes are not the budget's: nothing is drawn. */
+	if (!refuse(t, MLI_BREACH_ALLOC, a->n))
+		return false;
+	t->proc_held += a->n; /* so that the fold and uncharge balance */
+	return true;
+}
+
+static void pb_bound(struct mli_thread *t, struct mli_adm *a)
+{
+	if (!on())
+		return;
+	a->wait = mli_min(a->wait, t->proc_held);
+	a->room = mli_min(a->room, t->proc_held);
+}
+
+static void pb_fold(struct mli_thread *t, uint64_t used)
+{
+	if (on())
+		t->proc_held -= used; /* the grant never exceeds it */
+}
+
+static void pb_uncharge(struct mli_thread *t, uint64_t n)
+{
+	if (on())
+		t->proc_held += n;
+}
+
+static void pb_retire(struct mli_thread *t)
+{
+	mli_budget_return(&proc, t->proc_held);
+	t->proc_held = 0;
+}
+
+const struct mli_meter mli_meter_pbudget = {
+	.name = "pbudget",
+	.kinds = MLI_ADM_ALLOC,
+	.admit = pb_admit,
+	.bound = pb_bound,
+	.fold = pb_fold,
+	.uncharge = pb_uncharge,
+	.retire = pb_retire,
+};

@@ -1,0 +1,25 @@
+/* callout.c: the one place where the engine runs code that is not its own
+ * from an allocating thread (see internal.h). It is never called inside
+ * the engine or under one of its locks, so the code may allocate, free,
+ * take its own locks and call the API. */
+#include "internal.h"
+
+void mli_callout_begin(struct mli_thread *t, int mode)
+{
+	if (mode == MLI_CALLOUT_INVISIBLE) {
+		/* Every allocation of the thread to the slow path, which admits it
+		 * without counting, sampling or refusing it. */
+		t->callout++;
+		mli_poke(t);
+	} else
+		t->mask_depth++; /* counted, but no task limit refuses it */
+}
+
+void mli_callout_end(struct mli_thread *t, int mode)
+{
+	if (mode == MLI_CALLOUT_INVISIBLE) {
+		if (--t->callout == 0)
+			mli_refill(t);
+	} else if (--t->mask_depth == 0 && t->nfired)
+		mli_refill(t); /* a pending interrupt: grant 0 */
+}

@@ -1,0 +1,214 @@
+/* memory.c: the process's memory, as the global limit sees it, and the
+ * meter of MEMLIMITS_GLOBAL_MEMORY.
+ *
+ * Memory = malloc heap + memory mapped outside malloc. The heap is what the
+ * backend counts per thread (allocated minus deallocated usable bytes, on
+ * its own fast paths, so free() needs no wrapper), plus sampled blocks, less
+ * the engine's own blocks. Summing it over threads at every decision would
+ * cost O(threads); instead each thread publishes its live bytes into one
+ * shared sum:
+ *  - from the backend's activity callback, which runs every 64 KiB of the
+ *    thread's allocation and of its deallocation: when its live bytes moved
+ *    by PUB_QUANTUM since it last published (a thread that allocates and
+ *    frees in balance never touches the shared word); this is what makes a
+ *    thread that only frees (a consumer) count;
+ *  - at its slow path, when they grew by more than PUB_SLACK.
+ * A decision reads the sum plus the deciding thread's own unpublished bytes:
+ * O(1). Another thread's unpublished growth is at most PUB_SLACK plus what
+ * it took from its grant since its last slow path, which is why the global
+ * limit's overshoot bound is per thread (engine.c: MEM_GRANT + PUB_SLACK).
+ * The sum may also run ahead of the truth by frees not yet published; when
+ * a decision would refuse, or a figure must be exact (ml_stats, the report),
+ * one walker at a time publishes every thread's exact figure.
+ *
+ * The peak is noted at every admission (the memory plus the request, so
+ * every admitted block is in it) and at every publication. */
+#include "internal.h"
+
+#define PUB_QUANTUM ((int64_t)64 << 10)
+#define PUB_SLACK ((int64_t)8 << 10)
+/* Under a cap, a thread's grant: with PUB_SLACK, the per-thread overshoot
+ * bound of 64 KiB stated in the README. */
+#define MEM_GRANT ((uint64_t)56 << 10)
+_Static_assert(MEM_GRANT + PUB_SLACK == ((uint64_t)64 << 10),
+	       "the README states 64 KiB per thread");
+
+static int64_t heap_pub; /* sum of published live bytes, dead threads too */
+static int64_t mapped;   /* counted bytes mapped outside malloc */
+static int64_t peak;
+static uint64_t walks;   /* exact walks completed */
+/* False if the backend cannot call on_activity: then a thread's frees are
+ * published only by its own slow paths and by walks, and every decision
+ * walks (O(threads), the price of an allocator without the callback). */
+static bool watched = true;
+
+static int64_t thread_live(const struct mli_thread *t)
+{
+	return (int64_t)(__atomic_load_n(t->be_alloc, __ATOMIC_RELAXED) -
+			 __atomic_load_n(t->be_dealloc, __ATOMIC_RELAXED));
+}
+
+void mli_mem_note(int64_t v)
+{
+	int64_t p = __atomic_load_n(&peak, __ATOMIC_RELAXED);
+	while (v > p && !__atomic_compare_exchange_n(&peak, &p, v, true,
+						     __ATOMIC_RELAXED,
+						     __ATOMIC_RELAXED))
+		;
+}
+
+static int64_t others(void)
+{
+	return __atomic_load_n(&heap_pub, __ATOMIC_RELAXED) +
+	       mli_be_sample_live() - mli_be_own_live() +
+	       __atomic_load_n(&mapped, __ATOMIC_RELAXED);
+}
+
+int64_t mli_mem_estimate(const struct mli_thread *t)
+{
+	int64_t v = others();
+	if (t && t->be_alloc)
+		v += thread_live(t) - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
+	return v;
+}
+
+/* Publishes t's live bytes: always if exact, else only when they moved by
+ * PUB_QUANTUM (or grew by PUB_SLACK when `grown`). The exchange keeps the
+ * sum equal to the sum of the published values whoever publishes (the
+ * thread itself, its signal handler, a walker). */
+static void publish(struct mli_thread *t, int64_t v, bool exact, bool grown)
+{
+	int64_t d = v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
+	if (!exact && d < PUB_QUANTUM && d > -PUB_QUANTUM &&
+	    !(grown && d > PUB_SLACK))
+		return;
+	int64_t old = __atomic_exchange_n(&t->pub, v, __ATOMIC_RELAXED);
+	if (v != old)
+		__atomic_add_fetch(&heap_pub, v - old, __ATOMIC_RELAXED);
+	if (v > old)
+		mli_mem_note(others());
+}
+
+void mli_mem_publish(struct mli_thread *t, bool exact)
+{
+	if (t->be_alloc)
+		publish(t, thread_live(t), exact, true);
+}
+
+/* The backend calls this in the thread itself, every 64 KiB of its
+ * allocation and of its deallocation. It may run inside the engine (the
+ * engine's own blocks) or in a signal handler: it only publishes. */
+static void on_activity(void *arg, uint64_t allocated, uint64_t deallocated)
+{
+	struct mli_thread *t = arg;
+	if (t->be_alloc)
+		publish(t, (int64_t)(allocated - deallocated), false, false);
+}
+
+void mli_mem_thread_attach(struct mli_thread *t)
+{
+	mli_be_thread_counters(&t->be_alloc, &t->be_dealloc);
+	/* What the thread's counters held before it was registered (a thread
+	 * attached late, or counters reused) is published now. */
+	mli_mem_publish(t, true);
+	if (!mli_be_thread_watch(on_activity, t))
+		__atomic_store_n(&watched, false, __ATOMIC_RELAXED);
+}
+
+static void publish_exact(struct mli_thread *t, void *arg)
+{
+	(void)arg;
+	mli_mem_publish(t, true);
+}
+
+int64_t mli_mem_exact(void)
+{
+	/* One walker at a time: whoever waited for another's walk uses it. */
+	uint64_t seen = __atomic_load_n(&walks, __ATOMIC_ACQUIRE);
+	mli_for_each_thread_if(publish_exact, NULL, &walks, seen);
+	int64_t v = others();
+	mli_mem_note(v);
+	return v;
+}
+
+int64_t mli_heap_exact(void)
+{
+	return mli_mem_exact() - __atomic_load_n(&mapped, __ATOMIC_RELAXED);
+}
+
+int64_t mli_mem_peak(void)
+{
+	return __atomic_load_n(&peak, __ATOMIC_RELAXED);
+}
+
+void mli_mem_mapped_add(int64_t delta)
+{
+	int64_t v = __atomic_add_fetch(&mapped, delta, __ATOMIC_RELAXED);
+	(void)v;
+	if (delta > 0)
+		mli_mem_note(others());
+}
+
+int64_t mli_mem_mapped(void)
+{
+	return __atomic_load_n(&mapped, __ATOMIC_RELAXED);
+}
+
+int64_t mli_adm_mem(const struct mli_thread *t, struct mli_adm *a)
+{
+	if (a->mem < 0)
+		a->mem = mli_mem_estimate(t);
+	return a->mem;
+}
+
+/* Would n more bytes take memory `mem` over `limit`? On a yes from the
+ * estimate, which may run ahead of the truth by frees not yet published,
+ * ask for the exact figure first (and keep it in a->mem). */
+bool mli_mem_over(const struct mli_thread *t, struct mli_adm *a,
+		  int64_t limit)
+{
+	int64_t mem = mli_adm_mem(t, a);
+	if (mem <= limit && a->n <= (uint64_t)(limit - mem) &&
+	    __atomic_load_n(&watched, __ATOMIC_RELAXED))
+		return false;
+	a->mem = mem = mli_mem_exact();
+	return mem > limit || a->n > (uint64_t)(limit - mem);
+}
+
+/* The grant under a memory limit: a share of the room left, so that the
+ * threads together approach the limit gradually, and at most MEM_GRANT. */
+void mli_mem_bound(const struct mli_thread *t, struct mli_adm *a,
+		   int64_t limit)
+{
+	int64_t mem = mli_adm_mem(t, a) + (int64_t)a->n;
+	uint64_t free_mem = mem < limit ? (uint64_t)(limit - mem) : 0;
+	uint32_t n = mli_thread_n();
+	uint64_t share = free_mem / (2 * (uint64_t)(n ? n : 1));
+	a->wait = mli_min(a->wait, mli_min(share, MEM_GRANT));
+	a->room = 0; /* a realloc's growth beyond the grant is checked */
+}
+
+/* ---- the meter of MEMLIMITS_GLOBAL_MEMORY ----------------------------- */
+
+static bool admit(struct mli_thread *t, struct mli_adm *a)
+{
+	int64_t cap = mli_eng.mem_cap;
+	if (cap < 0 || !mli_mem_over(t, a, cap))
+		return true;
+	/* A hard cap: not masked, and not any task's interrupt. */
+	mli_report_breach(MLI_BREACH_GLOBAL, a->n, a->mem);
+	return false;
+}
+
+static void bound(struct mli_thread *t, struct mli_adm *a)
+{
+	if (mli_eng.mem_cap >= 0)
+		mli_mem_bound(t, a, mli_eng.mem_cap);
+}
+
+const struct mli_meter mli_meter_memory = {
+	.name = "memory",
+	.kinds = MLI_ADM_ALLOC | MLI_ADM_MAP,
+	.admit = admit,
+	.bound = bound,
+};
