@@ -1,10 +1,15 @@
-# memlimits. `make` builds build/libmemlimits.so; `make test` runs every
+# memlimits. `make` builds build/libmemlimits.so (and the profiling build and
+# the memlimit wrapper's man page); `make test` runs every
 # test; `make demo` shows a limit firing on python3; `make bench` measures.
 # Missing Debian packages are installed by scripts/setup.
 
 CC      ?= cc
 PREFIX  ?= /usr/local
 LIBDIR  ?= $(PREFIX)/lib
+MANDIR  ?= $(PREFIX)/share/man
+# The one place the version is written: the wrapper reads it in the source
+# tree, and `make install` writes it into the installed wrapper.
+VERSION := $(shell cat VERSION)
 B       := build
 ARCH    := $(shell $(CC) -print-multiarch 2>/dev/null)
 JE_PIC  ?= /usr/lib/$(ARCH)/libjemalloc_pic.a
@@ -22,7 +27,9 @@ PROF_OBJ    := $(PRELOAD_SRC:%.c=$(B)/prof/%.o)
 LIB         := $(B)/libmemlimits.so
 PROF_LIB    := $(B)/libmemlimits-prof.so
 
-all: $(LIB) $(PROF_LIB)
+MAN         := $(B)/memlimit.1
+
+all: $(LIB) $(PROF_LIB) $(MAN)
 
 $(B)/.setup-build: scripts/setup
 	@mkdir -p $(B)
@@ -69,18 +76,28 @@ $(LIB): $(CORE_OBJ) $(PRELOAD_OBJ) $(B)/jemalloc.a | preload/exports.map
 $(PROF_LIB): $(CORE_OBJ) $(PROF_OBJ) $(B)/jemalloc-prof.a | preload/exports.map
 	$(LINK_LIB)
 
+# The man page is made from `memlimit --help` (scripts/mkman): one source.
+$(MAN): scripts/memlimit scripts/mkman VERSION
+	@mkdir -p $(B)
+	scripts/mkman scripts/memlimit > $@.tmp
+	mv $@.tmp $@
+
 include tests/tests.mk
 
-install: $(LIB) $(PROF_LIB)
+install: $(LIB) $(PROF_LIB) $(MAN)
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PREFIX)/include \
-		$(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig
+		$(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig \
+		$(DESTDIR)$(MANDIR)/man1
 	install -m 755 $(LIB) $(DESTDIR)$(LIBDIR)/libmemlimits.so
 	install -m 755 $(PROF_LIB) $(DESTDIR)$(LIBDIR)/libmemlimits-prof.so
 	install -m 644 shim/memlimits.h shim/memlimits.hpp $(DESTDIR)$(PREFIX)/include/
-	sed 's|^libdir_hint=""$$|libdir_hint="$(LIBDIR)"|' scripts/memlimit \
+	sed -e 's|^libdir_hint=""$$|libdir_hint="$(LIBDIR)"|' \
+		-e 's|^version=""$$|version="$(VERSION)"|' scripts/memlimit \
 		> $(DESTDIR)$(PREFIX)/bin/memlimit
 	chmod 755 $(DESTDIR)$(PREFIX)/bin/memlimit
+	install -m 644 $(MAN) $(DESTDIR)$(MANDIR)/man1/memlimit.1
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		-e 's|@VERSION@|$(VERSION)|' \
 		scripts/memlimits.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/memlimits.pc
 
 clean:

@@ -22,6 +22,16 @@ check '[ -f "$prefix/include/memlimits.h" ]'
 check 'cmp -s shim/memlimits.hpp "$prefix/include/memlimits.hpp"'
 check '[ -x "$prefix/bin/memlimit" ]'
 check '[ -f "$prefix/lib/pkgconfig/memlimits.pc" ]'
+check '[ -f "$prefix/share/man/man1/memlimit.1" ]'
+version=$(cat VERSION)
+check 'grep -q "^Version: $version$" "$prefix/lib/pkgconfig/memlimits.pc"'
+# The installed wrapper knows its version without the source tree, and the
+# installed man page is the wrapper's and renders.
+check '[ "$("$prefix/bin/memlimit" --version)" = "memlimit (memlimits) $version" ]'
+check 'grep -q "^\.TH MEMLIMIT 1 .*memlimits $version" "$prefix/share/man/man1/memlimit.1"'
+if command -v man >/dev/null; then
+	check 'MANWIDTH=80 man -l "$prefix/share/man/man1/memlimit.1" 2>/dev/null | grep -q -- "--global-memory"'
+fi
 check 'grep -q "^libdir=$prefix/lib$" "$prefix/lib/pkgconfig/memlimits.pc"'
 check 'grep -q "^Libs: -ldl" "$prefix/lib/pkgconfig/memlimits.pc"'
 # The installed wrapper, copied away from the source tree, uses the
@@ -65,5 +75,7 @@ make -s install PREFIX=/usr/local DESTDIR="$tmp/stage" >/dev/null 2>&1
 check '[ -x "$tmp/stage/usr/local/lib/libmemlimits.so" ]'
 check '[ -f "$tmp/stage/usr/local/include/memlimits.hpp" ]'
 check 'grep -q "^libdir_hint=\"/usr/local/lib\"$" "$tmp/stage/usr/local/bin/memlimit"'
+check 'grep -q "^version=\"$version\"$" "$tmp/stage/usr/local/bin/memlimit"'
+check '[ -f "$tmp/stage/usr/local/share/man/man1/memlimit.1" ]'
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

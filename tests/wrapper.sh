@@ -22,6 +22,7 @@ trap 'rm -rf -- "$tmp"' EXIT
 mkdir -p "$tmp/tree/bin" "$tmp/tree/build" "$tmp/inst/bin" "$tmp/inst/lib" \
     "$tmp/nolib/bin" "$tmp/alt" "$tmp/links"
 cp -- "$script" "$tmp/tree/bin/memlimit"
+cp -- "$here/../VERSION" "$tmp/tree/VERSION"
 cp -- "$script" "$tmp/inst/bin/memlimit"
 cp -- "$script" "$tmp/nolib/bin/memlimit"
 chmod +x "$tmp/tree/bin/memlimit" "$tmp/inst/bin/memlimit" "$tmp/nolib/bin/memlimit"
@@ -85,6 +86,11 @@ else
 fi
 if [[ -x $script ]]; then pass; else fail "scripts/memlimit is not executable"; fi
 if grep -qx 'libdir_hint=""' "$script"; then pass; else fail "no 'libdir_hint=\"\"' line"; fi
+if grep -qx 'version=""' "$script"; then pass; else fail "no 'version=\"\"' line"; fi
+if bash -n "$here/../scripts/mkman"; then pass; else fail "bash -n scripts/mkman"; fi
+if command -v shellcheck >/dev/null 2>&1; then
+    if shellcheck "$here/../scripts/mkman"; then pass; else fail "shellcheck mkman"; fi
+fi
 
 # --- options become environment variables -----------------------------------
 run "${clean_env[@]}" "$ml" --global-memory 1M --allocations 2G --thread-allocations 3KiB \
@@ -122,7 +128,8 @@ expect_out "argument quoting" "<a b><*><><--seed>"
 
 # `--` is needed (and works) for a command starting with '-'.
 run "${clean_env[@]}" "$ml" -- -nonexistent-cmd
-if [[ $rc -ne 0 && $rc -ne 125 ]]; then pass; else fail "'--' then dash command: status $rc"; fi
+expect_rc "'--' then dash command" 127
+expect_err_has "'--' then dash command" "memlimit: '-nonexistent-cmd': No such file or directory"
 
 # --- LD_PRELOAD --------------------------------------------------------------
 run "${clean_env[@]}" "$ml" -- sh -c 'printf %s "$LD_PRELOAD"'
@@ -183,11 +190,11 @@ for h in --help -h; do
     run "${clean_env[@]}" "$ml" "$h"
     expect_rc "$h" 0
     for word in --global-memory --allocations --thread-allocations --on-limit \
-        --report --profile --sample-interval --seed \
+        --report --profile --sample-interval --seed --force --version \
         MEMLIMITS_GLOBAL_MEMORY MEMLIMITS_ALLOCATIONS MEMLIMITS_THREAD_ALLOCATIONS \
         MEMLIMITS_ON_LIMIT MEMLIMITS_REPORT MEMLIMITS_PROFILE \
         MEMLIMITS_SAMPLE_INTERVAL MEMLIMITS_SEED MEMLIMITS_LIBRARY \
-        fail abort stderr JSON ENOMEM 125 1024; do
+        fail abort stderr JSON ENOMEM 125 126 127 1024 statically setuid; do
         if [[ $out == *"$word"* ]]; then pass; else fail "$h does not mention $word"; fi
     done
 done
@@ -254,6 +261,447 @@ if [[ -z $err ]]; then pass; else fail "unexpected stderr: $err"; fi
 # The loader actually accepts the preload (no ld.so warning).
 run "${clean_env[@]}" "$ml" true
 if [[ -z $err ]]; then pass; else fail "loader warning: $err"; fi
+
+# --- the option table --------------------------------------------------------------
+# Every option in the script's table is in --help, and every option --help
+# names is in the table: a new option cannot go undocumented.
+table=$(bash -c 'source "$1"; printf "%s\n" "${!opt_env[@]}" "${!opt_flag[@]}"' _ "$script" | sort)
+run "${clean_env[@]}" "$ml" --help
+helpopts=$(printf '%s\n' "$out" | grep -oE '(^|[ ,])--?[a-z][a-z-]*' | sed 's/^[ ,]//' | sort -u)
+if [[ $(wc -l <<<"$table") -ge 12 ]]; then pass; else fail "option table too short: $table"; fi
+while read -r o; do
+    if grep -qxF -- "$o" <<<"$helpopts"; then pass; else fail "option $o is not in --help"; fi
+done <<<"$table"
+while read -r o; do
+    if grep -qxF -- "$o" <<<"$table"; then pass; else fail "--help names $o, which is not in the option table"; fi
+done <<<"$helpopts"
+run "${clean_env[@]}" "$ml" --force=yes true
+expect_usage_error "flag with a value"
+
+# --- --version ------------------------------------------------------------------
+want_version="memlimit (memlimits) $(cat "$here/../VERSION")"
+run "${clean_env[@]}" "$ml" --version
+expect_rc "--version" 0
+expect_out "--version" "$want_version"
+run "${clean_env[@]}" "$ml" --seed 1 --version sh -c 'echo ran'
+expect_out "--version acts at once" "$want_version"
+# As `make install` writes it (no VERSION file next to an installed script).
+sed 's|^version=""$|version="9.8.7-test"|' "$script" >"$tmp/nolib/bin/versioned"
+chmod +x "$tmp/nolib/bin/versioned"
+run "${clean_env[@]}" "$tmp/nolib/bin/versioned" --version
+expect_out "installed --version" "memlimit (memlimits) 9.8.7-test"
+run "${clean_env[@]}" "$tmp/nolib/bin/memlimit" --version
+expect_rc "--version without VERSION" 125
+expect_err_has "--version without VERSION" "VERSION"
+
+# --- a command that cannot be run ----------------------------------------------------
+# The statuses and messages of env(1) and timeout(1): 127 not found, 126 found
+# but not executable; never a line number of the script.
+expect_clean_err() { # name: no bash diagnostics on stderr
+    if [[ $err != *"line "[0-9]* && $err != *"$ml:"* ]]; then pass; else fail "$1: bash noise: $err"; fi
+}
+mkdir -p "$tmp/cmds/p1" "$tmp/cmds/p2" "$tmp/cmds/adir"
+: >"$tmp/cmds/noexec"
+: >"$tmp/cmds/p1/twice"
+printf '#!/bin/sh\necho second\n' >"$tmp/cmds/p2/twice"
+chmod +x "$tmp/cmds/p2/twice"
+: >"$tmp/cmds/p1/onlynoexec"
+printf '#!%s/cmds/missing-interp\n' "$tmp" >"$tmp/cmds/badinterp"
+printf '#!%s/cmds/noexec\n' "$tmp" >"$tmp/cmds/noexecinterp"
+printf '#!/usr/bin/env memlimit-test-no-such-cmd\n' >"$tmp/cmds/envmissing"
+chmod +x "$tmp/cmds/badinterp" "$tmp/cmds/noexecinterp" "$tmp/cmds/envmissing"
+cannot() { # name status message CMD...
+    local name=$1 st=$2 msg=$3
+    shift 3
+    run "${clean_env[@]}" PATH="$tmp/cmds/p1:$tmp/cmds/p2:$PATH" "$ml" "$@"
+    expect_rc "$name" "$st"
+    expect_err_has "$name" "$msg"
+    expect_clean_err "$name"
+}
+cannot "not found" 127 "memlimit: 'memlimit-test-no-such-cmd': No such file or directory" memlimit-test-no-such-cmd
+cannot "missing path" 127 "memlimit: '$tmp/cmds/missing': No such file or directory" "$tmp/cmds/missing"
+cannot "empty name" 127 "memlimit: '': No such file or directory" ''
+cannot "directory" 126 "memlimit: '$tmp/cmds/adir': Is a directory" "$tmp/cmds/adir"
+cannot "not executable" 126 "memlimit: '$tmp/cmds/noexec': Permission denied" "$tmp/cmds/noexec"
+cannot "not executable in PATH" 126 "memlimit: 'onlynoexec': Permission denied" onlynoexec
+cannot "not a directory" 126 "memlimit: '$tmp/cmds/noexec/x': Not a directory" "$tmp/cmds/noexec/x"
+cannot "missing interpreter" 127 "memlimit: '$tmp/cmds/badinterp': bad interpreter '$tmp/cmds/missing-interp': No such file or directory" "$tmp/cmds/badinterp"
+cannot "interpreter not executable" 126 "bad interpreter '$tmp/cmds/noexec': Permission denied" "$tmp/cmds/noexecinterp"
+cannot "env NAME not found" 127 "'memlimit-test-no-such-cmd': No such file or directory" "$tmp/cmds/envmissing"
+# As execvp: a non-executable file earlier in PATH is passed over.
+run "${clean_env[@]}" PATH="$tmp/cmds/p1:$tmp/cmds/p2:$PATH" "$ml" twice
+expect_rc "PATH skips non-executable" 0
+expect_out "PATH skips non-executable" "second"
+# exec's own failure path (the checks pass, execve fails): env reports it
+# under memlimit's name. A file open for writing cannot be executed (ETXTBSY).
+cp -- "$(type -P true)" "$tmp/cmds/busy"
+exec {busy_fd}>>"$tmp/cmds/busy"
+run "${clean_env[@]}" "$ml" "$tmp/cmds/busy"
+exec {busy_fd}>&-
+expect_rc "exec fails" 126
+expect_err_has "exec fails" "memlimit: "
+expect_err_has "exec fails" "Text file busy"
+expect_clean_err "exec fails"
+# A command whose name has '=' (which env would take for an assignment) is
+# run by bash's exec; if that fails, memlimit says so too (after bash).
+cp -- "$(type -P true)" "$tmp/cmds/a=b"
+run "${clean_env[@]}" "$ml" "$tmp/cmds/a=b"
+expect_rc "command named with =" 0
+exec {busy_fd}>>"$tmp/cmds/a=b"
+run "${clean_env[@]}" "$ml" "$tmp/cmds/a=b"
+exec {busy_fd}>&-
+expect_rc "bash's exec fails" 126
+expect_err_has "bash's exec fails" "memlimit: '$tmp/cmds/a=b': cannot be run"
+# --force on a command the library reaches changes nothing.
+run "${clean_env[@]}" "$ml" --force true
+expect_rc "--force, nothing to force" 0
+if [[ -z $err ]]; then pass; else fail "--force on a reachable command: $err"; fi
+# A file with neither ELF header nor #! is run by /bin/sh, as execvp(3)
+# does, and the preload reaches that shell (bash's exec would run it in the
+# wrapper's own, unpreloaded bash).
+printf ':\n' >"$tmp/cmds/noshebang"
+chmod +x "$tmp/cmds/noshebang"
+
+# --- programs the preload cannot reach ------------------------------------------
+# A library whose constructor says it was loaded shows what the loader did.
+mkdir -p "$tmp/ctor" "$tmp/progs"
+chmod 755 "$tmp" "$tmp/ctor" "$tmp/progs"
+cat >"$tmp/ctor.c" <<'C'
+#include <unistd.h>
+__attribute__((constructor)) static void said(void) { write(2, "ctor-loaded\n", 12); }
+C
+"$cc" -shared -fPIC -o "$tmp/ctor/libmemlimits.so" "$tmp/ctor.c"
+chmod 755 "$tmp/ctor/libmemlimits.so"
+ctor_env=("${clean_env[@]}" MEMLIMITS_LIBRARY="$tmp/ctor/libmemlimits.so")
+loaded() { grep -c '^ctor-loaded$' <<<"$err" || true; }
+expect_loaded() { # name count
+    if [[ $(loaded) -eq $2 ]]; then pass; else fail "$1: preload loaded $(loaded) times, expected $2 (stderr: $err)"; fi
+}
+run "${ctor_env[@]}" "$ml" "$tmp/cmds/noshebang"
+expect_rc "script without #!" 0
+expect_loaded "script without #! runs in a preloaded /bin/sh" 1
+
+cat >"$tmp/prog.c" <<'C'
+#include <stdio.h>
+#include <stdlib.h>
+int main(int argc, char **argv) { puts("ran"); return argc > 1 ? atoi(argv[1]) : 0; }
+C
+"$cc" -o "$tmp/progs/dyn-prog" "$tmp/prog.c"
+run "${ctor_env[@]}" "$ml" "$tmp/progs/dyn-prog" 4
+expect_rc "dynamic program" 4
+expect_out "dynamic program" "ran"
+expect_loaded "dynamic program" 1
+
+if "$cc" -static -o "$tmp/progs/static-prog" "$tmp/prog.c" 2>"$tmp/cc.err"; then
+    run "${ctor_env[@]}" "$ml" "$tmp/progs/static-prog" 3
+    expect_rc "static refused" 125
+    expect_out "static refused: not run" ""
+    expect_err_has "static refused" "memlimit: '$tmp/progs/static-prog' is statically linked"
+    expect_err_has "static refused" "--force"
+    # --force runs it, and the loader indeed never loads the library.
+    run "${ctor_env[@]}" "$ml" --force "$tmp/progs/static-prog" 3
+    expect_rc "static --force" 3
+    expect_out "static --force" "ran"
+    expect_err_has "static --force" "memlimit: warning: --force: '$tmp/progs/static-prog' is statically linked"
+    expect_loaded "static --force: preload ignored" 0
+    # Through PATH, and as a #! interpreter, directly or through env.
+    run "${ctor_env[@]}" PATH="$tmp/progs:$PATH" "$ml" static-prog
+    expect_rc "static via PATH" 125
+    printf '#!%s/progs/static-prog 5\n' "$tmp" >"$tmp/progs/script-static"
+    printf '#!/usr/bin/env static-prog\n' >"$tmp/progs/script-env-static"
+    printf '#!/usr/bin/env -S static-prog 6\n' >"$tmp/progs/script-envS-static"
+    printf '#!%s/progs/script-static\n' "$tmp" >"$tmp/progs/script-script-static"
+    printf '#!/usr/bin/env dyn-prog\n' >"$tmp/progs/script-env-dyn"
+    printf '#!/bin/sh\nexit 7\n' >"$tmp/progs/script-sh"
+    chmod +x "$tmp/progs"/script-*
+    run "${ctor_env[@]}" "$ml" "$tmp/progs/script-static"
+    expect_rc "static interpreter" 125
+    expect_err_has "static interpreter" "'$tmp/progs/script-static' runs '$tmp/progs/static-prog', which is statically linked"
+    run "${ctor_env[@]}" PATH="$tmp/progs:$PATH" "$ml" "$tmp/progs/script-env-static"
+    expect_rc "env NAME static" 125
+    expect_err_has "env NAME static" "runs '/usr/bin/env static-prog', which runs '$tmp/progs/static-prog', which is statically linked"
+    run "${ctor_env[@]}" PATH="$tmp/progs:$PATH" "$ml" "$tmp/progs/script-envS-static"
+    expect_rc "env -S NAME static" 125
+    run "${ctor_env[@]}" "$ml" "$tmp/progs/script-script-static"
+    expect_rc "script for a script with a static interpreter" 125
+    expect_err_has "script for a script" "runs '$tmp/progs/script-static', which runs '$tmp/progs/static-prog'"
+    run "${ctor_env[@]}" "$ml" --force "$tmp/progs/script-static"
+    expect_rc "static interpreter --force" 5
+    expect_loaded "static interpreter --force: preload ignored" 0
+    if "$cc" -static-pie -o "$tmp/progs/static-pie" "$tmp/prog.c" 2>/dev/null; then
+        run "${ctor_env[@]}" "$ml" "$tmp/progs/static-pie"
+        expect_rc "static-pie refused" 125
+    else
+        echo "cc -static-pie cannot link here; skipping that case" >&2
+    fi
+else
+    echo "cc -static cannot link here (no static libc?): skipping the static-program tests:" >&2
+    cat "$tmp/cc.err" >&2
+fi
+run "${ctor_env[@]}" PATH="$tmp/progs:$PATH" "$ml" "$tmp/progs/script-env-dyn"
+expect_rc "env NAME dynamic" 0
+expect_loaded "env NAME dynamic" 2 # env, then dyn-prog
+run "${ctor_env[@]}" "$ml" "$tmp/progs/script-sh"
+expect_rc "#!/bin/sh script" 7
+expect_loaded "#!/bin/sh script" 1
+# The dynamic loader run as a command applies LD_PRELOAD to the program it runs.
+ldso=$(compgen -G '/lib64/ld-linux*.so*' || compgen -G '/lib/ld-linux*.so*' || true)
+ldso=${ldso%%$'\n'*}
+if [[ -n $ldso ]]; then
+    run "${ctor_env[@]}" "$ml" "$ldso" "$tmp/progs/dyn-prog" 2
+    expect_rc "ld.so as the command" 2
+    expect_loaded "ld.so as the command" 1
+else
+    echo "no ld-linux*.so found; skipping the ld.so case" >&2
+fi
+
+# Set-user-ID and set-group-ID: refused when exec changes the IDs (the loader
+# then ignores LD_PRELOAD), not when it does not.
+cp -- "$tmp/progs/dyn-prog" "$tmp/progs/suid-own"
+chmod u+s "$tmp/progs/suid-own"
+run "${ctor_env[@]}" "$ml" "$tmp/progs/suid-own"
+expect_rc "setuid to oneself" 0
+expect_loaded "setuid to oneself" 1
+tmp_nosuid=""
+if command -v findmnt >/dev/null && [[ ,$(findmnt -n -o OPTIONS -T "$tmp"), == *,nosuid,* ]]; then
+    tmp_nosuid=1
+    echo "$tmp is on a nosuid mount: skipping the setuid and setgid cases" >&2
+fi
+if [[ $(id -u) -eq 0 && -z $tmp_nosuid ]]; then
+    cp -- "$tmp/progs/dyn-prog" "$tmp/progs/suid-nobody"
+    chown nobody "$tmp/progs/suid-nobody"
+    chmod 4755 "$tmp/progs/suid-nobody"
+    run "${ctor_env[@]}" "$ml" "$tmp/progs/suid-nobody"
+    expect_rc "setuid refused" 125
+    expect_out "setuid refused: not run" ""
+    expect_err_has "setuid refused" "'$tmp/progs/suid-nobody' is setuid"
+    run "${ctor_env[@]}" "$ml" --force "$tmp/progs/suid-nobody" 9
+    expect_rc "setuid --force" 9
+    expect_loaded "setuid --force: preload ignored" 0
+    cp -- "$tmp/progs/dyn-prog" "$tmp/progs/sgid-nogroup"
+    chgrp nogroup "$tmp/progs/sgid-nogroup"
+    chmod 2755 "$tmp/progs/sgid-nogroup"
+    run "${ctor_env[@]}" "$ml" "$tmp/progs/sgid-nogroup"
+    expect_rc "setgid refused" 125
+    expect_err_has "setgid refused" "'$tmp/progs/sgid-nogroup' is setgid"
+    run "${ctor_env[@]}" "$ml" --force "$tmp/progs/sgid-nogroup"
+    expect_loaded "setgid --force: preload ignored" 0
+    # Without group execute permission the setgid bit does nothing.
+    cp -- "$tmp/progs/dyn-prog" "$tmp/progs/sgid-nogx"
+    chgrp nogroup "$tmp/progs/sgid-nogx"
+    chmod 2745 "$tmp/progs/sgid-nogx"
+    run "${ctor_env[@]}" "$ml" "$tmp/progs/sgid-nogx"
+    expect_rc "setgid without g+x" 0
+    expect_loaded "setgid without g+x" 1
+    # On a nosuid mount the bits do nothing, and memlimit knows it (given
+    # findmnt): a private mount namespace, if this machine lets us make one.
+    mkdir -p "$tmp/nosuid"
+    if command -v unshare >/dev/null && command -v findmnt >/dev/null &&
+        unshare -m sh -c 'mount -t tmpfs -o nosuid tmpfs "$1"' _ "$tmp/nosuid" 2>/dev/null; then
+        run "${ctor_env[@]}" unshare -m sh -c 'mount -t tmpfs -o nosuid tmpfs "$1" &&
+            cp -p "$2" "$1/p" && exec "$3" "$1/p"' _ "$tmp/nosuid" "$tmp/progs/suid-nobody" "$ml"
+        expect_rc "setuid on a nosuid mount" 0
+        expect_loaded "setuid on a nosuid mount" 1
+    else
+        echo "cannot mount a nosuid tmpfs here; skipping the nosuid case" >&2
+    fi
+    # A setuid interpreter.
+    printf '#!%s/progs/suid-nobody\n' "$tmp" >"$tmp/progs/script-suid"
+    chmod +x "$tmp/progs/script-suid"
+    run "${ctor_env[@]}" "$ml" "$tmp/progs/script-suid"
+    expect_rc "setuid interpreter" 125
+    if command -v setpriv >/dev/null; then
+        # Under no_new_privs the bits do nothing, and memlimit knows it.
+        run "${ctor_env[@]}" setpriv --no-new-privs "$ml" "$tmp/progs/suid-nobody"
+        expect_rc "no_new_privs" 0
+        expect_loaded "no_new_privs" 1
+        # Another user: a setuid-root program is refused, and so is one with
+        # file capabilities.
+        cp -- "$tmp/progs/dyn-prog" "$tmp/progs/suid-root"
+        chmod 4755 "$tmp/progs/suid-root"
+        as_nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups --)
+        run "${ctor_env[@]}" "${as_nobody[@]}" "$ml" "$tmp/progs/suid-root"
+        expect_rc "setuid root, run by nobody" 125
+        expect_err_has "setuid root, run by nobody" "is setuid (owner uid 0)"
+        run "${ctor_env[@]}" "${as_nobody[@]}" "$ml" "$tmp/progs/dyn-prog"
+        expect_rc "plain program, run by nobody" 0
+        if command -v setcap >/dev/null && cp -- "$tmp/progs/dyn-prog" "$tmp/progs/caps" &&
+            setcap cap_net_raw+ep "$tmp/progs/caps" 2>/dev/null; then
+            run "${ctor_env[@]}" "${as_nobody[@]}" "$ml" "$tmp/progs/caps"
+            expect_rc "file capabilities" 125
+            expect_err_has "file capabilities" "has file capabilities"
+            run "${ctor_env[@]}" "${as_nobody[@]}" "$ml" --force "$tmp/progs/caps"
+            expect_rc "file capabilities --force" 0
+            expect_loaded "file capabilities --force: preload ignored" 0
+        else
+            echo "setcap unavailable or refused; skipping the file-capabilities case" >&2
+        fi
+    else
+        echo "setpriv not installed; skipping the no_new_privs and other-user cases" >&2
+    fi
+elif [[ -z $tmp_nosuid ]]; then
+    # Not root: a setuid-root program of the system is refused (and not run).
+    suid=""
+    for f in /usr/bin/mount /bin/mount /usr/bin/passwd /usr/bin/su; do
+        if [[ -u $f ]]; then suid=$f; break; fi
+    done
+    if [[ -n $suid ]]; then
+        run "${ctor_env[@]}" "$ml" "$suid" </dev/null
+        expect_rc "setuid-root program" 125
+        expect_err_has "setuid-root program" "is setuid"
+    else
+        echo "not root and no setuid program found; skipping the setuid cases" >&2
+    fi
+fi
+
+# The ELF reader against readelf, on synthetic headers of each class and
+# byte order, and on the programs and libraries of this system.
+mkelf() { # file class(1|2) data(1|2) p_type...
+    local f=$1 class=$2 data=$3 n=$(($# - 3)) t hdr=52 ph=32
+    shift 3
+    ((class == 2)) && { hdr=64 ph=56; }
+    word() { # value bytes
+        local i out=""
+        for ((i = 0; i < $2; i++)); do
+            if ((data == 1)); then out+=$(printf '\\%03o' $((($1 >> (8 * i)) & 255)))
+            else out+=$(printf '\\%03o' $((($1 >> (8 * ($2 - 1 - i))) & 255))); fi
+        done
+        printf '%b' "$out"
+    }
+    {
+        printf '\177ELF'; word "$class" 1; word "$data" 1; word 1 1; word 0 9
+        word 2 2; word 62 2; word 1 4
+        if ((class == 2)); then word 0 8; word "$hdr" 8; word 0 8
+        else word 0 4; word "$hdr" 4; word 0 4; fi
+        word 0 4; word "$hdr" 2; word "$ph" 2; word "$n" 2; word 0 2; word 0 2; word 0 2
+        for t in "$@"; do
+            word "$t" 4
+            word 0 $((ph - 4))
+        done
+    } >"$f"
+}
+# PT_INTERP second, or past the first 256 bytes the reader looks at first.
+elfs=() want_kinds=""
+for c in 1 2; do
+    for d in 1 2; do
+        mkelf "$tmp/elf-$c$d-dyn" "$c" "$d" 1 3 1
+        mkelf "$tmp/elf-$c$d-static" "$c" "$d" 1 6 1
+        mkelf "$tmp/elf-$c$d-late-dyn" "$c" "$d" 6 1 1 1 1 1 1 1 1 1 3
+        mkelf "$tmp/elf-$c$d-late-static" "$c" "$d" 6 1 1 1 1 1 1 1 1 1 1
+        elfs+=("$tmp/elf-$c$d-dyn" "$tmp/elf-$c$d-static" "$tmp/elf-$c$d-late-dyn" "$tmp/elf-$c$d-late-static")
+        want_kinds+="dynamic static dynamic static "
+    done
+done
+kinds=$(bash -c 'source "$1"; shift; for f; do elf_kind "$f"; printf "%s " "$elf_kind"; done' _ "$script" "${elfs[@]}")
+if [[ $kinds == "$want_kinds" ]]; then pass; else fail "synthetic ELF kinds: $kinds"; fi
+if command -v readelf >/dev/null; then
+    mapfile -t sys < <( (ls -d /usr/bin/* /usr/lib/x86_64-linux-gnu/*.so* "$ldso" \
+        "$tmp/progs/"* 2>/dev/null) | awk 'NR % 23 == 1 || /progs|ld-linux/')
+    elfs+=("${sys[@]}")
+    mapfile -t kinds < <(bash -c 'source "$1"; shift; for f; do elf_kind "$f"; echo "$elf_kind"; done' _ "$script" "${elfs[@]}")
+    checked=0
+    for i in "${!elfs[@]}"; do
+        f=${elfs[i]}
+        [[ -f $f ]] || continue
+        hdr=$(LC_ALL=C readelf -hlW "$f" 2>/dev/null) || hdr=""
+        if ! grep -q 'Type: *\(EXEC\|DYN\)' <<<"$hdr"; then
+            want=other
+        elif grep -q '^ *INTERP ' <<<"$hdr"; then
+            want=dynamic
+        else
+            want=static
+        fi
+        got=${kinds[i]}
+        [[ $got == dynamic || $got == static ]] || got=other
+        if [[ $got == "$want" ]]; then pass; else fail "ELF reader: $f is $got, readelf says $want"; fi
+        checked=$((checked + 1))
+    done
+    if ((checked >= 40)); then pass; else fail "only $checked files compared with readelf"; fi
+else
+    echo "readelf not installed; the ELF reader is checked on synthetic headers only" >&2
+fi
+
+# --- sizes: the help text says what the library accepts -----------------------------
+# The forms --help gives as examples must be accepted by the real library,
+# and other forms refused. PENDING: forms the help documents ahead of the
+# library (the parser extension in main); this test fails once the library
+# accepts them, so that they are moved out of this list.
+pending="1.5G 90%"
+real_lib=${MLT_LIB:-$here/../build/libmemlimits.so}
+if [[ -f $real_lib ]]; then
+    run "${clean_env[@]}" "$ml" --help
+    size_text=$(printf '%s\n' "$out" | sed -n '/^SIZE is/,/^$/p')
+    mapfile -t examples < <(grep -o '([^)]*)' <<<"$size_text" | tr -d '()' | tr ',' '\n' | tr -d ' ' | grep .)
+    if ((${#examples[@]} >= 6)); then pass; else fail "too few size examples in --help: ${examples[*]}"; fi
+    # "K, M, G or T, in either case and optionally followed by 'iB'"
+    for u in K M G T k m g t; do examples+=("1$u" "3${u}iB"); done
+    size_ok() { # value option
+        run "${clean_env[@]}" MEMLIMITS_LIBRARY="$real_lib" "$ml" "${2:---global-memory}" "$1" true
+    }
+    for x in "${examples[@]}"; do
+        size_ok "$x"
+        if [[ " $pending " == *" $x "* ]]; then
+            if [[ $rc -eq 125 ]]; then pass; else fail "size '$x' is now accepted (status $rc): remove it from 'pending' in tests/wrapper.sh"; fi
+        else
+            expect_rc "documented size '$x'" 0
+        fi
+    done
+    for x in 64KB '64 K' 1.5.5G ten -1 0x10 1e6 '90 %' '' 64Ki; do
+        size_ok "$x"
+        expect_rc "malformed size '$x'" 125
+        expect_err_has "malformed size '$x'" "MEMLIMITS_GLOBAL_MEMORY"
+    done
+    # A percentage is for --global-memory only.
+    size_ok 90% --allocations
+    expect_rc "percentage for --allocations" 125
+else
+    echo "$real_lib not built: skipping the size tests against the library" >&2
+fi
+
+# --- the man page ----------------------------------------------------------------
+# Made from --help by scripts/mkman; every option and variable of --help is
+# in the rendered page.
+if "$here/../scripts/mkman" "$ml" >"$tmp/memlimit.1" 2>"$tmp/mkman.err"; then pass; else fail "mkman: $(cat "$tmp/mkman.err")"; fi
+roff=$(cat "$tmp/memlimit.1")
+for want in '.TH MEMLIMIT 1 "" "memlimits '"$(cat "$here/../VERSION")"'"' '.SH NAME' '.SH SYNOPSIS' \
+    '.SH DESCRIPTION' '.SH OPTIONS' '.SH "EXIT STATUS"' '.SH "ENVIRONMENT"' '.SH "SEE ALSO"' \
+    'memlimit \- run CMD'; do
+    if grep -qF -- "$want" <<<"$roff"; then pass; else fail "man page lacks '$want'"; fi
+done
+text=""
+if command -v groff >/dev/null; then
+    groff -man -Tutf8 -ww -z "$tmp/memlimit.1" 2>"$tmp/groff.err"
+    if [[ ! -s $tmp/groff.err ]]; then pass; else fail "groff warnings: $(cat "$tmp/groff.err")"; fi
+    text=$(groff -man -Tutf8 -P-cbou "$tmp/memlimit.1" 2>/dev/null)
+elif command -v mandoc >/dev/null; then
+    if mandoc -Tlint -Wwarning "$tmp/memlimit.1"; then pass; else fail "mandoc -Tlint"; fi
+    text=$(mandoc -Tascii "$tmp/memlimit.1" | col -b)
+else
+    echo "neither groff nor mandoc: checking the man page's source only" >&2
+    text=$(sed 's/\\f[BIR]//g; s/\\-/-/g' "$tmp/memlimit.1")
+fi
+if command -v man >/dev/null; then
+    if MANWIDTH=80 man -l "$tmp/memlimit.1" >/dev/null 2>"$tmp/man.err"; then pass; else fail "man -l: $(cat "$tmp/man.err")"; fi
+fi
+run "${clean_env[@]}" "$ml" --help
+mapfile -t names < <(printf '%s\n' "$out" | grep -oE -- "(^|[ ('])--?[a-z][a-z-]*|MEMLIMITS_[A-Z_]+|LD_PRELOAD" | sed "s/^[ (']//" | sort -u)
+if ((${#names[@]} >= 20)); then pass; else fail "too few names from --help: ${names[*]}"; fi
+for w in "${names[@]}"; do
+    if grep -qF -- "$w" <<<"$text"; then pass; else fail "the man page does not show $w"; fi
+done
+# And all of its text: every word of --help is in the page.
+# (Headings are in capitals there.)
+missing=$(comm -23 <(grep -oE '[A-Za-z][A-Za-z_]+' <<<"$out" | grep -vx Usage | tr '[:upper:]' '[:lower:]' | sort -u) \
+    <(grep -oE '[A-Za-z][A-Za-z_]+' <<<"$text" | tr '[:upper:]' '[:lower:]' | sort -u) | tr '\n' ' ')
+if [[ -z $missing ]]; then pass; else fail "words of --help missing from the man page: $missing"; fi
+# Each option's own entry (a tagged paragraph), not only a mention.
+for o in $(printf '%s\n' "$out" | sed -n 's/^  \(-h, \)\{0,1\}\(--[a-z-]*\).*/\2/p'); do
+    if grep -q "^\\.TP" -A1 <<<"$roff" && grep -A1 '^\.TP' <<<"$roff" | grep -qF -- "\\fB${o//-/\\-}\\fR"; then pass; else fail "no entry for $o in the man page"; fi
+done
+# The page `make` built is the page of this script.
+if [[ -f $here/../build/memlimit.1 ]]; then
+    if "$here/../scripts/mkman" "$script" | cmp -s - "$here/../build/memlimit.1"; then pass; else fail "build/memlimit.1 is stale: run make"; fi
+fi
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
