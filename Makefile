@@ -26,6 +26,10 @@ PRELOAD_OBJ := $(PRELOAD_SRC:%.c=$(B)/%.o)
 PROF_OBJ    := $(PRELOAD_SRC:%.c=$(B)/prof/%.o)
 LIB         := $(B)/libmemlimits.so
 PROF_LIB    := $(B)/libmemlimits-prof.so
+# The portable build: C instead of the x86-64 assembly of the fast path
+# (what other architectures get); built and tested by make test.
+PORT_OBJ    := $(CORE_SRC:%.c=$(B)/portable/%.o) $(PRELOAD_SRC:%.c=$(B)/portable/%.o)
+PORT_LIB    := $(B)/libmemlimits-portable.so
 
 MAN         := $(B)/memlimit.1
 
@@ -76,6 +80,14 @@ $(LIB): $(CORE_OBJ) $(PRELOAD_OBJ) $(B)/jemalloc.a | preload/exports.map
 $(PROF_LIB): $(CORE_OBJ) $(PROF_OBJ) $(B)/jemalloc-prof.a | preload/exports.map
 	$(LINK_LIB)
 
+$(B)/portable/%.o: %.c | $(B)/.setup-build
+	@mkdir -p $(dir $@)
+	$(CC) $(ENGINE_CFLAGS) -DMLI_PORTABLE_MALLOC -c -o $@ $<
+$(B)/portable/core/task.o: ENGINE_CFLAGS += -fexceptions
+
+$(PORT_LIB): $(PORT_OBJ) $(B)/jemalloc.a | preload/exports.map
+	$(LINK_LIB)
+
 # The man page is made from `memlimit --help` (scripts/mkman): one source.
 $(MAN): scripts/memlimit scripts/mkman VERSION
 	@mkdir -p $(B)
@@ -104,7 +116,7 @@ clean:
 	rm -rf $(B)
 
 .PHONY: all install clean
--include $(CORE_OBJ:.o=.d) $(PRELOAD_OBJ:.o=.d) $(PROF_OBJ:.o=.d)
+-include $(CORE_OBJ:.o=.d) $(PRELOAD_OBJ:.o=.d) $(PROF_OBJ:.o=.d) $(PORT_OBJ:.o=.d)
 
 demo: $(LIB) $(PROF_LIB) | $(B)/.setup-test
 	scripts/demo

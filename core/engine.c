@@ -204,6 +204,13 @@ void mli_refill(struct mli_thread *t)
 	unsigned mask = active(t);
 	fold(t, mask);
 	struct mli_adm a = { .kind = MLI_ADM_POLL, .mem = -1 };
+	/* A poke (a token set by a signal handler) cut the grant so that the
+	 * next allocation would see it: a new grant must not skip that look. */
+	if (t->poked) {
+		t->poked = 0;
+		admit(t, &a, mask);
+		mask = active(t);
+	}
 	regrant(t, &a, mask);
 	mli_engine_leave(t);
 	after(t);
@@ -211,10 +218,9 @@ void mli_refill(struct mli_thread *t)
 
 void mli_poke(struct mli_thread *t)
 {
-	if (t->in_engine) {
-		t->poked = 1;
-		return;
-	}
+	t->poked = 1;
+	if (t->in_engine)
+		return; /* the engine looks when it leaves (after) */
 	/* Cut the grant: the unused part of it is not counted. */
 	uint64_t left = __atomic_exchange_n(&t->left, 0, __ATOMIC_RELAXED);
 	t->grant -= left;
@@ -223,7 +229,7 @@ void mli_poke(struct mli_thread *t)
 int mli_admit_slow(size_t n)
 {
 	struct mli_thread *t = &mli_tls;
-	t->left += n; /* undo the fast path's wrapped subtraction */
+	mli_left_add(n); /* undo the fast path's wrapped subtraction */
 	if (n > (size_t)PTRDIFF_MAX)
 		return MLI_REFUSE; /* no allocator can serve it: not a limit's doing */
 	if (mli_unlikely(t->in_engine)) {
@@ -243,6 +249,7 @@ int mli_admit_slow(size_t n)
 		thread_start(t);
 	}
 	mli_engine_enter(t);
+	t->poked = 0; /* this admission is the look a poke asks for */
 	unsigned mask = active(t);
 	if (mli_likely(!mask && n < MLI_PEAK_NOTE)) {
 		/* No meter on, and a block the peak's publication covers: fold
@@ -293,6 +300,7 @@ bool mli_admit_mapped(uint64_t bytes)
 		thread_start(t);
 	}
 	mli_engine_enter(t);
+	t->poked = 0;
 	unsigned mask = active(t);
 	fold(t, mask);
 	struct mli_adm a = { .n = bytes, .kind = MLI_ADM_MAP, .mem = -1 };
@@ -314,6 +322,7 @@ void mli_check_now(struct mli_thread *t)
 	if (t->in_engine || t->state != MLI_T_LIVE)
 		return;
 	mli_engine_enter(t);
+	t->poked = 0;
 	unsigned mask = active(t);
 	fold(t, mask);
 	struct mli_adm a = { .kind = MLI_ADM_POLL, .mem = -1 };

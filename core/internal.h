@@ -249,7 +249,23 @@ static inline bool mli_admit_fast(size_t n)
 			 : "rax", "memory");
 	return !borrow;
 #else
-	return !__builtin_sub_overflow(mli_tls.left, n, &mli_tls.left);
+	/* An atomic read-modify-write of a thread-local word: one instruction
+	 * or a restartable LL/SC loop, so a signal handler sees either side. */
+	return __atomic_fetch_sub(&mli_tls.left, n, __ATOMIC_RELAXED) >= n;
+#endif
+}
+
+/* Adds n to the grant (undoes a wrapped subtraction), as signal-safely. */
+static inline void mli_left_add(uint64_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(MLI_PORTABLE_MALLOC)
+	__asm__ volatile("movq mli_tls@gottpoff(%%rip), %%rdx\n\t"
+			 "addq %0, %%fs:(%%rdx)"
+			 :
+			 : "r"(n)
+			 : "rdx", "cc", "memory");
+#else
+	__atomic_fetch_add(&mli_tls.left, n, __ATOMIC_RELAXED);
 #endif
 }
 
@@ -280,10 +296,11 @@ static inline void mli_give_back(uint64_t n, uint64_t after)
 				 : "r"(n)
 				 : "rdx", "cc", "memory");
 #else
-	if (after != 0 && mli_tls.left == after)
-		mli_tls.left = after + n;
-	else
-		mli_tls.refund += n;
+	uint64_t expect = after;
+	if (after == 0 ||
+	    !__atomic_compare_exchange_n(&mli_tls.left, &expect, after + n, false,
+					 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		__atomic_fetch_add(&mli_tls.refund, n, __ATOMIC_RELAXED);
 #endif
 }
 
@@ -300,8 +317,7 @@ static inline bool mli_take(size_t n, uint64_t *after)
 			 :
 			 : "rdx", "cc", "memory");
 #else
-	uint64_t old = mli_tls.left;
-	mli_tls.left = old - n;
+	uint64_t old = __atomic_fetch_sub(&mli_tls.left, n, __ATOMIC_RELAXED);
 #endif
 	*after = old - n;
 	if (mli_likely(old >= n))

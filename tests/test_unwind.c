@@ -26,20 +26,38 @@ static void cxx_exception_escapes_task(void **state)
 }
 
 static volatile int in_task;
+static volatile int after_cancel; /* 1: the cleanup's allocation worked, -1: refused */
 
+/* The task uses most of its 1 MiB budget, then spins until cancelled. */
 static void *spin_in_task(void *arg)
 {
+	void *keep = malloc(900 << 10);
 	in_task = 1;
 	for (;;) {
 		free(malloc(64));
 		pthread_testcancel();
 	}
+	free(keep);
 	return arg;
+}
+
+/* Runs after the cancellation unwound through the task, outside it: if the
+ * task's scope was left, 512 KiB more is no task's business; if it were
+ * still on the thread's stack of scopes (pointing into unwound frames), the
+ * task's 1 MiB budget would refuse it. */
+static void after_unwind(void *arg)
+{
+	(void)arg;
+	void *p = malloc(512 << 10);
+	after_cancel = p ? 1 : -1;
+	free(p);
 }
 
 static void *cancelled_thread(void *arg)
 {
-	ml_limit_allocations(ML_MAX_ALLOCATION_LIMIT, spin_in_task, NULL, NULL, NULL);
+	pthread_cleanup_push(after_unwind, NULL);
+	ml_limit_allocations(1 << 20, spin_in_task, NULL, NULL, NULL);
+	pthread_cleanup_pop(0);
 	return arg;
 }
 
@@ -53,6 +71,7 @@ static void cancel_inside_task(void **state)
 	for (int i = 0; i < 20; i++) {
 		pthread_t th;
 		in_task = 0;
+		after_cancel = 0;
 		assert_int_equal(pthread_create(&th, NULL, cancelled_thread, NULL), 0);
 		while (!in_task)
 			usleep(100);
@@ -60,6 +79,9 @@ static void cancel_inside_task(void **state)
 		void *ret;
 		assert_int_equal(pthread_join(th, &ret), 0);
 		assert_ptr_equal(ret, PTHREAD_CANCELED);
+		/* The cancelled task left its scope before the thread's own
+		 * cleanup ran. */
+		assert_int_equal(after_cancel, 1);
 	}
 	/* This thread is unaffected and tasks still work. */
 	uint64_t used = 0;

@@ -42,7 +42,7 @@ $(B)/tests/progs/%: tests/progs/%.cc shim/memlimits.h shim/memlimits.hpp | $(B)/
 	@mkdir -p $(dir $@)
 	$(CXX) -O1 -g -Wall -Wextra -pthread -I. -o $@ $< -ldl
 
-test-build: $(LIB) $(PROF_LIB) $(MAN) $(UNIT_BIN) $(TEST_BIN) $(HELPER_BIN)
+test-build: $(LIB) $(PROF_LIB) $(PORT_LIB) $(MAN) $(UNIT_BIN) $(TEST_BIN) $(HELPER_BIN)
 
 test: test-build
 	tests/run
