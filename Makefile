@@ -60,13 +60,15 @@ $(B)/jemalloc.a: preload/jemalloc.syms | $(B)/.setup-build
 $(B)/jemalloc-prof.a: preload/jemalloc-prof.syms | $(B)/.setup-build
 	objcopy --redefine-syms=preload/jemalloc-prof.syms $(JE_PIC) $@
 
-LINK_LIB = $(CC) -shared -o $@ $^ -Wl,--version-script=preload/exports.map \
+# exports.map is a prerequisite (a change relinks), not an input file.
+LINK_LIB = $(CC) -shared -o $@ $(filter-out %.map,$^) \
+	-Wl,--version-script=preload/exports.map \
 	-Wl,-z,relro,-z,now -Wl,--no-undefined -lpthread -ldl -lm
 
-$(LIB): $(CORE_OBJ) $(PRELOAD_OBJ) $(B)/jemalloc.a | preload/exports.map
+$(LIB): $(CORE_OBJ) $(PRELOAD_OBJ) $(B)/jemalloc.a preload/exports.map
 	$(LINK_LIB)
 
-$(PROF_LIB): $(CORE_OBJ) $(PROF_OBJ) $(B)/jemalloc-prof.a | preload/exports.map
+$(PROF_LIB): $(CORE_OBJ) $(PROF_OBJ) $(B)/jemalloc-prof.a preload/exports.map
 	$(LINK_LIB)
 
 include tests/tests.mk
