@@ -164,10 +164,12 @@ static void exports_exact(const char *cmd)
 		"_Znam", "_ZnamRKSt9nothrow_t", "_ZnamSt11align_val_t",
 		"_ZnamSt11align_val_tRKSt9nothrow_t", "_Znwm", "_ZnwmRKSt9nothrow_t",
 		"_ZnwmSt11align_val_t", "_ZnwmSt11align_val_tRKSt9nothrow_t",
-		"aligned_alloc", "calloc", "free", "free_aligned_sized", "free_sized",
-		"malloc", "malloc_usable_size", "memalign", "ml_engine", "posix_memalign",
-		"pthread_create", "pthread_exit", "pvalloc", "realloc", "reallocarray",
-		"valloc",
+		"aligned_alloc", "calloc", "dallocx", "free", "free_aligned_sized",
+		"free_sized", "mallctl", "mallctlbymib", "mallctlnametomib", "malloc",
+		"malloc_stats_print", "malloc_usable_size", "mallocx", "memalign",
+		"ml_engine", "nallocx", "posix_memalign", "pthread_create", "pthread_exit",
+		"pvalloc", "rallocx", "realloc", "reallocarray", "sallocx", "sdallocx",
+		"valloc", "xallocx",
 	};
 	const size_t nwant = sizeof want / sizeof *want;
 	struct mlt_run r;

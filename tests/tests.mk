@@ -27,11 +27,16 @@ $(B)/tests/unit_%: tests/unit_%.c $(CORE_OBJ) | $(B)/.setup-test
 
 $(B)/tests/test_%: tests/test_%.c tests/harness.h shim/memlimits.h | $(B)/.setup-test
 	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) -o $@ $< -lcmocka -ldl -lm
+	$(CC) $(TEST_CFLAGS) -o $@ $< -lcmocka -ldl -lm $(PROG_LDFLAGS)
+
+# Linked with Debian's libjemalloc.so.2, as redis-server is.
+$(B)/tests/test_jeapi: PROG_LDFLAGS = -ljemalloc
 
 $(B)/tests/progs/%: tests/progs/%.c shim/memlimits.h | $(B)/.setup-test
 	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) -o $@ $< -ldl -lm
+	$(CC) $(TEST_CFLAGS) -o $@ $< -ldl -lm $(PROG_LDFLAGS)
+
+$(B)/tests/progs/prof_jeapi: PROG_LDFLAGS = -ljemalloc
 
 # Shared libraries for the tests (tests/progs/libNAME.c -> libNAME.so).
 $(B)/tests/progs/lib%.so: tests/progs/lib%.c | $(B)/.setup-test
