@@ -164,13 +164,13 @@ static void exports_exact(const char *cmd)
 		"_Znam", "_ZnamRKSt9nothrow_t", "_ZnamSt11align_val_t",
 		"_ZnamSt11align_val_tRKSt9nothrow_t", "_Znwm", "_ZnwmRKSt9nothrow_t",
 		"_ZnwmSt11align_val_t", "_ZnwmSt11align_val_tRKSt9nothrow_t",
-		"aligned_alloc", "calloc", "dallocx", "free", "free_aligned_sized",
-		"free_sized", "mallctl", "mallctlbymib", "mallctlnametomib", "mallinfo",
-		"mallinfo2", "malloc", "malloc_info", "malloc_stats", "malloc_stats_print",
-		"malloc_trim", "malloc_usable_size", "mallocx", "mallopt", "memalign",
-		"ml_engine", "nallocx", "posix_memalign", "pthread_create", "pthread_exit",
-		"pvalloc", "rallocx", "realloc", "reallocarray", "sallocx", "sdallocx",
-		"valloc", "xallocx",
+		"aligned_alloc", "calloc", "dallocx", "dlopen", "free",
+		"free_aligned_sized", "free_sized", "mallctl", "mallctlbymib",
+		"mallctlnametomib", "mallinfo", "mallinfo2", "malloc", "malloc_info",
+		"malloc_stats", "malloc_stats_print", "malloc_trim", "malloc_usable_size",
+		"mallocx", "mallopt", "memalign", "ml_engine", "nallocx", "posix_memalign",
+		"pthread_create", "pthread_exit", "pvalloc", "rallocx", "realloc",
+		"reallocarray", "sallocx", "sdallocx", "valloc", "xallocx",
 	};
 	const size_t nwant = sizeof want / sizeof *want;
 	struct mlt_run r;

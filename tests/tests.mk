@@ -36,6 +36,9 @@ $(B)/tests/progs/%: tests/progs/%.c shim/memlimits.h | $(B)/.setup-test
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -o $@ $< -ldl -lm $(PROG_LDFLAGS)
 
+# deepbind finds libdeep.so by its RUNPATH, as the caller of dlopen.
+$(B)/tests/progs/deepbind: PROG_LDFLAGS = -Wl,--enable-new-dtags,-rpath,'$$ORIGIN'
+$(B)/tests/progs/deepbind: $(B)/tests/progs/libdeep.so
 $(B)/tests/progs/prof_jeapi: PROG_LDFLAGS = -ljemalloc
 
 # Shared libraries for the tests (tests/progs/libNAME.c -> libNAME.so).
