@@ -126,7 +126,7 @@ static __attribute__((noreturn)) void throw_bad_alloc(const void *caller)
 	if (rt_find(caller))
 		__atomic_load_n(&rt.throw_bad_alloc, __ATOMIC_RELAXED)();
 	static const char msg[] = "memlimits: operator new failed and no C++ runtime "
-				  "is loaded to throw std::bad_alloc: aborting\n";
+				  "was found to throw std::bad_alloc: aborting\n";
 	mli_write_all(2, msg, sizeof msg - 1);
 	abort();
 }

@@ -1,6 +1,7 @@
 /* test_cxx: the library's C++ operators new and delete (preload/cxx.c).
  * The checks run in C++ helpers under the preload (tests/progs/cxx_ops.cc,
- * cxx_replaced.cc); this program runs them and checks what a C program
+ * cxx_replaced.cc, and libcxxlocal.cc loaded by the C program cxx_local.c);
+ * this program runs them and checks what a C program
  * must not see: libstdc++ is neither a dependency of the library nor loaded
  * into a C program that preloads it. The profiling build's sized delete of
  * sampled blocks is test_prof's (prof_cxx). */
@@ -72,6 +73,17 @@ static void program_operators_kept(void **state)
 	run_helper("cxx_replaced", NULL, NULL);
 }
 
+/* C++ code in a library a C program loaded with RTLD_LOCAL (a python
+ * extension, say): its runtime is in no global scope, and is found in the
+ * calling library's dependencies. */
+static void runtime_in_a_local_scope(void **state)
+{
+	(void)state;
+	char lib[4200];
+	snprintf(lib, sizeof lib, "%s", prog("libcxxlocal.so"));
+	run_helper("cxx_local", lib, NULL);
+}
+
 /* C programs pay nothing for the operators: no libstdc++ needed by the
  * library, none loaded into a C program. */
 static void no_libstdcxx_in_c_programs(void **state)
@@ -106,6 +118,7 @@ int main(void)
 		cmocka_unit_test(refusal_throws_bad_alloc),
 		cmocka_unit_test(new_handler_loop),
 		cmocka_unit_test(program_operators_kept),
+		cmocka_unit_test(runtime_in_a_local_scope),
 		cmocka_unit_test(no_libstdcxx_in_c_programs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
