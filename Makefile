@@ -21,9 +21,10 @@ ENGINE_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=hidden \
 
 CORE_SRC    := $(wildcard core/*.c)
 PRELOAD_SRC := $(wildcard preload/*.c)
+PRELOAD_CXX := $(wildcard preload/*.cc)
 CORE_OBJ    := $(CORE_SRC:%.c=$(B)/%.o)
-PRELOAD_OBJ := $(PRELOAD_SRC:%.c=$(B)/%.o)
-PROF_OBJ    := $(PRELOAD_SRC:%.c=$(B)/prof/%.o)
+PRELOAD_OBJ := $(PRELOAD_SRC:%.c=$(B)/%.o) $(PRELOAD_CXX:%.cc=$(B)/%.o)
+PROF_OBJ    := $(PRELOAD_SRC:%.c=$(B)/prof/%.o) $(PRELOAD_CXX:%.cc=$(B)/%.o)
 LIB         := $(B)/libmemlimits.so
 PROF_LIB    := $(B)/libmemlimits-prof.so
 # The portable build: C instead of the x86-64 assembly of the fast path
@@ -60,8 +61,27 @@ $(B)/prof/%.o: %.c | $(B)/.setup-build
 	@mkdir -p $(dir $@)
 	$(CC) $(ENGINE_CFLAGS) -DMLI_PROF_BUILD -c -o $@ $<
 
-# Exceptions and cancellations may unwind through a task (see task.c).
+# Exceptions and cancellations may unwind through a task (see task.c), and
+# std::bad_alloc and new_handlers' exceptions through operator new.
 $(B)/core/task.o: ENGINE_CFLAGS += -fexceptions
+$(B)/preload/cxx.o $(B)/prof/preload/cxx.o: ENGINE_CFLAGS += -fexceptions
+
+# The one C++ object (preload/cxx_catch.cc, a catch for cxx.c): no header,
+# no libstdc++ at link time; its references to the C++ runtime are renamed to
+# cxx.c's trampolines, which call the program's runtime (found at run time).
+CXX_RUNTIME_REFS := __gxx_personality_v0=mli_cxx_personality \
+	__cxa_begin_catch=mli_cxx_begin_catch __cxa_end_catch=mli_cxx_end_catch
+$(B)/preload/%.o: preload/%.cc | $(B)/.setup-build
+	@mkdir -p $(dir $@)
+	$(CXX) $(CFLAGS) -Wall -Wextra -fPIC -fvisibility=hidden -fno-rtti \
+		-nostdinc++ -c -o $@.tmp $<
+	objcopy $(CXX_RUNTIME_REFS:%=--redefine-sym %) $@.tmp $@
+	rm -f $@.tmp
+
+# operator delete(void *) and operator delete(void *, std::align_val_t) are
+# free itself (jemalloc's in the default library, region.c's in the
+# profiling one): the same address, no extra call.
+CXX_ALIASES := -Wl,--defsym=_ZdlPv=free -Wl,--defsym=_ZdlPvSt11align_val_t=free
 
 # jemalloc's PIC archive with its public names renamed (preload/jemalloc.syms):
 # linked into the library, called directly, never exported.
@@ -71,13 +91,15 @@ $(B)/jemalloc.a: preload/jemalloc.syms | $(B)/.setup-build
 $(B)/jemalloc-prof.a: preload/jemalloc-prof.syms | $(B)/.setup-build
 	objcopy --redefine-syms=preload/jemalloc-prof.syms $(JE_PIC) $@
 
-LINK_LIB = $(CC) -shared -o $@ $^ -Wl,--version-script=preload/exports.map \
+# exports.map is a prerequisite (a change relinks), not an input file.
+LINK_LIB = $(CC) -shared -o $@ $(filter-out %.map,$^) \
+	-Wl,--version-script=preload/exports.map $(CXX_ALIASES) \
 	-Wl,-z,relro,-z,now -Wl,--no-undefined -lpthread -ldl -lm
 
-$(LIB): $(CORE_OBJ) $(PRELOAD_OBJ) $(B)/jemalloc.a | preload/exports.map
+$(LIB): $(CORE_OBJ) $(PRELOAD_OBJ) $(B)/jemalloc.a preload/exports.map
 	$(LINK_LIB)
 
-$(PROF_LIB): $(CORE_OBJ) $(PROF_OBJ) $(B)/jemalloc-prof.a | preload/exports.map
+$(PROF_LIB): $(CORE_OBJ) $(PROF_OBJ) $(B)/jemalloc-prof.a preload/exports.map
 	$(LINK_LIB)
 
 $(B)/portable/%.o: %.c | $(B)/.setup-build

@@ -7,71 +7,19 @@
  * calloc/reallocarray gives NULL + ENOMEM; realloc(p, 0) frees p and returns
  * NULL; bad alignments give EINVAL; memalign rounds a non-power-of-two
  * alignment up as glibc does. */
-#include <errno.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "../core/internal.h"
-#include "jemalloc.h"
-
-#define EXPORT __attribute__((visibility("default")))
-
-static void *enomem(void)
-{
-	errno = ENOMEM;
-	return NULL;
-}
-
-/* Slow paths: admission by the engine, and the allocation's failure gives
- * the charge back so that counts stay exact. */
-bool mli_region_owns(const void *p);
-void mli_free_sampled(void *p);
-
-/* Only the profiling build has blocks of its own: those in the region's
- * window (one shift and compare), and then in the region itself. */
-static inline bool region_owns(const void *p)
-{
-#ifdef MLI_PROF_BUILD
-	extern uint64_t mli_region_tag;
-	return ((uintptr_t)p >> 34) == __atomic_load_n(&mli_region_tag, __ATOMIC_RELAXED) &&
-	       mli_region_owns(p);
-#else
-	(void)p;
-	return false;
-#endif
-}
-
-/* Frees any block: the profiler's or jemalloc's. */
-static void any_free(void *p)
-{
-	if (region_owns(p))
-		mli_free_sampled(p);
-	else
-		mli_je_free(p);
-}
-
-/* The block for an admitted request: from the profiler's region if it was
- * sampled (falling back to jemalloc, untracked, if the region is full). */
-static void *get_block(int admitted, size_t n, size_t align, bool zero)
-{
-	if (admitted == MLI_SAMPLE) {
-		void *p = mli_prof_alloc(n, align, zero);
-		if (p)
-			return p;
-	}
-	if (align)
-		return mli_je_aligned_alloc(align, n);
-	return zero ? mli_je_calloc(1, n) : mli_je_malloc(n);
-}
+#include "alloc.h"
 
 /* Used from malloc's assembly, hence not static. */
 __attribute__((used, noinline)) void *mli_malloc_slow(size_t n)
 {
 	int a = mli_admit_slow(n);
 	if (!a)
-		return enomem();
-	void *p = get_block(a, n, 0, false);
+		return mli_enomem();
+	void *p = mli_get_block(a, n, 0, false);
 	if (!p)
 		mli_uncharge(n);
 	return p;
@@ -104,11 +52,11 @@ EXPORT void *calloc(size_t a, size_t b)
 {
 	size_t n;
 	if (__builtin_mul_overflow(a, b, &n))
-		return enomem();
+		return mli_enomem();
 	int ad = mli_admit(n);
 	if (!ad)
-		return enomem();
-	void *p = ad == MLI_ADMIT ? mli_je_calloc(a, b) : get_block(ad, n, 0, true);
+		return mli_enomem();
+	void *p = ad == MLI_ADMIT ? mli_je_calloc(a, b) : mli_get_block(ad, n, 0, true);
 	if (!p)
 		mli_uncharge(n);
 	return p;
@@ -127,11 +75,11 @@ static void *realloc_sampled(void *old, size_t n)
 	size_t grow = n - have;
 	int ad = mli_admit(grow);
 	if (!ad)
-		return enomem();
-	void *p = get_block(ad, n, 0, false);
+		return mli_enomem();
+	void *p = mli_get_block(ad, n, 0, false);
 	if (!p) {
 		mli_uncharge(grow);
-		return enomem();
+		return mli_enomem();
 	}
 	memcpy(p, old, have);
 	mli_free_sampled(old);
@@ -145,18 +93,18 @@ static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
 	if (!old)
 		return malloc(n);
 	if (n == 0) {
-		any_free(old);
+		mli_any_free(old);
 		return NULL;
 	}
 	if (n > (size_t)PTRDIFF_MAX)
-		return enomem();
-	if (region_owns(old))
+		return mli_enomem();
+	if (mli_is_sampled(old))
 		return realloc_sampled(old, n);
 	size_t have = mli_je_sallocx(old, 0);
 	size_t grow = n > have ? n - have : 0;
 	int ad = grow ? mli_admit(grow) : MLI_ADMIT;
 	if (!ad)
-		return enomem();
+		return mli_enomem();
 	void *p;
 	if (ad == MLI_SAMPLE && (p = mli_prof_alloc(n, 0, false)) != NULL) {
 		memcpy(p, old, have);
@@ -174,7 +122,7 @@ static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
 
 EXPORT void *realloc(void *old, size_t n)
 {
-	if (mli_likely(old && n && !region_owns(old))) {
+	if (mli_likely(old && n && !mli_is_sampled(old))) {
 		/* Charge n up front if it fits the grant; else, if no limit could
 		 * refuse even all of n (the room the limits leave), charge the
 		 * growth afterwards. Either way the growth is learnt from
@@ -208,7 +156,7 @@ EXPORT void *reallocarray(void *old, size_t a, size_t b)
 {
 	size_t n;
 	if (__builtin_mul_overflow(a, b, &n))
-		return enomem();
+		return mli_enomem();
 	return realloc(old, n);
 }
 
@@ -218,14 +166,14 @@ static bool pow2(size_t a)
 }
 
 /* The aligned forms share this: align is a valid power of two. */
-static void *aligned(size_t align, size_t n)
+void *mli_aligned(size_t align, size_t n)
 {
 	if (align < 16)
 		align = 16; /* as glibc: never less than 16-byte aligned */
 	int ad = mli_admit(n);
 	if (!ad)
-		return enomem();
-	void *p = get_block(ad, n, align, false);
+		return mli_enomem();
+	void *p = mli_get_block(ad, n, align, false);
 	if (!p)
 		mli_uncharge(n);
 	return p;
@@ -236,7 +184,7 @@ EXPORT int posix_memalign(void **out, size_t align, size_t n)
 	if (!pow2(align) || align % sizeof(void *))
 		return EINVAL;
 	int saved = errno;
-	void *p = aligned(align, n);
+	void *p = mli_aligned(align, n);
 	if (!p)
 		return ENOMEM;
 	errno = saved;
@@ -250,7 +198,7 @@ EXPORT void *aligned_alloc(size_t align, size_t n)
 		errno = EINVAL;
 		return NULL;
 	}
-	return aligned(align, n);
+	return mli_aligned(align, n);
 }
 
 EXPORT void *memalign(size_t align, size_t n)
@@ -262,7 +210,7 @@ EXPORT void *memalign(size_t align, size_t n)
 	size_t a = sizeof(void *);
 	while (a < align)
 		a <<= 1;
-	return aligned(a, n);
+	return mli_aligned(a, n);
 }
 
 static size_t page_size(void)
@@ -275,16 +223,16 @@ static size_t page_size(void)
 
 EXPORT void *valloc(size_t n)
 {
-	return aligned(page_size(), n);
+	return mli_aligned(page_size(), n);
 }
 
 EXPORT void *pvalloc(size_t n)
 {
 	size_t ps = page_size(), r;
 	if (__builtin_add_overflow(n, ps - 1, &r))
-		return enomem();
+		return mli_enomem();
 	r &= ~(ps - 1);
-	return aligned(ps, r ? r : ps);
+	return mli_aligned(ps, r ? r : ps);
 }
 
 /* C23. The size is only a hint; a wrong one must not corrupt the heap, so it
@@ -292,12 +240,12 @@ EXPORT void *pvalloc(size_t n)
 EXPORT void free_sized(void *p, size_t size)
 {
 	(void)size;
-	any_free(p);
+	mli_any_free(p);
 }
 
 EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
 {
 	(void)align;
 	(void)size;
-	any_free(p);
+	mli_any_free(p);
 }

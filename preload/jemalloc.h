@@ -17,6 +17,30 @@ void *mli_je_aligned_alloc(size_t align, size_t n);
 size_t mli_je_sallocx(const void *p, int flags);
 int mli_je_mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp,
 		   size_t newlen);
+
+/* jemalloc's non-standard API (the names jemalloc.so exports; jeapi.c exports
+ * them again, charged). */
+void *mli_je_mallocx(size_t n, int flags);
+void *mli_je_rallocx(void *p, size_t n, int flags);
+size_t mli_je_xallocx(void *p, size_t n, size_t extra, int flags);
+void mli_je_dallocx(void *p, int flags);
+void mli_je_sdallocx(void *p, size_t n, int flags);
+size_t mli_je_nallocx(size_t n, int flags); /* flags: lg of the alignment */
+int mli_je_mallctlnametomib(const char *name, size_t *mibp, size_t *miblenp);
+int mli_je_mallctlbymib(const size_t *mib, size_t miblen, void *oldp,
+			size_t *oldlenp, void *newp, size_t newlen);
+void mli_je_malloc_stats_print(void (*write_cb)(void *, const char *),
+			       void *cbopaque, const char *opts);
+
+/* The flags of that API (jemalloc's ABI, as its jemalloc.h defines them). */
+#define MLI_MALLOCX_LG_ALIGN_MASK 0x3f /* lg of the alignment; 0: none */
+#define MLI_MALLOCX_ZERO 0x40
+/* The lg-alignment flag for a power-of-two alignment. */
+static inline int mli_mallocx_align(size_t align)
+{
+	return align > 1 ? __builtin_ctzll(align) : 0;
+}
+
 #ifdef MLI_PROF_BUILD
 void mli_je_free(void *p); /* the exported free is region.c's */
 size_t mli_je_malloc_usable_size(void *p);
@@ -25,7 +49,6 @@ size_t mli_je_malloc_usable_size(void *p);
  * (preload/jemalloc.syms). The library's own calls must not go through those
  * names: another preload before this one (valgrind's, say) would take them.
  * So they use jemalloc's renamed dallocx and sallocx. */
-void mli_je_dallocx(void *p, int flags);
 size_t malloc_usable_size(void *p);
 static inline void mli_je_free(void *p)
 {
@@ -34,7 +57,5 @@ static inline void mli_je_free(void *p)
 }
 #define mli_je_malloc_usable_size malloc_usable_size
 #endif
-void *mli_je_mallocx(size_t n, int flags);
-size_t mli_je_nallocx(size_t n, int flags); /* flags: lg of the alignment */
 
 #endif

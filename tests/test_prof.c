@@ -9,7 +9,9 @@
  * (exactly once per tracked block, via free and realloc, never for an
  * untracked one, not after ml_memprof_stop); callbacks that allocate, in the
  * allocating thread, never nested; the limits unchanged by profiling;
- * sampled blocks as memory; MEMLIMITS_PROFILE files read by google-pprof for
+ * sampled blocks as memory (through C++ operator delete's forms and
+ * jemalloc's API too);
+ * MEMLIMITS_PROFILE files read by google-pprof for
  * a C program with known hot spots and for python3; the profile written at
  * a breach; the default build refusing the profiler's variables. */
 /* harness.h defines _GNU_SOURCE: it comes before any system header. */
@@ -642,6 +644,34 @@ static void sampled_blocks_work_as_memory(void **state)
 	mlt_run_free(&r);
 }
 
+/* Every form of C++'s operator delete (the sized and aligned ones go to
+ * jemalloc's sized free otherwise) recognises a sampled block. */
+static void cxx_delete_of_sampled_blocks(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("prof_cxx"), NULL };
+	struct mlt_run r;
+	run_prof(argv, NULL, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT_KV(r, "failures", 0);
+	EXPECT_KV(r, "checks", 60);
+	mlt_run_free(&r);
+}
+
+/* jemalloc's API (mallocx, sallocx, dallocx, sdallocx, rallocx, xallocx)
+ * on sampled blocks. */
+static void jemalloc_api_on_sampled_blocks(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("prof_jeapi"), NULL };
+	struct mlt_run r;
+	run_prof(argv, NULL, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT_KV(r, "failures", 0);
+	EXPECT_KV(r, "checks", 5 * 13);
+	mlt_run_free(&r);
+}
+
 /* The profile's own tables (MEMLIMITS_PROFILE) are not part of the heap
  * that MEMLIMITS_GLOBAL_MEMORY limits: profiling changes no decision. */
 static void profile_tables_not_in_heap(void **state)
@@ -937,6 +967,8 @@ int main(void)
 		cmocka_unit_test(limits_unchanged_malloc_calloc_aligned),
 		cmocka_unit_test(limits_unchanged_with_realloc),
 		cmocka_unit_test(sampled_blocks_work_as_memory),
+		cmocka_unit_test(cxx_delete_of_sampled_blocks),
+		cmocka_unit_test(jemalloc_api_on_sampled_blocks),
 		cmocka_unit_test(profile_tables_not_in_heap),
 		cmocka_unit_test(ulimit_v_sampled_blocks_work),
 		cmocka_unit_test(ulimit_v_shared_window_frees_reach_jemalloc),

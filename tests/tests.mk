@@ -10,12 +10,14 @@ UNIT_SRC    := $(wildcard tests/unit_*.c)
 TEST_SRC    := $(wildcard tests/test_*.c)
 HELPER_SRC  := $(filter-out tests/progs/lib%.c,$(wildcard tests/progs/*.c))
 HELPERLIB_SRC := $(wildcard tests/progs/lib*.c)
-HELPERXX_SRC:= $(wildcard tests/progs/*.cc)
+HELPERXXLIB_SRC := $(wildcard tests/progs/lib*.cc)
+HELPERXX_SRC:= $(filter-out tests/progs/lib%.cc,$(wildcard tests/progs/*.cc))
 UNIT_BIN    := $(UNIT_SRC:tests/%.c=$(B)/tests/%)
 TEST_BIN    := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 HELPER_BIN  := $(HELPER_SRC:tests/progs/%.c=$(B)/tests/progs/%) \
 	       $(HELPERXX_SRC:tests/progs/%.cc=$(B)/tests/progs/%) \
-	       $(HELPERLIB_SRC:tests/progs/%.c=$(B)/tests/progs/%.so)
+	       $(HELPERLIB_SRC:tests/progs/%.c=$(B)/tests/progs/%.so) \
+	       $(HELPERXXLIB_SRC:tests/progs/%.cc=$(B)/tests/progs/%.so)
 # The unit tests link the engine's files directly; unit_engine brings a fake
 # backend and links all of core/, the others only what needs no backend.
 UNIT_OBJ    := $(B)/core/config.o $(B)/core/fmt.o
@@ -27,16 +29,28 @@ $(B)/tests/unit_%: tests/unit_%.c $(CORE_OBJ) | $(B)/.setup-test
 
 $(B)/tests/test_%: tests/test_%.c tests/harness.h shim/memlimits.h | $(B)/.setup-test
 	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) -o $@ $< -lcmocka -ldl -lm
+	$(CC) $(TEST_CFLAGS) -o $@ $< -lcmocka -ldl -lm $(PROG_LDFLAGS)
+
+# Linked with Debian's libjemalloc.so.2, as redis-server is.
+$(B)/tests/test_jeapi: PROG_LDFLAGS = -ljemalloc
 
 $(B)/tests/progs/%: tests/progs/%.c shim/memlimits.h | $(B)/.setup-test
 	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) -o $@ $< -ldl -lm
+	$(CC) $(TEST_CFLAGS) -o $@ $< -ldl -lm $(PROG_LDFLAGS)
+
+# deepbind finds libdeep.so by its RUNPATH, as the caller of dlopen.
+$(B)/tests/progs/deepbind: PROG_LDFLAGS = -Wl,--enable-new-dtags,-rpath,'$$ORIGIN'
+$(B)/tests/progs/deepbind: $(B)/tests/progs/libdeep.so
+$(B)/tests/progs/prof_jeapi: PROG_LDFLAGS = -ljemalloc
 
 # Shared libraries for the tests (tests/progs/libNAME.c -> libNAME.so).
 $(B)/tests/progs/lib%.so: tests/progs/lib%.c | $(B)/.setup-test
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -shared -fPIC -o $@ $<
+
+$(B)/tests/progs/lib%.so: tests/progs/lib%.cc shim/memlimits.h | $(B)/.setup-test
+	@mkdir -p $(dir $@)
+	$(CXX) -O1 -g -Wall -Wextra -I. -shared -fPIC -o $@ $< -ldl
 
 $(B)/tests/progs/%: tests/progs/%.cc shim/memlimits.h shim/memlimits.hpp | $(B)/.setup-test
 	@mkdir -p $(dir $@)

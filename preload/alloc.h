@@ -1,0 +1,68 @@
+/* alloc.h: what the exported entry points share (alloc.c, cxx.c, jeapi.c):
+ * telling the profiler's sampled blocks from jemalloc's, and getting the
+ * block for an admitted request. */
+#ifndef MLI_ALLOC_H
+#define MLI_ALLOC_H
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../core/internal.h"
+#include "jemalloc.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+static inline void *mli_enomem(void)
+{
+	errno = ENOMEM;
+	return NULL;
+}
+
+/* region.c: the exact test, and the free of a pointer in the window. */
+bool mli_region_owns(const void *p);
+void mli_free_sampled(void *p);
+
+/* Only the profiling build has blocks of its own: those in the region's
+ * window (one shift and compare), and then in the region itself. */
+static inline bool mli_is_sampled(const void *p)
+{
+#ifdef MLI_PROF_BUILD
+	extern uint64_t mli_region_tag;
+	return ((uintptr_t)p >> 34) == __atomic_load_n(&mli_region_tag, __ATOMIC_RELAXED) &&
+	       mli_region_owns(p);
+#else
+	(void)p;
+	return false;
+#endif
+}
+
+/* Frees any block: the profiler's or jemalloc's. */
+static inline void mli_any_free(void *p)
+{
+	if (mli_is_sampled(p))
+		mli_free_sampled(p);
+	else
+		mli_je_free(p);
+}
+
+/* The block for an admitted request: from the profiler's region if it was
+ * sampled (falling back to jemalloc, untracked, if the region is full). */
+static inline void *mli_get_block(int admitted, size_t n, size_t align, bool zero)
+{
+	if (admitted == MLI_SAMPLE) {
+		void *p = mli_prof_alloc(n, align, zero);
+		if (p)
+			return p;
+	}
+	if (align)
+		return mli_je_aligned_alloc(align, n);
+	return zero ? mli_je_calloc(1, n) : mli_je_malloc(n);
+}
+
+/* alloc.c: malloc's slow path (admission, block, uncharge on failure). */
+void *mli_malloc_slow(size_t n);
+/* alloc.c: the aligned forms' common part; align is a power of two (raised
+ * to 16 as glibc does). NULL + ENOMEM if refused or out of memory. */
+void *mli_aligned(size_t align, size_t n);
+
+#endif

@@ -1,0 +1,164 @@
+/* jeapi.c: jemalloc's own API (mallocx, rallocx, xallocx, sallocx, dallocx,
+ * sdallocx, nallocx, mallctl*, malloc_stats_print), answered by the
+ * embedded jemalloc.
+ *
+ * A program linked with Debian's libjemalloc.so.2 (redis-server is one)
+ * otherwise gets malloc from this library but mallocx and mallctl from a
+ * second, empty jemalloc: mallocx then free crashes, and mallctl's
+ * statistics describe a heap nobody uses. The allocating calls are charged
+ * and limited like malloc and realloc (requested bytes; a resize charges
+ * its growth beyond the block's usable size); their flags (alignment, zero,
+ * tcache, arena) go to jemalloc as they are. In the profiling build a
+ * sampled block (which lives in the profiler's range, not in jemalloc) is
+ * recognised by every call that takes a pointer. */
+#include <string.h>
+
+#include "alloc.h"
+
+static size_t flag_align(int flags)
+{
+	int lg = flags & MLI_MALLOCX_LG_ALIGN_MASK;
+	return lg ? (size_t)1 << lg : 0;
+}
+
+EXPORT void *mallocx(size_t n, int flags)
+{
+	int ad = mli_admit(n);
+	if (!ad)
+		return NULL;
+	void *p = NULL;
+	if (ad == MLI_SAMPLE)
+		p = mli_prof_alloc(n, flag_align(flags), flags & MLI_MALLOCX_ZERO);
+	if (!p)
+		p = mli_je_mallocx(n, flags);
+	if (!p)
+		mli_uncharge(n);
+	return p;
+}
+
+/* rallocx of a sampled block: it moves out (the new block may be sampled
+ * again), as realloc does. */
+static void *rallocx_sampled(void *old, size_t n, int flags)
+{
+	size_t have = mli_be_sample_size(old), align = flag_align(flags);
+	if (n <= have && (!align || ((uintptr_t)old & (align - 1)) == 0)) {
+		mli_be_sample_shrink(old, n);
+		return old;
+	}
+	size_t grow = n > have ? n - have : 0;
+	int ad = grow ? mli_admit(grow) : MLI_ADMIT;
+	if (!ad)
+		return NULL;
+	void *p = NULL;
+	if (ad == MLI_SAMPLE)
+		p = mli_prof_alloc(n, align, flags & MLI_MALLOCX_ZERO);
+	if (!p)
+		p = mli_je_mallocx(n, flags);
+	if (!p) {
+		if (grow)
+			mli_uncharge(grow);
+		return NULL;
+	}
+	memcpy(p, old, have < n ? have : n);
+	mli_free_sampled(old);
+	return p;
+}
+
+EXPORT void *rallocx(void *old, size_t n, int flags)
+{
+	if (mli_is_sampled(old))
+		return rallocx_sampled(old, n, flags);
+	size_t have = mli_je_sallocx(old, 0);
+	size_t grow = n > have ? n - have : 0;
+	int ad = grow ? mli_admit(grow) : MLI_ADMIT;
+	if (!ad)
+		return NULL;
+	void *p;
+	if (ad == MLI_SAMPLE &&
+	    (p = mli_prof_alloc(n, flag_align(flags), flags & MLI_MALLOCX_ZERO))) {
+		memcpy(p, old, have < n ? have : n);
+		mli_je_dallocx(old, 0);
+		return p;
+	}
+	p = mli_je_rallocx(old, n, flags);
+	if (!p && grow)
+		mli_uncharge(grow);
+	return p;
+}
+
+/* In place: at least n bytes, at most n + extra, or the block as it was.
+ * The growth that may happen (to n + extra) is charged before, what did not
+ * happen is given back after. A refused growth leaves the block as it is,
+ * xallocx's own way to fail. */
+EXPORT size_t xallocx(void *p, size_t n, size_t extra, int flags)
+{
+	if (mli_is_sampled(p)) {
+		/* The profiler's blocks do not grow; they shrink as realloc's do. */
+		size_t want = n + extra < n ? SIZE_MAX : n + extra;
+		if (want < mli_be_sample_size(p))
+			mli_be_sample_shrink(p, want);
+		return mli_be_sample_size(p);
+	}
+	size_t have = mli_je_sallocx(p, 0);
+	size_t most = n + extra < n ? SIZE_MAX : n + extra;
+	size_t grow = most > have ? most - have : 0;
+	if (grow && !mli_admit(grow))
+		return have;
+	size_t got = mli_je_xallocx(p, n, extra, flags);
+	/* The bytes counted are those requested: up to n + extra. */
+	size_t used = got > have ? (got < most ? got : most) - have : 0;
+	if (grow > used)
+		mli_uncharge(grow - used);
+	return got;
+}
+
+EXPORT size_t sallocx(const void *p, int flags)
+{
+	if (mli_is_sampled(p))
+		return mli_be_sample_size(p);
+	return mli_je_sallocx(p, flags);
+}
+
+EXPORT void dallocx(void *p, int flags)
+{
+	if (mli_is_sampled(p))
+		mli_free_sampled(p);
+	else
+		mli_je_dallocx(p, flags);
+}
+
+EXPORT void sdallocx(void *p, size_t n, int flags)
+{
+	if (mli_is_sampled(p))
+		mli_free_sampled(p);
+	else
+		mli_je_sdallocx(p, n, flags);
+}
+
+EXPORT size_t nallocx(size_t n, int flags)
+{
+	return mli_je_nallocx(n, flags);
+}
+
+EXPORT int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp,
+		   size_t newlen)
+{
+	return mli_je_mallctl(name, oldp, oldlenp, newp, newlen);
+}
+
+EXPORT int mallctlnametomib(const char *name, size_t *mibp, size_t *miblenp)
+{
+	return mli_je_mallctlnametomib(name, mibp, miblenp);
+}
+
+EXPORT int mallctlbymib(const size_t *mib, size_t miblen, void *oldp,
+			size_t *oldlenp, void *newp, size_t newlen)
+{
+	return mli_je_mallctlbymib(mib, miblen, oldp, oldlenp, newp, newlen);
+}
+
+EXPORT void malloc_stats_print(void (*write_cb)(void *, const char *),
+			       void *cbopaque, const char *opts)
+{
+	mli_je_malloc_stats_print(write_cb, cbopaque, opts);
+}
