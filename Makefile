@@ -29,7 +29,8 @@ LIB         := $(B)/libmemlimits.so
 PROF_LIB    := $(B)/libmemlimits-prof.so
 # The portable build: C instead of the x86-64 assembly of the fast path
 # (what other architectures get); built and tested by make test.
-PORT_OBJ    := $(CORE_SRC:%.c=$(B)/portable/%.o) $(PRELOAD_SRC:%.c=$(B)/portable/%.o)
+PORT_OBJ    := $(CORE_SRC:%.c=$(B)/portable/%.o) $(PRELOAD_SRC:%.c=$(B)/portable/%.o) \
+	       $(PRELOAD_CXX:%.cc=$(B)/%.o)
 PORT_LIB    := $(B)/libmemlimits-portable.so
 
 MAN         := $(B)/memlimit.1
@@ -105,9 +106,9 @@ $(PROF_LIB): $(CORE_OBJ) $(PROF_OBJ) $(B)/jemalloc-prof.a preload/exports.map
 $(B)/portable/%.o: %.c | $(B)/.setup-build
 	@mkdir -p $(dir $@)
 	$(CC) $(ENGINE_CFLAGS) -DMLI_PORTABLE_MALLOC -c -o $@ $<
-$(B)/portable/core/task.o: ENGINE_CFLAGS += -fexceptions
+$(B)/portable/core/task.o $(B)/portable/preload/cxx.o: ENGINE_CFLAGS += -fexceptions
 
-$(PORT_LIB): $(PORT_OBJ) $(B)/jemalloc.a | preload/exports.map
+$(PORT_LIB): $(PORT_OBJ) $(B)/jemalloc.a preload/exports.map
 	$(LINK_LIB)
 
 # The man page is made from `memlimit --help` (scripts/mkman): one source.

@@ -37,26 +37,24 @@ typedef void (*new_handler)(void);
 /* ---- The C++ runtime, found when first needed -------------------------- */
 
 /* dlsym and dlopen may allocate (dlerror's message, the loader's lists):
- * those allocations are the library's need, and the thread is here because
- * a limit refused it, so they are made as the engine's own: counted, never
- * refused. */
+ * those allocations are the library's need, not the program's, and the
+ * thread is here because a limit refused it, so they are made as an
+ * invisible callout (core/callout.c): neither counted nor refused. */
 struct guard {
-	uint8_t was;
+	int unused;
 };
 static struct guard guard_enter(void)
 {
 	struct mli_thread *t = &mli_tls;
 	if (t->state == MLI_T_NEW)
 		mli_thread_start();
-	struct guard g = { t->in_engine };
-	mli_engine_enter(t);
-	return g;
+	mli_callout_begin(t, MLI_CALLOUT_INVISIBLE);
+	return (struct guard){ 0 };
 }
 static void guard_leave(struct guard g)
 {
-	struct mli_thread *t = &mli_tls;
-	if (!g.was)
-		mli_engine_leave(t);
+	(void)g;
+	mli_callout_end(&mli_tls, MLI_CALLOUT_INVISIBLE);
 }
 
 static struct {

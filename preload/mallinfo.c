@@ -66,7 +66,7 @@ static struct figures figures(void)
 EXPORT struct mallinfo2 mallinfo2(void)
 {
 	struct figures f = figures();
-	int64_t peak = mli_peak_heap();
+	int64_t peak = mli_mem_peak();
 	struct mallinfo2 m = { 0 };
 	m.arena = f.mapped;          /* bytes from the system */
 	m.uordblks = f.allocated;    /* allocated */
