@@ -33,4 +33,9 @@ uint64_t mli_be_nrequests(void);
 int64_t mli_be_stats_allocated(void);
 size_t mli_be_usable_size(const void *p);
 
+/* What the backend tells the engine (core/memory.c): bytes that are in its
+ * per-thread counters but not the program's memory (the engine's own
+ * blocks: negative), or memory outside them (positive). */
+void mli_mem_base_add(int64_t delta);
+
 #endif

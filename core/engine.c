@@ -24,10 +24,7 @@ static const struct mli_meter *const meters[] = { MLI_METERS(MLI_METER_ENTRY) };
 #define NMETERS (sizeof meters / sizeof meters[0])
 _Static_assert(NMETERS == MLI_NMETERS, "one bit per meter");
 
-/* With no meter asking for less, a thread checks in every GRANT bytes: at
- * most the per-thread slack a memory limit set later, by another thread,
- * allows (memory.c), so that such a limit holds from the moment it is set. */
-#define GRANT ((uint64_t)56 << 10)
+#define GRANT MLI_GRANT
 
 static int init_state; /* 0 not yet, 1 in progress, 2 done */
 static void hooks_init(void);
@@ -137,13 +134,17 @@ static void fold_meters(struct mli_thread *t, unsigned mask, uint64_t used)
 /* Folds what the fast path handed out since the last refill into count,
  * tells the meters, and publishes the thread's memory if it moved enough
  * to matter to others. */
-static void fold(struct mli_thread *t, unsigned mask)
+static inline __attribute__((always_inline)) void
+fold(struct mli_thread *t, unsigned mask)
 {
-	uint64_t refund = t->refund;
-	uint64_t used = t->grant - t->left - refund;
-	t->count += used;
-	t->refund -= refund;
-	t->grant = t->left = 0;
+	/* Exchanges, so that a signal handler's allocation on this thread
+	 * lands either before (in `used`) or after (in the slow path, which
+	 * counts it). */
+	uint64_t left = __atomic_exchange_n(&t->left, 0, __ATOMIC_RELAXED);
+	uint64_t refund = __atomic_exchange_n(&t->refund, 0, __ATOMIC_RELAXED);
+	uint64_t used = t->grant - left - refund;
+	t->grant = 0;
+	MLI_TLS_ADD(count, used);
 	if (mask)
 		fold_meters(t, mask, used);
 	if (__atomic_load_n(&mli_eng.mem_users, __ATOMIC_RELAXED))
@@ -151,20 +152,33 @@ static void fold(struct mli_thread *t, unsigned mask)
 }
 
 /* Sets the grant from the bounds of the meters in mask. */
-static void regrant(struct mli_thread *t, struct mli_adm *a, unsigned mask)
+static inline __attribute__((always_inline)) void
+regrant(struct mli_thread *t, struct mli_adm *a, unsigned mask)
 {
 	a->wait = GRANT;
 	a->room = UINT64_MAX;
 	FOR_EACH_METER(i, mask & has_bound)
 		meters[i]->bound(t, a);
 	t->headroom = a->room;
-	t->limits_gen = __atomic_load_n(&mli_eng.limits_gen, __ATOMIC_RELAXED);
-	t->grant = t->left = a->wait;
+	uint32_t gen = __atomic_load_n(&mli_eng.limits_gen, __ATOMIC_RELAXED);
+	t->limits_gen = gen;
+	t->quick_gen = t->mem_gen = 0;
+	if (!(mask & ~MLI_METER_BIT(memory)) && !t->callout &&
+	    t->state == MLI_T_LIVE) {
+		/* A lane for the next slow path (mli_quick_refill, mli_mem_quick). */
+		if (mask || __atomic_load_n(&mli_eng.mem_users, __ATOMIC_RELAXED))
+			t->mem_gen = gen + 1;
+		else
+			t->quick_gen = gen + 1;
+	}
+	t->grant = a->wait;
+	t->left = a->wait;
 }
 
 /* Runs the admission through the meters in mask that take part in its
  * kind. On a refusal, the meters that charged before it are uncharged. */
-static bool admit(struct mli_thread *t, struct mli_adm *a, unsigned mask)
+static inline __attribute__((always_inline)) bool
+admit(struct mli_thread *t, struct mli_adm *a, unsigned mask)
 {
 	unsigned passed = 0;
 	FOR_EACH_METER(i, mask & has_admit[a->kind]) {
@@ -218,6 +232,7 @@ void mli_refill(struct mli_thread *t)
 
 void mli_poke(struct mli_thread *t)
 {
+	t->quick_gen = t->mem_gen = 0; /* the next slow path looks */
 	t->poked = 1;
 	if (t->in_engine)
 		return; /* the engine looks when it leaves (after) */
@@ -226,23 +241,42 @@ void mli_poke(struct mli_thread *t)
 	t->grant -= left;
 }
 
+static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n);
+
 int mli_admit_slow(size_t n)
 {
+	if (mli_likely(mli_quick_refill(n)))
+		return MLI_ADMIT;
+	return mli_admit_rest(n);
+}
+
+int mli_admit_rest(size_t n)
+{
 	struct mli_thread *t = &mli_tls;
+	if (t->mem_gen == __atomic_load_n(&mli_eng.limits_gen, __ATOMIC_RELAXED) + 1 &&
+	    n < MLI_PEAK_NOTE && !t->in_engine && mli_mem_quick(t, n))
+		return MLI_ADMIT;
+	return admit_full(t, n);
+}
+
+/* Everything else: a separate function, so that the quick refill above
+ * saves no registers. */
+static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n)
+{
 	mli_left_add(n); /* undo the fast path's wrapped subtraction */
 	if (n > (size_t)PTRDIFF_MAX)
 		return MLI_REFUSE; /* no allocator can serve it: not a limit's doing */
 	if (mli_unlikely(t->in_engine)) {
 		/* Re-entered: a signal handler that allocates, or the engine's own
 		 * allocation. Count, never refuse, take no lock. */
-		t->count += n;
+		MLI_TLS_ADD(count, n);
 		return MLI_ADMIT;
 	}
 	if (t->callout)
 		return MLI_ADMIT; /* a profiler callback: invisible to the limits */
 	if (t->state != MLI_T_LIVE) {
 		if (t->state == MLI_T_DEAD || t->initialising) {
-			t->count += n;
+			MLI_TLS_ADD(count, n);
 			return MLI_ADMIT;
 		}
 		mli_engine_enter(t);
@@ -251,27 +285,11 @@ int mli_admit_slow(size_t n)
 	mli_engine_enter(t);
 	t->poked = 0; /* this admission is the look a poke asks for */
 	unsigned mask = active(t);
-	if (mli_likely(!mask && n < MLI_PEAK_NOTE)) {
-		/* No meter on, and a block the peak's publication covers: fold
-		 * and regrant, nothing else. */
-		uint64_t refund = t->refund;
-		t->count += t->grant - t->left - refund + n;
-		t->refund -= refund;
-		if (__atomic_load_n(&mli_eng.mem_users, __ATOMIC_RELAXED))
-			mli_mem_publish(t, false);
-		t->headroom = UINT64_MAX;
-		t->limits_gen = __atomic_load_n(&mli_eng.limits_gen,
-						__ATOMIC_RELAXED);
-		t->grant = t->left = GRANT;
-		mli_engine_leave(t);
-		after(t);
-		return MLI_ADMIT;
-	}
 	fold(t, mask);
 	struct mli_adm a = { .n = n, .kind = MLI_ADM_ALLOC, .mem = -1 };
 	int r = MLI_REFUSE;
 	if (admit(t, &a, mask)) {
-		t->count += n;
+		MLI_TLS_ADD(count, n);
 		r = a.sampled ? MLI_SAMPLE : MLI_ADMIT;
 		/* Every admitted block is in the peak (smaller ones within the
 		 * publication's quantum). */

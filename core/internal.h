@@ -110,6 +110,11 @@ struct mli_thread {
 	uint8_t callout;      /* depth of invisible callouts (callout.c) */
 	uint32_t mask_depth;
 	uint32_t limits_gen;  /* mli_eng.limits_gen at the last refill */
+	/* limits_gen + 1 if the thread's next slow path may be a plain
+	 * refill (no meter on, nothing to publish), else 0; mem_gen the same
+	 * for the memory lane (no meter but MEMLIMITS_GLOBAL_MEMORY's: see
+	 * mli_mem_quick). */
+	uint32_t quick_gen, mem_gen;
 	/* The task meter (task.c). */
 	uint32_t nfired;  /* scopes on the stack whose limit fired */
 	uint32_t ntoken;  /* token scopes on the stack */
@@ -153,7 +158,11 @@ static inline void mli_engine_leave(struct mli_thread *t)
 void mli_thread_attach(struct mli_thread *t);
 void mli_thread_init_once(void); /* atfork handlers */
 uint64_t mli_thread_count(const struct mli_thread *t); /* exact, requested */
-uint32_t mli_thread_n(void);     /* registered threads now */
+extern uint32_t mli_reg_n;       /* registered threads (atomic) */
+static inline uint32_t mli_thread_n(void)
+{
+	return __atomic_load_n(&mli_reg_n, __ATOMIC_RELAXED);
+}
 uint64_t mli_total_allocated(void); /* requested bytes, all threads ever */
 /* Calls fn for every registered thread, under the registry's lock (which
  * marks the caller as in the engine), unless *gen moved from `seen` while
@@ -161,6 +170,10 @@ uint64_t mli_total_allocated(void); /* requested bytes, all threads ever */
  * increments *gen. */
 void mli_for_each_thread_if(void (*fn)(struct mli_thread *t, void *arg),
 			    void *arg, uint64_t *gen, uint64_t seen);
+
+/* Admissions of blocks this big note the memory's peak themselves
+ * (memory.c); smaller ones are within the publication's quantum of it. */
+#define MLI_PEAK_NOTE ((uint64_t)16 << 10)
 
 /* ---- core/engine.c: global state, start-up, the slow path ------------- */
 struct mli_engine {
@@ -269,6 +282,23 @@ static inline void mli_left_add(uint64_t n)
 #endif
 }
 
+/* t->field += v for a field of the calling thread's block, in one
+ * instruction (or an atomic), so that a signal handler's update of the same
+ * word (its allocation re-entering the slow path counts itself) is never
+ * lost in the middle of a load and a store. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(MLI_PORTABLE_MALLOC)
+#define MLI_TLS_ADD(field, v)                                                 \
+	__asm__ volatile("movq mli_tls@gottpoff(%%rip), %%rdx\n\t"            \
+			 "addq %0, %%fs:%c1(%%rdx)"                            \
+			 :                                                     \
+			 : "r"((uint64_t)(v)),                                 \
+			   "i"(__builtin_offsetof(struct mli_thread, field))   \
+			 : "rdx", "cc", "memory")
+#else
+#define MLI_TLS_ADD(field, v)                                                 \
+	((void)__atomic_fetch_add(&mli_tls.field, (uint64_t)(v), __ATOMIC_RELAXED))
+#endif
+
 /* Gives back n bytes taken from the grant, `after` being what `left` was
  * right after taking them. If `left` moved since (a signal handler cut the
  * grant to send the thread to the slow path, or allocated), putting the
@@ -326,6 +356,52 @@ static inline bool mli_take(size_t n, uint64_t *after)
 	return false;
 }
 
+/* With no meter asking for less, a thread checks in every MLI_GRANT bytes:
+ * at most the per-thread slack a memory limit set later, by another
+ * thread, allows (memory.c), so that such a limit holds from the moment it
+ * is set. */
+#define MLI_GRANT ((uint64_t)56 << 10)
+
+/* Counts what the fast path handed out since the last refill and the
+ * request that wrapped `left` (grant - left is both). Exchanges, so that a
+ * signal handler's allocation lands either before or after (in_engine,
+ * counted by its own slow path). Inside the engine. */
+static inline void mli_quick_fold(struct mli_thread *t)
+{
+	uint64_t left = __atomic_exchange_n(&t->left, 0, __ATOMIC_RELAXED);
+	uint64_t refund = __atomic_exchange_n(&t->refund, 0, __ATOMIC_RELAXED);
+	MLI_TLS_ADD(count, t->grant - left - refund);
+}
+
+/* The memory lane (memory.c): MEMLIMITS_GLOBAL_MEMORY's check, or the
+ * publication other threads' memory limits need, and a refill, without
+ * the meters' table. False if the full slow path must decide. */
+bool mli_mem_quick(struct mli_thread *t, size_t n);
+/* The slow path after the plain refill did not apply: the memory lane, or
+ * the meters. */
+MLI_NOINLINE int mli_admit_rest(size_t n);
+
+/* The slow path's common case, inline in the entry points: no meter on and
+ * nothing to publish (quick_gen, set by the last regrant, is still valid),
+ * so count what was used and regrant. A poke (a token set from a signal
+ * handler) meanwhile gets its look. */
+static inline bool mli_quick_refill(size_t n)
+{
+	struct mli_thread *t = &mli_tls;
+	uint32_t gen = __atomic_load_n(&mli_eng.limits_gen, __ATOMIC_RELAXED);
+	if (mli_unlikely(t->quick_gen != gen + 1 || n >= MLI_PEAK_NOTE ||
+			 t->in_engine))
+		return false;
+	mli_engine_enter(t);
+	mli_quick_fold(t);
+	t->grant = MLI_GRANT;
+	t->left = MLI_GRANT;
+	mli_engine_leave(t);
+	if (mli_unlikely(t->poked))
+		mli_check_now(t);
+	return true;
+}
+
 /* Called on the allocation path: charge n requested bytes (MLI_*). */
 static inline int mli_admit(size_t n)
 {
@@ -350,9 +426,7 @@ int64_t mli_mem_exact(void);     /* walks the threads: not on hot paths */
 int64_t mli_heap_exact(void);    /* the malloc heap part of mli_mem_exact */
 int64_t mli_mem_peak(void);      /* highest memory seen (every admission) */
 void mli_mem_note(int64_t v);    /* a value the memory reached */
-/* Admissions of blocks this big note the peak themselves; smaller ones are
- * within the publication's quantum of it. */
-#define MLI_PEAK_NOTE ((uint64_t)16 << 10)
+
 /* Publishes t's live bytes: exactly, or (from its slow path) only if they
  * moved enough to matter to other threads' decisions. */
 void mli_mem_publish(struct mli_thread *t, bool exact);

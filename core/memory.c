@@ -34,6 +34,9 @@ _Static_assert(MEM_GRANT + PUB_SLACK == ((uint64_t)64 << 10),
 	       "the README states 64 KiB per thread");
 
 static int64_t heap_pub; /* sum of published live bytes, dead threads too */
+/* Memory not in any thread's counters: sampled blocks (region.c) and
+ * mapped memory, less the engine's own blocks, which are (backend.c). */
+static int64_t base;
 static int64_t mapped;   /* counted bytes mapped outside malloc */
 static int64_t peak;
 static uint64_t walks;   /* exact walks completed */
@@ -60,8 +63,12 @@ void mli_mem_note(int64_t v)
 static int64_t others(void)
 {
 	return __atomic_load_n(&heap_pub, __ATOMIC_RELAXED) +
-	       mli_be_sample_live() - mli_be_own_live() +
-	       __atomic_load_n(&mapped, __ATOMIC_RELAXED);
+	       __atomic_load_n(&base, __ATOMIC_RELAXED);
+}
+
+void mli_mem_base_add(int64_t delta)
+{
+	__atomic_add_fetch(&base, delta, __ATOMIC_RELAXED);
 }
 
 int64_t mli_mem_estimate(const struct mli_thread *t)
@@ -101,8 +108,11 @@ void mli_mem_publish(struct mli_thread *t, bool exact)
 static void on_activity(void *arg, uint64_t allocated, uint64_t deallocated)
 {
 	struct mli_thread *t = arg;
-	if (t->be_alloc)
-		publish(t, (int64_t)(allocated - deallocated), false, false);
+	int64_t v = (int64_t)(allocated - deallocated);
+	int64_t d = v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
+	if (mli_likely(d < PUB_QUANTUM && d > -PUB_QUANTUM))
+		return; /* balanced: the shared sum is not touched */
+	publish(t, v, true, false);
 }
 
 void mli_mem_thread_attach(struct mli_thread *t)
@@ -143,8 +153,8 @@ int64_t mli_mem_peak(void)
 
 void mli_mem_mapped_add(int64_t delta)
 {
-	int64_t v = __atomic_add_fetch(&mapped, delta, __ATOMIC_RELAXED);
-	(void)v;
+	__atomic_add_fetch(&mapped, delta, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&base, delta, __ATOMIC_RELAXED);
 	if (delta > 0)
 		mli_mem_note(others());
 }
@@ -186,6 +196,41 @@ void mli_mem_bound(const struct mli_thread *t, struct mli_adm *a,
 	uint64_t share = free_mem / (2 * (uint64_t)(n ? n : 1));
 	a->wait = mli_min(a->wait, mli_min(share, MEM_GRANT));
 	a->room = 0; /* a realloc's growth beyond the grant is checked */
+}
+
+/* The memory lane of the slow path: the thread's meters are MEMLIMITS_
+ * GLOBAL_MEMORY's at most (or none, while other threads' tasks have memory
+ * limits that need this thread's growth published). What the meter would
+ * decide, when it would admit, without the table: every 56 KiB of a
+ * thread's allocation under a cap comes here. */
+bool mli_mem_quick(struct mli_thread *t, size_t n)
+{
+	int64_t v = thread_live(t);
+	int64_t cap = mli_eng.mem_cap;
+	uint64_t g = MLI_GRANT;
+	if (cap >= 0) {
+		int64_t mem = others() + v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
+		if (mem > cap || n > (uint64_t)(cap - mem))
+			return false; /* the meter decides: exact figure, report */
+		uint64_t free_mem = (uint64_t)(cap - mem) - n;
+		uint64_t nt = mli_thread_n();
+		nt = nt ? nt : 1;
+		if (free_mem < 2 * MEM_GRANT * nt) /* as mli_mem_bound */
+			g = free_mem / (2 * nt);
+		else
+			g = MEM_GRANT;
+	}
+	mli_engine_enter(t);
+	mli_quick_fold(t);
+	int64_t d = v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
+	if (mli_unlikely(d > PUB_SLACK || d <= -PUB_QUANTUM))
+		publish(t, v, true, false);
+	t->grant = g;
+	t->left = g;
+	mli_engine_leave(t);
+	if (mli_unlikely(t->poked))
+		mli_check_now(t);
+	return true;
 }
 
 /* ---- the meter of MEMLIMITS_GLOBAL_MEMORY ----------------------------- */

@@ -15,7 +15,7 @@ __thread struct mli_thread mli_tls __attribute__((tls_model("initial-exec")));
 
 static int reg_lock;                   /* spin lock: no futex, no allocation */
 static struct mli_thread *reg_head;    /* live registered threads */
-static uint32_t reg_n;                 /* atomic: read without the lock */
+uint32_t mli_reg_n;                    /* atomic: read without the lock */
 static uint64_t retired_count;         /* requested bytes of exited threads */
 static uint64_t next_id;
 static pthread_key_t exit_key;
@@ -63,11 +63,6 @@ uint64_t mli_thread_count(const struct mli_thread *t)
 	return t->count + (t->grant - t->left) - t->refund;
 }
 
-uint32_t mli_thread_n(void)
-{
-	return __atomic_load_n(&reg_n, __ATOMIC_RELAXED);
-}
-
 static void unlink_thread(struct mli_thread *t)
 {
 	if (t->prev)
@@ -76,7 +71,7 @@ static void unlink_thread(struct mli_thread *t)
 		reg_head = t->next;
 	if (t->next)
 		t->next->prev = t->prev;
-	__atomic_store_n(&reg_n, reg_n - 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&mli_reg_n, mli_reg_n - 1, __ATOMIC_RELAXED);
 }
 
 static void thread_exit(void *arg)
@@ -144,7 +139,7 @@ void mli_thread_attach(struct mli_thread *t)
 	if (reg_head)
 		reg_head->prev = t;
 	reg_head = t;
-	__atomic_store_n(&reg_n, reg_n + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&mli_reg_n, mli_reg_n + 1, __ATOMIC_RELAXED);
 	mli_spin_unlock(&reg_lock);
 	mli_mem_thread_attach(t);
 	t->state = MLI_T_LIVE;
@@ -193,7 +188,7 @@ static void fork_child(void)
 	struct mli_thread *self = &mli_tls;
 	struct mli_thread *t = reg_head, *next;
 	reg_head = NULL;
-	reg_n = 0;
+	mli_reg_n = 0;
 	for (; t; t = next) {
 		next = t->next;
 		if (t == self)
@@ -206,7 +201,7 @@ static void fork_child(void)
 	if (self->state == MLI_T_LIVE) {
 		self->prev = self->next = NULL;
 		reg_head = self;
-		reg_n = 1;
+		mli_reg_n = 1;
 	}
 	mli_spin_unlock(&reg_lock);
 }

@@ -16,7 +16,9 @@
 /* Used from malloc's assembly, hence not static. */
 __attribute__((used, noinline)) void *mli_malloc_slow(size_t n)
 {
-	int a = mli_admit_slow(n);
+	if (mli_likely(mli_quick_refill(n)))
+		return mli_je_malloc(n); /* a failure stays counted, as on the fast path */
+	int a = mli_admit_rest(n);
 	if (!a)
 		return mli_enomem();
 	void *p = mli_get_block(a, n, 0, false);

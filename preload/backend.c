@@ -78,9 +78,11 @@ static int64_t own_live;
 void *mli_be_malloc(size_t n)
 {
 	void *p = mli_je_malloc(n);
-	if (p)
-		__atomic_fetch_add(&own_live, (int64_t)mli_je_sallocx(p, 0),
-				   __ATOMIC_RELAXED);
+	if (p) {
+		int64_t size = (int64_t)mli_je_sallocx(p, 0);
+		__atomic_fetch_add(&own_live, size, __ATOMIC_RELAXED);
+		mli_mem_base_add(-size);
+	}
 	return p;
 }
 
@@ -88,7 +90,9 @@ void mli_be_free(void *p)
 {
 	if (!p)
 		return;
-	__atomic_fetch_sub(&own_live, (int64_t)mli_je_sallocx(p, 0), __ATOMIC_RELAXED);
+	int64_t size = (int64_t)mli_je_sallocx(p, 0);
+	__atomic_fetch_sub(&own_live, size, __ATOMIC_RELAXED);
+	mli_mem_base_add(size);
 	mli_je_free(p);
 }
 

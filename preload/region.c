@@ -216,6 +216,7 @@ void *mli_be_sample_alloc(size_t n, size_t align, bool zero,
 	h->dirty = dirty > end ? dirty : end;
 	memset(&h->rec, 0, sizeof h->rec);
 	__atomic_fetch_add(&region_live, (int64_t)usable, __ATOMIC_RELAXED);
+	mli_mem_base_add((int64_t)usable);
 	*rec = &h->rec;
 	return p;
 }
@@ -241,6 +242,7 @@ void mli_region_release(void *p)
 	while (((size_t)PAGE << c) < slot)
 		c++;
 	__atomic_fetch_sub(&region_live, (int64_t)h->size, __ATOMIC_RELAXED);
+	mli_mem_base_add(-(int64_t)h->size);
 	h->magic = 0;
 	/* Keep up to CACHE_DIRTY bytes of freed slots as they are, for reuse
 	 * without page faults (calloc zeroes what was used); give the memory
@@ -272,6 +274,7 @@ void mli_be_sample_shrink(void *p, size_t n)
 	if (usable && usable < h->size) {
 		__atomic_fetch_sub(&region_live, (int64_t)(h->size - usable),
 				   __ATOMIC_RELAXED);
+		mli_mem_base_add(-(int64_t)(h->size - usable));
 		h->size = usable;
 	}
 }
