@@ -1,0 +1,94 @@
+/* peak_work KIND: workloads whose peak memory is known, for the report's
+ * and ml_stats' peak (issue 12: the peak must include every admitted
+ * block). Prints "expect=<bytes> stats_peak=<ml_stats peak_bytes>".
+ *   big       malloc 100 MiB, touch it, free it
+ *   many      8192 blocks of 10000 bytes held at once, then freed
+ *   consumer  a producer thread allocates 256 MiB in 4 KiB blocks that a
+ *             consumer thread frees as they come, at most 1024 in flight:
+ *             the peak stays near 4 MiB however much passes through
+ *   calloc    calloc 64 MiB (jemalloc may map it zeroed), free it */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim/memlimits.h"
+
+#define RING 1024
+static void *ring[RING];
+static volatile long head, tail; /* produced, consumed */
+static long total;
+
+static void *producer(void *arg)
+{
+	for (long i = 0; i < total; i++) {
+		while (head - __atomic_load_n(&tail, __ATOMIC_ACQUIRE) >= RING)
+			;
+		void *p = malloc(4096);
+		if (!p)
+			abort();
+		memset(p, 1, 64);
+		ring[i % RING] = p;
+		__atomic_store_n(&head, i + 1, __ATOMIC_RELEASE);
+	}
+	return arg;
+}
+
+static void *consumer(void *arg)
+{
+	for (long i = 0; i < total; i++) {
+		while (__atomic_load_n(&head, __ATOMIC_ACQUIRE) <= i)
+			;
+		free(ring[i % RING]);
+		__atomic_store_n(&tail, i + 1, __ATOMIC_RELEASE);
+	}
+	return arg;
+}
+
+int main(int argc, char **argv)
+{
+	const char *kind = argc > 1 ? argv[1] : "";
+	long long expect = 0;
+	if (!strcmp(kind, "big")) {
+		size_t n = (size_t)100 << 20;
+		char *volatile p = malloc(n);
+		if (!p)
+			return 2;
+		memset(p, 1, n);
+		free(p);
+		expect = (long long)n;
+	} else if (!strcmp(kind, "many")) {
+		enum { N = 8192 };
+		static void *b[N];
+		for (int i = 0; i < N; i++)
+			if (!(b[i] = malloc(10000)))
+				return 2;
+		for (int i = 0; i < N; i++)
+			free(b[i]);
+		expect = (long long)N * 10000;
+	} else if (!strcmp(kind, "consumer")) {
+		total = (256 << 20) / 4096;
+		pthread_t a, b;
+		pthread_create(&b, NULL, consumer, NULL);
+		pthread_create(&a, NULL, producer, NULL);
+		pthread_join(a, NULL);
+		pthread_join(b, NULL);
+		expect = (long long)RING * 4096;
+	} else if (!strcmp(kind, "calloc")) {
+		size_t n = (size_t)64 << 20;
+		char *volatile p = calloc(1, n);
+		if (!p)
+			return 2;
+		p[n - 1] = 1;
+		free(p);
+		expect = (long long)n;
+	} else {
+		fprintf(stderr, "usage: peak_work big|many|consumer|calloc\n");
+		return 1;
+	}
+	struct ml_stats s;
+	if (ml_stats(&s) != ML_OK)
+		return 3;
+	printf("expect=%lld stats_peak=%lld\n", expect, (long long)s.peak_bytes);
+	return 0;
+}
