@@ -6,50 +6,117 @@
 
 #include "internal.h"
 
+static unsigned unit_shift(char c)
+{
+	switch (c) {
+	case 'K': case 'k': return 10;
+	case 'M': case 'm': return 20;
+	case 'G': case 'g': return 30;
+	case 'T': case 't': return 40;
+	}
+	return 0;
+}
+
+/* Bytes, or a number with a unit K, M, G or T (either case, powers of
+ * 1024, optionally followed by iB): 65536, 64K, 64KiB, 1.5G. A fraction
+ * needs a unit (bytes are whole) and is rounded down to a byte. */
 int mli_parse_size(const char *s, uint64_t *out)
 {
-	uint64_t v = 0;
+	uint64_t v = 0, frac = 0, scale = 1;
 	const char *p = s;
+	bool range = false;
 	if (!s || *p < '0' || *p > '9')
 		return -1;
 	for (; *p >= '0' && *p <= '9'; p++) {
 		unsigned d = (unsigned)(*p - '0');
-		if (v > (MLI_SIZE_MAX - d) / 10) {
-			while (*p >= '0' && *p <= '9')
-				p++;
-			goto range; /* still reject a malformed tail first */
-		}
-		v = v * 10 + d;
+		if (v > (MLI_SIZE_MAX - d) / 10)
+			range = true; /* still reject a malformed tail first */
+		else
+			v = v * 10 + d;
 	}
-	unsigned shift = 0;
-	switch (*p) {
-	case 'K': case 'k': shift = 10; break;
-	case 'M': case 'm': shift = 20; break;
-	case 'G': case 'g': shift = 30; break;
-	case 'T': case 't': shift = 40; break;
-	case '\0': break;
-	default: return -1;
+	bool fraction = *p == '.';
+	if (fraction) {
+		p++;
+		if (*p < '0' || *p > '9')
+			return -1;
+		/* Up to 9 digits count (under a byte of a TiB... almost); more
+		 * are allowed and ignored. */
+		for (; *p >= '0' && *p <= '9'; p++)
+			if (scale < 1000000000ull) {
+				frac = frac * 10 + (uint64_t)(*p - '0');
+				scale *= 10;
+			}
 	}
+	unsigned shift = unit_shift(*p);
 	if (shift) {
 		p++;
 		if (p[0] == 'i' && p[1] == 'B')
 			p += 2;
-		if (*p)
-			return -1;
-		if (v > (MLI_SIZE_MAX >> shift))
+	} else if (fraction)
+		return -1; /* 1.5 bytes */
+	if (*p)
+		return -1;
+	if (range || v > (MLI_SIZE_MAX >> shift))
+		return -2;
+	uint64_t bytes = v << shift;
+	if (frac) {
+		/* frac / scale of 2^shift, without overflow: frac < scale <=
+		 * 10^9 < 2^30, so frac * 2^(shift-10) < 2^60, then * 1024. */
+		uint64_t part = (frac << (shift - 10)) / scale * 1024 +
+				((frac << (shift - 10)) % scale) * 1024 / scale;
+		if (bytes > MLI_SIZE_MAX - part)
 			return -2;
-		v <<= shift;
+		bytes += part;
 	}
-	*out = v;
+	*out = bytes;
 	return 0;
-range:
-	if (*p == 'K' || *p == 'k' || *p == 'M' || *p == 'm' || *p == 'G' ||
-	    *p == 'g' || *p == 'T' || *p == 't') {
-		p++;
-		if (p[0] == 'i' && p[1] == 'B')
-			p += 2;
+}
+
+/* A memory limit: a size, a percentage of the memory the process may have
+ * (its cgroup's limit, else physical memory: "90%", "12.5%", in (0, 100]),
+ * or none ("max", "unlimited", "off"). Returns 0 with *bytes (-1 for none)
+ * and *ppm (the percentage in millionths, 0 if not a percentage); -1
+ * malformed; -2 out of range. */
+int mli_parse_memory(const char *s, int64_t *bytes, uint32_t *ppm)
+{
+	*ppm = 0;
+	if (!strcmp(s, "max") || !strcmp(s, "unlimited") || !strcmp(s, "off")) {
+		*bytes = -1;
+		return 0;
 	}
-	return *p ? -1 : -2;
+	size_t len = strlen(s);
+	if (len && s[len - 1] == '%') {
+		uint64_t whole = 0, frac = 0, scale = 1;
+		const char *p = s;
+		if (*p < '0' || *p > '9')
+			return -1;
+		for (; *p >= '0' && *p <= '9'; p++)
+			if ((whole = whole * 10 + (uint64_t)(*p - '0')) > 1000)
+				whole = 1000; /* out of range either way */
+		if (*p == '.') {
+			p++;
+			if (*p < '0' || *p > '9')
+				return -1;
+			for (; *p >= '0' && *p <= '9'; p++)
+				if (scale < 10000) {
+					frac = frac * 10 + (uint64_t)(*p - '0');
+					scale *= 10;
+				}
+		}
+		if (*p != '%' || p[1])
+			return -1;
+		uint64_t m = whole * 10000 + frac * 10000 / scale; /* millionths */
+		if (m == 0 || m > 1000000)
+			return -2;
+		*ppm = (uint32_t)m;
+		*bytes = 0; /* resolved by the caller */
+		return 0;
+	}
+	uint64_t v;
+	int r = mli_parse_size(s, &v);
+	if (r == 0)
+		*bytes = (int64_t)v;
+	return r;
 }
 
 static void errmsg(char *err, size_t errlen, const char *a, const char *b,
@@ -65,13 +132,69 @@ static void errmsg(char *err, size_t errlen, const char *a, const char *b,
 /* Variables the library knows. MEMLIMITS_LIBRARY belongs to the memlimit
  * wrapper and is accepted so that nested wrappers work. */
 enum var { V_GLOBAL, V_ALLOC, V_THREAD, V_ON_LIMIT, V_REPORT, V_LIBRARY,
-	   V_PROFILE, V_INTERVAL, V_SEED, V_N };
+	   V_PROFILE, V_INTERVAL, V_SEED, V_SOFT, V_N };
 static const char *const var_names[V_N] = {
 	"MEMLIMITS_GLOBAL_MEMORY", "MEMLIMITS_ALLOCATIONS",
 	"MEMLIMITS_THREAD_ALLOCATIONS", "MEMLIMITS_ON_LIMIT",
 	"MEMLIMITS_REPORT", "MEMLIMITS_LIBRARY", "MEMLIMITS_PROFILE",
-	"MEMLIMITS_SAMPLE_INTERVAL", "MEMLIMITS_SEED",
+	"MEMLIMITS_SAMPLE_INTERVAL", "MEMLIMITS_SEED", "MEMLIMITS_SOFT_MEMORY",
 };
+
+/* Edit distance between a[0..la) and b[0..lb), case-insensitively, capped
+ * at 3 (we only ask whether it is at most 2). */
+static unsigned distance(const char *a, size_t la, const char *b, size_t lb)
+{
+	if (la > 16 || lb > 16)
+		return 3;
+	unsigned d[17][17];
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = (unsigned)i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = (unsigned)j;
+	for (size_t i = 1; i <= la; i++)
+		for (size_t j = 1; j <= lb; j++) {
+			char x = a[i - 1], y = b[j - 1];
+			if (x >= 'a' && x <= 'z')
+				x = (char)(x - 'a' + 'A');
+			unsigned sub = d[i - 1][j - 1] + (x != y);
+			unsigned del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+			unsigned m = sub < del ? sub : del;
+			d[i][j] = m < ins ? m : ins;
+		}
+	return d[la][lb] > 3 ? 3 : d[la][lb];
+}
+
+/* Is the variable named name[0..nlen) a misspelt MEMLIMITS_ one: a prefix
+ * within two edits of MEMLIMITS (MEMLIMIT_, MEM_LIMITS_, memlimits_) in
+ * front of the name of one of ours, or MEMLIMIT_ in front of anything?
+ * Writes the variable it probably meant into meant. */
+static bool near_miss(const char *name, size_t nlen, char *meant, size_t cap)
+{
+	static const char want[] = "MEMLIMITS";
+	if (nlen > 9 && distance(name, 9, "MEMLIMIT_", 9) == 0) {
+		struct mli_buf m = { meant, 0, cap };
+		mli_buf_str(&m, "MEMLIMITS_");
+		for (size_t i = 9; i < nlen && m.len + 1 < cap; i++)
+			meant[m.len++] = name[i];
+		meant[m.len] = '\0';
+		return true; /* MEMLIMIT_ANYTHING, in any case */
+	}
+	for (int v = 0; v < V_N; v++) {
+		const char *suffix = var_names[v] + sizeof want; /* after "_" */
+		size_t sl = strlen(suffix);
+		if (nlen <= sl + 1 || distance(name + nlen - sl, sl, suffix, sl))
+			continue;
+		size_t pl = nlen - sl; /* the prefix, with its separator if any */
+		if (name[pl - 1] == '_' || name[pl - 1] == '-')
+			pl--;
+		if (distance(name, pl, want, sizeof want - 1) <= 2) {
+			struct mli_buf m = { meant, 0, cap };
+			mli_buf_str(&m, var_names[v]);
+			return true;
+		}
+	}
+	return false;
+}
 
 static int size_var(const char *name, const char *val, int64_t *dst,
 		    char *err, size_t errlen)
@@ -89,8 +212,41 @@ static int size_var(const char *name, const char *val, int64_t *dst,
 	mli_buf_str(&m, val);
 	mli_buf_str(&m, r == -2 ? "' is out of range (at most 8 EiB - 1 bytes)"
 				: "' is not a size: expected bytes, or a number with"
-				  " K, M, G or T (optionally followed by iB), e.g. 64M");
+				  " K, M, G or T (optionally followed by iB), e.g. 64M"
+				  " or 1.5G");
 	return -1;
+}
+
+static int memory_var(const char *name, const char *val, int64_t *dst,
+		      uint32_t *ppm, char *err, size_t errlen)
+{
+	int r = mli_parse_memory(val, dst, ppm);
+	if (r == 0)
+		return 0;
+	struct mli_buf m = { err, 0, errlen };
+	mli_buf_str(&m, "memlimits: ");
+	mli_buf_str(&m, name);
+	mli_buf_str(&m, "='");
+	mli_buf_str(&m, val);
+	size_t len = strlen(val);
+	if (len && val[len - 1] == '%')
+		mli_buf_str(&m, r == -2 ? "' is out of range: a percentage must be"
+					  " above 0% and at most 100%"
+					: "' is not a percentage: expected e.g. 90% or"
+					  " 12.5% (no space)");
+	else
+		mli_buf_str(&m, r == -2 ? "' is out of range (at most 8 EiB - 1 bytes)"
+					: "' is not a size: expected bytes, a number with"
+					  " K, M, G or T (e.g. 64M, 1.5G), a percentage of"
+					  " the memory the process may have (e.g. 90%), or"
+					  " max, unlimited or off");
+	return -1;
+}
+
+/* A percentage's bytes: ppm millionths of total. */
+static int64_t share_of(int64_t total, uint32_t ppm)
+{
+	return (int64_t)((__int128)total * ppm / 1000000);
 }
 
 int mli_config_read(char *const *envp, struct mli_config *c, char *err,
@@ -98,15 +254,30 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 {
 	memset(c, 0, sizeof *c);
 	c->global_memory = c->allocations = c->thread_allocations = -1;
+	c->soft_memory = -1;
 	c->on_limit = MLI_ON_LIMIT_FAIL;
 	static const char prefix[] = "MEMLIMITS_";
 	for (char *const *e = envp; e && *e; e++) {
 		const char *kv = *e;
-		if (strncmp(kv, prefix, sizeof prefix - 1) != 0)
-			continue;
 		const char *eq = strchr(kv, '=');
 		size_t nlen = eq ? (size_t)(eq - kv) : strlen(kv);
 		const char *val = eq ? eq + 1 : "";
+		if (strncmp(kv, prefix, sizeof prefix - 1) != 0) {
+			char meant[64], name[128];
+			if (!near_miss(kv, nlen, meant, sizeof meant))
+				continue;
+			size_t k = nlen < sizeof name - 1 ? nlen : sizeof name - 1;
+			memcpy(name, kv, k);
+			name[k] = '\0';
+			struct mli_buf m = { err, 0, errlen };
+			mli_buf_str(&m, "memlimits: ");
+			mli_buf_str(&m, name);
+			mli_buf_str(&m, " looks like a misspelt ");
+			mli_buf_str(&m, meant);
+			mli_buf_str(&m, ": not running without the limit it may have"
+					" meant (unset it, or spell it right)");
+			return -1;
+		}
 		int v;
 		for (v = 0; v < V_N; v++)
 			if (strlen(var_names[v]) == nlen &&
@@ -118,16 +289,21 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 			memcpy(name, kv, k);
 			name[k] = '\0';
 			errmsg(err, errlen, "unknown variable ", name,
-			       " (known: MEMLIMITS_GLOBAL_MEMORY, MEMLIMITS_ALLOCATIONS,"
-			       " MEMLIMITS_THREAD_ALLOCATIONS, MEMLIMITS_ON_LIMIT,"
-			       " MEMLIMITS_REPORT, MEMLIMITS_PROFILE,"
+			       " (known: MEMLIMITS_GLOBAL_MEMORY, MEMLIMITS_SOFT_MEMORY,"
+			       " MEMLIMITS_ALLOCATIONS, MEMLIMITS_THREAD_ALLOCATIONS,"
+			       " MEMLIMITS_ON_LIMIT, MEMLIMITS_REPORT, MEMLIMITS_PROFILE,"
 			       " MEMLIMITS_SAMPLE_INTERVAL, MEMLIMITS_SEED)");
 			return -1;
 		}
 		int r = 0;
 		switch ((enum var)v) {
 		case V_GLOBAL:
-			r = size_var(var_names[v], val, &c->global_memory, err, errlen);
+			r = memory_var(var_names[v], val, &c->global_memory,
+				       &c->global_ppm, err, errlen);
+			break;
+		case V_SOFT:
+			r = memory_var(var_names[v], val, &c->soft_memory,
+				       &c->soft_ppm, err, errlen);
 			break;
 		case V_ALLOC:
 			r = size_var(var_names[v], val, &c->allocations, err, errlen);
@@ -199,5 +375,23 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 		if (r)
 			return r;
 	}
+	/* Percentages: of the memory the process may have (its cgroup's limit,
+	 * else physical memory); the soft limit's of the hard one if set. */
+	if (c->global_ppm || (c->soft_ppm && c->global_memory < 0)) {
+		c->sysmem = mli_sysmem(&c->sysmem_source);
+		if (c->sysmem < 0) {
+			errmsg(err, errlen, c->global_ppm ? "MEMLIMITS_GLOBAL_MEMORY"
+							  : "MEMLIMITS_SOFT_MEMORY",
+			       " is a percentage, but the memory the process may",
+			       " have is unknown (no cgroup limit, no sysinfo)");
+			return -1;
+		}
+	}
+	if (c->global_ppm)
+		c->global_memory = share_of(c->sysmem, c->global_ppm);
+	if (c->soft_ppm)
+		c->soft_memory = share_of(c->global_memory >= 0 ? c->global_memory
+								: c->sysmem,
+					  c->soft_ppm);
 	return 0;
 }

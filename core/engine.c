@@ -402,8 +402,10 @@ __attribute__((constructor)) static void mli_constructor(void)
 	mli_thread_init_once();
 	mli_token_init_once();
 	mli_thread_start();
-	if (mli_eng.cfg.report[0])
+	if (mli_eng.cfg.report[0]) {
+		mli_report_startup();
 		atexit(mli_report_exit);
+	}
 	if (mli_eng.cfg.profile[0])
 		mli_profile_start_env();
 }

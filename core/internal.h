@@ -49,6 +49,11 @@ enum mli_on_limit { MLI_ON_LIMIT_FAIL, MLI_ON_LIMIT_ABORT };
 
 struct mli_config {
 	int64_t global_memory;      /* bytes, -1 = not set */
+	uint32_t global_ppm;        /* given as a percentage (millionths), or 0 */
+	int64_t soft_memory;        /* MEMLIMITS_SOFT_MEMORY, bytes, -1 = not set */
+	uint32_t soft_ppm;
+	int64_t sysmem;             /* what percentages were of, if any */
+	const char *sysmem_source;  /* "the cgroup's memory.max", ... */
 	int64_t allocations;        /* bytes, -1 = not set */
 	int64_t thread_allocations; /* bytes, -1 = not set */
 	enum mli_on_limit on_limit;
@@ -64,6 +69,15 @@ struct mli_config {
 
 /* 0 on success; -1 malformed; -2 out of range (> MLI_SIZE_MAX). */
 int mli_parse_size(const char *s, uint64_t *out);
+/* A memory limit: a size, a percentage ("90%": *ppm millionths, *bytes 0
+ * until resolved) or none ("max", "unlimited", "off": *bytes -1). */
+int mli_parse_memory(const char *s, int64_t *bytes, uint32_t *ppm);
+/* core/sysmem.c: the memory the process may have (its cgroup's limit, else
+ * physical memory), -1 if unknown; *source says which. */
+int64_t mli_sysmem(const char **source);
+/* The same, from a /proc/self/cgroup-like file and a cgroup mount root. */
+int64_t mli_sysmem_at(const char *proc_cgroup, const char *root,
+		      const char **source);
 /* Reads every MEMLIMITS_* entry of envp into *c. Returns 0, or -1 with a
  * one-line message naming the variable in err. Never allocates. */
 int mli_config_read(char *const *envp, struct mli_config *c, char *err,
@@ -446,6 +460,7 @@ enum mli_breach { MLI_BREACH_GLOBAL = 1, MLI_BREACH_ALLOC = 2,
 		  MLI_BREACH_THREAD = 4 };
 void mli_report_breach(enum mli_breach which, size_t n, int64_t live);
 void mli_report_exit(void);
+void mli_report_startup(void); /* limits given as percentages, resolved */
 void mli_die(const char *msg); /* message to stderr, exit 125 */
 
 /* ---- core/task.c: task scopes, tokens, masking ------------------------ */

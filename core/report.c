@@ -151,3 +151,64 @@ void mli_report_exit(void)
 	if (fd != 2)
 		close(fd);
 }
+
+/* With MEMLIMITS_REPORT set, limits given as a percentage are said once at
+ * start-up, resolved, so that the user sees what "90%" meant here. */
+static void say_share(struct mli_buf *m, const char *var, uint32_t ppm,
+		      int64_t bytes, const char *of)
+{
+	mli_buf_str(m, "memlimits: ");
+	mli_buf_str(m, var);
+	mli_buf_str(m, "=");
+	mli_buf_u64(m, ppm / 10000);
+	if (ppm % 10000) {
+		char f[8];
+		unsigned r = ppm % 10000, k = 0;
+		f[k++] = '.';
+		for (unsigned d = 1000; d && r; d /= 10) {
+			f[k++] = (char)('0' + r / d);
+			r %= d;
+		}
+		f[k] = '\0';
+		mli_buf_str(m, f);
+	}
+	mli_buf_str(m, "% of ");
+	mli_buf_str(m, of);
+	mli_buf_str(m, " = ");
+	mli_buf_size(m, (uint64_t)bytes);
+	mli_buf_str(m, " (");
+	mli_buf_u64(m, (uint64_t)bytes);
+	mli_buf_str(m, " bytes)\n");
+}
+
+void mli_report_startup(void)
+{
+	const struct mli_config *c = &mli_eng.cfg;
+	char b[512];
+	struct mli_buf m = { b, 0, sizeof b };
+	char of[128];
+	if (c->global_ppm) {
+		struct mli_buf o = { of, 0, sizeof of };
+		mli_buf_str(&o, c->sysmem_source);
+		mli_buf_str(&o, " (");
+		mli_buf_size(&o, (uint64_t)c->sysmem);
+		mli_buf_str(&o, ")");
+		say_share(&m, "MEMLIMITS_GLOBAL_MEMORY", c->global_ppm,
+			  c->global_memory, of);
+	}
+	if (c->soft_ppm) {
+		struct mli_buf o = { of, 0, sizeof of };
+		if (c->global_memory >= 0)
+			mli_buf_str(&o, "MEMLIMITS_GLOBAL_MEMORY");
+		else {
+			mli_buf_str(&o, c->sysmem_source);
+			mli_buf_str(&o, " (");
+			mli_buf_size(&o, (uint64_t)c->sysmem);
+			mli_buf_str(&o, ")");
+		}
+		say_share(&m, "MEMLIMITS_SOFT_MEMORY", c->soft_ppm, c->soft_memory,
+			  of);
+	}
+	if (m.len)
+		mli_write_all(2, m.p, m.len);
+}

@@ -20,7 +20,7 @@ HELPER_BIN  := $(HELPER_SRC:tests/progs/%.c=$(B)/tests/progs/%) \
 	       $(HELPERXXLIB_SRC:tests/progs/%.cc=$(B)/tests/progs/%.so)
 # The unit tests link the engine's files directly; unit_engine brings a fake
 # backend and links all of core/, the others only what needs no backend.
-UNIT_OBJ    := $(B)/core/config.o $(B)/core/fmt.o
+UNIT_OBJ    := $(B)/core/config.o $(B)/core/fmt.o $(B)/core/sysmem.o
 $(B)/tests/unit_engine: UNIT_OBJ := $(CORE_OBJ)
 
 $(B)/tests/unit_%: tests/unit_%.c $(CORE_OBJ) | $(B)/.setup-test

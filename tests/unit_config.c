@@ -169,7 +169,7 @@ static void parse_size_malformed(void **state)
 	(void)state;
 	static const char *const bad[] = {
 		"", " 64M", "64M ", "64 M", "\t64", "64\t", "+64", "-1", "-0",
-		"1.5G", "1,5G", "1_000", "0x40", "0X40", "64MB", "64mb", "64KB",
+		"1.5", ".5G", "1.G", "1..5G", "1.5.5G", "1,5G", "1_000", "1.5e3K", "0x40", "0X40", "64MB", "64mb", "64KB",
 		"64Mi", "64MiBB", "64MiB ", "64MIB", "64Mib", "64MIb", "64iB", "64B",
 		"64b", "M", "K", "iB", "K64", "M64", "64KK", "64KM", "64KiBK",
 		"1e6", "1E6", "64mib", "64kib", "8191P", "1P", "1PiB", "1E", "1EiB",
@@ -412,7 +412,7 @@ static void config_each_size_variable_rejects_bad_values(void **state)
 					    "MEMLIMITS_ALLOCATIONS",
 					    "MEMLIMITS_THREAD_ALLOCATIONS" };
 	static const char *const bad[] = {
-		"64MB", "-1", "1.5G", "0x40", " 64M", "64M ", "abc", "8191P",
+		"64MB", "-1", "1.5", "0x40", " 64M", "64M ", "abc", "8191P",
 		"9223372036854775808", "8388608T", "99999999999999999999999",
 	};
 	for (size_t v = 0; v < N_OF(vars); v++) {
@@ -516,20 +516,184 @@ static void config_ignores_other_variables(void **state)
 	(void)state;
 	struct mli_config c;
 	char *env[] = { "MEMLIMITSX=1",
-			"XMEMLIMITS_GLOBAL_MEMORY=1",
-			"memlimits_global_memory=1",
-			"Memlimits_GLOBAL_MEMORY=1",
-			"MEMLIMIT_GLOBAL_MEMORY=1",
 			"MEMLIMITS=1",
 			"MEMLIMITS",
-			"_MEMLIMITS_GLOBAL_MEMORY=1",
-			" MEMLIMITS_GLOBAL_MEMORY=1",
 			"=MEMLIMITS_GLOBAL_MEMORY=1",
 			"MLT_LIB=/x/libmemlimits.so",
 			"FOO=MEMLIMITS_GLOBAL_MEMORY=1",
+			"GLOBAL_MEMORY=1", "ALLOCATIONS=1", "MY_REPORT=x",
+			"LIMITS_SEED=1", "MEMORY_LIMITS_REPORT=x",
 			NULL };
 	assert_int_equal(read_env(env, &c), 0);
 	check_defaults(&c);
+}
+
+/* Near misses of our names are probable typos: refused like an unknown
+ * MEMLIMITS_ name, naming the variable and what it probably meant. */
+static void config_near_miss_names(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *entry, *name, *meant;
+	} miss[] = {
+		{ "MEMLIMIT_GLOBAL_MEMORY=1G", "MEMLIMIT_GLOBAL_MEMORY",
+		  "MEMLIMITS_GLOBAL_MEMORY" },
+		{ "MEMLIMIT_ANYTHING=1", "MEMLIMIT_ANYTHING", "MEMLIMITS_ANYTHING" },
+		{ "memlimit_report=x", "memlimit_report", "MEMLIMITS_report" },
+		{ "memlimits_global_memory=1", "memlimits_global_memory",
+		  "MEMLIMITS_GLOBAL_MEMORY" },
+		{ "Memlimits_GLOBAL_MEMORY=1", "Memlimits_GLOBAL_MEMORY",
+		  "MEMLIMITS_GLOBAL_MEMORY" },
+		{ "MEM_LIMITS_ALLOCATIONS=1", "MEM_LIMITS_ALLOCATIONS",
+		  "MEMLIMITS_ALLOCATIONS" },
+		{ "MEMLIMTS_SEED=1", "MEMLIMTS_SEED", "MEMLIMITS_SEED" },
+		{ "MEMLIMITSS_ON_LIMIT=abort", "MEMLIMITSS_ON_LIMIT",
+		  "MEMLIMITS_ON_LIMIT" },
+		{ "XMEMLIMITS_GLOBAL_MEMORY=1", "XMEMLIMITS_GLOBAL_MEMORY",
+		  "MEMLIMITS_GLOBAL_MEMORY" },
+		{ "_MEMLIMITS_GLOBAL_MEMORY=1", "_MEMLIMITS_GLOBAL_MEMORY",
+		  "MEMLIMITS_GLOBAL_MEMORY" },
+		{ "MEMLIMITSGLOBAL_MEMORY=1", "MEMLIMITSGLOBAL_MEMORY",
+		  "MEMLIMITS_GLOBAL_MEMORY" },
+		{ "MEMLIMITS-SOFT_MEMORY=1", "MEMLIMITS-SOFT_MEMORY",
+		  "MEMLIMITS_SOFT_MEMORY" },
+	};
+	for (size_t i = 0; i < N_OF(miss); i++) {
+		char *env[] = { "PATH=/bin", (char *)miss[i].entry, NULL };
+		check_rejected(env, miss[i].name, NULL);
+		check_contains(errbuf, miss[i].meant);
+	}
+}
+
+/* Fractions with a unit, rounded down to a byte. */
+static void parse_size_fractions(void **state)
+{
+	(void)state;
+	const uint64_t K = 1024, M = K * K, G = M * K, T = G * K;
+	check_size("1.5G", 0, G + G / 2);
+	check_size("1.5g", 0, G + G / 2);
+	check_size("1.5GiB", 0, G + G / 2);
+	check_size("0.5K", 0, 512);
+	check_size("2.25K", 0, 2304);
+	check_size("0.1K", 0, 102);            /* 102.4 rounded down */
+	check_size("0.001M", 0, 1048);          /* 1048.576 */
+	check_size("1.0T", 0, T);
+	check_size("1.999999999T", 0, 2 * T - 1100); /* 9 digits count */
+	check_size("0.0000000001T", 0, 0);      /* the 10th digit is ignored */
+	check_size("8388607.5T", 0, 8388607 * T + T / 2);
+	check_size("8388607.25T", 0, 8388607 * T + T / 4);
+	check_size("8388608.5T", -2, 0);
+	check_size("8388608T", -2, 0);
+	check_size("8388607.999999999T", 0, 8388607 * T + T - 1100); /* < INT64_MAX */
+}
+
+/* MEMLIMITS_GLOBAL_MEMORY and MEMLIMITS_SOFT_MEMORY take percentages and
+ * no-limit keywords; the budgets do not. */
+static void config_memory_percentages_and_keywords(void **state)
+{
+	(void)state;
+	int64_t b;
+	uint32_t ppm;
+	assert_int_equal(mli_parse_memory("90%", &b, &ppm), 0);
+	assert_int_equal(ppm, 900000);
+	assert_int_equal(mli_parse_memory("12.5%", &b, &ppm), 0);
+	assert_int_equal(ppm, 125000);
+	assert_int_equal(mli_parse_memory("100%", &b, &ppm), 0);
+	assert_int_equal(ppm, 1000000);
+	assert_int_equal(mli_parse_memory("0.0001%", &b, &ppm), 0);
+	assert_int_equal(ppm, 1);
+	assert_int_equal(mli_parse_memory("64M", &b, &ppm), 0);
+	assert_int_equal(b, 64 << 20);
+	assert_int_equal(ppm, 0);
+	for (const char *const *k = (const char *const[]){ "max", "unlimited",
+							    "off", NULL };
+	     *k; k++) {
+		assert_int_equal(mli_parse_memory(*k, &b, &ppm), 0);
+		assert_int_equal(b, -1);
+	}
+	static const char *const range[] = { "0%", "0.0%", "100.01%", "150%",
+					     "1000%", "99999999999999999%" };
+	for (size_t i = 0; i < N_OF(range); i++)
+		assert_int_equal(mli_parse_memory(range[i], &b, &ppm), -2);
+	static const char *const bad[] = { "90 %", " 90%", "%", "90%%",
+					   "-5%", "9O%", ".5%", "5.%", "90%x",
+					   "Max", "MAX", "none", "90", "1.5" };
+	for (size_t i = 0; i < N_OF(bad); i++)
+		if (strcmp(bad[i], "90") != 0)
+			assert_int_equal(mli_parse_memory(bad[i], &b, &ppm), -1);
+	/* Through the environment: named, with the value. */
+	for (size_t i = 0; i < 3; i++) {
+		const char *v = (const char *[]){ "0%", "150%", "90 %" }[i];
+		char entry[64];
+		snprintf(entry, sizeof entry, "MEMLIMITS_GLOBAL_MEMORY=%s", v);
+		char *env[] = { entry, NULL };
+		check_rejected(env, "MEMLIMITS_GLOBAL_MEMORY", v);
+		snprintf(entry, sizeof entry, "MEMLIMITS_SOFT_MEMORY=%s", v);
+		check_rejected(env, "MEMLIMITS_SOFT_MEMORY", v);
+		snprintf(entry, sizeof entry, "MEMLIMITS_ALLOCATIONS=%s", v);
+		check_rejected(env, "MEMLIMITS_ALLOCATIONS", v);
+	}
+	struct mli_config c;
+	char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=50%",
+			"MEMLIMITS_SOFT_MEMORY=80%", NULL };
+	assert_int_equal(read_env(env, &c), 0);
+	assert_true(c.sysmem > 0);
+	assert_int_equal(c.global_memory, c.sysmem / 2);
+	/* the soft limit's percentage is of the hard limit */
+	assert_int_equal(c.soft_memory, (int64_t)((__int128)c.global_memory * 8 / 10));
+	char *off[] = { "MEMLIMITS_GLOBAL_MEMORY=off", NULL };
+	assert_int_equal(read_env(off, &c), 0);
+	assert_int_equal(c.global_memory, -1);
+}
+
+/* The memory the process may have: cgroup v2 (the smallest memory.max up to
+ * the root), cgroup v1 (hierarchical_memory_limit), else physical. */
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void sysmem_from_cgroups(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/mlt-cg-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char p[1400], root[600], proc[600];
+	snprintf(root, sizeof root, "%s/cg", dir);
+	snprintf(proc, sizeof proc, "%s/proc-cgroup", dir);
+	/* v2: /a/b with memory.max 500M at /a and max at /a/b. */
+	snprintf(p, sizeof p, "mkdir -p %s/a/b %s/memory/x/y", root, root);
+	assert_int_equal(system(p), 0);
+	snprintf(p, sizeof p, "%s/a/memory.max", root);
+	write_file(p, "524288000\n");
+	snprintf(p, sizeof p, "%s/a/b/memory.max", root);
+	write_file(p, "max\n");
+	write_file(proc, "0::/a/b\n");
+	const char *src = NULL;
+	assert_int_equal(mli_sysmem_at(proc, root, &src), 524288000);
+	assert_string_equal(src, "the cgroup's memory.max");
+	/* the tighter of the two wins */
+	write_file(p, "314572800\n");
+	assert_int_equal(mli_sysmem_at(proc, root, &src), 314572800);
+	/* v1: memory controller among others */
+	snprintf(p, sizeof p, "%s/memory/x/y/memory.stat", root);
+	write_file(p, "cache 0\nhierarchical_memory_limit 268435456\n"
+		      "hierarchical_memsw_limit 9223372036854771712\n");
+	write_file(proc, "12:pids:/x/y\n4:cpuacct,memory:/x/y\n1:name=systemd:/\n");
+	assert_int_equal(mli_sysmem_at(proc, root, &src), 268435456);
+	assert_string_equal(src, "the cgroup's memory limit");
+	/* v1 with no limit: physical memory */
+	write_file(p, "hierarchical_memory_limit 9223372036854771712\n");
+	int64_t phys = mli_sysmem_at(proc, root, &src);
+	assert_true(phys > 0);
+	assert_string_equal(src, "physical memory");
+	/* no cgroup file at all: physical memory */
+	assert_int_equal(mli_sysmem_at("/nonexistent", root, &src), phys);
+	snprintf(p, sizeof p, "rm -rf %s", dir);
+	assert_int_equal(system(p), 0);
 }
 
 static void config_library_accepted_and_ignored(void **state)
@@ -890,6 +1054,10 @@ int main(void)
 		cmocka_unit_test(parse_size_out_of_range),
 		cmocka_unit_test(parse_size_overflow_with_malformed_tail),
 		cmocka_unit_test(config_defaults),
+		cmocka_unit_test(config_near_miss_names),
+		cmocka_unit_test(parse_size_fractions),
+		cmocka_unit_test(config_memory_percentages_and_keywords),
+		cmocka_unit_test(sysmem_from_cgroups),
 		cmocka_unit_test(config_global_memory),
 		cmocka_unit_test(config_allocations),
 		cmocka_unit_test(config_thread_allocations),
