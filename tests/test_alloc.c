@@ -157,7 +157,8 @@ static void exported_symbols_exact(void **state)
 	static const char *want[] = {
 		"aligned_alloc", "calloc", "free", "free_aligned_sized",
 		"free_sized", "malloc", "malloc_usable_size", "memalign",
-		"ml_engine", "posix_memalign", "pthread_create", "pthread_exit",
+		"ml_engine", "mmap", "mmap64", "mprotect", "mremap", "munmap",
+		"pkey_mprotect", "posix_memalign", "pthread_create", "pthread_exit",
 		"pvalloc",
 		"realloc", "reallocarray", "valloc",
 	};
