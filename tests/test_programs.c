@@ -130,10 +130,12 @@ static void python_memoryerror_uncaught(void **state)
 {
 	(void)state;
 	assert_true(executable(PYTHON));
+	/* The list is built on the comprehension's stack, so it is freed as
+	 * the MemoryError unwinds and the traceback has room to be printed
+	 * (a list in a variable would stay alive with the traceback's frames
+	 * and leave to chance whether the limit has room for it). */
 	char *argv[] = { PYTHON, "-c",
-			 "l = []\n"
-			 "while True:\n"
-			 "    l.append(bytearray(1 << 20))\n",
+			 "l = [bytearray(1 << 20) for _ in range(10 ** 6)]\n",
 			 NULL };
 	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=100M", "PYTHONMALLOC=malloc",
 			      NULL };
