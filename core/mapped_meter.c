@@ -5,16 +5,29 @@
  * malloc side does, through engine.c's global_measure), and no peak of the
  * measure is kept.
  *
- * Mapped memory is refused a reserve below the limit (1/16 of it, at most
- * 64 MiB) that malloc may still use: a runtime whose heap growth was refused
- * collects garbage before it gives up, and V8's collector allocates its work
- * lists with malloc and crashes on NULL (node 20 segfaulted in
- * Worklist::PublishPushSegment without the reserve, and reports its own
- * "JavaScript heap out of memory" with it). */
+ * Mapped memory is refused a reserve below the limit that malloc may still
+ * use (see reserve()): a runtime whose heap growth was refused collects
+ * garbage before it gives up, and V8's collector mallocs its work lists and
+ * page vectors as it goes. Under a 100M limit node 20 segfaulted in
+ * Worklist::PublishPushSegment with no reserve, and died of an uncaught
+ * std::bad_alloc in 6 runs of 12 with 1/16; with 1/8 it reported its own
+ * "JavaScript heap out of memory" in 12 of 12 (under 50M, with 1/8 = 6 MiB,
+ * in 5 of 6). */
 #include "internal.h"
 #include "mapped.h"
 
 static int64_t mapped; /* atomic */
+
+/* The part of the limit only malloc may use: 1/8 of it, at least 8 MiB
+ * (but at most half), at most 256 MiB. */
+static int64_t reserve(int64_t limit)
+{
+	const int64_t MiB = (int64_t)1 << 20;
+	int64_t r = limit / 8;
+	if (r < 8 * MiB)
+		r = limit / 2 < 8 * MiB ? limit / 2 : 8 * MiB;
+	return r < 256 * MiB ? r : 256 * MiB;
+}
 
 bool mli_mapped_charge(uint64_t bytes)
 {
@@ -23,8 +36,7 @@ bool mli_mapped_charge(uint64_t bytes)
 	    mli_tls.state != MLI_T_DEAD) {
 		int64_t heap = mli_live_heap(NULL);
 		int64_t now = heap + __atomic_load_n(&mapped, __ATOMIC_RELAXED);
-		int64_t reserve = limit / 16;
-		limit -= reserve < ((int64_t)64 << 20) ? reserve : (int64_t)64 << 20;
+		limit -= reserve(limit);
 		if (now > limit || bytes > (uint64_t)(limit - now)) {
 			mli_report_breach(MLI_BREACH_GLOBAL, bytes, now);
 			return false;

@@ -255,9 +255,9 @@ static void unadmit(int64_t pre)
 
 EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
+	int saved = errno; /* taking the lock may set it (a futex wait) */
 	if (!acct_enter())
 		return mli_sys_mmap(addr, len, prot, flags, fd, off);
-	int saved = errno;
 	size_t rlen = page_round(len);
 	enum mli_map_kind k = map_kind(prot, flags);
 	/* MAP_FIXED: exactly there. Otherwise (a hint, MAP_FIXED_NOREPLACE,
@@ -289,9 +289,9 @@ EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd,
 
 EXPORT int munmap(void *addr, size_t len)
 {
+	int saved = errno;
 	if (!acct_enter())
 		return mli_sys_munmap(addr, len);
-	int saved = errno;
 	if (!admit(0, 6)) {
 		acct_leave();
 		return -1;
@@ -309,9 +309,9 @@ EXPORT int munmap(void *addr, size_t len)
  * of the range (a hole in it: ENOMEM) leaves the account as it was. */
 static int protect(void *addr, size_t len, int prot, int pkey)
 {
+	int saved = errno;
 	if (!acct_enter())
 		return sys_pkey_mprotect(addr, len, prot, pkey);
-	int saved = errno;
 	size_t rlen = page_round(len);
 	enum mli_prot_kind p = prot_kind(prot);
 	int64_t pre = mli_maps_q_protect((uintptr_t)addr, rlen, p);
@@ -349,9 +349,9 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 		to = va_arg(ap, void *);
 		va_end(ap);
 	}
+	int saved = errno;
 	if (!acct_enter())
 		return sys_mremap(old, old_len, new_len, flags, to);
-	int saved = errno;
 	uintptr_t o = (uintptr_t)old;
 	size_t ol = page_round(old_len), nl = page_round(new_len);
 	bool dontunmap = flags & MREMAP_DONTUNMAP;

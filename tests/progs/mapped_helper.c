@@ -1,7 +1,7 @@
 /* mapped_helper MODE: programs for test_mapped that must run in their own
  * process (a limit, a deadlock guard). Each prints one line saying what
  * happened and exits 0 if it ran as designed.
- *   mmap      maps 1 MiB at a time (touched) up to 300 MiB or a refusal
+ *   mmap [N]  maps 1 MiB at a time (touched) up to N (300) MiB or a refusal
  *   mprotect  commits 1 MiB at a time of a PROT_NONE reservation
  *   mremap    grows one mapping by 1 MiB at a time (MREMAP_MAYMOVE)
  *   heap      mallocs 64 MiB in small blocks; prints mapped_bytes
@@ -40,9 +40,9 @@ static void touch(char *p, size_t n)
 		p[i] = 1;
 }
 
-static int grow_mmap(void)
+static int grow_mmap(int n)
 {
-	for (int i = 0; i < 300; i++) {
+	for (int i = 0; i < n; i++) {
 		char *p = mmap(NULL, MiB, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (p == MAP_FAILED) {
 			printf("mmap: MAP_FAILED %s after %d MiB\n",
@@ -51,7 +51,7 @@ static int grow_mmap(void)
 		}
 		touch(p, MiB);
 	}
-	printf("mmap: all 300 MiB mapped\n");
+	printf("mmap: all %d MiB mapped\n", n);
 	return 0;
 }
 
@@ -191,6 +191,7 @@ static int forks(void)
 	for (int i = 0; i < 200; i++) {
 		pid_t pid = fork();
 		if (pid == 0) {
+			alarm(10); /* a deadlocked child must not outlive the test */
 			int64_t m = mapped();
 			char *p = mmap(NULL, 16 * (size_t)P, RW,
 				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -217,7 +218,7 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IONBF, 0);
 	const char *m = argc > 1 ? argv[1] : "";
 	if (!strcmp(m, "mmap"))
-		return grow_mmap();
+		return grow_mmap(argc > 2 ? atoi(argv[2]) : 300);
 	if (!strcmp(m, "mprotect"))
 		return grow_mprotect();
 	if (!strcmp(m, "mremap"))
