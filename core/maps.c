@@ -193,15 +193,44 @@ static void put(uint32_t m)
 	root = merge(merge(a, m), b);
 }
 
+/* Inserts the single node n (in a gap) into the tree t: down to where its
+ * priority belongs, then the subtree there splits around it. */
+static uint32_t insert(uint32_t t, uint32_t n)
+{
+	if (!t)
+		return n;
+	if (N(n).prio > N(t).prio) {
+		uint32_t l, r;
+		split(t, N(n).start, &l, &r);
+		N(n).l = l;
+		N(n).r = r;
+		return n;
+	}
+	if (N(n).start < N(t).start) {
+		uint32_t l = insert(N(t).l, n);
+		N(t).l = l;
+	} else {
+		uint32_t r = insert(N(t).r, n);
+		N(t).r = r;
+	}
+	return t;
+}
+
+static void add(uintptr_t start, uintptr_t end, bool counted)
+{
+	uint32_t n = new_node(start, end, counted);
+	root = insert(root, n);
+}
+
 /* So that a range boundary falls at x. */
 static void cut(uintptr_t x)
 {
 	uint32_t t = find(x);
 	if (!t || N(t).start == x)
 		return;
-	uint32_t n = new_node(x, N(t).end, N(t).counted);
+	uintptr_t end = N(t).end;
 	N(t).end = x;
-	put(n);
+	add(x, end, N(t).counted);
 }
 
 /* Takes the ranges of [a, b) out of the account, as a tree. */
@@ -393,12 +422,111 @@ size_t mli_maps_ranges_in(uintptr_t a, size_t len)
 
 /* ---- Updates and queries ---------------------------------------------- */
 
+/* The first range that ends after x, or 0. */
+static uint32_t first_after(uintptr_t x)
+{
+	uint32_t t = root, best = 0;
+	while (t) {
+		if (N(t).end > x) {
+			best = t;
+			t = N(t).l;
+		} else {
+			t = N(t).r;
+		}
+	}
+	return best;
+}
+
+/* The common updates, without taking subtrees apart: setting [a, b) to
+ * `state` (-1 out of the account, 0 tracked, 1 counted) where the span is
+ * in a gap or inside one range. Sets *d and returns true if it made the
+ * update; false if the general path must (the span crosses a boundary).
+ * Most calls of real programs land here: a new mapping, an unmap, a commit
+ * or decommit of part of what one mmap made. */
+static bool set_fast(uintptr_t a, uintptr_t b, int state, int64_t *d)
+{
+	uint32_t n = first_after(a);
+	*d = 0;
+	if (!n || N(n).start >= b) { /* a gap */
+		if (state < 0)
+			return true;
+		/* Extend a touching neighbour of the same state, or add a range. */
+		uint32_t p = a ? find(a - 1) : 0;
+		uint32_t q = n && N(n).start == b ? n : 0;
+		if (p && (int)N(p).counted != state)
+			p = 0;
+		if (q && (int)N(q).counted != state)
+			q = 0;
+		if (p && q) {
+			uintptr_t end = N(q).end;
+			root = erase(root, N(q).start);
+			free_node(q);
+			N(p).end = end;
+		} else if (p) {
+			N(p).end = b;
+		} else if (q) {
+			N(q).start = a; /* still between its neighbours */
+		} else {
+			add(a, b, state);
+		}
+		if (state == 1)
+			*d = (int64_t)(b - a);
+		return true;
+	}
+	if (N(n).start > a || N(n).end < b)
+		return false; /* spans a boundary */
+	if ((int)N(n).counted == state)
+		return true;
+	int64_t change = (N(n).counted ? -(int64_t)(b - a) : 0) +
+			 (state == 1 ? (int64_t)(b - a) : 0);
+	if (state < 0) {
+		if (N(n).start == a && N(n).end == b) {
+			root = erase(root, a);
+			free_node(n);
+		} else if (N(n).start == a) {
+			N(n).start = b;
+		} else if (N(n).end == b) {
+			N(n).end = a;
+		} else {
+			uintptr_t end = N(n).end;
+			N(n).end = a;
+			add(b, end, N(n).counted);
+		}
+	} else if (N(n).start == a && N(n).end == b) {
+		N(n).counted = (uint32_t)state;
+		coalesce(a);
+		coalesce(b);
+	} else {
+		/* Part of the range changes state: it becomes two or three. */
+		uintptr_t start = N(n).start, end = N(n).end;
+		bool was = N(n).counted;
+		if (start == a) {
+			N(n).start = b; /* still between its neighbours */
+		} else {
+			N(n).end = a;
+			if (end != b)
+				add(b, end, was);
+		}
+		add(a, b, state);
+		coalesce(a);
+		coalesce(b);
+	}
+	*d = change;
+	return true;
+}
+
 int64_t mli_maps_map(uintptr_t a, size_t len, enum mli_map_kind k)
 {
 	if (bad_span(a, len))
 		return 0;
+	int64_t d;
+	int state = k == MLI_MAP_OTHER ? -1 : k == MLI_MAP_COUNTED;
+	if (set_fast(a, a + len, state, &d)) {
+		total_counted += (uint64_t)d;
+		return d;
+	}
 	uint32_t m = extract(a, a + len);
-	int64_t d = -(int64_t)sum_counted(m);
+	d = -(int64_t)sum_counted(m);
 	free_tree(m);
 	if (k != MLI_MAP_OTHER) {
 		put(new_node(a, a + len, k == MLI_MAP_COUNTED));
@@ -432,11 +560,21 @@ int64_t mli_maps_protect(uintptr_t a, size_t len, enum mli_prot_kind p)
 {
 	if (bad_span(a, len) || p == MLI_PROT_KEEP)
 		return 0;
+	/* Only pages in the account change: nothing if none are, and the fast
+	 * path if all are in one range. */
+	uint32_t n = first_after(a);
+	if (!n || N(n).start >= a + len)
+		return 0;
+	int64_t d = 0;
+	if (N(n).start <= a && N(n).end >= a + len &&
+	    set_fast(a, a + len, p == MLI_PROT_WRITE, &d)) {
+		total_counted += (uint64_t)d;
+		return d;
+	}
 	uint32_t m = extract(a, a + len);
 	if (!m)
 		return 0;
 	struct builder b = { 0, 0 };
-	int64_t d = 0;
 	protect_tree(m, p, &b, &d);
 	put(build_end(&b));
 	coalesce(a);
