@@ -17,7 +17,8 @@
 #
 # The runtimes come from scripts/setup's test job; a missing one fails.
 set -u
-cd "$(dirname "$0")/.."
+# shellcheck disable=SC2016  # the programs below are for the runtimes, not the shell
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 B=${B:-build}
 PROGS=${MLT_PROGS:-$ROOT/$B/tests/progs}
