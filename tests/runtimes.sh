@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016  # the programs below are for the runtimes, not the shell
 # runtimes: real runtimes, each growing towards 500 MB, under
 # `scripts/memlimit --global-memory 100M`: python3 (its own allocator, which
 # maps arenas), node (V8's heap), java (HotSpot's heap), php -n (the Zend
@@ -17,7 +18,6 @@
 #
 # The runtimes come from scripts/setup's test job; a missing one fails.
 set -u
-# shellcheck disable=SC2016  # the programs below are for the runtimes, not the shell
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 B=${B:-build}
