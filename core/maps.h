@@ -56,8 +56,11 @@ int64_t mli_maps_q_remap(uintptr_t old, size_t old_len, size_t new_len,
 
 /* Makes sure the next update cannot run out of storage: room for `extra`
  * more ranges. false if the storage cannot grow (the caller then fails its
- * call with ENOMEM before making it). An update needs at most 6, and a
- * remap with dontunmap as many more as mli_maps_ranges_in(old, old_len). */
+ * call with ENOMEM before making it). A map, unmap or protect adds at
+ * most 3 ranges, a remap at most 9 (it is three of those and a move), and
+ * one with dontunmap as many more as mli_maps_ranges_in(old, old_len). An
+ * update that finds no room anyway grows the storage then, and aborts
+ * with a message if it cannot. */
 bool mli_maps_reserve(size_t extra);
 size_t mli_maps_ranges_in(uintptr_t addr, size_t len);
 

@@ -367,7 +367,7 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 			pre = moved > pre ? moved : pre;
 		}
 	}
-	if (!admit(pre, 6 + (dontunmap ? mli_maps_ranges_in(o, ol) : 0))) {
+	if (!admit(pre, 10 + (dontunmap ? mli_maps_ranges_in(o, ol) : 0))) {
 		acct_leave();
 		return MAP_FAILED;
 	}
