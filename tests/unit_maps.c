@@ -56,7 +56,7 @@ static int64_t protect(uintptr_t a, uintptr_t len, enum mli_prot_kind p)
 static int64_t remap(uintptr_t old, uintptr_t ol, uintptr_t nl, uintptr_t to,
 		     bool dontunmap)
 {
-	assert_true(mli_maps_reserve(6 + (dontunmap ? mli_maps_ranges_in(old, ol) : 0)));
+	assert_true(mli_maps_reserve(10 + (dontunmap ? mli_maps_ranges_in(old, ol) : 0)));
 	int64_t q = mli_maps_q_remap(old, ol, nl, to, dontunmap);
 	int64_t d = mli_maps_remap(old, ol, nl, to, dontunmap);
 	assert_int_equal(q, d);
