@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "mapped.h"
 
 struct breach_rec {
 	const char *var;
@@ -105,6 +106,7 @@ void mli_report_exit(void)
 		mli_buf_str(&m, "memlimits: report\n");
 	kv(&m, json, "peak_heap_bytes", mli_mem_peak(), false);
 	kv(&m, json, "live_heap_bytes", live, false);
+	kv(&m, json, "mapped_bytes", mli_mapped_bytes(), false);
 	kv(&m, json, "allocated_bytes", (int64_t)mli_total_allocated(), false);
 	kv(&m, json, "allocations", (int64_t)mli_be_nrequests(), false);
 	kv(&m, json, "global_memory_limit", limit_of(0), false);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "mapped.h"
 
 #define SCOPE_MAGIC 0x6d6c7363u /* "mlsc" */
 /* A token task checks its token at least every TOKEN_GRANT bytes: the
@@ -344,6 +345,7 @@ static ml_status stats(struct ml_stats *out, size_t size)
 	s.thread_allocated = mli_thread_count(&mli_tls);
 	s.process_allocated = mli_total_allocated();
 	s.allocator_bytes = mli_be_stats_allocated();
+	s.mapped_bytes = mli_mapped_bytes();
 	memcpy(out, &s, size < sizeof s ? size : sizeof s);
 	return ML_OK;
 }

@@ -32,6 +32,7 @@
 
 #include "../core/internal.h"
 #include "jemalloc.h"
+#include "sys.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define REGION_BITS 34 /* 16 GiB of address space, never of memory;
@@ -62,7 +63,7 @@ static int64_t region_live;            /* usable bytes of live blocks (atomic) *
 
 static void *reserve(void *at, size_t size, int flags)
 {
-	void *p = mmap(at, size, PROT_NONE,
+	void *p = mli_sys_mmap(at, size, PROT_NONE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | flags, -1, 0);
 	return p == MAP_FAILED ? NULL : p;
 }
@@ -77,11 +78,11 @@ static char *reserve_in_window(size_t size)
 	if (((uintptr_t)p >> REGION_BITS) == (last >> REGION_BITS))
 		return p;
 	/* It straddles two windows: try again from the boundary it crosses. */
-	munmap(p, size);
+	mli_sys_munmap(p, size);
 	uintptr_t at = last & ~(uintptr_t)(WINDOW - 1);
 	p = reserve((void *)at, size, MAP_FIXED_NOREPLACE);
 	if (p && (uintptr_t)p != at) { /* a kernel without NOREPLACE */
-		munmap(p, size);
+		mli_sys_munmap(p, size);
 		p = NULL;
 	}
 	return p;
@@ -97,8 +98,8 @@ int mli_be_sample_init(void)
 	if (p) {
 		uintptr_t a = ((uintptr_t)p + WINDOW - 1) & ~(uintptr_t)(WINDOW - 1);
 		if (a > (uintptr_t)p)
-			munmap(p, a - (uintptr_t)p);
-		munmap((char *)a + WINDOW, (uintptr_t)p + WINDOW - a);
+			mli_sys_munmap(p, a - (uintptr_t)p);
+		mli_sys_munmap((char *)a + WINDOW, (uintptr_t)p + WINDOW - a);
 		p = (char *)a;
 	} else {
 		for (; size >= MIN_REGION; size /= 4)
@@ -195,7 +196,7 @@ void *mli_be_sample_alloc(size_t n, size_t align, bool zero,
 		s = region_base + region_next;
 		region_next += slot;
 		mli_spin_unlock(&region_lock);
-		if (mprotect(s, slot, PROT_READ | PROT_WRITE) != 0)
+		if (mli_sys_mprotect(s, slot, PROT_READ | PROT_WRITE) != 0)
 			return NULL; /* the slot is lost: address space only */
 		mli_spin_lock(&region_lock);
 	}
@@ -255,7 +256,7 @@ void mli_region_release(void *p)
 		cached_dirty += dirty;
 	mli_spin_unlock(&region_lock);
 	if (!keep)
-		madvise(s, dirty, MADV_DONTNEED);
+		mli_sys_madvise(s, dirty, MADV_DONTNEED);
 	struct free_slot *f = (struct free_slot *)s;
 	f->dirty = keep ? dirty : 0;
 	mli_spin_lock(&region_lock);

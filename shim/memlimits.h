@@ -93,6 +93,11 @@ struct ml_stats {
 					(jemalloc's stats.allocated, including
 					blocks its thread caches hold), -1 if
 					unknown */
+	/* Since version 1.x: */
+	int64_t mapped_bytes;        /* memory the program mapped itself and
+					the global limit counts with the heap:
+					private, anonymous, made writable, by
+					mmap, mprotect or mremap (see README) */
 };
 
 /* The largest valid allocation limit, in bytes (INT64_MAX). */

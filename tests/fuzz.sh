@@ -7,7 +7,7 @@ B=${B:-build}
 out=$B/fuzz
 mkdir -p "$out/corpus"
 if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -DMEMLIMITS_ENGINE -I. \
-	-o "$out/fuzz_config" tests/fuzz/fuzz_config.c core/config.c core/fmt.c; then
+	-o "$out/fuzz_config" tests/fuzz/fuzz_config.c core/config.c core/fmt.c core/sysmem.c; then
 	echo "0 passed, 1 failed"
 	exit 1
 fi

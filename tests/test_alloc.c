@@ -168,7 +168,8 @@ static void exports_exact(const char *cmd)
 		"free_aligned_sized", "free_sized", "mallctl", "mallctlbymib",
 		"mallctlnametomib", "mallinfo", "mallinfo2", "malloc", "malloc_info",
 		"malloc_stats", "malloc_stats_print", "malloc_trim", "malloc_usable_size",
-		"mallocx", "mallopt", "memalign", "ml_engine", "nallocx", "posix_memalign",
+		"mallocx", "mallopt", "memalign", "ml_engine", "mmap", "mmap64", "mprotect",
+		"mremap", "munmap", "nallocx", "pkey_mprotect", "posix_memalign",
 		"pthread_create", "pthread_exit", "pvalloc", "rallocx", "realloc",
 		"reallocarray", "sallocx", "sdallocx", "valloc", "xallocx",
 	};

@@ -1,0 +1,383 @@
+/* mmap.c: the exported mmap family, which keeps the account of the memory
+ * the program maps itself (core/maps.c) and asks the engine (core/mapped.h)
+ * before a call makes more of it counted.
+ *
+ * Counted: private anonymous pages made writable through these calls: by
+ * mmap with PROT_WRITE (MAP_NORESERVE or not), or by mprotect/pkey_mprotect
+ * with PROT_WRITE on pages the account holds (a reservation committed).
+ * PROT_NONE uncounts them (decommitted); read-only or executable keeps them
+ * as they were (the kernel's commit charge stays too, and a W^X toggle of a
+ * JIT's code is then never refused). munmap, an mmap over them, and mremap
+ * do what they do to the mappings. File-backed and shared mappings are
+ * never in the account.
+ *
+ * Every call takes the account's lock and holds it across the system call,
+ * so that the account changes in the order the kernel's mappings did: a
+ * munmap and another thread's mmap that gets the same addresses cannot be
+ * recorded the other way round. These calls are no cancellation points, and
+ * the lock is a futex, so a long munmap does not make waiters spin. A call
+ * that would count more bytes is admitted first; if the engine refuses, it
+ * fails as the kernel fails it (MAP_FAILED or -1, errno ENOMEM), so that the
+ * runtime takes its own out-of-memory path.
+ *
+ * A call from a signal handler that interrupted this thread while it held
+ * the lock (or while it was inside the engine) bypasses the account: it is
+ * made and not recorded. What that costs: a mapping made there is not
+ * counted, and counted pages it unmaps stay counted until their addresses
+ * are mapped or unmapped through these calls again.
+ *
+ * The system calls are made directly (syscall(2)), not through libc's
+ * functions: these may run before any constructor, in a signal handler,
+ * and from the library's own code, with no dlsym. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "../core/internal.h"
+#include "../core/mapped.h"
+#include "../core/maps.h"
+#include "sys.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+/* ---- The raw calls ------------------------------------------------------ */
+
+void *mli_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+}
+
+int mli_sys_munmap(void *addr, size_t len)
+{
+	return (int)syscall(SYS_munmap, addr, len);
+}
+
+int mli_sys_mprotect(void *addr, size_t len, int prot)
+{
+	return (int)syscall(SYS_mprotect, addr, len, prot);
+}
+
+static void *sys_mremap(void *old, size_t old_len, size_t new_len, int flags,
+			void *to)
+{
+	return (void *)syscall(SYS_mremap, old, old_len, new_len, flags, to);
+}
+
+void *mli_sys_mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+	void *to = NULL;
+	if (flags & MREMAP_FIXED) {
+		va_list ap;
+		va_start(ap, flags);
+		to = va_arg(ap, void *);
+		va_end(ap);
+	}
+	return sys_mremap(old, old_len, new_len, flags, to);
+}
+
+int mli_sys_madvise(void *addr, size_t len, int advice)
+{
+	return (int)syscall(SYS_madvise, addr, len, advice);
+}
+
+/* glibc's pkey_mprotect with pkey -1 is mprotect (for kernels without
+ * protection keys). */
+static int sys_pkey_mprotect(void *addr, size_t len, int prot, int pkey)
+{
+	if (pkey == -1)
+		return mli_sys_mprotect(addr, len, prot);
+	return (int)syscall(SYS_pkey_mprotect, addr, len, prot, pkey);
+}
+
+/* ---- The account's lock -------------------------------------------------- */
+
+static int acct_lock; /* futex word: 0 free, 1 held, 2 held with waiters */
+/* This thread holds the lock or is taking it: a signal handler's call must
+ * bypass the account rather than wait for its own thread. */
+static __thread uint8_t acct_held __attribute__((tls_model("initial-exec")));
+
+static void lock_take(void)
+{
+	int c = 0;
+	if (__atomic_compare_exchange_n(&acct_lock, &c, 1, false, __ATOMIC_ACQUIRE,
+					__ATOMIC_RELAXED))
+		return;
+	if (c != 2)
+		c = __atomic_exchange_n(&acct_lock, 2, __ATOMIC_ACQUIRE);
+	while (c != 0) {
+		/* Not a cancellation point (syscall(2) never is). */
+		syscall(SYS_futex, &acct_lock, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+		c = __atomic_exchange_n(&acct_lock, 2, __ATOMIC_ACQUIRE);
+	}
+}
+
+static void lock_give(void)
+{
+	if (__atomic_exchange_n(&acct_lock, 0, __ATOMIC_RELEASE) == 2)
+		syscall(SYS_futex, &acct_lock, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* false: bypass the account (see the top of the file). */
+static bool acct_enter(void)
+{
+	if (acct_held || mli_tls.in_engine)
+		return false;
+	acct_held = 1;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	lock_take();
+	return true;
+}
+
+static void acct_leave(void)
+{
+	lock_give();
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	acct_held = 0;
+}
+
+/* fork: the lock is taken around it, so that the child's account is the
+ * parent's as it was at the fork, and released on both sides. These
+ * handlers are registered after the engine's (this file's constructor runs
+ * after core/engine.c's, which is linked first), so they run before them:
+ * the lock order is this lock, then the engine's, as in a call that
+ * charges bytes. */
+static __thread uint8_t fork_took __attribute__((tls_model("initial-exec")));
+
+static void fork_prepare(void)
+{
+	/* A fork from a signal handler that interrupted this thread inside
+	 * the lock: the child's copy of this thread will release it. */
+	fork_took = !acct_held;
+	if (fork_took) {
+		acct_held = 1;
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		lock_take();
+	}
+}
+
+static void fork_parent(void)
+{
+	if (fork_took)
+		acct_leave();
+}
+
+static void fork_child(void)
+{
+	if (fork_took) {
+		__atomic_store_n(&acct_lock, 0, __ATOMIC_RELAXED);
+		acct_held = 0;
+	}
+}
+
+__attribute__((constructor)) static void mmap_init(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+/* ---- Helpers ------------------------------------------------------------- */
+
+static size_t page_round(size_t len)
+{
+	static size_t page;
+	size_t p = __atomic_load_n(&page, __ATOMIC_RELAXED);
+	if (!p) {
+		p = getauxval(AT_PAGESZ);
+		if (!p)
+			p = 4096;
+		__atomic_store_n(&page, p, __ATOMIC_RELAXED);
+	}
+	/* A length that does not round is refused by the kernel: 0 makes
+	 * the account's side of the call a no-op. */
+	return len > SIZE_MAX - (p - 1) ? 0 : (len + p - 1) & ~(p - 1);
+}
+
+static enum mli_map_kind map_kind(int prot, int flags)
+{
+	if ((flags & MAP_TYPE) != MAP_PRIVATE || !(flags & MAP_ANONYMOUS))
+		return MLI_MAP_OTHER;
+	return prot & PROT_WRITE ? MLI_MAP_COUNTED : MLI_MAP_TRACKED;
+}
+
+static enum mli_prot_kind prot_kind(int prot)
+{
+	prot &= PROT_READ | PROT_WRITE | PROT_EXEC;
+	return prot & PROT_WRITE ? MLI_PROT_WRITE
+	       : prot == PROT_NONE ? MLI_PROT_NONE : MLI_PROT_KEEP;
+}
+
+/* Admits the bytes the query says the call would add (none if it adds
+ * none). false: refused, or no room in the account; errno is then ENOMEM
+ * and the caller fails without making the call. */
+static bool admit(int64_t pre, size_t ranges)
+{
+	if (!mli_maps_reserve(ranges) || (pre > 0 && !mli_mapped_charge((uint64_t)pre))) {
+		errno = ENOMEM;
+		return false;
+	}
+	return true;
+}
+
+/* After the call: what the account's update changed, against what was
+ * admitted. The update never adds more than its query said, because the
+ * lock kept the account as the query saw it and each query bounds its
+ * update from above (exact where the addresses are known, the whole
+ * growth where the kernel chooses them); the last branch is for safety. */
+static void settle(int64_t pre, int64_t d)
+{
+	int64_t charged = pre > 0 ? pre : 0;
+	if (d < charged)
+		mli_mapped_sub((uint64_t)(charged - d));
+	else if (d > charged)
+		mli_mapped_charge((uint64_t)(d - charged));
+}
+
+static void unadmit(int64_t pre)
+{
+	if (pre > 0)
+		mli_mapped_sub((uint64_t)pre);
+}
+
+/* ---- The interposers ------------------------------------------------------ */
+
+EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	int saved = errno; /* taking the lock may set it (a futex wait) */
+	if (!acct_enter())
+		return mli_sys_mmap(addr, len, prot, flags, fd, off);
+	size_t rlen = page_round(len);
+	enum mli_map_kind k = map_kind(prot, flags);
+	/* MAP_FIXED: exactly there. Otherwise (a hint, MAP_FIXED_NOREPLACE,
+	 * which old kernels take as a hint) addresses the kernel chooses,
+	 * which hold nothing of the account's unless it missed an unmap. */
+	int64_t pre = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) == MAP_FIXED
+			      ? mli_maps_q_map((uintptr_t)addr, rlen, k)
+		      : k == MLI_MAP_COUNTED ? (int64_t)rlen : 0;
+	if (!admit(pre, 6)) {
+		acct_leave();
+		return MAP_FAILED;
+	}
+	void *r = mli_sys_mmap(addr, len, prot, flags, fd, off);
+	if (r == MAP_FAILED) {
+		int e = errno;
+		unadmit(pre);
+		acct_leave();
+		errno = e;
+		return r;
+	}
+	settle(pre, mli_maps_map((uintptr_t)r, rlen, k));
+	acct_leave();
+	errno = saved;
+	return r;
+}
+
+EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd,
+		    off_t off) __attribute__((alias("mmap")));
+
+EXPORT int munmap(void *addr, size_t len)
+{
+	int saved = errno;
+	if (!acct_enter())
+		return mli_sys_munmap(addr, len);
+	if (!admit(0, 6)) {
+		acct_leave();
+		return -1;
+	}
+	int r = mli_sys_munmap(addr, len);
+	int e = errno;
+	if (r == 0)
+		settle(0, mli_maps_unmap((uintptr_t)addr, page_round(len)));
+	acct_leave();
+	errno = r == 0 ? saved : e;
+	return r;
+}
+
+/* mprotect and pkey_mprotect. A call the kernel fails after changing part
+ * of the range (a hole in it: ENOMEM) leaves the account as it was. */
+static int protect(void *addr, size_t len, int prot, int pkey)
+{
+	int saved = errno;
+	if (!acct_enter())
+		return sys_pkey_mprotect(addr, len, prot, pkey);
+	size_t rlen = page_round(len);
+	enum mli_prot_kind p = prot_kind(prot);
+	int64_t pre = mli_maps_q_protect((uintptr_t)addr, rlen, p);
+	if (!admit(pre, 6)) {
+		acct_leave();
+		return -1;
+	}
+	int r = sys_pkey_mprotect(addr, len, prot, pkey);
+	int e = errno;
+	if (r == 0)
+		settle(pre, mli_maps_protect((uintptr_t)addr, rlen, p));
+	else
+		unadmit(pre);
+	acct_leave();
+	errno = r == 0 ? saved : e;
+	return r;
+}
+
+EXPORT int mprotect(void *addr, size_t len, int prot)
+{
+	return protect(addr, len, prot, -1);
+}
+
+EXPORT int pkey_mprotect(void *addr, size_t len, int prot, int pkey)
+{
+	return protect(addr, len, prot, pkey);
+}
+
+EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+	void *to = NULL;
+	if (flags & MREMAP_FIXED) {
+		va_list ap;
+		va_start(ap, flags);
+		to = va_arg(ap, void *);
+		va_end(ap);
+	}
+	int saved = errno;
+	if (!acct_enter())
+		return sys_mremap(old, old_len, new_len, flags, to);
+	uintptr_t o = (uintptr_t)old;
+	size_t ol = page_round(old_len), nl = page_round(new_len);
+	bool dontunmap = flags & MREMAP_DONTUNMAP;
+	int64_t pre;
+	if (flags & MREMAP_FIXED) {
+		pre = mli_maps_q_remap(o, ol, nl, (uintptr_t)to, dontunmap);
+	} else {
+		/* In place, or (MREMAP_MAYMOVE) moved where the kernel chooses. */
+		pre = mli_maps_q_remap(o, ol, nl, o, dontunmap);
+		if (flags & MREMAP_MAYMOVE) {
+			int64_t moved = mli_maps_q_remap(o, ol, nl, MLI_MAPS_ANYWHERE,
+							 dontunmap);
+			pre = moved > pre ? moved : pre;
+		}
+	}
+	if (!admit(pre, 10 + (dontunmap ? mli_maps_ranges_in(o, ol) : 0))) {
+		acct_leave();
+		return MAP_FAILED;
+	}
+	void *r = sys_mremap(old, old_len, new_len, flags, to);
+	int e = errno;
+	if (r != MAP_FAILED)
+		settle(pre, mli_maps_remap(o, ol, nl, (uintptr_t)r, dontunmap));
+	else
+		unadmit(pre);
+	acct_leave();
+	errno = r != MAP_FAILED ? saved : e;
+	return r;
+}

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2016  # the programs below are for the runtimes, not the shell
+# runtimes: real runtimes, each growing towards 500 MB, under
+# `scripts/memlimit --global-memory 100M`: python3 (its own allocator, which
+# maps arenas), node (V8's heap), java (HotSpot's heap), php -n (the Zend
+# allocator), perl, lua5.4, sqlite3, a C++ program using new and a C
+# program calling mmap. Each must fail through its own out-of-memory path
+# with the one breach line; its peak RSS, less the same runtime's idle
+# footprint (an empty program, run the same way with no limit), must stay
+# within 1.5x the limit; and the global measure at the first refusal (the
+# breach line's figure: the heap plus mapped memory) must
+# be at least 70% of that peak. Prints the table it measured.
+#
+# "Its own out-of-memory path": the runtime's message (MemoryError, V8's
+# fatal "JavaScript heap out of memory", which aborts, HotSpot's "There is
+# insufficient memory for the Java Runtime Environment to continue", ...),
+# and no crash: killed by no signal other than SIGABRT.
+#
+# The runtimes come from scripts/setup's test job; a missing one fails.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+B=${B:-build}
+PROGS=${MLT_PROGS:-$ROOT/$B/tests/progs}
+export MEMLIMITS_LIBRARY=${MLT_LIB:-$ROOT/$B/libmemlimits.so}
+unset LD_PRELOAD
+for v in $(compgen -e); do
+	case $v in MEMLIMITS_LIBRARY) ;; MEMLIMITS_*) unset "$v" ;; esac
+done
+
+passed=0 failed=0
+pass() { passed=$((passed + 1)); }
+fail() {
+	failed=$((failed + 1))
+	printf 'FAIL: %s\n' "$1"
+}
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ml-runtimes.XXXXXX") || exit 1
+trap 'rm -rf -- "$tmp"' EXIT
+LIMIT_MIB=100
+LIMIT=$((LIMIT_MIB << 20))
+BREACH="memlimits: MEMLIMITS_GLOBAL_MEMORY=100.0 MiB reached"
+
+# Java needs its programs compiled (the source launcher runs javac in the
+# same JVM, which would count the compiler).
+cat >"$tmp/Grow.java" <<'EOF'
+import java.util.ArrayList;
+public class Grow {
+    public static void main(String[] a) {
+        ArrayList<byte[]> l = new ArrayList<>();
+        for (int i = 0; i < 500; i++) l.add(new byte[1 << 20]);
+        System.out.println("all " + l.size() + " MiB");
+    }
+}
+EOF
+echo 'public class Empty { public static void main(String[] a) {} }' >"$tmp/Empty.java"
+if command -v javac >/dev/null; then
+	javac -d "$tmp" "$tmp/Grow.java" "$tmp/Empty.java" || fail "javac"
+fi
+
+PY='a = [[i] for i in range(50_000_000)]'
+JS='const a = []; for (let i = 0; i < 50e6; i++) a.push({ i: i, s: "x" + i });'
+PHP='$a = []; for ($i = 0; $i < 50000000; $i++) { $a[] = "x" . $i; }'
+PERL='my @a; push @a, "x$_" for 1 .. 50_000_000;'
+LUA='local t = {} for i = 1, 5e7 do t[i] = "x" .. i end'
+SQL="create table t(x); with recursive c(i) as (select 1 union all select i + 1 from c where i < 5000000) insert into t select randomblob(100) from c;"
+# Java's heap starts at 1/64 of physical memory by default (375 MiB here,
+# committed at start-up): -Xms8m lets it start under the limit.
+JAVA=(java -Xms8m -XX:ErrorFile="$tmp/hs_err.log" -cp "$tmp")
+
+# name | what must appear in its output | command growing | idle command
+# (| separates; commands are split on tabs).
+TAB=$'\t'
+cases=(
+	"python3|MemoryError|python3${TAB}-c${TAB}$PY|python3${TAB}-c${TAB}pass"
+	"node|JavaScript heap out of memory|node${TAB}-e${TAB}$JS|node${TAB}-e${TAB}0"
+	"java|insufficient memory for the Java Runtime Environment|$(printf '%s\t' "${JAVA[@]}")Grow|$(printf '%s\t' "${JAVA[@]}")Empty"
+	"php|Out of memory|php${TAB}-n${TAB}-d${TAB}memory_limit=-1${TAB}-r${TAB}$PHP|php${TAB}-n${TAB}-r${TAB};"
+	"perl|Out of memory!|perl${TAB}-e${TAB}$PERL|perl${TAB}-e${TAB}1"
+	"lua5.4|not enough memory|lua5.4${TAB}-e${TAB}$LUA|lua5.4${TAB}-e${TAB};"
+	"sqlite3|out of memory|sqlite3${TAB}:memory:${TAB}$SQL|sqlite3${TAB}:memory:${TAB}select 1;"
+	"c++ new|std::bad_alloc after|$PROGS/grow_new${TAB}500|$PROGS/grow_new${TAB}0"
+	"c mmap|mmap: MAP_FAILED ENOMEM|$PROGS/mapped_helper${TAB}mmap${TAB}500|$PROGS/mapped_helper${TAB}mmap${TAB}0"
+)
+
+# peak KiB and status of a command: run_rss OUT CMD...
+run_rss() {
+	local out=$1
+	shift
+	(cd "$tmp" && "$PROGS/peakrss" "$tmp/rss" "$@" >"$out" 2>&1)
+	read -r rss st <"$tmp/rss"
+}
+
+printf '%-8s %-6s %-44s %9s %9s %9s %9s\n' program fired "how it failed" "peak RSS" idle "peak-idle" "measure"
+for c in "${cases[@]}"; do
+	IFS='|' read -r name want grow idle <<<"$c"
+	IFS=$TAB read -r -a gcmd <<<"$grow"
+	IFS=$TAB read -r -a icmd <<<"$idle"
+	if ! command -v "${gcmd[0]}" >/dev/null; then
+		fail "$name: ${gcmd[0]} is not installed (scripts/setup test installs it)"
+		continue
+	fi
+	run_rss "$tmp/idle.out" "${icmd[@]}"
+	idle_kib=$rss
+	if [ "$st" != 0 ]; then
+		fail "$name: the idle run exited $st: $(head -c 600 "$tmp/idle.out")"
+		continue
+	fi
+	run_rss "$tmp/grow.out" "$ROOT/scripts/memlimit" --global-memory ${LIMIT_MIB}M \
+		-- "${gcmd[@]}"
+	out=$(cat "$tmp/grow.out")
+	nbreach=$(grep -c "^$BREACH" "$tmp/grow.out")
+	how=$(grep -v '^memlimits:' "$tmp/grow.out" | grep -m1 -F "$want" | cut -c1-44)
+	# "... reached (heap 93.6 MiB): ...": the measure, in KiB.
+	measure=$(sed -n "s/^$BREACH (heap \([0-9]*\)\.\([0-9]\) MiB).*/\1 \2/p" \
+		"$tmp/grow.out" | head -1 | awk '{ print int($1 * 1024 + $2 * 102.4) }')
+	measure=${measure:--1}
+	grew_kib=$((rss - idle_kib))
+	printf '%-8s %-6s %-44s %6d MiB %5d MiB %5d MiB %5d MiB\n' "$name" \
+		"$([ "$nbreach" -ge 1 ] && echo yes || echo no)" "${how:-exit $st}" \
+		$((rss >> 10)) $((idle_kib >> 10)) $((grew_kib >> 10)) $((measure >> 10))
+	ok=1
+	if [ "$st" -ge 128 ] && [ "$st" != 134 ]; then
+		fail "$name: killed by signal $((st - 128)), not its own out-of-memory path"
+		ok=0
+	fi
+	if [ -z "$how" ]; then
+		fail "$name: no '$want' in its output"
+		ok=0
+	fi
+	if [ "$nbreach" != 1 ]; then
+		fail "$name: $nbreach breach lines, not 1"
+		ok=0
+	fi
+	if [ $((grew_kib * 1024 * 2)) -gt $((LIMIT * 3)) ]; then
+		fail "$name: peak RSS less idle is $((grew_kib >> 10)) MiB, over 1.5 x ${LIMIT_MIB} MiB"
+		ok=0
+	fi
+	if [ $((measure * 10)) -lt $((grew_kib * 7)) ]; then
+		fail "$name: the measure at the first refusal ($((measure >> 10)) MiB) is under 70% of the peak RSS less idle"
+		ok=0
+	fi
+	if [ $ok = 0 ]; then
+		printf '  output (last 1500 bytes): %s\n' "$(echo "$out" | tail -c 1500)"
+	else
+		pass
+	fi
+done
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

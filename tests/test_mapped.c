@@ -1,0 +1,559 @@
+/* test_mapped: the memory a program maps itself, through the real system
+ * calls under the preload: every form of mmap, munmap, mprotect and mremap
+ * changes ml_stats' mapped_bytes as the README defines it; fork; threads;
+ * the library's own memory and the malloc heap are not counted; a mapping
+ * over the global limit fails as the kernel fails it (helper
+ * tests/progs/mapped_helper). */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shim/memlimits.h"
+#include "tests/harness.h"
+
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
+
+static long P; /* page size */
+
+static int64_t mapped(void)
+{
+	struct ml_stats s;
+	memset(&s, 0, sizeof s);
+	assert_int_equal(ml_stats(&s), ML_OK);
+	return s.mapped_bytes;
+}
+
+/* Address space the account knows nothing of (the raw system call), to
+ * place mappings in with MAP_FIXED where the test wants them. */
+static char *space(long pages)
+{
+	void *p = (void *)syscall(SYS_mmap, NULL, pages * P, PROT_NONE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	assert_true(p != MAP_FAILED);
+	return p;
+}
+
+static void *map_at(char *at, long pages, int prot, int flags)
+{
+	void *p = mmap(at, pages * P, prot, flags | MAP_PRIVATE | MAP_ANONYMOUS |
+			       (at ? MAP_FIXED : 0), -1, 0);
+	assert_true(p != MAP_FAILED);
+	if (at)
+		assert_ptr_equal(p, at);
+	return p;
+}
+
+#define RW (PROT_READ | PROT_WRITE)
+
+/* Checks that mapped_bytes moved by `pages` pages since *mark, and moves
+ * the mark. */
+#define MOVED(mark, pages)                                           \
+	do {                                                         \
+		int64_t now_ = mapped();                             \
+		assert_int_equal(now_ - *(mark), (int64_t)(pages) * P); \
+		*(mark) = now_;                                      \
+	} while (0)
+
+static void new_mappings(void **state)
+{
+	(void)state;
+	int64_t m = mapped();
+	char *p = map_at(NULL, 10, RW, 0);
+	MOVED(&m, 10);
+	p[0] = 1;
+	/* MAP_NORESERVE does not exempt a writable mapping (V8's heap). */
+	char *q = map_at(NULL, 3, RW, MAP_NORESERVE);
+	MOVED(&m, 3);
+	/* Not writable: reserved address space, not counted. */
+	char *r = map_at(NULL, 5, PROT_NONE, MAP_NORESERVE);
+	char *s = map_at(NULL, 5, PROT_READ | PROT_EXEC, 0);
+	MOVED(&m, 0);
+	/* A length that is not whole pages counts whole pages. */
+	char *t = mmap(NULL, P + 1, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(t != MAP_FAILED);
+	MOVED(&m, 2);
+	munmap(p, 10 * P);
+	MOVED(&m, -10);
+	munmap(q, 3 * P);
+	munmap(r, 5 * P);
+	munmap(s, 5 * P);
+	munmap(t, P + 1);
+	MOVED(&m, -5);
+}
+
+static void shared_and_file_not_counted(void **state)
+{
+	(void)state;
+	int64_t m = mapped();
+	void *a = mmap(NULL, 8 * P, RW, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(a != MAP_FAILED);
+	char path[] = "/tmp/test_mapped.XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(ftruncate(fd, 8 * P), 0);
+	void *f = mmap(NULL, 8 * P, RW, MAP_PRIVATE, fd, 0);
+	void *g = mmap(NULL, 8 * P, RW, MAP_SHARED, fd, 0);
+	assert_true(f != MAP_FAILED && g != MAP_FAILED);
+	MOVED(&m, 0);
+	/* mprotect of them does nothing either. */
+	assert_int_equal(mprotect(f, 8 * P, PROT_NONE), 0);
+	assert_int_equal(mprotect(f, 8 * P, RW), 0);
+	MOVED(&m, 0);
+	/* A file mapping placed over counted pages ends their count. */
+	char *sp = space(8);
+	map_at(sp, 8, RW, 0);
+	MOVED(&m, 8);
+	assert_true(mmap(sp + 2 * P, 3 * P, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0) ==
+		    sp + 2 * P);
+	MOVED(&m, -3);
+	munmap(sp, 8 * P);
+	MOVED(&m, -5);
+	munmap(a, 8 * P);
+	munmap(f, 8 * P);
+	munmap(g, 8 * P);
+	close(fd);
+	MOVED(&m, 0);
+}
+
+static void fixed_over_existing(void **state)
+{
+	(void)state;
+	int64_t m = mapped();
+	char *sp = space(16);
+	map_at(sp, 10, RW, 0);
+	MOVED(&m, 10);
+	/* HotSpot's uncommit: PROT_NONE, MAP_NORESERVE, MAP_FIXED over it. */
+	map_at(sp + 2 * P, 3, PROT_NONE, MAP_NORESERVE);
+	MOVED(&m, -3);
+	/* Its commit: writable, MAP_FIXED, over all of it and beyond. */
+	map_at(sp + P, 12, RW, 0);
+	MOVED(&m, 3 + 3);
+	/* The same again: nothing new. */
+	map_at(sp, 13, RW, 0);
+	MOVED(&m, 0);
+	/* MAP_FIXED_NOREPLACE on free addresses. */
+	void *n = mmap(sp + 14 * P, 2 * P, RW,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (n == sp + 14 * P)
+		MOVED(&m, 2);
+	munmap(sp, 16 * P);
+	mapped();
+	assert_int_equal(mapped() - m, n == sp + 14 * P ? -15 * P : -13 * P);
+}
+
+static void munmap_partial_spanning_holes(void **state)
+{
+	(void)state;
+	int64_t m = mapped();
+	char *sp = space(20);
+	map_at(sp, 10, RW, 0);
+	MOVED(&m, 10);
+	assert_int_equal(munmap(sp + 4 * P, 2 * P), 0);
+	MOVED(&m, -2);
+	map_at(sp + 12 * P, 2, PROT_NONE, 0);
+	map_at(sp + 16 * P, 3, RW, 0);
+	MOVED(&m, 3);
+	/* One call over counted pages, holes, and a reservation. */
+	assert_int_equal(munmap(sp + 2 * P, 15 * P), 0);
+	MOVED(&m, -(2 + 4 + 1));
+	/* Pages that were never mapped (munmap of nothing succeeds). */
+	assert_int_equal(munmap(sp + 2 * P, 10 * P), 0);
+	MOVED(&m, 0);
+	assert_int_equal(munmap(sp, 20 * P), 0);
+	MOVED(&m, -4);
+	/* A failed munmap changes nothing. */
+	char *p = map_at(NULL, 2, RW, 0);
+	MOVED(&m, 2);
+	errno = 0;
+	assert_int_equal(munmap(p + 1, P), -1);
+	assert_int_equal(errno, EINVAL);
+	MOVED(&m, 0);
+	munmap(p, 2 * P);
+	MOVED(&m, -2);
+}
+
+static void mprotect_commit_decommit(void **state)
+{
+	(void)state;
+	int64_t m = mapped();
+	/* V8's way: a PROT_NONE, NORESERVE reservation, committed by mprotect. */
+	char *r = map_at(NULL, 16, PROT_NONE, MAP_NORESERVE);
+	MOVED(&m, 0);
+	assert_int_equal(mprotect(r + 4 * P, 4 * P, RW), 0);
+	MOVED(&m, 4);
+	r[4 * P] = 1;
+	assert_int_equal(mprotect(r + 6 * P, 6 * P, RW | PROT_EXEC), 0);
+	MOVED(&m, 4);
+	/* Read-only or executable: stays counted (the kernel keeps the
+	 * commit charge too). */
+	assert_int_equal(mprotect(r, 16 * P, PROT_READ), 0);
+	MOVED(&m, 0);
+	assert_int_equal(mprotect(r + 4 * P, 8 * P, PROT_READ | PROT_EXEC), 0);
+	MOVED(&m, 0);
+	assert_int_equal(mprotect(r + 4 * P, 8 * P, RW), 0);
+	MOVED(&m, 0);
+	/* Decommit. */
+	assert_int_equal(mprotect(r + 2 * P, 8 * P, PROT_NONE), 0);
+	MOVED(&m, -6);
+	/* pkey_mprotect with no key is mprotect. */
+	assert_int_equal(pkey_mprotect(r, 3 * P, RW, -1), 0);
+	MOVED(&m, 3);
+	/* A pkey, where the machine has them. */
+	int k = pkey_alloc(0, 0);
+	if (k >= 0) {
+		assert_int_equal(pkey_mprotect(r + 12 * P, 4 * P, RW, k), 0);
+		MOVED(&m, 4);
+		pkey_free(k);
+	}
+	/* Memory the account does not hold is ignored: this thread's stack. */
+	char local[3 * 4096];
+	char *pg = (char *)(((uintptr_t)local + P - 1) & ~(uintptr_t)(P - 1));
+	assert_int_equal(mprotect(pg, P, RW), 0);
+	MOVED(&m, 0);
+	/* A failed mprotect changes nothing. */
+	assert_int_equal(mprotect(r + 1, P, RW), -1);
+	assert_int_equal(errno, EINVAL);
+	MOVED(&m, 0);
+	munmap(r, 16 * P);
+	MOVED(&m, -(3 + 2 + (k >= 0 ? 4 : 0)));
+}
+
+static void mremap_every_form(void **state)
+{
+	(void)state;
+	int64_t m = mapped();
+	char *sp = space(64);
+	/* Grow in place (the pages after are free: unmap that part of the
+	 * raw reservation first). */
+	char *p = map_at(sp, 4, RW, 0);
+	syscall(SYS_munmap, sp + 4 * P, 12 * P);
+	MOVED(&m, 4);
+	assert_ptr_equal(mremap(p, 4 * P, 8 * P, 0), p);
+	MOVED(&m, 4);
+	p[7 * P] = 1;
+	/* Shrink. */
+	assert_ptr_equal(mremap(p, 8 * P, 2 * P, 0), p);
+	MOVED(&m, -6);
+	/* Move and grow where the kernel pleases. */
+	char *q = mremap(p, 2 * P, 6 * P, MREMAP_MAYMOVE | MREMAP_FIXED, sp + 32 * P);
+	assert_ptr_equal(q, sp + 32 * P);
+	MOVED(&m, 4);
+	char *q2 = mremap(q, 6 * P, 40 * P, MREMAP_MAYMOVE);
+	assert_true(q2 != MAP_FAILED);
+	MOVED(&m, 34);
+	/* Move and shrink onto a counted mapping, which it replaces. */
+	char *y = map_at(sp + 16 * P, 4, RW, 0);
+	MOVED(&m, 4);
+	assert_ptr_equal(mremap(q2, 40 * P, 3 * P, MREMAP_MAYMOVE | MREMAP_FIXED, y), y);
+	MOVED(&m, -37 - 3);
+	/* Growing a PROT_NONE reservation adds nothing. */
+	char *r = map_at(NULL, 4, PROT_NONE, 0);
+	char *r2 = mremap(r, 4 * P, 16 * P, MREMAP_MAYMOVE);
+	assert_true(r2 != MAP_FAILED);
+	MOVED(&m, 0);
+	/* MREMAP_DONTUNMAP (of the moved mapping: y's last page is what is
+	 * left of the one it replaced, another mapping): both the moved pages
+	 * and the source count. */
+	char *d = mremap(y, 3 * P, 3 * P, MREMAP_MAYMOVE | MREMAP_DONTUNMAP);
+	if (d != MAP_FAILED) {
+		MOVED(&m, 3);
+		munmap(d, 3 * P);
+		MOVED(&m, -3);
+	} else {
+		print_message("  (MREMAP_DONTUNMAP not supported here: %s)\n",
+			      strerror(errno));
+	}
+	/* A failed mremap changes nothing. */
+	assert_true(mremap(y, 4 * P, 1000 * P, 0) == MAP_FAILED);
+	MOVED(&m, 0);
+	munmap(y, 4 * P);
+	munmap(r2, 16 * P);
+	munmap(sp, 64 * P);
+	MOVED(&m, -4);
+}
+
+static void heap_not_counted_as_mapped(void **state)
+{
+	(void)state;
+	struct ml_stats a, b;
+	ml_stats(&a);
+	char *big = malloc(64 << 20);
+	assert_non_null(big);
+	memset(big, 1, 64 << 20);
+	ml_stats(&b);
+	assert_true(b.live_bytes - a.live_bytes >= (64 << 20));
+	assert_int_equal(b.mapped_bytes, a.mapped_bytes);
+	free(big);
+	/* The account allocates nothing through malloc, even for thousands
+	 * of ranges. */
+	ml_stats(&a);
+	enum { N = 3000 };
+	static void *ps[N];
+	for (int i = 0; i < N; i++) {
+		ps[i] = mmap(NULL, P, i % 2 ? RW : PROT_NONE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		assert_true(ps[i] != MAP_FAILED);
+	}
+	for (int i = 0; i < N; i++)
+		munmap(ps[i], P);
+	ml_stats(&b);
+	assert_int_equal(b.thread_allocated, a.thread_allocated);
+	assert_int_equal(b.mapped_bytes, a.mapped_bytes);
+}
+
+/* Two threads contend for the account's lock (a futex wait can end in
+ * EAGAIN); a successful call leaves errno as it was, as libc's does. */
+static void *errno_loop(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 20000; i++) {
+		errno = 1234;
+		void *p = mmap(NULL, P, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED || errno != 1234)
+			return (void *)1;
+		if (mprotect(p, P, PROT_NONE) != 0 || errno != 1234)
+			return (void *)2;
+		if (munmap(p, P) != 0 || errno != 1234)
+			return (void *)3;
+	}
+	return NULL;
+}
+
+static void errno_kept_on_success(void **state)
+{
+	(void)state;
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, errno_loop, NULL);
+	for (int i = 0; i < 2; i++) {
+		void *r;
+		pthread_join(t[i], &r);
+		assert_null(r);
+	}
+	errno = 1234;
+	void *p = mmap(NULL, P, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_int_equal(errno, 1234);
+	assert_int_equal(mprotect(p, P, PROT_NONE), 0);
+	assert_int_equal(errno, 1234);
+	assert_int_equal(munmap(p, P), 0);
+	assert_int_equal(errno, 1234);
+	/* And errors are the kernel's. */
+	assert_true(mmap(NULL, 0, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED);
+	assert_int_equal(errno, EINVAL);
+	assert_true(mmap(NULL, P, RW, MAP_PRIVATE, 12345, 0) == MAP_FAILED);
+	assert_int_equal(errno, EBADF);
+}
+
+static void fork_child_has_the_account(void **state)
+{
+	(void)state;
+	char *x = map_at(NULL, 8, RW, 0);
+	int64_t at_fork = mapped();
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (mapped() != at_fork)
+			_exit(1);
+		if (munmap(x, 4 * P) != 0 || mapped() != at_fork - 4 * P)
+			_exit(2);
+		if (mprotect(x + 4 * P, 4 * P, PROT_NONE) != 0 ||
+		    mapped() != at_fork - 8 * P)
+			_exit(3);
+		_exit(0);
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_int_equal(mapped(), at_fork);
+	munmap(x, 8 * P);
+	assert_int_equal(mapped(), at_fork - 8 * P);
+}
+
+/* Threads mapping, protecting and unmapping at once: the kernel hands an
+ * address one thread just unmapped to another at once, so the account
+ * must change in the kernel's order. At the end nothing is left. */
+static void *churn(void *arg)
+{
+	uint32_t x = (uint32_t)(uintptr_t)arg * 2654435761u + 1;
+	for (int i = 0; i < 4000; i++) {
+		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+		long n = 1 + x % 8;
+		char *p = mmap(NULL, n * P, x & 256 ? RW : PROT_NONE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return (void *)1;
+		if (x & 512)
+			mprotect(p, n * P, x & 1024 ? RW : PROT_NONE);
+		if (x & 2048) {
+			char *q = mremap(p, n * P, (n + 1) * P, MREMAP_MAYMOVE);
+			if (q == MAP_FAILED)
+				return (void *)2;
+			p = q, n++;
+		}
+		munmap(p, n * P);
+	}
+	return NULL;
+}
+
+static void threads_leave_nothing(void **state)
+{
+	(void)state;
+	int64_t m = mapped();
+	pthread_t t[4];
+	for (uintptr_t i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, churn, (void *)i), 0);
+	for (int i = 0; i < 4; i++) {
+		void *r;
+		pthread_join(t[i], &r);
+		assert_null(r);
+	}
+	assert_int_equal(mapped(), m);
+}
+
+/* ---- helpers run in their own process ---------------------------------- */
+
+static const char *helper(void)
+{
+	static char path[4096];
+	const char *d = getenv("MLT_PROGS");
+	snprintf(path, sizeof path, "%s/mapped_helper", d ? d : "build/tests/progs");
+	return path;
+}
+
+static void run_helper(const char *mode, const char *const env[], struct mlt_run *r)
+{
+	char *argv[] = { (char *)helper(), (char *)mode, NULL };
+	if (mlt_run_cmd(argv, env, 1, NULL, r) != 0)
+		fail_msg("could not start %s", argv[0]);
+}
+
+/* The helper said "WHAT after N MiB", N within what the limit allows, and
+ * stderr holds the breach line, once. */
+static void expect_breach(struct mlt_run *r, const char *what)
+{
+	const char *line = "memlimits: MEMLIMITS_GLOBAL_MEMORY=100.0 MiB reached";
+	const char *first = strstr(r->err, line);
+	const char *at = strstr(r->out, what);
+	long n = at ? atol(at + strlen(what)) : -1;
+	/* Mapped memory may use 100 MiB less the reserve left to malloc (1/8
+	 * of it, core/mapped_meter.c), less the heap of a small C program
+	 * (under 2 MiB) and the 1 MiB asked for when refused. */
+	if (r->status != 0 || !first || strstr(first + 1, line) || n < 87 - 3 ||
+	    n > 87) {
+		print_message("status %d\nstdout: %s\nstderr: %s\n", r->status,
+			      r->out, r->err);
+		fail_msg("expected '%s N' with N in [84, 87] and one breach line", what);
+	}
+}
+
+static void limit_refuses_mmap(void **state)
+{
+	(void)state;
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=100M", NULL };
+	struct mlt_run r;
+	run_helper("mmap", env, &r);
+	expect_breach(&r, "mmap: MAP_FAILED ENOMEM after ");
+	mlt_run_free(&r);
+	run_helper("mprotect", env, &r);
+	expect_breach(&r, "mprotect: -1 ENOMEM after ");
+	mlt_run_free(&r);
+	run_helper("mremap", env, &r);
+	expect_breach(&r, "mremap: MAP_FAILED ENOMEM after ");
+	mlt_run_free(&r);
+	/* Without a limit the same programs map all they ask for. */
+	run_helper("mmap", NULL, &r);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "mmap: all 300 MiB mapped"));
+	mlt_run_free(&r);
+}
+
+static void library_memory_not_counted(void **state)
+{
+	(void)state;
+	/* The profiler's sampled blocks live in its own mapped range. */
+	char lib[4096];
+	snprintf(lib, sizeof lib, "%s", mlt_lib());
+	char *so = strstr(lib, "libmemlimits.so");
+	if (!so)
+		skip();
+	strcpy(so, "libmemlimits-prof.so");
+	char pre[4200], prof[] = "MEMLIMITS_PROFILE=/dev/null";
+	snprintf(pre, sizeof pre, "LD_PRELOAD=%s", lib);
+	const char *env[] = { pre, prof, "MEMLIMITS_SAMPLE_INTERVAL=4K", NULL };
+	struct mlt_run r;
+	char *argv[] = { (char *)helper(), "heap", NULL };
+	assert_int_equal(mlt_run_cmd(argv, env, 0, NULL, &r), 0);
+	if (r.status != 0 || !strstr(r.out, "heap: mapped 0 of 64 MiB")) {
+		print_message("status %d\nstdout: %s\nstderr: %s\n", r.status, r.out, r.err);
+		fail();
+	}
+	mlt_run_free(&r);
+}
+
+static void signal_handler_mapping(void **state)
+{
+	(void)state;
+	struct mlt_run r;
+	run_helper("signal", NULL, &r);
+	if (r.status != 0 || !strstr(r.out, "signal: ok")) {
+		print_message("status %d\nstdout: %s\nstderr: %s\n", r.status, r.out, r.err);
+		fail();
+	}
+	mlt_run_free(&r);
+}
+
+static void fork_while_mapping_under_limit(void **state)
+{
+	(void)state;
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=1G", NULL };
+	struct mlt_run r;
+	run_helper("forks", env, &r);
+	if (r.status != 0 || !strstr(r.out, "forks: ok")) {
+		print_message("status %d\nstdout: %s\nstderr: %s\n", r.status, r.out, r.err);
+		fail();
+	}
+	mlt_run_free(&r);
+}
+
+int main(void)
+{
+	P = sysconf(_SC_PAGESIZE);
+	if (!ml_loaded()) {
+		fprintf(stderr, "test_mapped must run under the preload\n");
+		return 1;
+	}
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(new_mappings),
+		cmocka_unit_test(shared_and_file_not_counted),
+		cmocka_unit_test(fixed_over_existing),
+		cmocka_unit_test(munmap_partial_spanning_holes),
+		cmocka_unit_test(mprotect_commit_decommit),
+		cmocka_unit_test(mremap_every_form),
+		cmocka_unit_test(heap_not_counted_as_mapped),
+		cmocka_unit_test(errno_kept_on_success),
+		cmocka_unit_test(fork_child_has_the_account),
+		cmocka_unit_test(threads_leave_nothing),
+		cmocka_unit_test(limit_refuses_mmap),
+		cmocka_unit_test(library_memory_not_counted),
+		cmocka_unit_test(signal_handler_mapping),
+		cmocka_unit_test(fork_while_mapping_under_limit),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
