@@ -257,6 +257,24 @@ bool mli_mem_quick(struct mli_thread *t, size_t n)
 
 /* ---- the meter of MEMLIMITS_GLOBAL_MEMORY ----------------------------- */
 
+/* At a refusal, give the allocator's free pages back to the system, at most
+ * once per 16 MiB of the process's allocation: the measure counts live
+ * bytes, but a container's limit counts what is resident, and blocks just
+ * freed (the old buffer of a grown realloc) stay resident as the
+ * allocator's dirty pages for seconds. Without this, a program that meets
+ * its limit in a container can be killed by the kernel while it cleans up
+ * after its out-of-memory error. */
+static void trim_on_refusal(void)
+{
+	static uint64_t last;
+	uint64_t now = mli_tls.count;
+	uint64_t prev = __atomic_load_n(&last, __ATOMIC_RELAXED);
+	if (prev && now - prev < ((uint64_t)16 << 20) && now >= prev)
+		return;
+	__atomic_store_n(&last, now ? now : 1, __ATOMIC_RELAXED);
+	mli_be_trim();
+}
+
 static bool admit(struct mli_thread *t, struct mli_adm *a)
 {
 	int64_t cap = mli_eng.mem_cap;
@@ -264,6 +282,7 @@ static bool admit(struct mli_thread *t, struct mli_adm *a)
 		return true;
 	/* A hard cap: not masked, and not any task's interrupt. */
 	mli_report_breach(MLI_BREACH_GLOBAL, a->n, a->mem);
+	trim_on_refusal();
 	return false;
 }
 
