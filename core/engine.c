@@ -62,6 +62,7 @@ void mli_engine_init(void)
 	mli_eng.started = c->global_memory >= 0 || c->allocations >= 0 ||
 			  c->thread_allocations >= 0;
 	mli_budget_init();
+	mli_soft_init();
 	mli_prof_init();
 	if (c->global_memory >= 0) {
 		mli_meter_on(MLI_METER_BIT(memory));
@@ -208,6 +209,8 @@ static void after(struct mli_thread *t)
 		t->poked = 0;
 		mli_check_now(t);
 	}
+	if (mli_unlikely(t->soft_pending))
+		mli_soft_run(t);
 }
 
 void mli_refill(struct mli_thread *t)
@@ -331,7 +334,12 @@ bool mli_admit_mapped(uint64_t bytes)
 	a.mem = -1;
 	regrant(t, &a, active(t));
 	mli_engine_leave(t);
-	after(t);
+	/* The caller holds its lock: pressure callbacks wait for it to call
+	 * mli_after_call. */
+	if (mli_unlikely(t->poked)) {
+		t->poked = 0;
+		mli_check_now(t);
+	}
 	return ok;
 }
 
@@ -406,6 +414,8 @@ __attribute__((constructor)) static void mli_constructor(void)
 		mli_report_startup();
 		atexit(mli_report_exit);
 	}
+	if (mli_eng.cfg.soft_memory >= 0)
+		mli_soft_watch(mli_eng.cfg.soft_memory, mli_report_soft, NULL);
 	if (mli_eng.cfg.profile[0])
 		mli_profile_start_env();
 }

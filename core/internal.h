@@ -122,6 +122,8 @@ struct mli_thread {
 	uint8_t poked;        /* asked to look again while in the engine */
 	uint8_t initialising; /* this thread runs mli_engine_init */
 	uint8_t callout;      /* depth of invisible callouts (callout.c) */
+	uint8_t soft_running; /* running memory-pressure callbacks (soft.c) */
+	uint16_t soft_pending; /* thresholds crossed, callbacks to run */
 	uint32_t mask_depth;
 	uint32_t limits_gen;  /* mli_eng.limits_gen at the last refill */
 	/* limits_gen + 1 if the thread's next slow path may be a plain
@@ -461,6 +463,9 @@ enum mli_breach { MLI_BREACH_GLOBAL = 1, MLI_BREACH_ALLOC = 2,
 void mli_report_breach(enum mli_breach which, size_t n, int64_t live);
 void mli_report_exit(void);
 void mli_report_startup(void); /* limits given as percentages, resolved */
+/* MEMLIMITS_SOFT_MEMORY's callback: the warning, the report's record, the
+ * profile (FILE.soft). */
+void mli_report_soft(int64_t memory, int64_t threshold, void *arg);
 void mli_die(const char *msg); /* message to stderr, exit 125 */
 
 /* ---- core/task.c: task scopes, tokens, masking ------------------------ */
@@ -495,6 +500,22 @@ bool mli_token_is_set(const ml_token *t); /* async-signal-safe */
 const uint64_t *mli_token_word(const ml_token *t, uint64_t *set_value);
 void mli_token_set(ml_token *t);          /* async-signal-safe */
 void mli_token_destroy(ml_token *t);
+
+/* ---- core/soft.c: memory pressure (soft limits with callbacks) --------- */
+void mli_soft_init(void);
+/* Runs the callbacks of thresholds this thread crossed, if it may (not in
+ * the engine, not already in one). */
+void mli_soft_run(struct mli_thread *t);
+ml_status mli_soft_watch(int64_t threshold, ml_pressure_fn fn, void *arg);
+uint64_t mli_soft_crossings(ml_pressure_fn fn, void *arg);
+/* For callers that hold a lock of their own across an admission (the mmap
+ * interposers): what the slow path would run after it, run once the lock
+ * is released. */
+static inline void mli_after_call(void)
+{
+	if (mli_unlikely(mli_tls.soft_pending))
+		mli_soft_run(&mli_tls);
+}
 
 /* ---- core/callout.c: user code called from the allocation path --------- */
 /* The one way the engine calls code that is not its own from an allocating

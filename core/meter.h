@@ -74,6 +74,7 @@ struct mli_meter {
 	M(memory)  /* MEMLIMITS_GLOBAL_MEMORY: the process's memory cap */     \
 	M(tbudget) /* MEMLIMITS_THREAD_ALLOCATIONS */                          \
 	M(pbudget) /* MEMLIMITS_ALLOCATIONS */                                 \
+	M(soft)    /* memory pressure: thresholds with callbacks (soft.c) */   \
 	M(sampler) /* the profiler: the distance to the next sampled byte */
 
 #define MLI_DECLARE_METER(m) extern const struct mli_meter mli_meter_##m;

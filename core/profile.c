@@ -322,7 +322,7 @@ void mli_profile_write(const char *why)
 	const char *path = mli_eng.cfg.profile;
 	if (!path[0])
 		return;
-	const char *sfx = why ? ".breach" : "";
+	const char *sfx = !why ? "" : strcmp(why, "soft") == 0 ? ".soft" : ".breach";
 	mli_spin_lock(&lock);
 	write_pprof(path, sfx);
 	write_folded(path, sfx, true);

@@ -21,6 +21,9 @@ static struct breach_rec rec[3] = {
 	{ "MEMLIMITS_THREAD_ALLOCATIONS", 0, 0, -1 },
 };
 
+static uint64_t soft_crossings;     /* MEMLIMITS_SOFT_MEMORY's (atomic) */
+static int64_t soft_first_memory = -1;
+
 static int rec_index(enum mli_breach which)
 {
 	return which == MLI_BREACH_GLOBAL ? 0 : which == MLI_BREACH_ALLOC ? 1 : 2;
@@ -111,7 +114,11 @@ void mli_report_exit(void)
 	kv(&m, json, "allocations", (int64_t)mli_be_nrequests(), false);
 	kv(&m, json, "global_memory_limit", limit_of(0), false);
 	kv(&m, json, "allocations_limit", limit_of(1), false);
-	kv(&m, json, "thread_allocations_limit", limit_of(2), !json);
+	kv(&m, json, "thread_allocations_limit", limit_of(2), false);
+	kv(&m, json, "soft_memory_limit", mli_eng.cfg.soft_memory, false);
+	kv(&m, json, "soft_crossings",
+	   (int64_t)__atomic_load_n(&soft_crossings, __ATOMIC_RELAXED), false);
+	kv(&m, json, "memory_at_first_soft_crossing", soft_first_memory, !json);
 	if (json)
 		mli_buf_str(&m, "\"breaches\": [");
 	bool first = true;
@@ -213,4 +220,23 @@ void mli_report_startup(void)
 	}
 	if (m.len)
 		mli_write_all(2, m.p, m.len);
+}
+
+/* MEMLIMITS_SOFT_MEMORY crossed: once per crossing, a line on stderr, the
+ * report's record, and the profile as it is now (FILE.soft). */
+
+void mli_report_soft(int64_t memory, int64_t threshold, void *arg)
+{
+	(void)arg;
+	if (__atomic_fetch_add(&soft_crossings, 1, __ATOMIC_RELAXED) == 0)
+		soft_first_memory = memory;
+	char b[256];
+	struct mli_buf m = { b, 0, sizeof b };
+	mli_buf_str(&m, "memlimits: MEMLIMITS_SOFT_MEMORY=");
+	mli_buf_size(&m, (uint64_t)threshold);
+	mli_buf_str(&m, " crossed (memory ");
+	mli_buf_size(&m, (uint64_t)memory);
+	mli_buf_str(&m, ")\n");
+	mli_write_all(2, m.p, m.len);
+	mli_profile_write("soft");
 }

@@ -375,6 +375,7 @@ static const struct ml_api api = {
 	.memprof_start = mli_prof_start,
 	.memprof_stop = mli_prof_stop,
 	.enter_sized = enter_sized,
+	.on_memory_pressure = mli_soft_watch,
 };
 
 __attribute__((visibility("default"))) const struct ml_api *

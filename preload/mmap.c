@@ -147,6 +147,9 @@ static void acct_leave(void)
 	lock_give();
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	acct_held = 0;
+	/* Memory-pressure callbacks of a threshold this call crossed: now that
+	 * the lock is released. */
+	mli_after_call();
 }
 
 /* fork: the lock is taken around it, so that the child's account is the

@@ -65,6 +65,10 @@ typedef enum ml_status {
 } ml_status;
 
 typedef void *(*ml_task_fn)(void *arg);
+/* A memory-pressure callback: the process's memory (bytes, the global
+ * limit's measure) has just crossed `threshold` on its way up. */
+typedef void (*ml_pressure_fn)(int64_t memory_bytes, int64_t threshold,
+			       void *arg);
 typedef struct ml_token ml_token;
 
 /* Storage for a scope entered with ml_enter_*(); lives on the caller's stack.
@@ -136,6 +140,9 @@ struct ml_stats {
  *   int ml_trim(void);
  *   ml_status ml_stats(struct ml_stats *out);
  *
+ *   ml_status ml_on_memory_pressure(int64_t threshold_bytes,
+ *                                   ml_pressure_fn fn, void *arg);
+ *
  *   ml_status ml_memprof_start(double sampling_rate, size_t callstack_size,
  *                              const ml_tracker *tracker);
  *   ml_status ml_memprof_stop(void);
@@ -195,6 +202,7 @@ struct ml_api {
 	/* enter, told the size of the caller's ml_scope. */
 	ml_status (*enter_sized)(ml_scope *, size_t size, int kind,
 				 uint64_t limit, ml_token *);
+	ml_status (*on_memory_pressure)(int64_t, ml_pressure_fn, void *);
 };
 
 /* The library's one exported entry: returns its table, or NULL if it does
@@ -521,6 +529,27 @@ static inline ml_status ml_stats(struct ml_stats *out)
 {
 	const struct ml_api *a = ml__api();
 	return ML__HAS(a, stats) ? a->stats(out, sizeof *out) : ML_NOT_LOADED;
+}
+
+/* ---- Memory pressure: a soft limit with a callback ----------------------
+ * fn(memory, threshold, arg) runs once each time the process's memory (the
+ * global limit's measure: the malloc heap plus the memory it maps itself)
+ * crosses threshold_bytes on its way up, and again after it fell back below
+ * 90% of it and crosses again. It runs in the allocating thread, before
+ * the allocation that crossed returns, within the same per-thread slack as
+ * the global limit (README); masked (no task limit refuses what it
+ * allocates; MEMLIMITS_* caps still do), and never under a lock of the
+ * engine: it may allocate, free (drop a cache), and raise or lower limits.
+ * A threshold already crossed when registered fires on the next crossing.
+ * A negative threshold removes every registration of fn with arg. Up to 16
+ * at once (MEMLIMITS_SOFT_MEMORY is one of them): ML_INVALID beyond, or if
+ * fn is NULL. The profiling build is not needed. */
+static inline ml_status ml_on_memory_pressure(int64_t threshold_bytes,
+					      ml_pressure_fn fn, void *arg)
+{
+	const struct ml_api *a = ml__api();
+	return ML__HAS(a, on_memory_pressure)
+		? a->on_memory_pressure(threshold_bytes, fn, arg) : ML_NOT_LOADED;
 }
 
 /* ---- Memprof: the sampling allocation profiler ---------------------------

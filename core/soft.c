@@ -1,0 +1,181 @@
+/* soft.c: memory pressure. Thresholds on the process's memory (the global
+ * limit's measure) that refuse nothing: when the memory crosses one on its
+ * way up, its callback runs once, then the threshold re-arms when the
+ * memory falls back below REARM of it. MEMLIMITS_SOFT_MEMORY is one
+ * (it warns on stderr, records the crossing in the report, and writes the
+ * profile, FILE.soft, with the profiling build); ml_on_memory_pressure adds
+ * others.
+ *
+ * A meter that never refuses: its admission notices the crossing (the
+ * memory plus the request reaches the threshold) and marks the callback
+ * pending in the crossing thread; its bound brings every thread to the
+ * slow path within a share of the distance to the lowest armed threshold
+ * (at most 56 KiB), so a crossing is seen within the same per-thread slack
+ * as a hard limit. The callback runs when the thread has left the engine
+ * (mli_soft_run, from the slow path's end, or from the mmap interposers
+ * once their lock is released): masked (no task limit refuses what it
+ * allocates; the hard caps still do), never under a lock of the engine, so
+ * it may allocate, free, and raise or lower limits. */
+#include <string.h>
+
+#include "internal.h"
+
+#define MAX_WATCH 16
+#define REARM_PCT 90 /* re-armed below 90% of the threshold */
+
+struct watch {
+	int64_t threshold; /* bytes; -1: free slot */
+	ml_pressure_fn fn;
+	void *arg;
+	int armed;          /* atomic */
+	uint64_t crossings; /* atomic */
+	int64_t crossed_at; /* the memory with the request that crossed */
+};
+
+static struct watch watches[MAX_WATCH];
+static int lock;              /* registration */
+static int64_t lowest_armed = INT64_MAX; /* atomic: the next to cross */
+static int nwatch;            /* slots in use (atomic) */
+
+static void recompute(void)
+{
+	int64_t low = INT64_MAX;
+	for (int i = 0; i < MAX_WATCH; i++)
+		if (__atomic_load_n(&watches[i].armed, __ATOMIC_ACQUIRE) &&
+		    watches[i].threshold >= 0 && watches[i].threshold < low)
+			low = watches[i].threshold;
+	__atomic_store_n(&lowest_armed, low, __ATOMIC_RELEASE);
+}
+
+static bool admit(struct mli_thread *t, struct mli_adm *a)
+{
+	int64_t mem = mli_adm_mem(t, a) + (int64_t)a->n;
+	bool changed = false;
+	for (int i = 0; i < MAX_WATCH; i++) {
+		struct watch *w = &watches[i];
+		int64_t th = __atomic_load_n(&w->threshold, __ATOMIC_RELAXED);
+		if (th < 0)
+			continue;
+		int armed = __atomic_load_n(&w->armed, __ATOMIC_ACQUIRE);
+		if (armed && mem >= th) {
+			if (__atomic_exchange_n(&w->armed, 0, __ATOMIC_ACQ_REL)) {
+				__atomic_store_n(&w->crossed_at, mem, __ATOMIC_RELAXED);
+				t->soft_pending |= 1u << i;
+				__atomic_add_fetch(&w->crossings, 1, __ATOMIC_RELAXED);
+				changed = true;
+			}
+		} else if (!armed && mem < th / 100 * REARM_PCT) {
+			__atomic_store_n(&w->armed, 1, __ATOMIC_RELEASE);
+			changed = true;
+		}
+	}
+	if (changed)
+		recompute();
+	return true;
+}
+
+static void bound(struct mli_thread *t, struct mli_adm *a)
+{
+	int64_t low = __atomic_load_n(&lowest_armed, __ATOMIC_ACQUIRE);
+	if (low == INT64_MAX)
+		return; /* all crossed: they re-arm at the slow paths of a
+			 * thread whose grant the table's default bounds */
+	mli_mem_bound(t, a, low);
+}
+
+const struct mli_meter mli_meter_soft = {
+	.name = "soft",
+	.kinds = MLI_ADM_ALLOC | MLI_ADM_MAP,
+	.admit = admit,
+	.bound = bound,
+};
+
+/* The callbacks of the thresholds this thread crossed. */
+void mli_soft_run(struct mli_thread *t)
+{
+	if (t->in_engine || t->soft_running)
+		return; /* later: from the outermost place that can */
+	t->soft_running = 1;
+	while (t->soft_pending) {
+		unsigned i = (unsigned)__builtin_ctz(t->soft_pending);
+		t->soft_pending &= t->soft_pending - 1;
+		struct watch *w = &watches[i];
+		ml_pressure_fn fn = w->fn;
+		void *arg = w->arg;
+		int64_t th = w->threshold;
+		if (!fn || th < 0)
+			continue;
+		mli_callout_begin(t, MLI_CALLOUT_MASKED);
+		fn(__atomic_load_n(&w->crossed_at, __ATOMIC_RELAXED), th, arg);
+		mli_callout_end(t, MLI_CALLOUT_MASKED);
+	}
+	t->soft_running = 0;
+}
+
+/* Adds (threshold >= 0) or removes (threshold < 0: every registration of
+ * fn and arg) a threshold. */
+ml_status mli_soft_watch(int64_t threshold, ml_pressure_fn fn, void *arg)
+{
+	if (!fn)
+		return ML_INVALID;
+	mli_engine_init();
+	mli_spin_lock(&lock);
+	ml_status st = ML_OK;
+	if (threshold < 0) {
+		for (int i = 0; i < MAX_WATCH; i++)
+			if (watches[i].threshold >= 0 && watches[i].fn == fn &&
+			    watches[i].arg == arg) {
+				__atomic_store_n(&watches[i].armed, 0, __ATOMIC_RELEASE);
+				__atomic_store_n(&watches[i].threshold, -1,
+						 __ATOMIC_RELEASE);
+				watches[i].fn = NULL;
+				__atomic_sub_fetch(&nwatch, 1, __ATOMIC_RELAXED);
+				__atomic_sub_fetch(&mli_eng.mem_users, 1,
+						   __ATOMIC_RELAXED);
+			}
+	} else {
+		int i = 0;
+		while (i < MAX_WATCH && watches[i].threshold >= 0)
+			i++;
+		if (i == MAX_WATCH)
+			st = ML_INVALID;
+		else {
+			watches[i].fn = fn;
+			watches[i].arg = arg;
+			watches[i].crossings = 0;
+			__atomic_store_n(&watches[i].threshold, threshold,
+					 __ATOMIC_RELEASE);
+			/* Armed only if not already above it: a crossing is on
+			 * the way up. */
+			__atomic_store_n(&watches[i].armed,
+					 mli_mem_estimate(&mli_tls) < threshold,
+					 __ATOMIC_RELEASE);
+			__atomic_add_fetch(&nwatch, 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&mli_eng.mem_users, 1, __ATOMIC_RELAXED);
+		}
+	}
+	recompute();
+	mli_spin_unlock(&lock);
+	if (st == ML_OK) {
+		mli_meter_on(MLI_METER_BIT(soft));
+		/* Every thread's lane and headroom are for the old thresholds. */
+		__atomic_add_fetch(&mli_eng.limits_gen, 1, __ATOMIC_RELEASE);
+		mli_refill(&mli_tls);
+	}
+	return st;
+}
+
+/* The crossings of the registration (the first with this fn and arg). */
+uint64_t mli_soft_crossings(ml_pressure_fn fn, void *arg)
+{
+	for (int i = 0; i < MAX_WATCH; i++)
+		if (watches[i].fn == fn && watches[i].arg == arg)
+			return __atomic_load_n(&watches[i].crossings, __ATOMIC_RELAXED);
+	return 0;
+}
+
+void mli_soft_init(void)
+{
+	for (int i = 0; i < MAX_WATCH; i++)
+		watches[i].threshold = -1;
+}

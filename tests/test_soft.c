@@ -1,0 +1,267 @@
+/* test_soft: memory pressure (issue 14.1): ml_on_memory_pressure's
+ * callbacks and MEMLIMITS_SOFT_MEMORY. */
+#include "tests/harness.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdbool.h>
+#include <sys/mman.h>
+
+#include "shim/memlimits.h"
+
+#define MiB ((int64_t)1 << 20)
+
+/* Through volatile pointers: the compiler may not drop a malloc whose
+ * block is only freed. */
+static void *(*volatile alloc)(size_t) = malloc;
+static void (*volatile release)(void *) = free;
+#define malloc(n) alloc(n)
+#define free(p) release(p)
+
+static int64_t memory(void)
+{
+	struct ml_stats s;
+	assert_int_equal(ml_stats(&s), ML_OK);
+	return s.live_bytes + s.mapped_bytes;
+}
+
+struct seen {
+	int calls;
+	int64_t memory, threshold;
+	bool masked, interrupted_inside;
+	int allocated_inside;
+};
+
+static void note(int64_t mem, int64_t th, void *arg)
+{
+	struct seen *s = arg;
+	s->calls++;
+	s->memory = mem;
+	s->threshold = th;
+	s->masked = ml_is_blocked();
+	/* It may allocate, and is masked: a task limit does not refuse it. */
+	void *p = malloc(100000);
+	s->allocated_inside += p != NULL;
+	free(p);
+}
+
+/* Once per crossing on the way up; re-armed below 90% of the threshold. */
+static void crossing_and_rearm(void **state)
+{
+	struct seen s = { 0 };
+	int64_t base = memory();
+	int64_t th = base + 32 * MiB;
+	assert_int_equal(ml_on_memory_pressure(th, note, &s), ML_OK);
+	enum { N = 64 };
+	void *b[N];
+	for (int i = 0; i < N; i++)
+		b[i] = malloc(MiB); /* up to base + 64 MiB: crosses once */
+	assert_int_equal(s.calls, 1);
+	assert_int_equal(s.threshold, th);
+	/* Seen within the per-thread slack of the crossing, with the request
+	 * that crossed in it. */
+	assert_true(s.memory >= th);
+	assert_true(s.memory <= th + MiB + 128 * 1024);
+	assert_true(s.masked);
+	assert_int_equal(s.allocated_inside, 1);
+	/* Down to 95% of the threshold: not re-armed, no new crossing. */
+	int k = N;
+	while (memory() > th - th / 20 && k > 0)
+		free(b[--k]);
+	for (int i = k; i < N; i++)
+		b[i] = malloc(MiB);
+	k = N;
+	assert_int_equal(s.calls, 1);
+	/* Below 90%: re-armed; the next crossing calls again. */
+	while (memory() > th - th / 5 && k > 0)
+		free(b[--k]);
+	free(malloc(16)); /* a slow path to see it */
+	for (int i = 0; i < 256 && s.calls < 2; i++)
+		free(malloc(MiB)); /* each a slow path: re-arms */
+	for (int i = k; i < N; i++)
+		b[i] = malloc(MiB);
+	assert_int_equal(s.calls, 2);
+	for (int i = 0; i < N; i++)
+		free(b[i]);
+	assert_int_equal(ml_on_memory_pressure(-1, note, &s), ML_OK);
+}
+
+/* Inside a task whose allocation limit fired, the callback still
+ * allocates (masked), and the task's status is unchanged by it. */
+static void *over_budget(void *arg)
+{
+	struct seen *s = arg;
+	(void)s;
+	void *a = malloc(40 * MiB); /* crosses the threshold, within the budget */
+	void *b = malloc(40 * MiB); /* over the task's 64 MiB budget */
+	free(a);
+	free(b);
+	return NULL;
+}
+
+static void masked_inside_a_task(void **state)
+{
+	struct seen s = { 0 };
+	int64_t th = memory() + 16 * MiB;
+	assert_int_equal(ml_on_memory_pressure(th, note, &s), ML_OK);
+	uint64_t used = 0;
+	ml_status st = ml_limit_allocations(64 * MiB, over_budget, &s, NULL, &used);
+	assert_int_equal(st, ML_ALLOCATION_LIMIT);
+	assert_int_equal(s.calls, 1);
+	assert_true(s.masked);
+	assert_int_equal(s.allocated_inside, 1);
+	/* the callback's allocation is counted (masked, not invisible) */
+	assert_true(used >= 40 * MiB + 100000);
+	ml_on_memory_pressure(-1, note, &s);
+}
+
+/* A callback may raise a limit: V8's NearHeapLimitCallback's pattern. */
+static int64_t raised_to;
+static void raise_limit(int64_t mem, int64_t th, void *arg)
+{
+	(void)arg;
+	(void)th;
+	raised_to = mem + 64 * MiB;
+	ml_set_global_memory_limit(raised_to);
+}
+
+static void *grow(void *arg)
+{
+	(void)arg;
+	void *a = malloc(24 * MiB);
+	void *b = malloc(24 * MiB); /* over the first limit, under the raised one */
+	bool ok = a && b;
+	free(a);
+	free(b);
+	return ok ? (void *)1 : NULL;
+}
+
+static void callback_raises_the_limit(void **state)
+{
+	int64_t base = memory();
+	ml_set_global_memory_limit(base + 40 * MiB);
+	assert_int_equal(ml_on_memory_pressure(base + 20 * MiB, raise_limit, NULL),
+			 ML_OK);
+	void *r = NULL;
+	ml_status st = ml_limit_global_memory(grow, NULL, &r);
+	assert_int_equal(st, ML_OK);
+	assert_ptr_equal(r, (void *)1);
+	assert_true(raised_to > base + 40 * MiB);
+	ml_set_global_memory_limit(-1);
+	ml_on_memory_pressure(-1, raise_limit, NULL);
+}
+
+/* Mapped memory crosses too; the callback runs after the mmap interposer
+ * let go of its lock (it may map memory itself). */
+static void mapped(int64_t mem, int64_t th, void *arg)
+{
+	(void)mem;
+	(void)th;
+	int *calls = arg;
+	(*calls)++;
+	void *p = mmap(NULL, MiB, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(p != MAP_FAILED);
+	munmap(p, MiB);
+}
+
+static void mapped_memory_crosses(void **state)
+{
+	int calls = 0;
+	assert_int_equal(ml_on_memory_pressure(memory() + 8 * MiB, mapped, &calls),
+			 ML_OK);
+	void *p = mmap(NULL, 16 * MiB, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(p != MAP_FAILED);
+	assert_int_equal(calls, 1);
+	munmap(p, 16 * MiB);
+	ml_on_memory_pressure(-1, mapped, &calls);
+}
+
+static void api_errors(void **state)
+{
+	struct seen s[20];
+	assert_int_equal(ml_on_memory_pressure(MiB, NULL, NULL), ML_INVALID);
+	int ok = 0;
+	for (int i = 0; i < 20; i++)
+		ok += ml_on_memory_pressure((int64_t)1 << 50, note, &s[i]) == ML_OK;
+	assert_int_equal(ok, 16); /* up to 16 at once */
+	for (int i = 0; i < 20; i++)
+		ml_on_memory_pressure(-1, note, &s[i]);
+	assert_int_equal(ml_on_memory_pressure((int64_t)1 << 50, note, &s[0]), ML_OK);
+	ml_on_memory_pressure(-1, note, &s[0]);
+}
+
+/* A server-like loop that drops its cache on pressure never meets its
+ * hard limit. */
+static void server_sheds_load(void **state)
+{
+	char cmd[4200];
+	snprintf(cmd, sizeof cmd, "%s/soft_server 64 20000", getenv("MLT_PROGS"));
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=128M", NULL };
+	struct mlt_run r;
+	assert_int_equal(mlt_sh(cmd, env, 1, NULL, &r), 0);
+	printf("%s%s", r.out, r.err);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "refused=0"));
+	mlt_run_free(&r);
+	/* Without the callback's drops it would meet the limit: the same loop
+	 * with a threshold above the hard limit. */
+	snprintf(cmd, sizeof cmd, "%s/soft_server 4096 20000", getenv("MLT_PROGS"));
+	assert_int_equal(mlt_sh(cmd, env, 1, NULL, &r), 0);
+	assert_null(strstr(r.out, "refused=0"));
+	mlt_run_free(&r);
+}
+
+/* python3 under --soft-memory: the warning and the profile before its
+ * MemoryError, and the report's record. */
+static void python_soft_then_hard(void **state)
+{
+	char dir[] = "/tmp/mlt-soft-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char cmd[8192];
+	snprintf(cmd, sizeof cmd,
+		 "%s/../../../scripts/memlimit --global-memory 96M --soft-memory 75%% "
+		 "--report %s/r.json --profile %s/p.prof -- /usr/bin/python3 -c "
+		 "'x = [bytearray(1 << 20) for _ in range(200)]'",
+		 getenv("MLT_PROGS"), dir, dir);
+	struct mlt_run r;
+	assert_int_equal(mlt_sh(cmd, NULL, 0, NULL, &r), 0);
+	printf("%s", r.err);
+	assert_int_equal(r.status, 1);
+	const char *soft = strstr(r.err, "memlimits: MEMLIMITS_SOFT_MEMORY=72.0 MiB crossed");
+	const char *hard = strstr(r.err, "memlimits: MEMLIMITS_GLOBAL_MEMORY=96.0 MiB reached");
+	const char *py = strstr(r.err, "MemoryError");
+	assert_non_null(soft);
+	assert_non_null(hard);
+	assert_non_null(py);
+	assert_true(soft < hard && hard < py);
+	mlt_run_free(&r);
+	char path[600];
+	snprintf(path, sizeof path, "%s/p.prof.soft", dir);
+	assert_int_equal(access(path, R_OK), 0);
+	snprintf(cmd, sizeof cmd, "grep -h -o '\"soft_crossings\": [0-9]*' %s/r.json*", dir);
+	assert_int_equal(mlt_sh(cmd, NULL, 0, NULL, &r), 0);
+	assert_non_null(strstr(r.out, "\"soft_crossings\": 1"));
+	mlt_run_free(&r);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+	ml_start();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(crossing_and_rearm),
+		cmocka_unit_test(masked_inside_a_task),
+		cmocka_unit_test(callback_raises_the_limit),
+		cmocka_unit_test(mapped_memory_crosses),
+		cmocka_unit_test(api_errors),
+		cmocka_unit_test(server_sheds_load),
+		cmocka_unit_test(python_soft_then_hard),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
