@@ -94,6 +94,8 @@ const struct mli_meter mli_meter_tbudget = {
 /* ---- MEMLIMITS_ALLOCATIONS: the process's budget ---------------------- */
 
 static struct mli_budget proc = { 0, PROC_BATCH };
+/* The budget drawn on: the process's, or its process tree's (tree.c). */
+static struct mli_budget *pool = &proc;
 
 void mli_budget_init(void)
 {
@@ -101,14 +103,20 @@ void mli_budget_init(void)
 		proc.avail = (uint64_t)mli_eng.cfg.allocations;
 }
 
+/* In a process tree with a budget, the tree's replaces the process's. */
+void mli_budget_use(struct mli_budget *b)
+{
+	pool = b;
+}
+
 static bool on(void)
 {
-	return mli_eng.cfg.allocations >= 0;
+	return mli_eng.cfg.allocations >= 0 || pool != &proc;
 }
 
 static bool pb_admit(struct mli_thread *t, struct mli_adm *a)
 {
-	if (!on() || mli_budget_draw(&proc, &t->proc_held, a->n))
+	if (!on() || mli_budget_draw(pool, &t->proc_held, a->n))
 		return true;
 	/* The grace bytes are not the budget's: nothing is drawn. */
 	if (!refuse(t, MLI_BREACH_ALLOC, a->n))
@@ -139,7 +147,7 @@ static void pb_uncharge(struct mli_thread *t, uint64_t n)
 
 static void pb_retire(struct mli_thread *t)
 {
-	mli_budget_return(&proc, t->proc_held);
+	mli_budget_return(pool, t->proc_held);
 	t->proc_held = 0;
 }
 

@@ -132,12 +132,13 @@ static void errmsg(char *err, size_t errlen, const char *a, const char *b,
 /* Variables the library knows. MEMLIMITS_LIBRARY belongs to the memlimit
  * wrapper and is accepted so that nested wrappers work. */
 enum var { V_GLOBAL, V_ALLOC, V_THREAD, V_ON_LIMIT, V_REPORT, V_LIBRARY,
-	   V_PROFILE, V_INTERVAL, V_SEED, V_SOFT, V_N };
+	   V_PROFILE, V_INTERVAL, V_SEED, V_SOFT, V_TREE, V_N };
 static const char *const var_names[V_N] = {
 	"MEMLIMITS_GLOBAL_MEMORY", "MEMLIMITS_ALLOCATIONS",
 	"MEMLIMITS_THREAD_ALLOCATIONS", "MEMLIMITS_ON_LIMIT",
 	"MEMLIMITS_REPORT", "MEMLIMITS_LIBRARY", "MEMLIMITS_PROFILE",
 	"MEMLIMITS_SAMPLE_INTERVAL", "MEMLIMITS_SEED", "MEMLIMITS_SOFT_MEMORY",
+	"MEMLIMITS_TREE",
 };
 
 /* Edit distance between a[0..la) and b[0..lb), case-insensitively, capped
@@ -292,7 +293,7 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 			       " (known: MEMLIMITS_GLOBAL_MEMORY, MEMLIMITS_SOFT_MEMORY,"
 			       " MEMLIMITS_ALLOCATIONS, MEMLIMITS_THREAD_ALLOCATIONS,"
 			       " MEMLIMITS_ON_LIMIT, MEMLIMITS_REPORT, MEMLIMITS_PROFILE,"
-			       " MEMLIMITS_SAMPLE_INTERVAL, MEMLIMITS_SEED)");
+			       " MEMLIMITS_SAMPLE_INTERVAL, MEMLIMITS_SEED, MEMLIMITS_TREE)");
 			return -1;
 		}
 		int r = 0;
@@ -340,6 +341,15 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 				r = -1;
 			} else
 				strcpy(c->profile, val);
+			break;
+		case V_TREE:
+			if (!*val || strlen(val) >= sizeof c->tree) {
+				errmsg(err, errlen, "MEMLIMITS_TREE='", val,
+				       "' must be the path of the tree's segment (set by"
+				       " memlimit --tree)");
+				r = -1;
+			} else
+				strcpy(c->tree, val);
 			break;
 		case V_INTERVAL: {
 			int64_t iv;

@@ -74,6 +74,16 @@ void mli_engine_init(void)
 		mli_meter_on(MLI_METER_BIT(pbudget));
 	if (mli_prof.enabled)
 		mli_meter_on(MLI_METER_BIT(sampler));
+	if (c->tree[0]) {
+		if (mli_tree_attach(c->tree, err, sizeof err) != 0)
+			mli_die(err);
+		if (mli_tree_limit() >= 0)
+			mli_eng.mem_users++;
+		if (mli_tree_budget()) {
+			mli_budget_use(mli_tree_budget());
+			mli_meter_on(MLI_METER_BIT(pbudget));
+		}
+	}
 	self->initialising = 0;
 	__atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
 }
@@ -409,6 +419,7 @@ __attribute__((constructor)) static void mli_constructor(void)
 	mli_engine_init();
 	mli_thread_init_once();
 	mli_token_init_once();
+	mli_tree_start();
 	mli_thread_start();
 	if (mli_eng.cfg.report[0]) {
 		mli_report_startup();

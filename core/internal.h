@@ -59,6 +59,7 @@ struct mli_config {
 	enum mli_on_limit on_limit;
 	char report[512];           /* "" = none, "stderr", or a path */
 	char profile[512];          /* MEMLIMITS_PROFILE, "" = none */
+	char tree[512];             /* MEMLIMITS_TREE, "" = none */
 	uint64_t sample_interval;   /* MEMLIMITS_SAMPLE_INTERVAL, 0 = not set */
 	uint64_t seed;              /* MEMLIMITS_SEED */
 	bool seed_set;
@@ -261,6 +262,8 @@ void mli_thread_retire(struct mli_thread *t);
  * API's and the environment's, -1 if neither. */
 int64_t mli_task_mem_limit(void);
 void mli_budget_init(void); /* budget.c, from mli_engine_init */
+struct mli_budget;
+void mli_budget_use(struct mli_budget *b); /* MEMLIMITS_ALLOCATIONS' pool */
 
 /* The fast path: takes n off the thread's grant; false if that wrapped
  * (the caller then goes to the slow path, which undoes it). On x86-64 one
@@ -457,9 +460,22 @@ void mli_mem_thread_attach(struct mli_thread *t);
 void mli_mem_mapped_add(int64_t delta);
 int64_t mli_mem_mapped(void);
 
+/* ---- core/tree.c: one budget for a process tree (MEMLIMITS_TREE) ------- */
+int mli_tree_attach(const char *path, char *err, size_t errlen);
+void mli_tree_start(void); /* from the constructor: exit and fork hooks */
+void mli_tree_exiting(void); /* from _exit: async-signal-safe */
+void mli_tree_abandon(void); /* a configuration error before main */
+void mli_tree_publish(int64_t process_memory); /* when it moved enough */
+int64_t mli_tree_limit(void);   /* -1: none, or not in a tree */
+int64_t mli_tree_memory(void);  /* the tree's total, -1 if not in one */
+struct mli_budget *mli_tree_budget(void); /* NULL if none */
+/* memory.c: the part of a memory limit left to malloc (mapped memory is
+ * refused that much below it). */
+int64_t mli_map_reserve(int64_t limit);
+
 /* ---- core/report.c: breach messages and the exit report --------------- */
 enum mli_breach { MLI_BREACH_GLOBAL = 1, MLI_BREACH_ALLOC = 2,
-		  MLI_BREACH_THREAD = 4 };
+		  MLI_BREACH_THREAD = 4, MLI_BREACH_TREE = 8 };
 void mli_report_breach(enum mli_breach which, size_t n, int64_t live);
 void mli_report_exit(void);
 void mli_report_startup(void); /* limits given as percentages, resolved */

@@ -69,7 +69,8 @@ static int64_t others(void)
 
 void mli_mem_base_add(int64_t delta)
 {
-	__atomic_add_fetch(&base, delta, __ATOMIC_RELAXED);
+	mli_tree_publish(__atomic_add_fetch(&base, delta, __ATOMIC_RELAXED) +
+			 __atomic_load_n(&heap_pub, __ATOMIC_RELAXED));
 }
 
 int64_t mli_mem_estimate(const struct mli_thread *t)
@@ -93,8 +94,10 @@ static void publish(struct mli_thread *t, int64_t v, bool exact, bool grown)
 	int64_t old = __atomic_exchange_n(&t->pub, v, __ATOMIC_RELAXED);
 	if (v != old)
 		__atomic_add_fetch(&heap_pub, v - old, __ATOMIC_RELAXED);
+	int64_t all = others();
 	if (v > old)
-		mli_mem_note(others());
+		mli_mem_note(all);
+	mli_tree_publish(all);
 }
 
 void mli_mem_publish(struct mli_thread *t, bool exact)
@@ -156,8 +159,10 @@ void mli_mem_mapped_add(int64_t delta)
 {
 	__atomic_add_fetch(&mapped, delta, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&base, delta, __ATOMIC_RELAXED);
+	int64_t all = others();
 	if (delta > 0)
-		mli_mem_note(others());
+		mli_mem_note(all);
+	mli_tree_publish(all);
 }
 
 int64_t mli_mem_mapped(void)
@@ -181,7 +186,7 @@ int64_t mli_adm_mem(const struct mli_thread *t, struct mli_adm *a)
  * 1/16; with 1/8 it reported its own "JavaScript heap out of memory" in 12
  * of 12. So: 1/8 of the limit, at least 8 MiB (but at most half the
  * limit), at most 256 MiB. */
-static int64_t map_reserve(int64_t limit)
+int64_t mli_map_reserve(int64_t limit)
 {
 	const int64_t MiB = (int64_t)1 << 20;
 	int64_t r = limit / 8;
@@ -198,7 +203,7 @@ bool mli_mem_over(const struct mli_thread *t, struct mli_adm *a,
 		  int64_t limit)
 {
 	if (a->kind == MLI_ADM_MAP)
-		limit -= map_reserve(limit);
+		limit -= mli_map_reserve(limit);
 	int64_t mem = mli_adm_mem(t, a);
 	if (mem <= limit && a->n <= (uint64_t)(limit - mem) &&
 	    __atomic_load_n(&watched, __ATOMIC_RELAXED))

@@ -72,6 +72,7 @@ struct mli_meter {
 #define MLI_METERS(M)                                                        \
 	M(task)    /* the thread's task scopes: memory, allocations, tokens */ \
 	M(memory)  /* MEMLIMITS_GLOBAL_MEMORY: the process's memory cap */     \
+	M(tree)    /* MEMLIMITS_TREE: the process tree's memory (tree.c) */    \
 	M(tbudget) /* MEMLIMITS_THREAD_ALLOCATIONS */                          \
 	M(pbudget) /* MEMLIMITS_ALLOCATIONS */                                 \
 	M(soft)    /* memory pressure: thresholds with callbacks (soft.c) */   \

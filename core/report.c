@@ -15,29 +15,33 @@ struct breach_rec {
 	uint64_t first_request;
 	int64_t first_heap;   /* -1 if not measured */
 };
-static struct breach_rec rec[3] = {
+static struct breach_rec rec[4] = {
 	{ "MEMLIMITS_GLOBAL_MEMORY", 0, 0, -1 },
 	{ "MEMLIMITS_ALLOCATIONS", 0, 0, -1 },
 	{ "MEMLIMITS_THREAD_ALLOCATIONS", 0, 0, -1 },
+	{ "MEMLIMITS_GLOBAL_MEMORY", 0, 0, -1 }, /* the process tree's */
 };
+#define NREC 4
 
 static uint64_t soft_crossings;     /* MEMLIMITS_SOFT_MEMORY's (atomic) */
 static int64_t soft_first_memory = -1;
 
 static int rec_index(enum mli_breach which)
 {
-	return which == MLI_BREACH_GLOBAL ? 0 : which == MLI_BREACH_ALLOC ? 1 : 2;
+	return which == MLI_BREACH_GLOBAL ? 0 : which == MLI_BREACH_ALLOC ? 1
+	     : which == MLI_BREACH_THREAD ? 2 : 3;
 }
 
 static int64_t limit_of(int i)
 {
 	const struct mli_config *c = &mli_eng.cfg;
 	return i == 0 ? c->global_memory : i == 1 ? c->allocations
-						  : c->thread_allocations;
+	     : i == 2 ? c->thread_allocations : mli_tree_limit();
 }
 
 void mli_die(const char *msg)
 {
+	mli_tree_abandon();
 	mli_write_all(2, msg, strlen(msg));
 	mli_write_all(2, "\n", 1);
 	_exit(125);
@@ -56,13 +60,15 @@ void mli_report_breach(enum mli_breach which, size_t n, int64_t live)
 		mli_buf_str(&m, r->var);
 		mli_buf_str(&m, "=");
 		mli_buf_size(&m, (uint64_t)limit_of(i));
-		mli_buf_str(&m, i == 0 ? " reached (heap " : " exhausted (");
-		if (i == 0) {
+		mli_buf_str(&m, i == 0 ? " reached (memory "
+			       : i == 3 ? " reached by the process tree (its memory "
+					: " exhausted (");
+		if (i == 0 || i == 3) {
 			mli_buf_size(&m, (uint64_t)live);
 			mli_buf_str(&m, ")");
 		} else
 			mli_buf_str(&m, i == 1 ? "process" : "thread");
-		mli_buf_str(&m, i == 0 ? "" : " budget)");
+		mli_buf_str(&m, i == 0 || i == 3 ? "" : " budget)");
 		mli_buf_str(&m, ": an allocation of ");
 		mli_buf_u64(&m, n);
 		mli_buf_str(&m, mli_eng.cfg.on_limit == MLI_ON_LIMIT_ABORT
@@ -122,7 +128,7 @@ void mli_report_exit(void)
 	if (json)
 		mli_buf_str(&m, "\"breaches\": [");
 	bool first = true;
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < NREC; i++) {
 		uint64_t refused = __atomic_load_n(&rec[i].refused, __ATOMIC_RELAXED);
 		if (!refused)
 			continue;

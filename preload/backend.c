@@ -108,8 +108,15 @@ size_t mli_be_usable_size(const void *p)
 
 int mli_be_trim(void)
 {
-	/* arena.<all>.purge: return all unused dirty pages to the system. */
-	return mli_je_mallctl("arena.4096.purge", NULL, NULL, NULL, 0) == 0 ? 0 : -1;
+	/* arena.<all>.purge: return all unused dirty pages to the system. It
+	 * takes jemalloc's locks: a signal handler that allocates (wrong, but
+	 * programs do it) must not run in this thread meanwhile. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	int r = mli_je_mallctl("arena.4096.purge", NULL, NULL, NULL, 0);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r == 0 ? 0 : -1;
 }
 
 static uint64_t stat_u64(const char *name)

@@ -112,7 +112,7 @@ for c in "${cases[@]}"; do
 	nbreach=$(grep -c "^$BREACH" "$tmp/grow.out")
 	how=$(grep -v '^memlimits:' "$tmp/grow.out" | grep -m1 -F "$want" | cut -c1-44)
 	# "... reached (heap 93.6 MiB): ...": the measure, in KiB.
-	measure=$(sed -n "s/^$BREACH (heap \([0-9]*\)\.\([0-9]\) MiB).*/\1 \2/p" \
+	measure=$(sed -n "s/^$BREACH (\(heap\|memory\) \([0-9]*\)\.\([0-9]\) MiB).*/\2 \3/p" \
 		"$tmp/grow.out" | head -1 | awk '{ print int($1 * 1024 + $2 * 102.4) }')
 	measure=${measure:--1}
 	grew_kib=$((rss - idle_kib))

@@ -153,17 +153,18 @@ static int cmp_str(const void *a, const void *b)
 
 /* Both builds export exactly the malloc family, the C++ operators
  * (cxx.c), jemalloc's API (jeapi.c), glibc's information calls
- * (mallinfo.c), dlopen (dlopen.c), the thread wrappers and ml_engine. */
+ * (mallinfo.c), dlopen (dlopen.c), the mmap family (mmap.c), _exit and
+ * _Exit (exit.c), the thread wrappers and ml_engine. */
 static void exports_exact(const char *cmd)
 {
 	static const char *want[] = {
-		"_ZdaPv", "_ZdaPvRKSt9nothrow_t", "_ZdaPvSt11align_val_t",
+		"_Exit", "_ZdaPv", "_ZdaPvRKSt9nothrow_t", "_ZdaPvSt11align_val_t",
 		"_ZdaPvSt11align_val_tRKSt9nothrow_t", "_ZdaPvm", "_ZdaPvmSt11align_val_t",
 		"_ZdlPv", "_ZdlPvRKSt9nothrow_t", "_ZdlPvSt11align_val_t",
 		"_ZdlPvSt11align_val_tRKSt9nothrow_t", "_ZdlPvm", "_ZdlPvmSt11align_val_t",
 		"_Znam", "_ZnamRKSt9nothrow_t", "_ZnamSt11align_val_t",
 		"_ZnamSt11align_val_tRKSt9nothrow_t", "_Znwm", "_ZnwmRKSt9nothrow_t",
-		"_ZnwmSt11align_val_t", "_ZnwmSt11align_val_tRKSt9nothrow_t",
+		"_ZnwmSt11align_val_t", "_ZnwmSt11align_val_tRKSt9nothrow_t", "_exit",
 		"aligned_alloc", "calloc", "dallocx", "dlopen", "free",
 		"free_aligned_sized", "free_sized", "mallctl", "mallctlbymib",
 		"mallctlnametomib", "mallinfo", "mallinfo2", "malloc", "malloc_info",

@@ -1,0 +1,387 @@
+/* tree.c: one budget for a process tree (MEMLIMITS_TREE, set by the
+ * memlimit wrapper's --tree).
+ *
+ * MEMLIMITS_TREE names a file (in /dev/shm) that every process of the tree
+ * maps shared: the tree's memory limit and allocation budget, set by the
+ * first process from its MEMLIMITS_GLOBAL_MEMORY and MEMLIMITS_ALLOCATIONS,
+ * the total of the processes' memory, and one slot per live process with
+ * its part of the total. A process publishes its memory (the global
+ * measure's O(1) figure) into its slot when it moved by TREE_QUANTUM, so
+ * the total is within TREE_QUANTUM per process of the truth, plus each
+ * process's own per-thread slack. The tree meter decides on the total (the
+ * other processes' published parts plus this process's own figure), as the
+ * memory meter does on the process's: an allocation or a mapping that would
+ * take the tree over its limit fails.
+ *
+ * A process leaves its slot at exit; one that is killed leaves it behind,
+ * and the next decision that would refuse first reaps the slots of
+ * processes that are gone (their pid no longer exists, or is another
+ * process: the start time differs), so no share leaks for ever. The last
+ * process to leave removes the file. A forked child takes a slot of its own
+ * for what it inherited (as the kernel's commit accounting charges a fork);
+ * an exec keeps the pid's slot.
+ *
+ * The tree's allocation budget is a struct mli_budget in the segment, drawn
+ * on by every thread of every process in reservations (budget.c); a killed
+ * process's unused reservations (at most 4 MiB a thread) are lost. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define TREE_MAGIC 0x6d6c7472u /* "mltr" */
+#define TREE_VERSION 1
+#define MAX_PROCS 4096
+#define TREE_QUANTUM ((int64_t)256 << 10)
+
+struct slot {
+	int32_t pid;         /* 0: free (atomic) */
+	uint32_t pad;
+	uint64_t start;      /* the process's start time (/proc/pid/stat) */
+	int64_t bytes;       /* its part of the total (atomic) */
+};
+
+struct seg {
+	uint32_t magic, version;
+	int64_t limit;       /* memory, -1 = none */
+	int64_t total;       /* sum of the slots' bytes (atomic) */
+	struct mli_budget budget; /* allocations, when limited */
+	int64_t budget_limit;
+	uint32_t live;       /* processes attached (atomic) */
+	int lock;            /* slot claims and reaping */
+	struct slot slots[MAX_PROCS];
+};
+
+static struct seg *seg;
+static struct slot *mine;
+static char path[512];
+
+/* The start time of pid, from /proc/pid/stat (field 22), 0 if unknown;
+ * *dead if it is a zombie (it has exited; its parent has not waited). */
+static uint64_t start_time_of(pid_t pid, bool *dead)
+{
+	char p[64], buf[1024];
+	struct mli_buf b = { p, 0, sizeof p };
+	mli_buf_str(&b, "/proc/");
+	mli_buf_u64(&b, (uint64_t)pid);
+	mli_buf_str(&b, "/stat");
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	char *s = strrchr(buf, ')'); /* the command may hold spaces */
+	if (!s)
+		return 0;
+	if (dead)
+		*dead = s[1] == ' ' && (s[2] == 'Z' || s[2] == 'X');
+	int field = 2;
+	for (; *s && field < 22; s++)
+		if (*s == ' ')
+			field++;
+	uint64_t v = 0;
+	for (; *s >= '0' && *s <= '9'; s++)
+		v = v * 10 + (uint64_t)(*s - '0');
+	return v;
+}
+
+static uint64_t start_time(pid_t pid)
+{
+	return start_time_of(pid, NULL);
+}
+
+static bool gone(const struct slot *s)
+{
+	pid_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
+	if (pid <= 0)
+		return false;
+	if (kill(pid, 0) != 0 && errno == ESRCH)
+		return true;
+	bool dead = false;
+	uint64_t st = start_time_of(pid, &dead);
+	return dead || (st && s->start && st != s->start);
+}
+
+/* Frees the slots of processes that are gone. */
+static void reap_locked(void);
+static void reap(void)
+{
+	mli_spin_lock(&seg->lock);
+	reap_locked();
+}
+
+static void reap_locked(void)
+{
+	int saved = errno;
+	for (int i = 0; i < MAX_PROCS; i++) {
+		struct slot *s = &seg->slots[i];
+		if (s == mine || !gone(s))
+			continue;
+		int64_t b = __atomic_exchange_n(&s->bytes, 0, __ATOMIC_RELAXED);
+		__atomic_sub_fetch(&seg->total, b, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->pid, 0, __ATOMIC_RELEASE);
+		__atomic_sub_fetch(&seg->live, 1, __ATOMIC_RELAXED);
+	}
+	mli_spin_unlock(&seg->lock);
+	errno = saved;
+}
+
+/* This process's slot: the pid's own if it has one (an exec), else a free
+ * one. */
+static bool claim(void)
+{
+	pid_t pid = getpid();
+	uint64_t st = start_time(pid);
+	mli_spin_lock(&seg->lock);
+	struct slot *free_slot = NULL;
+	for (int i = 0; i < MAX_PROCS; i++) {
+		struct slot *s = &seg->slots[i];
+		int32_t p = __atomic_load_n(&s->pid, __ATOMIC_RELAXED);
+		if (p == pid) {
+			mine = s;
+			break;
+		}
+		if (!p && !free_slot)
+			free_slot = s;
+	}
+	if (!mine && free_slot) {
+		mine = free_slot;
+		mine->start = st;
+		__atomic_store_n(&mine->bytes, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&mine->pid, pid, __ATOMIC_RELEASE);
+		__atomic_add_fetch(&seg->live, 1, __ATOMIC_RELAXED);
+	} else if (mine)
+		mine->start = st;
+	mli_spin_unlock(&seg->lock);
+	return mine != NULL;
+}
+
+/* Publishes v, this process's memory, into its slot: always if exact, else
+ * when it moved by TREE_QUANTUM. */
+static void publish(int64_t v, bool exact)
+{
+	int64_t d = v - __atomic_load_n(&mine->bytes, __ATOMIC_RELAXED);
+	if (!exact && d < TREE_QUANTUM && d > -TREE_QUANTUM)
+		return;
+	int64_t old = __atomic_exchange_n(&mine->bytes, v, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&seg->total, v - old, __ATOMIC_RELAXED);
+}
+
+void mli_tree_publish(int64_t process_memory)
+{
+	if (mine)
+		publish(process_memory, false);
+}
+
+static void leave(void)
+{
+	/* Not a vfork child (which shares its parent's memory, and `mine`),
+	 * nor a forked one that has no slot of its own yet. */
+	if (!mine || __atomic_load_n(&mine->pid, __ATOMIC_RELAXED) != getpid())
+		return;
+	/* Processes of the tree that ended without leaving (a signal) must not
+	 * keep the last one out from removing the file. From _exit, which may
+	 * be a signal handler's, only if the lock is free. */
+	if (mli_spin_trylock(&seg->lock))
+		reap_locked();
+	int64_t b = __atomic_exchange_n(&mine->bytes, 0, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&seg->total, b, __ATOMIC_RELAXED);
+	__atomic_store_n(&mine->pid, 0, __ATOMIC_RELEASE);
+	mine = NULL;
+	if (__atomic_sub_fetch(&seg->live, 1, __ATOMIC_ACQ_REL) == 0)
+		unlink(path); /* the last one out: nobody new can join now */
+}
+
+/* fork: the child is a new process of the tree, with what it inherited. */
+static void fork_child(void)
+{
+	if (!seg)
+		return;
+	mine = NULL;
+	if (claim())
+		publish(mli_mem_estimate(NULL), true);
+}
+
+/* Opens and maps the segment; the first process initialises it. Before
+ * main: no allocation, no stdio. */
+int mli_tree_attach(const char *p, char *err, size_t errlen)
+{
+	struct mli_buf e = { err, 0, errlen };
+	if (strlen(p) >= sizeof path) {
+		mli_buf_str(&e, "memlimits: MEMLIMITS_TREE: path too long");
+		return -1;
+	}
+	strcpy(path, p);
+	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		mli_buf_str(&e, "memlimits: MEMLIMITS_TREE='");
+		mli_buf_str(&e, path);
+		mli_buf_str(&e, "' cannot be opened (the tree's budget is gone:"
+				" its processes all exited?); not running without"
+				" the tree's limit");
+		return -1;
+	}
+	flock(fd, LOCK_EX);
+	struct stat st;
+	bool fresh = fstat(fd, &st) == 0 && st.st_size == 0;
+	if (fresh && ftruncate(fd, (off_t)sizeof(struct seg)) != 0) {
+		flock(fd, LOCK_UN);
+		close(fd);
+		mli_buf_str(&e, "memlimits: MEMLIMITS_TREE: cannot size the segment");
+		return -1;
+	}
+	void *m = mmap(NULL, sizeof(struct seg), PROT_READ | PROT_WRITE,
+		       MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		flock(fd, LOCK_UN);
+		close(fd);
+		mli_buf_str(&e, "memlimits: MEMLIMITS_TREE: cannot map the segment");
+		return -1;
+	}
+	seg = m;
+	if (fresh) {
+		seg->magic = TREE_MAGIC;
+		seg->version = TREE_VERSION;
+		seg->limit = mli_eng.cfg.global_memory;
+		seg->budget_limit = mli_eng.cfg.allocations;
+		seg->budget.avail = mli_eng.cfg.allocations >= 0
+			? (uint64_t)mli_eng.cfg.allocations : 0;
+		seg->budget.batch = (uint64_t)4 << 20;
+	}
+	flock(fd, LOCK_UN);
+	close(fd);
+	if (seg->magic != TREE_MAGIC || seg->version != TREE_VERSION) {
+		mli_buf_str(&e, "memlimits: MEMLIMITS_TREE='");
+		mli_buf_str(&e, path);
+		mli_buf_str(&e, "' is not a memlimits tree segment");
+		seg = NULL;
+		return -1;
+	}
+	if (!claim()) {
+		reap();
+		if (!claim()) {
+			mli_buf_str(&e, "memlimits: MEMLIMITS_TREE: more than 4096"
+					" processes in the tree");
+			return -1;
+		}
+	}
+	if (seg->limit >= 0)
+		mli_meter_on(MLI_METER_BIT(tree));
+	return 0;
+}
+
+/* The process stops before main on a configuration error: if it was the
+ * tree's first (the segment is still empty), nobody else will join a tree
+ * whose root did not run; remove the segment the wrapper made for it. */
+void mli_tree_abandon(void)
+{
+	extern char **environ;
+	static const char var[] = "MEMLIMITS_TREE=";
+	for (char **e = environ; e && *e; e++) {
+		if (strncmp(*e, var, sizeof var - 1) != 0)
+			continue;
+		const char *p = *e + sizeof var - 1;
+		struct stat st;
+		if (!seg && lstat(p, &st) == 0 && S_ISREG(st.st_mode) &&
+		    st.st_size == 0)
+			unlink(p);
+		return;
+	}
+}
+
+/* The process ends without exit()'s handlers (_exit, _Exit: dash ends so,
+ * and so do forked children): leave the tree all the same. */
+void mli_tree_exiting(void)
+{
+	if (seg)
+		leave();
+}
+
+/* From the library's constructor: atexit and pthread_atfork registered
+ * from the first malloc (which may come before libc's start-up is done)
+ * are not reliably run. */
+void mli_tree_start(void)
+{
+	if (!seg)
+		return;
+	pthread_atfork(NULL, NULL, fork_child);
+	atexit(leave);
+}
+
+int64_t mli_tree_limit(void)
+{
+	return seg ? seg->limit : -1;
+}
+
+/* The tree's budget, for the budget meter (NULL: not in a tree). */
+struct mli_budget *mli_tree_budget(void)
+{
+	return seg && seg->budget_limit >= 0 ? &seg->budget : NULL;
+}
+
+/* The tree's memory: the others' published parts and this process's own
+ * figure. */
+static int64_t tree_memory(const struct mli_thread *t, struct mli_adm *a)
+{
+	int64_t own = mli_adm_mem(t, a);
+	return __atomic_load_n(&seg->total, __ATOMIC_RELAXED) -
+	       __atomic_load_n(&mine->bytes, __ATOMIC_RELAXED) + own;
+}
+
+int64_t mli_tree_memory(void)
+{
+	if (!seg || !mine)
+		return -1;
+	return __atomic_load_n(&seg->total, __ATOMIC_RELAXED);
+}
+
+static bool admit(struct mli_thread *t, struct mli_adm *a)
+{
+	int64_t limit = seg->limit;
+	if (a->kind == MLI_ADM_MAP)
+		limit -= mli_map_reserve(limit);
+	int64_t mem = tree_memory(t, a);
+	if (mem <= limit && a->n <= (uint64_t)(limit - mem))
+		return true;
+	/* Before refusing: this process's exact figure, and the shares of
+	 * processes that are gone. */
+	a->mem = -1;
+	publish(mli_mem_exact(), true);
+	reap();
+	mem = tree_memory(t, a);
+	if (mem <= limit && a->n <= (uint64_t)(limit - mem))
+		return true;
+	mli_report_breach(MLI_BREACH_TREE, a->n, mem);
+	return false;
+}
+
+static void bound(struct mli_thread *t, struct mli_adm *a)
+{
+	int64_t mem = tree_memory(t, a) + (int64_t)a->n;
+	int64_t limit = seg->limit;
+	uint64_t free_mem = mem < limit ? (uint64_t)(limit - mem) : 0;
+	uint64_t n = (uint64_t)mli_thread_n() *
+		     __atomic_load_n(&seg->live, __ATOMIC_RELAXED);
+	uint64_t share = free_mem / (2 * (n ? n : 1));
+	a->wait = mli_min(a->wait, mli_min(share, (uint64_t)56 << 10));
+	a->room = 0;
+}
+
+const struct mli_meter mli_meter_tree = {
+	.name = "tree",
+	.kinds = MLI_ADM_ALLOC | MLI_ADM_MAP,
+	.admit = admit,
+	.bound = bound,
+};

@@ -1,0 +1,22 @@
+/* exit.c: _exit and _Exit, which end the process without exit()'s
+ * handlers: dash ends every shell so, and forked children end so. A
+ * process of a process tree (core/tree.c) must still give its share back,
+ * or the tree's file outlives it. Async-signal-safe, as _exit is: leaving
+ * the tree only writes to the shared segment and makes system calls. */
+#define _GNU_SOURCE
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "../core/internal.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+EXPORT __attribute__((noreturn)) void _exit(int status)
+{
+	mli_tree_exiting();
+	for (;;)
+		syscall(SYS_exit_group, status);
+}
+
+EXPORT __attribute__((noreturn)) void _Exit(int status)
+	__attribute__((alias("_exit")));

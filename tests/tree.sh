@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# tree: one budget for a process tree (memlimit --tree, the default): the
+# limits bound the sum over the live processes of the tree, a process that
+# exits or is SIGKILLed gives its share back, budgets are tree-wide, the
+# overshoot stays within the stated bound with several processes and
+# threads; with make -j2 and python3's multiprocessing; and --per-process
+# gives every process its own limit.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+B=${B:-build}
+PROGS=${MLT_PROGS:-$ROOT/$B/tests/progs}
+export MEMLIMITS_LIBRARY=${MLT_LIB:-$ROOT/$B/libmemlimits.so}
+unset LD_PRELOAD
+for v in $(compgen -e); do
+	case $v in MEMLIMITS_LIBRARY) ;; MEMLIMITS_*) unset "$v" ;; esac
+done
+ML=$ROOT/scripts/memlimit
+PY=/usr/bin/python3
+passed=0 failed=0
+pass() { passed=$((passed + 1)); }
+fail() {
+	failed=$((failed + 1))
+	printf 'FAIL: %s\n' "$1"
+}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ml-tree.XXXXXX") || exit 1
+trap 'rm -rf -- "$tmp"' EXIT
+shm_before=$(ls /dev/shm | grep -c memlimits-tree)
+
+# Two python3 processes that each want to hold 150 MiB at the same time:
+# under a 200M tree one of them gets its MemoryError; per process, neither.
+HOLD='import sys, time
+try:
+    x = [bytearray(1 << 20) for _ in range(150)]
+    print("held"); sys.stdout.flush(); time.sleep(1.5)
+except MemoryError:
+    print("MemoryError")'
+two() { # memlimit options...
+	out=$("$ML" "$@" -- sh -c "$PY -c '$HOLD' & sleep 0.5; $PY -c '$HOLD' & wait" 2>&1)
+}
+two --global-memory 200M
+if [ "$(grep -c '^held' <<<"$out")" = 1 ] && grep -q '^MemoryError' <<<"$out" &&
+	grep -q "reached by the process tree" <<<"$out"; then pass; else
+	fail "tree: two processes of 150 MiB under 200M: $out"
+fi
+two --global-memory 200M --per-process
+if [ "$(grep -c '^held' <<<"$out")" = 2 ]; then pass; else
+	fail "--per-process: both should hold 150 MiB: $out"
+fi
+
+# A process that exits, or is SIGKILLed, gives its share back.
+out=$("$ML" --global-memory 200M -- sh -c "
+	$PY -c 'import time; x = [bytearray(1 << 20) for _ in range(150)]; time.sleep(30)' &
+	p=\$!; sleep 1; kill -9 \$p; wait \$p
+	$PY -c '$HOLD'" 2>&1)
+if grep -q '^held' <<<"$out"; then pass; else
+	fail "the share of a SIGKILLed process was not given back: $out"
+fi
+
+# Budgets are tree-wide: two processes allocating 60 MiB each (freed
+# as they go) under a 100M tree budget; the second meets it.
+ALLOC='import sys
+try:
+    for _ in range(60): bytearray(1 << 20)
+    print("done")
+except MemoryError:
+    print("MemoryError")'
+out=$("$ML" --allocations 100M -- sh -c "$PY -c '$ALLOC'; $PY -c '$ALLOC'" 2>&1)
+if [ "$(grep -c '^done' <<<"$out")" = 1 ] && grep -q '^MemoryError' <<<"$out"; then pass; else
+	fail "tree-wide budget: $out"
+fi
+
+# The overshoot bound, with 3 processes of 4 threads each allocating 4 KiB
+# blocks until refused under a 64M tree: the sum of what they hold stays
+# within the limit plus, per process, 256 KiB (its unpublished part) and
+# 64 KiB per thread (README).
+LIMIT=$((64 << 20))
+mkfifo "$tmp/hold"
+"$ML" --global-memory 64M -- sh -c "
+	for i in 1 2 3; do $PROGS/tree_hog 4 <$tmp/hold >$tmp/held.\$i & done
+	wait" 2>"$tmp/err" &
+exec 7>"$tmp/hold"
+for i in 1 2 3; do
+	for _ in $(seq 100); do [ -s "$tmp/held.$i" ] && break; sleep 0.1; done
+done
+exec 7>&-
+wait
+sum=0
+for i in 1 2 3; do sum=$((sum + $(cat "$tmp/held.$i" 2>/dev/null || echo 0))); done
+bound=$((LIMIT + 3 * (256 << 10) + 3 * 5 * (64 << 10)))
+echo "tree of 3 x 4 threads under 64M: they hold $((sum >> 10)) KiB (bound $((bound >> 10)) KiB)"
+if [ "$sum" -gt $((LIMIT / 2)) ] && [ "$sum" -le "$bound" ]; then pass; else
+	fail "3 processes x 4 threads under a 64M tree hold $sum bytes (bound $bound): $(cat "$tmp/err")"
+fi
+
+# make -j2: two jobs that each want 80 MiB at once under a 128M tree.
+# (b starts allocating once a holds its memory: both growing at once could
+# both meet the limit half-way.)
+cat >"$tmp/Makefile" <<EOF
+all: a b
+a b:
+	@$PY -c 'import time; time.sleep(0.8 if "\$@" == "b" else 0); x = [bytearray(1 << 20) for _ in range(80)]; time.sleep(1.5); print("\$@ done")'
+EOF
+out=$("$ML" --global-memory 128M -- make -s -j2 -C "$tmp" 2>&1)
+if [ "$(grep -c ' done' <<<"$out")" = 1 ] && grep -q MemoryError <<<"$out"; then pass; else
+	fail "make -j2 under a 128M tree: $out"
+fi
+out=$("$ML" --global-memory 128M --per-process -- make -s -j2 -C "$tmp" 2>&1)
+if [ "$(grep -c ' done' <<<"$out")" = 2 ]; then pass; else
+	fail "make -j2 --per-process: $out"
+fi
+
+# python3 multiprocessing: two workers of 60 MiB under a 128M tree (each
+# also holds what it inherited from the parent, some 15 MiB).
+MP='import multiprocessing as mp, time
+def work(i, q):
+    try:
+        time.sleep(0.8 * i)
+        x = [bytearray(1 << 20) for _ in range(60)]
+        time.sleep(1.5)
+        q.put("ok")
+    except MemoryError:
+        q.put("MemoryError")
+if __name__ == "__main__":
+    q = mp.Queue()
+    ps = [mp.Process(target=work, args=(i, q)) for i in (0, 1)]
+    for p in ps: p.start()
+    r = sorted(q.get() for _ in ps)
+    for p in ps: p.join()
+    print(r)'
+out=$("$ML" --global-memory 128M -- $PY -c "$MP" 2>&1)
+if grep -q "\['MemoryError', 'ok'\]" <<<"$out"; then pass; else
+	fail "multiprocessing under a 128M tree: $out"
+fi
+
+# Nested: a tree inside a tree would escape the outer one.
+out=$("$ML" --global-memory 128M -- "$ML" --tree --global-memory 1G -- /bin/true 2>&1)
+if [ $? = 125 ] && grep -q "already inside a process tree" <<<"$out"; then pass; else
+	fail "a nested --tree should be refused: $out"
+fi
+
+# Every tree's segment was removed by its last process.
+sleep 0.2
+shm_after=$(ls /dev/shm | grep -c memlimits-tree)
+if [ "$shm_after" -le "$shm_before" ]; then pass; else
+	fail "segments left in /dev/shm: $(ls /dev/shm | grep memlimits-tree)"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
