@@ -132,13 +132,13 @@ static void errmsg(char *err, size_t errlen, const char *a, const char *b,
 /* Variables the library knows. MEMLIMITS_LIBRARY belongs to the memlimit
  * wrapper and is accepted so that nested wrappers work. */
 enum var { V_GLOBAL, V_ALLOC, V_THREAD, V_ON_LIMIT, V_REPORT, V_LIBRARY,
-	   V_PROFILE, V_INTERVAL, V_SEED, V_SOFT, V_TREE, V_N };
+	   V_PROFILE, V_INTERVAL, V_SEED, V_SOFT, V_TREE, V_LIMIT_STATUS, V_N };
 static const char *const var_names[V_N] = {
 	"MEMLIMITS_GLOBAL_MEMORY", "MEMLIMITS_ALLOCATIONS",
 	"MEMLIMITS_THREAD_ALLOCATIONS", "MEMLIMITS_ON_LIMIT",
 	"MEMLIMITS_REPORT", "MEMLIMITS_LIBRARY", "MEMLIMITS_PROFILE",
 	"MEMLIMITS_SAMPLE_INTERVAL", "MEMLIMITS_SEED", "MEMLIMITS_SOFT_MEMORY",
-	"MEMLIMITS_TREE",
+	"MEMLIMITS_TREE", "MEMLIMITS_LIMIT_STATUS",
 };
 
 /* Edit distance between a[0..la) and b[0..lb), case-insensitively, capped
@@ -293,7 +293,8 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 			       " (known: MEMLIMITS_GLOBAL_MEMORY, MEMLIMITS_SOFT_MEMORY,"
 			       " MEMLIMITS_ALLOCATIONS, MEMLIMITS_THREAD_ALLOCATIONS,"
 			       " MEMLIMITS_ON_LIMIT, MEMLIMITS_REPORT, MEMLIMITS_PROFILE,"
-			       " MEMLIMITS_SAMPLE_INTERVAL, MEMLIMITS_SEED, MEMLIMITS_TREE)");
+			       " MEMLIMITS_SAMPLE_INTERVAL, MEMLIMITS_SEED, MEMLIMITS_TREE,"
+			       " MEMLIMITS_LIMIT_STATUS)");
 			return -1;
 		}
 		int r = 0;
@@ -351,6 +352,29 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 			} else
 				strcpy(c->tree, val);
 			break;
+		case V_LIMIT_STATUS: {
+			/* N, or N:PID (the wrapper: only the process it started) */
+			const char *p = val;
+			unsigned st = 0, pid = 0;
+			for (; *p >= '0' && *p <= '9' && st < 1000; p++)
+				st = st * 10 + (unsigned)(*p - '0');
+			bool ok = p > val && st >= 1 && st <= 255;
+			if (ok && *p == ':') {
+				const char *q = ++p;
+				for (; *p >= '0' && *p <= '9' && pid < 100000000; p++)
+					pid = pid * 10 + (unsigned)(*p - '0');
+				ok = p > q && pid > 0;
+			}
+			if (!ok || *p) {
+				errmsg(err, errlen, "MEMLIMITS_LIMIT_STATUS='", val,
+				       "' must be an exit status from 1 to 255 (the"
+				       " status of a process in which a limit fired)");
+				r = -1;
+			}
+			c->limit_status = (int)st;
+			c->limit_status_pid = (int)pid;
+			break;
+		}
 		case V_INTERVAL: {
 			int64_t iv;
 			r = size_var(var_names[v], val, &iv, err, errlen);

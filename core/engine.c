@@ -417,6 +417,7 @@ void mli_thread_start(void)
 __attribute__((constructor)) static void mli_constructor(void)
 {
 	mli_engine_init();
+	mli_limit_status_start(); /* first: its exit handler runs last */
 	mli_thread_init_once();
 	mli_token_init_once();
 	mli_tree_start();

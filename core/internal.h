@@ -60,6 +60,8 @@ struct mli_config {
 	char report[512];           /* "" = none, "stderr", or a path */
 	char profile[512];          /* MEMLIMITS_PROFILE, "" = none */
 	char tree[512];             /* MEMLIMITS_TREE, "" = none */
+	int limit_status;           /* MEMLIMITS_LIMIT_STATUS, 0 = none */
+	int limit_status_pid;       /* only in this process, 0 = any */
 	uint64_t sample_interval;   /* MEMLIMITS_SAMPLE_INTERVAL, 0 = not set */
 	uint64_t seed;              /* MEMLIMITS_SEED */
 	bool seed_set;
@@ -465,6 +467,8 @@ int mli_tree_attach(const char *path, char *err, size_t errlen);
 void mli_tree_start(void); /* from the constructor: exit and fork hooks */
 void mli_tree_exiting(void); /* from _exit: async-signal-safe */
 void mli_tree_abandon(void); /* a configuration error before main */
+void mli_tree_fired(void);   /* a limit fired in this process */
+bool mli_tree_any_fired(void); /* in any process of the tree */
 void mli_tree_publish(int64_t process_memory); /* when it moved enough */
 int64_t mli_tree_limit(void);   /* -1: none, or not in a tree */
 int64_t mli_tree_memory(void);  /* the tree's total, -1 if not in one */
@@ -483,6 +487,11 @@ void mli_report_startup(void); /* limits given as percentages, resolved */
  * profile (FILE.soft). */
 void mli_report_soft(int64_t memory, int64_t threshold, void *arg);
 void mli_die(const char *msg); /* message to stderr, exit 125 */
+bool mli_report_any_breach(void); /* did a MEMLIMITS_* limit refuse? */
+/* MEMLIMITS_LIMIT_STATUS: from the constructor, first, so that its exit
+ * handler runs after every other. */
+void mli_limit_status_start(void);
+int mli_limit_status_of(int status); /* async-signal-safe */
 
 /* ---- core/task.c: task scopes, tokens, masking ------------------------ */
 enum mli_scope_kind { MLI_SCOPE_GLOBAL = ML__SCOPE_GLOBAL,

@@ -2,6 +2,7 @@
  * allocation path, so they are formatted without stdio or malloc and written
  * with write(2), once per limit. The exit report is written the same way. */
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,6 +25,55 @@ static struct breach_rec rec[4] = {
 #define NREC 4
 
 static uint64_t soft_crossings;     /* MEMLIMITS_SOFT_MEMORY's (atomic) */
+
+/* Did any limit but rec[skip] refuse? */
+static bool any_breach_but(int skip)
+{
+	for (int i = 0; i < NREC; i++)
+		if (i != skip && __atomic_load_n(&rec[i].refused, __ATOMIC_RELAXED))
+			return true;
+	return false;
+}
+
+bool mli_report_any_breach(void)
+{
+	return any_breach_but(-1);
+}
+
+/* MEMLIMITS_LIMIT_STATUS: the process ends with that status if a limit
+ * fired in it, or in any process of its tree (as timeout(1) ends with 124
+ * when the time ran out), whatever status it chose itself. Its exit
+ * handler is registered first, so it runs after every other (the report's,
+ * the program's): stdio is flushed, then _exit. */
+static void limit_status_exit(void)
+{
+	if (mli_report_any_breach() || mli_tree_any_fired()) {
+		fflush(NULL);
+		_exit(mli_eng.cfg.limit_status);
+	}
+}
+
+static bool limit_status_mine(void)
+{
+	const struct mli_config *c = &mli_eng.cfg;
+	return c->limit_status &&
+	       (!c->limit_status_pid || c->limit_status_pid == getpid());
+}
+
+void mli_limit_status_start(void)
+{
+	if (limit_status_mine())
+		atexit(limit_status_exit);
+}
+
+/* From _exit (dash ends so): the status it should end with. */
+int mli_limit_status_of(int status)
+{
+	if (limit_status_mine() &&
+	    (mli_report_any_breach() || mli_tree_any_fired()))
+		return mli_eng.cfg.limit_status;
+	return status;
+}
 static int64_t soft_first_memory = -1;
 
 static int rec_index(enum mli_breach which)
@@ -52,6 +102,8 @@ void mli_report_breach(enum mli_breach which, size_t n, int64_t live)
 	int i = rec_index(which);
 	struct breach_rec *r = &rec[i];
 	if (__atomic_fetch_add(&r->refused, 1, __ATOMIC_RELAXED) == 0) {
+		if (!any_breach_but(i))
+			mli_tree_fired();
 		r->first_request = n;
 		r->first_heap = live;
 		char b[320];

@@ -58,6 +58,8 @@ struct seg {
 	int64_t budget_limit;
 	uint32_t live;       /* processes attached (atomic) */
 	int lock;            /* slot claims and reaping */
+	uint32_t fired;      /* processes in which a limit fired (atomic) */
+	uint32_t pad;
 	struct slot slots[MAX_PROCS];
 };
 
@@ -280,6 +282,17 @@ int mli_tree_attach(const char *p, char *err, size_t errlen)
 	if (seg->limit >= 0)
 		mli_meter_on(MLI_METER_BIT(tree));
 	return 0;
+}
+
+void mli_tree_fired(void)
+{
+	if (seg)
+		__atomic_add_fetch(&seg->fired, 1, __ATOMIC_RELAXED);
+}
+
+bool mli_tree_any_fired(void)
+{
+	return seg && __atomic_load_n(&seg->fired, __ATOMIC_RELAXED);
 }
 
 /* The process stops before main on a configuration error: if it was the
