@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "output.h"
 
 extern char **environ;
 
@@ -361,6 +362,7 @@ __attribute__((constructor)) static void mli_constructor(void)
 {
 	mli_engine_init();
 	mli_thread_init_once();
+	mli_output_init(); /* core/output.c: checks MEMLIMITS_REPORT/PROFILE, atfork */
 	mli_thread_start();
 	if (mli_eng.cfg.report[0])
 		atexit(mli_report_exit);

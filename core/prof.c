@@ -17,10 +17,11 @@
 #include <execinfo.h>
 #include <link.h>
 #include <math.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/auxv.h>
 
-#include "internal.h"
+#include "output.h"
 
 /* gen starts at 1 so that a new thread (prof_gen 0) syncs at its first slow
  * path. */
@@ -145,16 +146,25 @@ static uint64_t random_seed(void)
 	return r ? r[0] ^ r[1] : (uint64_t)(uintptr_t)&r;
 }
 
-static void callback_enter(struct mli_thread *t)
+/* Callbacks run with cancellation disabled: a callback cancelled at one of
+ * its cancellation points would leave inflight counted for ever, and
+ * ml_memprof_stop would wait for it for ever (rules in core/output.c). */
+static void callback_enter(struct mli_thread *t, int *cancel_state)
 {
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, cancel_state);
 	t->prof_busy++;
 	mli_cut_grant(t);
 }
 
-static void callback_leave(struct mli_thread *t)
+static void callback_leave(struct mli_thread *t, int cancel_state)
 {
-	if (--t->prof_busy == 0)
+	/* Not from a signal handler that interrupted the engine (a sampled
+	 * block freed there): the refill may measure the heap under the
+	 * registry's lock, which the interrupted code may hold. That code
+	 * refills the grant when it is done. */
+	if (--t->prof_busy == 0 && !t->in_engine)
 		mli_refill(t);
+	pthread_setcancelstate(cancel_state, NULL);
 }
 
 void mli_prof_sampled(void *p, size_t n, uint64_t nsamples,
@@ -166,7 +176,8 @@ void mli_prof_sampled(void *p, size_t n, uint64_t nsamples,
 	__atomic_fetch_add(&mli_prof.inflight, 1, __ATOMIC_ACQ_REL);
 	uint32_t gen = __atomic_load_n(&mli_prof.gen, __ATOMIC_ACQUIRE);
 	if (__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE) == 1) {
-		callback_enter(t);
+		int cs;
+		callback_enter(t, &cs);
 		void *raw[ML_MAX_CALLSTACK + 16];
 		int got = capture(raw, (int)(mli_prof.depth + 16));
 		int skip = 0;
@@ -184,7 +195,7 @@ void mli_prof_sampled(void *p, size_t n, uint64_t nsamples,
 			rec->tracked = 1;
 		}
 		rec->nsamples = nsamples;
-		callback_leave(t);
+		callback_leave(t, cs);
 	}
 	__atomic_fetch_sub(&mli_prof.inflight, 1, __ATOMIC_ACQ_REL);
 }
@@ -200,9 +211,10 @@ void mli_prof_freed(void *p)
 	if (__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE) == 1 &&
 	    rec->gen == __atomic_load_n(&mli_prof.gen, __ATOMIC_ACQUIRE) &&
 	    mli_prof.tracker.dealloc) {
-		callback_enter(t);
+		int cs;
+		callback_enter(t, &cs);
 		mli_prof.tracker.dealloc(rec->cookie, mli_prof.tracker.data);
-		callback_leave(t);
+		callback_leave(t, cs);
 	}
 	__atomic_fetch_sub(&mli_prof.inflight, 1, __ATOMIC_ACQ_REL);
 }
@@ -245,6 +257,13 @@ ml_status mli_prof_start(double rate, size_t depth, const ml_tracker *tr)
 	return ML_OK;
 }
 
+/* A fork child has one thread: callbacks in flight are the ones it was
+ * running itself (fork from a callback), one per level of nesting. */
+void mli_prof_fork_child(void)
+{
+	__atomic_store_n(&mli_prof.inflight, (int)mli_tls.prof_busy, __ATOMIC_RELEASE);
+}
+
 ml_status mli_prof_stop(void)
 {
 	int expect = 1;
@@ -253,8 +272,9 @@ ml_status mli_prof_stop(void)
 		return ML_INVALID;
 	__atomic_fetch_add(&mli_prof.gen, 1, __ATOMIC_ACQ_REL);
 	/* No callback starts after running is 0; wait for those in flight,
-	 * unless this is one of them. */
-	int self = mli_tls.prof_busy ? 1 : 0;
+	 * but not for this thread's own (a dealloc callback nested in an
+	 * alloc callback is two). */
+	int self = (int)mli_tls.prof_busy;
 	while (__atomic_load_n(&mli_prof.inflight, __ATOMIC_ACQUIRE) > self)
 		sched_yield();
 	mli_refill(&mli_tls);

@@ -27,6 +27,7 @@ static void *enomem(void)
  * the charge back so that counts stay exact. */
 bool mli_region_owns(const void *p);
 void mli_free_sampled(void *p);
+void mli_region_unplaced(const void *p); /* region.c */
 
 /* Only the profiling build has blocks of its own: those in the region's
  * window (one shift and compare), and then in the region itself. */
@@ -60,9 +61,11 @@ static void *get_block(int admitted, size_t n, size_t align, bool zero)
 		if (p)
 			return p;
 	}
-	if (align)
-		return mli_je_aligned_alloc(align, n);
-	return zero ? mli_je_calloc(1, n) : mli_je_malloc(n);
+	void *p = align ? mli_je_aligned_alloc(align, n)
+		  : zero ? mli_je_calloc(1, n) : mli_je_malloc(n);
+	if (admitted == MLI_SAMPLE)
+		mli_region_unplaced(p);
+	return p;
 }
 
 /* Used from malloc's assembly, hence not static. */
@@ -164,6 +167,8 @@ static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
 		return p;
 	}
 	p = mli_je_realloc(old, n);
+	if (ad == MLI_SAMPLE)
+		mli_region_unplaced(p);
 	if (!p) {
 		if (grow)
 			mli_uncharge(grow);

@@ -155,7 +155,7 @@ static void exported_symbols_exact(void **state)
 {
 	(void)state;
 	static const char *want[] = {
-		"aligned_alloc", "calloc", "free", "free_aligned_sized",
+		"abort", "aligned_alloc", "calloc", "free", "free_aligned_sized",
 		"free_sized", "malloc", "malloc_usable_size", "memalign",
 		"ml_engine", "posix_memalign", "pthread_create", "pthread_exit",
 		"pvalloc",
