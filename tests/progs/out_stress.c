@@ -18,11 +18,14 @@
  *             allocates, sampled, under the loader's lock) while main calls
  *             exit(), which writes the profile and names its frames with
  *             dladdr (the loader's lock).
- *   signal [MS]  for MS milliseconds (default 1000), a thread allocates
- *             and frees sampled blocks while another
+ *   signal [MS [IDLE]]  for MS milliseconds (default 1000), a thread
+ *             allocates and frees sampled blocks while another
  *             thread interrupts it with a signal whose handler allocates
  *             and frees (sampled) blocks too: a handler that lands while its
- *             thread holds the region's or the profile's lock.
+ *             thread holds the region's or the profile's lock, or (with
+ *             MEMLIMITS_GLOBAL_MEMORY, which measures the heap at every
+ *             slow path, and IDLE idle threads, which make the measure
+ *             longer) the registry's lock.
  * "FAIL ..." on stderr for each failure; exit 0 iff none. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -246,8 +249,21 @@ static void *kicker(void *arg)
 	return NULL;
 }
 
-static int mode_signal(int ms)
+static void *idle(void *arg)
 {
+	(void)arg;
+	while (!atomic_load(&stop))
+		usleep(1000);
+	return NULL;
+}
+
+static int mode_signal(int ms, int nidle)
+{
+	pthread_t idlers[256];
+	if (nidle > 256)
+		nidle = 256;
+	for (int i = 0; i < nidle; i++)
+		pthread_create(&idlers[i], NULL, idle, NULL);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_signal;
@@ -266,6 +282,8 @@ static int mode_signal(int ms)
 		 ms);
 	atomic_store(&stop, 1);
 	pthread_join(k, NULL);
+	for (int i = 0; i < nidle; i++)
+		pthread_join(idlers[i], NULL);
 	printf("signal: %lu rounds\n", rounds);
 	return 0;
 }
@@ -282,9 +300,9 @@ int main(int argc, char **argv)
 	else if (strcmp(mode, "dlopen") == 0 && argc > 2)
 		r = mode_dlopen(argv[2]);
 	else if (strcmp(mode, "signal") == 0)
-		r = mode_signal(argc > 2 ? atoi(argv[2]) : 1000);
+		r = mode_signal(argc > 2 ? atoi(argv[2]) : 1000, argc > 3 ? atoi(argv[3]) : 0);
 	else {
-		fprintf(stderr, "usage: out_stress fork [N] | cancel | dlopen LIB | signal [MS]\n");
+		fprintf(stderr, "usage: out_stress fork [N] | cancel | dlopen LIB | signal [MS [IDLE]]\n");
 		return 2;
 	}
 	return r || atomic_load(&failures) ? 1 : 0;
