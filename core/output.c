@@ -79,7 +79,8 @@
  *     on a lock-free list that the next holder applies, the region queues
  *     a freed slot the same way, and a new sampled block is taken from
  *     jemalloc, untracked. A fork from such a handler skips the lock its
- *     own thread holds.
+ *     own thread holds. The profile's own jemalloc calls run with signals
+ *     blocked (jemalloc is not reentrant; ml_stats does the same).
  *  5. Asynchronous cancellation around allocation is undefined in POSIX
  *     (malloc is not async-cancel-safe) and not supported.
  * Waits that are not locks: the engine's start-up (init_state, once) and
@@ -199,6 +200,12 @@ void mli_buf_json_str(struct mli_buf *b, const char *s, size_t n)
 		if (c == '"' || c == '\\') {
 			t[0] = '\\';
 			t[1] = (char)c;
+			t[2] = '\0';
+			mli_buf_str(b, t);
+			i++;
+		} else if (c == '\n' || c == '\t' || c == '\r') {
+			t[0] = '\\';
+			t[1] = c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
 			t[2] = '\0';
 			mli_buf_str(b, t);
 			i++;

@@ -26,6 +26,8 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -87,6 +89,32 @@ static void push(struct cookie **list, struct cookie *c, bool alloc)
 			c->free_next = head;
 	} while (!__atomic_compare_exchange_n(list, &head, c, true, __ATOMIC_RELEASE,
 					      __ATOMIC_RELAXED));
+}
+
+/* The profiler's own blocks, from jemalloc with signals blocked: a signal
+ * handler that allocates would otherwise re-enter jemalloc's thread cache
+ * in the middle of this thread's operation on it (jemalloc, like any
+ * malloc, is not async-signal-safe), and the profiler runs in whatever the
+ * program was doing when a sample fell due. ml_stats does the same. */
+static void *pmalloc(size_t n)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	void *p = mli_be_malloc(n);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return p;
+}
+
+static void pfree(void *p)
+{
+	if (!p)
+		return;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	mli_be_free(p);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 static uint64_t hash_stack(void *const *f, size_t d)
@@ -165,7 +193,7 @@ static void free_done(struct cookie *c)
 {
 	while (c) {
 		struct cookie *next = c->free_next;
-		mli_be_free(c);
+		pfree(c);
 		c = next;
 	}
 }
@@ -178,7 +206,7 @@ static void grow(void)
 	if ((__atomic_load_n(&nsites, __ATOMIC_RELAXED) + 2) * 2 <= c)
 		return;
 	size_t ncap = c ? c * 2 : 1024;
-	struct site *t = mli_be_malloc(ncap * sizeof *t), *old = NULL;
+	struct site *t = pmalloc(ncap * sizeof *t), *old = NULL;
 	if (!t)
 		return;
 	memset(t, 0, ncap * sizeof *t);
@@ -198,8 +226,8 @@ static void grow(void)
 		}
 		leave();
 	}
-	mli_be_free(old);
-	mli_be_free(t);
+	pfree(old);
+	pfree(t);
 }
 
 /* Applies c (alloc or free) now, or queues it. True if it is done with
@@ -225,7 +253,7 @@ static void *on_alloc(const ml_sample *s, void *data)
 {
 	(void)data;
 	size_t d = s->depth < DEPTH ? s->depth : DEPTH;
-	struct cookie *c = mli_be_malloc(sizeof *c);
+	struct cookie *c = pmalloc(sizeof *c);
 	if (!c)
 		return NULL;
 	double p = -expm1((double)s->size * log1p(-rate));
@@ -242,7 +270,7 @@ static void on_dealloc(void *cookie, void *data)
 {
 	(void)data;
 	if (update(cookie, false))
-		mli_be_free(cookie);
+		pfree(cookie);
 }
 
 /* ---- fork: the child gets the table unlocked (rules in output.c) ---------- */
@@ -472,11 +500,11 @@ static bool snapshot(struct site **out, size_t *n)
 {
 	for (;;) {
 		size_t c = __atomic_load_n(&cap, __ATOMIC_RELAXED);
-		struct site *t = mli_be_malloc((c ? c : 1) * sizeof *t);
+		struct site *t = pmalloc((c ? c : 1) * sizeof *t);
 		if (!t)
 			return false;
 		if (!enter()) {
-			mli_be_free(t);
+			pfree(t);
 			return false;
 		}
 		struct cookie *done = NULL;
@@ -484,7 +512,7 @@ static bool snapshot(struct site **out, size_t *n)
 		if (cap != c) { /* it grew meanwhile */
 			leave();
 			free_done(done);
-			mli_be_free(t);
+			pfree(t);
 			continue;
 		}
 		size_t k = 0;
@@ -508,19 +536,19 @@ void mli_profile_write(const char *why)
 		return;
 	struct site *t;
 	size_t n;
-	struct out *o = mli_be_malloc(sizeof *o);
+	struct out *o = pmalloc(sizeof *o);
 	if (!o || !snapshot(&t, &n)) {
 		static const char msg[] =
 			"memlimits: MEMLIMITS_PROFILE: the profile was not written (no"
 			" memory for a copy of its table, or written from a signal"
 			" handler that interrupted the profiler)\n";
 		mli_write_all(2, msg, sizeof msg - 1);
-		mli_be_free(o);
+		pfree(o);
 		return;
 	}
 	write_pprof(o, t, n, sfx);
 	write_folded(o, t, n, sfx, true);
 	write_folded(o, t, n, sfx, false);
-	mli_be_free(t);
-	mli_be_free(o);
+	pfree(t);
+	pfree(o);
 }
