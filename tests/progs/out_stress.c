@@ -25,7 +25,12 @@
  *             thread holds the region's or the profile's lock, or (with
  *             MEMLIMITS_GLOBAL_MEMORY, which measures the heap at every
  *             slow path, and IDLE idle threads, which make the measure
- *             longer) the registry's lock.
+ *             longer) the registry's lock. Run it with
+ *             MEMLIMITS_SAMPLE_INTERVAL=1: every block is then the
+ *             profiler's, so the handler never interrupts one of jemalloc's
+ *             own operations (a malloc in a handler that interrupted malloc
+ *             is undefined with any malloc; the profiler's own jemalloc calls
+ *             block signals).
  * "FAIL ..." on stderr for each failure; exit 0 iff none. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -71,10 +76,14 @@ static NOINLINE void *fb(unsigned k, int d)
 	return p;
 }
 
+static atomic_ulong beat; /* progress of many_sites, for the signal mode */
+
 static void many_sites(unsigned n, int depth)
 {
-	for (unsigned k = 0; k < n; k++)
+	for (unsigned k = 0; k < n; k++) {
 		free(fa(k, depth));
+		atomic_fetch_add_explicit(&beat, 1, memory_order_relaxed);
+	}
 }
 
 static uint64_t rnd(uint64_t *s)
@@ -225,6 +234,7 @@ static int mode_dlopen(const char *lib)
 /* ---- signal ---------------------------------------------------------------- */
 
 static void *volatile handler_block;
+static atomic_ulong handled;
 
 static void on_signal(int sig)
 {
@@ -235,16 +245,40 @@ static void on_signal(int sig)
 	void *old = handler_block;
 	handler_block = p;
 	free(old);
+	atomic_fetch_add(&handled, 1);
 	errno = saved;
+}
+
+/* One signal at a time, and only once the thread has made progress of its
+ * own since the last (a signal pending again at every sigreturn would
+ * starve it), after a random delay within the thread's time per iteration,
+ * so that the signals land all over its allocations and frees. */
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
 static void *kicker(void *arg)
 {
 	pthread_t victim = *(pthread_t *)arg;
+	unsigned long sent = 0, last_beat = ~0UL;
+	uint64_t seed = 0x9E3779B97F4A7C15ULL, last_t = 0, per_beat = 1000;
 	while (!atomic_load(&stop)) {
-		pthread_kill(victim, SIGUSR1);
-		for (volatile int i = 0; i < 200; i++)
+		unsigned long b = atomic_load(&beat);
+		if (atomic_load(&handled) < sent || b == last_beat)
+			continue;
+		uint64_t t = now_ns();
+		if (last_t && b > last_beat)
+			per_beat = (per_beat * 7 + (t - last_t) / (b - last_beat)) / 8;
+		last_t = t;
+		last_beat = b;
+		uint64_t until = t + rnd(&seed) % (per_beat + 1);
+		while (now_ns() < until && !atomic_load(&stop))
 			;
+		pthread_kill(victim, SIGUSR1);
+		sent++;
 	}
 	return NULL;
 }
