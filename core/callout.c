@@ -18,7 +18,11 @@ void mli_callout_begin(struct mli_thread *t, int mode)
 void mli_callout_end(struct mli_thread *t, int mode)
 {
 	if (mode == MLI_CALLOUT_INVISIBLE) {
-		if (--t->callout == 0)
+		/* Not from a signal handler that interrupted the engine (a
+		 * sampled block freed there): the refill may measure memory under
+		 * the registry's lock, which the interrupted code may hold. That
+		 * code regrants when it is done. */
+		if (--t->callout == 0 && !t->in_engine)
 			mli_refill(t);
 	} else if (--t->mask_depth == 0 && t->nfired)
 		mli_refill(t); /* a pending interrupt: grant 0 */

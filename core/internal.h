@@ -483,6 +483,7 @@ enum mli_breach { MLI_BREACH_GLOBAL = 1, MLI_BREACH_ALLOC = 2,
 void mli_report_breach(enum mli_breach which, size_t n, int64_t live);
 void mli_report_exit(void);
 void mli_report_startup(void); /* limits given as percentages, resolved */
+void mli_report_quick_exit(void); /* from _exit */
 /* MEMLIMITS_SOFT_MEMORY's callback: the warning, the report's record, the
  * profile (FILE.soft). */
 void mli_report_soft(int64_t memory, int64_t threshold, void *arg);

@@ -17,10 +17,11 @@
 #include <execinfo.h>
 #include <link.h>
 #include <math.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/auxv.h>
 
-#include "internal.h"
+#include "output.h"
 
 /* gen starts at 1 so that a new thread (prof_gen 0) syncs at its first slow
  * path. */
@@ -55,7 +56,7 @@ static void seed_thread(struct mli_thread *t)
 	t->rng = s ? s : 0x853c49e6748fea9bULL;
 }
 
-static void sync(struct mli_thread *t)
+static void prof_sync(struct mli_thread *t)
 {
 	uint32_t gen = __atomic_load_n(&mli_prof.gen, __ATOMIC_ACQUIRE);
 	if (t->prof_gen == gen)
@@ -140,6 +141,28 @@ static bool prepare(void)
 	return state == 1;
 }
 
+/* Profiler callbacks on this thread's stack (a dealloc callback nested in
+ * an alloc callback is two): ml_memprof_stop does not wait for its own. */
+static __thread uint32_t prof_depth;
+
+/* Callbacks run as invisible callouts (callout.c), with cancellation
+ * disabled: a callback cancelled at one of its cancellation points would
+ * leave inflight counted for ever, and ml_memprof_stop would wait for it
+ * for ever (rules in core/output.c). */
+static void callback_enter(struct mli_thread *t, int *cancel_state)
+{
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, cancel_state);
+	prof_depth++;
+	mli_callout_begin(t, MLI_CALLOUT_INVISIBLE);
+}
+
+static void callback_leave(struct mli_thread *t, int cancel_state)
+{
+	mli_callout_end(t, MLI_CALLOUT_INVISIBLE);
+	prof_depth--;
+	pthread_setcancelstate(cancel_state, NULL);
+}
+
 static uint64_t random_seed(void)
 {
 	const uint64_t *r = (const uint64_t *)getauxval(AT_RANDOM);
@@ -155,7 +178,8 @@ void mli_prof_sampled(void *p, size_t n, uint64_t nsamples,
 	__atomic_fetch_add(&mli_prof.inflight, 1, __ATOMIC_ACQ_REL);
 	uint32_t gen = __atomic_load_n(&mli_prof.gen, __ATOMIC_ACQUIRE);
 	if (__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE) == 1) {
-		mli_callout_begin(t, MLI_CALLOUT_INVISIBLE);
+		int cs;
+		callback_enter(t, &cs);
 		void *raw[ML_MAX_CALLSTACK + 16];
 		int got = capture(raw, (int)(mli_prof.depth + 16));
 		int skip = 0;
@@ -173,7 +197,7 @@ void mli_prof_sampled(void *p, size_t n, uint64_t nsamples,
 			rec->tracked = 1;
 		}
 		rec->nsamples = nsamples;
-		mli_callout_end(t, MLI_CALLOUT_INVISIBLE);
+		callback_leave(t, cs);
 	}
 	__atomic_fetch_sub(&mli_prof.inflight, 1, __ATOMIC_ACQ_REL);
 }
@@ -189,9 +213,10 @@ void mli_prof_freed(void *p)
 	if (__atomic_load_n(&mli_prof.running, __ATOMIC_ACQUIRE) == 1 &&
 	    rec->gen == __atomic_load_n(&mli_prof.gen, __ATOMIC_ACQUIRE) &&
 	    mli_prof.tracker.dealloc) {
-		mli_callout_begin(t, MLI_CALLOUT_INVISIBLE);
+		int cs;
+		callback_enter(t, &cs);
 		mli_prof.tracker.dealloc(rec->cookie, mli_prof.tracker.data);
-		mli_callout_end(t, MLI_CALLOUT_INVISIBLE);
+		callback_leave(t, cs);
 	}
 	__atomic_fetch_sub(&mli_prof.inflight, 1, __ATOMIC_ACQ_REL);
 }
@@ -234,6 +259,13 @@ ml_status mli_prof_start(double rate, size_t depth, const ml_tracker *tr)
 	return ML_OK;
 }
 
+/* A fork child has one thread: callbacks in flight are the ones it was
+ * running itself (fork from a callback), one per level of nesting. */
+void mli_prof_fork_child(void)
+{
+	__atomic_store_n(&mli_prof.inflight, (int)prof_depth, __ATOMIC_RELEASE);
+}
+
 ml_status mli_prof_stop(void)
 {
 	int expect = 1;
@@ -242,8 +274,9 @@ ml_status mli_prof_stop(void)
 		return ML_INVALID;
 	__atomic_fetch_add(&mli_prof.gen, 1, __ATOMIC_ACQ_REL);
 	/* No callback starts after running is 0; wait for those in flight,
-	 * unless this is one of them. */
-	int self = mli_tls.callout ? 1 : 0;
+	 * but not for this thread's own (a dealloc callback nested in an
+	 * alloc callback is two). */
+	int self = (int)prof_depth;
 	while (__atomic_load_n(&mli_prof.inflight, __ATOMIC_ACQUIRE) > self)
 		sched_yield();
 	mli_refill(&mli_tls);
@@ -274,7 +307,7 @@ void mli_prof_init(void)
 
 static bool sampler_admit(struct mli_thread *t, struct mli_adm *a)
 {
-	sync(t);
+	prof_sync(t);
 	if (t->sample_left != UINT64_MAX &&
 	    (t->pending_samples = count_samples(t, a->n)) != 0)
 		a->sampled = true;
@@ -283,7 +316,7 @@ static bool sampler_admit(struct mli_thread *t, struct mli_adm *a)
 
 static void sampler_bound(struct mli_thread *t, struct mli_adm *a)
 {
-	sync(t);
+	prof_sync(t);
 	if (t->sample_left == UINT64_MAX)
 		return;
 	a->wait = mli_min(a->wait, t->sample_left);

@@ -1,26 +1,38 @@
 /* profile.c: MEMLIMITS_PROFILE, the heap profiler for unmodified programs.
  *
  * A tracker (the same interface as ml_memprof_start's) that aggregates the
- * sampled blocks by call stack and writes, at exit and when a limit fires:
- *  - PATH: the gperftools heap profile text format that google-pprof reads
+ * sampled blocks by call stack and writes, at exit and at the first breach
+ * of a limit:
+ *  - NAME: the gperftools heap profile text format that google-pprof reads
  *    (per stack: estimated live objects and bytes, then estimated objects
  *    and bytes allocated in all), followed by the process's mappings so that
- *    addresses in shared libraries resolve;
- *  - PATH.folded: folded stacks ("outer;inner bytes"), estimated live bytes,
- *    for flame graphs; PATH.alloc.folded: the same for bytes allocated.
- * A block of n bytes sampled at least once stands for 1 / (1 - (1-rate)^n)
- * such blocks (each byte is sampled with probability rate), which makes the
+ *    addresses in shared libraries resolve; a comment line after the header
+ *    names the process (pid, parent, command line);
+ *  - NAME.folded: folded stacks ("outer;inner bytes"), estimated live bytes,
+ *    for flame graphs; NAME.alloc.folded: the same for bytes allocated.
+ * NAME is the variable's value, or per process (core/output.c). A block of
+ * n bytes sampled at least once stands for 1 / (1 - (1-rate)^n) such
+ * blocks (each byte is sampled with probability rate), which makes the
  * estimates unbiased. At a breach the files get the suffix .breach. Memory
- * for the table comes from the allocator directly: it is not the program's. */
+ * for the table comes from the allocator directly: it is not the program's.
+ *
+ * The table's lock is a leaf (rules in core/output.c): nothing under it
+ * allocates, frees, or calls the loader. The table grows outside it; the
+ * writer copies the table under it and names frames (dladdr) and writes
+ * files after. A signal handler whose thread holds it (the thread-local
+ * `holding`) queues its update on a lock-free list instead of waiting:
+ * the next holder applies it. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "output.h"
 
 #define DEPTH 32
 
@@ -31,16 +43,79 @@ struct site {
 	double live_objs, live_bytes, alloc_objs, alloc_bytes;
 };
 
-struct block {
-	struct site *site;
+/* A tracked block's record (the tracker's cookie). It holds the stack's
+ * hash, not a pointer into the table, which moves when it grows. */
+struct cookie {
+	uint64_t hash;
+	uint32_t depth;
+	void *frames[DEPTH];
 	double objs, bytes;
+	struct cookie *alloc_next, *free_next; /* on the pending lists */
 };
 
-static struct site *sites;  /* open addressing */
-static size_t nsites, cap;
+static struct site *sites;  /* open addressing, under lock */
+static size_t nsites, cap;  /* written under lock, read outside as hints */
 static int lock;
+static __thread int holding; /* this thread holds or is taking lock */
+/* Updates queued by signal handlers whose thread held the lock. */
+static struct cookie *pending_alloc, *pending_free;
 static double rate;
+static int breach_written; /* the breach profile is written once */
 
+static bool enter(void)
+{
+	if (holding)
+		return false; /* a handler that interrupted its thread's holder */
+	holding = 1;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	mli_spin_lock(&lock);
+	return true;
+}
+
+static void leave(void)
+{
+	mli_spin_unlock(&lock);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	holding = 0;
+}
+
+static void push(struct cookie **list, struct cookie *c, bool alloc)
+{
+	struct cookie *head = __atomic_load_n(list, __ATOMIC_RELAXED);
+	do {
+		if (alloc)
+			c->alloc_next = head;
+		else
+			c->free_next = head;
+	} while (!__atomic_compare_exchange_n(list, &head, c, true, __ATOMIC_RELEASE,
+					      __ATOMIC_RELAXED));
+}
+
+/* The profiler's own blocks, from jemalloc with signals blocked: a signal
+ * handler that allocates would otherwise re-enter jemalloc's thread cache
+ * in the middle of this thread's operation on it (jemalloc, like any
+ * malloc, is not async-signal-safe), and the profiler runs in whatever the
+ * program was doing when a sample fell due. ml_stats does the same. */
+static void *pmalloc(size_t n)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	void *p = mli_be_malloc(n);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return p;
+}
+
+static void pfree(void *p)
+{
+	if (!p)
+		return;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	mli_be_free(p);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
 
 static uint64_t hash_stack(void *const *f, size_t d)
 {
@@ -50,53 +125,135 @@ static uint64_t hash_stack(void *const *f, size_t d)
 	return h ? h : 1;
 }
 
-static struct site *find(void *const *f, size_t d, uint64_t h)
+/* Under lock: the site of c's stack, added if missing and the table is at
+ * most 3/4 full; NULL if it must grow first. */
+static struct site *find(const struct cookie *c)
 {
-	if ((nsites + 1) * 2 > cap) {
-		size_t ncap = cap ? cap * 2 : 1024;
-		struct site *n = mli_be_malloc(ncap * sizeof *n);
-		if (!n)
-			return NULL;
-		memset(n, 0, ncap * sizeof *n);
-		for (size_t i = 0; i < cap; i++)
-			if (sites[i].hash) {
-				size_t j = sites[i].hash & (ncap - 1);
-				while (n[j].hash)
-					j = (j + 1) & (ncap - 1);
-				n[j] = sites[i];
-			}
-		mli_be_free(sites); /* cookies point into the table: see below */
-		sites = n;
-		cap = ncap;
-	}
-	size_t j = h & (cap - 1);
+	if (!cap)
+		return NULL;
+	size_t j = c->hash & (cap - 1);
 	while (sites[j].hash) {
-		if (sites[j].hash == h && sites[j].depth == d &&
-		    memcmp(sites[j].frames, f, d * sizeof *f) == 0)
+		if (sites[j].hash == c->hash && sites[j].depth == c->depth &&
+		    memcmp(sites[j].frames, c->frames, c->depth * sizeof(void *)) == 0)
 			return &sites[j];
 		j = (j + 1) & (cap - 1);
 	}
-	sites[j].hash = h;
-	sites[j].depth = (uint32_t)d;
-	memcpy(sites[j].frames, f, d * sizeof *f);
-	nsites++;
+	if ((nsites + 1) * 4 > cap * 3)
+		return NULL;
+	sites[j].hash = c->hash;
+	sites[j].depth = c->depth;
+	memcpy(sites[j].frames, c->frames, c->depth * sizeof(void *));
+	__atomic_store_n(&nsites, nsites + 1, __ATOMIC_RELAXED);
 	return &sites[j];
 }
 
-/* Cookies hold the stack's hash, not a pointer: the table moves when it
- * grows. */
-struct cookie {
-	uint64_t hash;
-	uint32_t depth;
-	void *frames[DEPTH];
-	double objs, bytes;
-};
+/* Under lock: adds (alloc) or takes off (free) c's estimate. */
+static bool apply(const struct cookie *c, bool alloc)
+{
+	struct site *st = find(c);
+	if (!st)
+		return false;
+	if (alloc) {
+		st->live_objs += c->objs;
+		st->live_bytes += c->bytes;
+		st->alloc_objs += c->objs;
+		st->alloc_bytes += c->bytes;
+	} else {
+		st->live_objs -= c->objs;
+		st->live_bytes -= c->bytes;
+	}
+	return true;
+}
+
+/* Under lock: applies the queued updates (allocations first: a block's
+ * free follows its allocation). The freed cookies go to *done, to be freed
+ * after the lock; an update that finds no room is queued again. */
+static void drain(struct cookie **done)
+{
+	struct cookie *c = __atomic_exchange_n(&pending_alloc, NULL, __ATOMIC_ACQUIRE);
+	while (c) {
+		struct cookie *next = c->alloc_next;
+		if (!apply(c, true))
+			push(&pending_alloc, c, true);
+		c = next;
+	}
+	c = __atomic_exchange_n(&pending_free, NULL, __ATOMIC_ACQUIRE);
+	while (c) {
+		struct cookie *next = c->free_next;
+		if (apply(c, false)) {
+			c->free_next = *done;
+			*done = c;
+		} else
+			push(&pending_free, c, false);
+		c = next;
+	}
+}
+
+static void free_done(struct cookie *c)
+{
+	while (c) {
+		struct cookie *next = c->free_next;
+		pfree(c);
+		c = next;
+	}
+}
+
+/* Grows the table, outside the lock, when the next site would fill it
+ * beyond half. */
+static void grow(void)
+{
+	size_t c = __atomic_load_n(&cap, __ATOMIC_RELAXED);
+	if ((__atomic_load_n(&nsites, __ATOMIC_RELAXED) + 2) * 2 <= c)
+		return;
+	size_t ncap = c ? c * 2 : 1024;
+	struct site *t = pmalloc(ncap * sizeof *t), *old = NULL;
+	if (!t)
+		return;
+	memset(t, 0, ncap * sizeof *t);
+	if (enter()) {
+		if (cap < ncap) {
+			for (size_t i = 0; i < cap; i++)
+				if (sites[i].hash) {
+					size_t j = sites[i].hash & (ncap - 1);
+					while (t[j].hash)
+						j = (j + 1) & (ncap - 1);
+					t[j] = sites[i];
+				}
+			old = sites;
+			sites = t;
+			__atomic_store_n(&cap, ncap, __ATOMIC_RELAXED);
+			t = NULL;
+		}
+		leave();
+	}
+	pfree(old);
+	pfree(t);
+}
+
+/* Applies c (alloc or free) now, or queues it. True if it is done with
+ * (a freed cookie may then be freed). */
+static bool update(struct cookie *c, bool alloc)
+{
+	grow();
+	if (!enter()) {
+		push(alloc ? &pending_alloc : &pending_free, c, alloc);
+		return false;
+	}
+	struct cookie *done = NULL;
+	drain(&done);
+	bool ok = apply(c, alloc);
+	if (!ok)
+		push(alloc ? &pending_alloc : &pending_free, c, alloc);
+	leave();
+	free_done(done);
+	return ok;
+}
 
 static void *on_alloc(const ml_sample *s, void *data)
 {
 	(void)data;
 	size_t d = s->depth < DEPTH ? s->depth : DEPTH;
-	struct cookie *c = mli_be_malloc(sizeof *c);
+	struct cookie *c = pmalloc(sizeof *c);
 	if (!c)
 		return NULL;
 	double p = -expm1((double)s->size * log1p(-rate));
@@ -105,30 +262,37 @@ static void *on_alloc(const ml_sample *s, void *data)
 	c->hash = hash_stack(s->callstack, d);
 	c->depth = (uint32_t)d;
 	memcpy(c->frames, s->callstack, d * sizeof(void *));
-	mli_spin_lock(&lock);
-	struct site *st = find(s->callstack, d, c->hash);
-	if (st) {
-		st->live_objs += c->objs;
-		st->live_bytes += c->bytes;
-		st->alloc_objs += c->objs;
-		st->alloc_bytes += c->bytes;
-	}
-	mli_spin_unlock(&lock);
+	update(c, true);
 	return c;
 }
 
 static void on_dealloc(void *cookie, void *data)
 {
 	(void)data;
-	struct cookie *c = cookie;
-	mli_spin_lock(&lock);
-	struct site *st = find(c->frames, c->depth, c->hash);
-	if (st) {
-		st->live_objs -= c->objs;
-		st->live_bytes -= c->bytes;
-	}
-	mli_spin_unlock(&lock);
-	mli_be_free(c);
+	if (update(cookie, false))
+		pfree(cookie);
+}
+
+/* ---- fork: the child gets the table unlocked (rules in output.c) ---------- */
+
+static bool fork_took;
+
+void mli_profile_fork_prepare(void)
+{
+	fork_took = enter();
+}
+
+void mli_profile_fork_parent(void)
+{
+	if (fork_took)
+		leave();
+}
+
+void mli_profile_fork_child(void)
+{
+	if (fork_took)
+		leave();
+	breach_written = 0; /* the child's first breach is its own */
 }
 
 static void at_exit(void)
@@ -157,16 +321,20 @@ static uint64_t rnd(double v)
 	return v > 0 ? (uint64_t)llround(v) : 0;
 }
 
-/* Writes through a buffer; flushes when full. */
+/* ---- writing ------------------------------------------------------------- */
+
+/* A file being written through a buffer. Allocated, not on the stack: the
+ * breach profile is written by whichever thread breached, whose stack may
+ * be small. */
 struct out {
-	int fd;
+	struct mli_file f;
 	struct mli_buf b;
 	char mem[8192];
 };
 
 static void flush(struct out *o)
 {
-	mli_write_all(o->fd, o->b.p, o->b.len);
+	mli_file_write(&o->f, o->b.p, o->b.len);
 	o->b.len = 0;
 }
 
@@ -176,7 +344,7 @@ static void put(struct out *o, const char *s)
 	if (o->b.len + n + 1 >= o->b.cap)
 		flush(o);
 	if (n + 1 >= o->b.cap) {
-		mli_write_all(o->fd, s, n);
+		mli_file_write(&o->f, s, n);
 		return;
 	}
 	mli_buf_str(&o->b, s);
@@ -204,87 +372,96 @@ static void put_hex(struct out *o, uintptr_t v)
 	put(o, t + i);
 }
 
-static bool open_out(struct out *o, const char *path, const char *suffix,
-		     const char *suffix2)
+static bool open_out(struct out *o, const char *suffix, const char *suffix2)
 {
-	char name[600];
-	struct mli_buf n = { name, 0, sizeof name };
-	mli_buf_str(&n, path);
+	char sfx[64];
+	struct mli_buf n = { sfx, 0, sizeof sfx };
 	mli_buf_str(&n, suffix);
 	mli_buf_str(&n, suffix2);
-	o->fd = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	o->b = (struct mli_buf){ o->mem, 0, sizeof o->mem };
-	return o->fd >= 0;
+	return mli_file_open(&o->f, MLI_OUT_PROFILE, sfx);
 }
 
 static void close_out(struct out *o)
 {
 	flush(o);
-	close(o->fd);
+	mli_file_close(&o->f);
 }
 
-static void write_pprof(const char *path, const char *sfx)
+static void write_pprof(struct out *o, const struct site *t, size_t n,
+			const char *sfx)
 {
-	struct out o;
-	if (!open_out(&o, path, sfx, ""))
+	if (!open_out(o, sfx, ""))
 		return;
 	double lo = 0, lb = 0, ao = 0, ab = 0;
-	for (size_t i = 0; i < cap; i++)
-		if (sites[i].hash) {
-			lo += sites[i].live_objs;
-			lb += sites[i].live_bytes;
-			ao += sites[i].alloc_objs;
-			ab += sites[i].alloc_bytes;
-		}
-	put(&o, "heap profile: ");
-	put_u64(&o, rnd(lo));
-	put(&o, ": ");
-	put_u64(&o, rnd(lb));
-	put(&o, " [");
-	put_u64(&o, rnd(ao));
-	put(&o, ": ");
-	put_u64(&o, rnd(ab));
-	put(&o, "] @ heapprofile\n");
-	for (size_t i = 0; i < cap; i++) {
-		const struct site *s = &sites[i];
-		if (!s->hash)
-			continue;
-		put_u64(&o, rnd(s->live_objs));
-		put(&o, ": ");
-		put_u64(&o, rnd(s->live_bytes));
-		put(&o, " [");
-		put_u64(&o, rnd(s->alloc_objs));
-		put(&o, ": ");
-		put_u64(&o, rnd(s->alloc_bytes));
-		put(&o, "] @");
-		for (uint32_t k = 0; k < s->depth; k++) {
-			put(&o, " ");
-			put_hex(&o, (uintptr_t)s->frames[k]);
-		}
-		put(&o, "\n");
+	for (size_t i = 0; i < n; i++) {
+		lo += t[i].live_objs;
+		lb += t[i].live_bytes;
+		ao += t[i].alloc_objs;
+		ab += t[i].alloc_bytes;
 	}
-	put(&o, "\nMAPPED_LIBRARIES:\n");
-	flush(&o);
+	put(o, "heap profile: ");
+	put_u64(o, rnd(lo));
+	put(o, ": ");
+	put_u64(o, rnd(lb));
+	put(o, " [");
+	put_u64(o, rnd(ao));
+	put(o, ": ");
+	put_u64(o, rnd(ab));
+	put(o, "] @ heapprofile\n");
+	/* Which process: a comment line, which pprof skips. */
+	flush(o);
+	mli_buf_str(&o->b, "# memlimits: {");
+	mli_buf_process_json(&o->b);
+	mli_buf_str(&o->b, sfx[0] ? ", \"written_at\": \"breach\"}\n"
+				  : ", \"written_at\": \"exit\"}\n");
+	if (o->b.len + 1 >= o->b.cap)
+		o->b.p[o->b.len - 1] = '\n'; /* cut short, still one line */
+	flush(o);
+	for (size_t i = 0; i < n; i++) {
+		const struct site *s = &t[i];
+		put_u64(o, rnd(s->live_objs));
+		put(o, ": ");
+		put_u64(o, rnd(s->live_bytes));
+		put(o, " [");
+		put_u64(o, rnd(s->alloc_objs));
+		put(o, ": ");
+		put_u64(o, rnd(s->alloc_bytes));
+		put(o, "] @");
+		for (uint32_t k = 0; k < s->depth; k++) {
+			put(o, " ");
+			put_hex(o, (uintptr_t)s->frames[k]);
+		}
+		put(o, "\n");
+	}
+	put(o, "\nMAPPED_LIBRARIES:\n");
+	flush(o);
 	int maps = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	if (maps >= 0) {
-		char buf[4096];
-		ssize_t got;
-		while ((got = read(maps, buf, sizeof buf)) > 0)
-			mli_write_all(o.fd, buf, (size_t)got);
+		for (;;) {
+			ssize_t got = read(maps, o->mem, sizeof o->mem);
+			if (got <= 0)
+				break;
+			mli_file_write(&o->f, o->mem, (size_t)got);
+		}
 		close(maps);
 	}
-	close_out(&o);
+	close_out(o);
 }
 
-/* One frame as a flame-graph name: the symbol, else library+offset. */
+/* One frame as a flame-graph name: the symbol, else library+offset. Calls
+ * the loader (dladdr): never under the table's lock. */
 static void put_frame(struct out *o, void *addr)
 {
 	Dl_info info;
-	/* A return address points after the call: look up the call itself. */
+	/* A return address points after the call: look up the call itself.
+	 * dladdr leaves info as it was when no object holds the address. */
 	void *pc = (char *)addr - 1;
-	if (dladdr(pc, &info) && info.dli_sname) {
+	memset(&info, 0, sizeof info);
+	int found = dladdr(pc, &info);
+	if (found && info.dli_sname) {
 		put(o, info.dli_sname);
-	} else if (info.dli_fname) {
+	} else if (found && info.dli_fname) {
 		const char *base = strrchr(info.dli_fname, '/');
 		put(o, base ? base + 1 : info.dli_fname);
 		put(o, "+");
@@ -293,39 +470,86 @@ static void put_frame(struct out *o, void *addr)
 		put_hex(o, (uintptr_t)pc);
 }
 
-static void write_folded(const char *path, const char *sfx, bool live)
+static void write_folded(struct out *o, const struct site *t, size_t n,
+			 const char *sfx, bool live)
 {
-	struct out o;
-	if (!open_out(&o, path, live ? ".folded" : ".alloc.folded", sfx))
+	if (!open_out(o, live ? ".folded" : ".alloc.folded", sfx))
 		return;
-	for (size_t i = 0; i < cap; i++) {
-		const struct site *s = &sites[i];
+	for (size_t i = 0; i < n; i++) {
+		const struct site *s = &t[i];
 		uint64_t v = rnd(live ? s->live_bytes : s->alloc_bytes);
-		if (!s->hash || !v)
+		if (!v)
 			continue;
 		for (uint32_t k = s->depth; k-- > 0;) {
-			put_frame(&o, s->frames[k]);
+			put_frame(o, s->frames[k]);
 			if (k)
-				put(&o, ";");
+				put(o, ";");
 		}
 		if (!s->depth)
-			put(&o, "[unknown]");
-		put(&o, " ");
-		put_u64(&o, v);
-		put(&o, "\n");
+			put(o, "[unknown]");
+		put(o, " ");
+		put_u64(o, v);
+		put(o, "\n");
 	}
-	close_out(&o);
+	close_out(o);
+}
+
+/* A copy of the table's sites, taken under the lock; false if it cannot
+ * be had (no memory, or a signal handler whose thread holds the lock). */
+static bool snapshot(struct site **out, size_t *n)
+{
+	for (;;) {
+		size_t c = __atomic_load_n(&cap, __ATOMIC_RELAXED);
+		struct site *t = pmalloc((c ? c : 1) * sizeof *t);
+		if (!t)
+			return false;
+		if (!enter()) {
+			pfree(t);
+			return false;
+		}
+		struct cookie *done = NULL;
+		drain(&done);
+		if (cap != c) { /* it grew meanwhile */
+			leave();
+			free_done(done);
+			pfree(t);
+			continue;
+		}
+		size_t k = 0;
+		for (size_t i = 0; i < cap; i++)
+			if (sites[i].hash)
+				t[k++] = sites[i];
+		leave();
+		free_done(done);
+		*out = t;
+		*n = k;
+		return true;
+	}
 }
 
 void mli_profile_write(const char *why)
 {
-	const char *path = mli_eng.cfg.profile;
-	if (!path[0])
+	if (!mli_eng.cfg.profile[0] || !mli_prof.enabled)
 		return;
 	const char *sfx = !why ? "" : strcmp(why, "soft") == 0 ? ".soft" : ".breach";
-	mli_spin_lock(&lock);
-	write_pprof(path, sfx);
-	write_folded(path, sfx, true);
-	write_folded(path, sfx, false);
-	mli_spin_unlock(&lock);
+	if (why && !strcmp(sfx, ".breach") &&
+	    __atomic_exchange_n(&breach_written, 1, __ATOMIC_ACQ_REL))
+		return;
+	struct site *t;
+	size_t n;
+	struct out *o = pmalloc(sizeof *o);
+	if (!o || !snapshot(&t, &n)) {
+		static const char msg[] =
+			"memlimits: MEMLIMITS_PROFILE: the profile was not written (no"
+			" memory for a copy of its table, or written from a signal"
+			" handler that interrupted the profiler)\n";
+		mli_write_all(2, msg, sizeof msg - 1);
+		pfree(o);
+		return;
+	}
+	write_pprof(o, t, n, sfx);
+	write_folded(o, t, n, sfx, true);
+	write_folded(o, t, n, sfx, false);
+	pfree(t);
+	pfree(o);
 }

@@ -22,5 +22,8 @@ struct mli_sampled *mli_be_sample_record(const void *p);
 size_t mli_be_sample_size(const void *p); /* usable, as jemalloc's would be */
 void mli_be_sample_shrink(void *p, size_t n); /* realloc in place, n <= size */
 int64_t mli_be_sample_live(void); /* bytes held by sampled blocks */
+/* Around fork (core/output.c's handlers): 0 prepare (takes the sampled
+ * blocks' lock), 1 in the parent, 2 in the child (release it). */
+void mli_be_sample_fork(int phase);
 
 #endif

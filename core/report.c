@@ -1,13 +1,18 @@
 /* report.c: what the engine tells the user. Breach messages come from the
  * allocation path, so they are formatted without stdio or malloc and written
- * with write(2), once per limit. The exit report is written the same way. */
-#include <fcntl.h>
+ * with write(2), once per limit. The report (MEMLIMITS_REPORT) is written
+ * the same way, once per process: at exit, or on the way to abort()
+ * (MEMLIMITS_ON_LIMIT=abort, a C++ program's uncaught exception, the
+ * program's own abort; preload/abort.c), whichever comes first. */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "output.h"
 #include "mapped.h"
 
 struct breach_rec {
@@ -25,6 +30,20 @@ static struct breach_rec rec[4] = {
 #define NREC 4
 
 static uint64_t soft_crossings;     /* MEMLIMITS_SOFT_MEMORY's (atomic) */
+static int64_t soft_first_memory = -1;
+
+static int rec_index(enum mli_breach which)
+{
+	return which == MLI_BREACH_GLOBAL ? 0 : which == MLI_BREACH_ALLOC ? 1
+	     : which == MLI_BREACH_THREAD ? 2 : 3;
+}
+
+static int64_t limit_of(int i)
+{
+	const struct mli_config *c = &mli_eng.cfg;
+	return i == 0 ? c->global_memory : i == 1 ? c->allocations
+	     : i == 2 ? c->thread_allocations : mli_tree_limit();
+}
 
 /* Did any limit but rec[skip] refuse? */
 static bool any_breach_but(int skip)
@@ -74,20 +93,6 @@ int mli_limit_status_of(int status)
 		return mli_eng.cfg.limit_status;
 	return status;
 }
-static int64_t soft_first_memory = -1;
-
-static int rec_index(enum mli_breach which)
-{
-	return which == MLI_BREACH_GLOBAL ? 0 : which == MLI_BREACH_ALLOC ? 1
-	     : which == MLI_BREACH_THREAD ? 2 : 3;
-}
-
-static int64_t limit_of(int i)
-{
-	const struct mli_config *c = &mli_eng.cfg;
-	return i == 0 ? c->global_memory : i == 1 ? c->allocations
-	     : i == 2 ? c->thread_allocations : mli_tree_limit();
-}
 
 void mli_die(const char *msg)
 {
@@ -127,96 +132,211 @@ void mli_report_breach(enum mli_breach which, size_t n, int64_t live)
 					? " bytes failed; aborting\n"
 					: " bytes failed with ENOMEM\n");
 		mli_write_all(2, m.p, m.len);
-		/* Who held the heap at the breach. */
+		/* Who held the memory at the breach. */
 		mli_profile_write("breach");
 	}
-	if (mli_eng.cfg.on_limit == MLI_ON_LIMIT_ABORT)
+	if (mli_eng.cfg.on_limit == MLI_ON_LIMIT_ABORT) {
+		/* This thread is in the engine, where abort() would leave the
+		 * heap figures out, but it holds none of its locks here. */
+		mli_report_abort(true);
 		abort();
+	}
+}
+
+/* The report is written once per process: 0 not yet, 1 being written (by
+ * report_tid), 2 written. */
+static int report_state;
+static pid_t report_tid;
+
+/* A forked child's report and breaches are its own: it has not written a
+ * report yet, and the parent's breaches are in the parent's. */
+/* The process the report state belongs to: a vfork child shares it (and
+ * this memory) with its parent, and must not write the parent's report. */
+static pid_t report_pid;
+
+void mli_report_fork_child(void)
+{
+	report_pid = getpid();
+	for (int i = 0; i < NREC; i++) {
+		rec[i].refused = 0;
+		rec[i].first_request = 0;
+		rec[i].first_heap = -1;
+	}
+	report_state = 0;
 }
 
 static void kv(struct mli_buf *m, bool json, const char *key, int64_t v,
-	       bool last)
+	       bool known, bool last)
 {
 	if (json) {
 		mli_buf_str(m, "\"");
 		mli_buf_str(m, key);
 		mli_buf_str(m, "\": ");
-		mli_buf_i64(m, v);
+		if (known)
+			mli_buf_i64(m, v);
+		else
+			mli_buf_str(m, "null");
 		mli_buf_str(m, last ? "" : ", ");
 	} else {
 		mli_buf_str(m, "memlimits:   ");
 		mli_buf_str(m, key);
 		mli_buf_str(m, ": ");
-		mli_buf_i64(m, v);
+		if (known)
+			mli_buf_i64(m, v);
+		else
+			mli_buf_str(m, "unknown");
 		mli_buf_str(m, "\n");
 	}
 }
 
-/* The report at exit: peak heap, totals, and every breach. `stderr` gets
- * lines, a path gets one JSON object. */
-void mli_report_exit(void)
+/* The report: the process, peak heap, totals, and every breach. `stderr`
+ * gets lines, a file one JSON object. `measure` false: the figures that
+ * need the registry's lock or jemalloc's are unknown (null). */
+static void build(struct mli_buf *m, bool json, const char *ended_by,
+		  bool measure)
 {
-	const char *dest = mli_eng.cfg.report;
-	bool json = strcmp(dest, "stderr") != 0;
-	char b[4096];
-	struct mli_buf m = { b, 0, sizeof b };
-	int64_t live = mli_heap_exact();
+	if (json) {
+		mli_buf_str(m, "{");
+		mli_buf_process_json(m);
+		mli_buf_str(m, ", \"ended_by\": \"");
+		mli_buf_str(m, ended_by);
+		mli_buf_str(m, "\", ");
+	} else {
+		mli_buf_str(m, "memlimits: report (");
+		mli_buf_str(m, ended_by);
+		mli_buf_str(m, ")\nmemlimits:   ");
+		mli_buf_process_json(m);
+		mli_buf_str(m, "\n");
+	}
+	/* The memory: the global limit's measure (heap + mapped). Its peak is
+	 * one atomic word, known also at abort. */
+	int64_t live = measure ? mli_heap_exact() : 0;
+	kv(m, json, "peak_memory_bytes", mli_mem_peak(), true, false);
+	kv(m, json, "live_heap_bytes", live, measure, false);
+	kv(m, json, "mapped_bytes", mli_mapped_bytes(), true, false);
+	kv(m, json, "allocated_bytes", measure ? (int64_t)mli_total_allocated() : 0,
+	   measure, false);
+	/* jemalloc's statistics take jemalloc's locks, which an abort() from
+	 * jemalloc itself (a corrupted heap) may hold: not at abort. */
+	bool at_exit = strcmp(ended_by, "exit") == 0;
+	kv(m, json, "allocations", at_exit ? (int64_t)mli_be_nrequests() : 0, at_exit,
+	   false);
+	kv(m, json, "global_memory_limit", limit_of(0), true, false);
+	kv(m, json, "allocations_limit", limit_of(1), true, false);
+	kv(m, json, "thread_allocations_limit", limit_of(2), true, false);
+	kv(m, json, "soft_memory_limit", mli_eng.cfg.soft_memory, true, false);
+	kv(m, json, "soft_crossings",
+	   (int64_t)__atomic_load_n(&soft_crossings, __ATOMIC_RELAXED), true, false);
+	kv(m, json, "memory_at_first_soft_crossing", soft_first_memory,
+	   soft_first_memory >= 0, false);
+	kv(m, json, "tree_memory_limit", mli_tree_limit(), true, false);
+	kv(m, json, "tree_memory_bytes", mli_tree_memory(), true, !json);
 	if (json)
-		mli_buf_str(&m, "{");
-	else
-		mli_buf_str(&m, "memlimits: report\n");
-	kv(&m, json, "peak_heap_bytes", mli_mem_peak(), false);
-	kv(&m, json, "live_heap_bytes", live, false);
-	kv(&m, json, "mapped_bytes", mli_mapped_bytes(), false);
-	kv(&m, json, "allocated_bytes", (int64_t)mli_total_allocated(), false);
-	kv(&m, json, "allocations", (int64_t)mli_be_nrequests(), false);
-	kv(&m, json, "global_memory_limit", limit_of(0), false);
-	kv(&m, json, "allocations_limit", limit_of(1), false);
-	kv(&m, json, "thread_allocations_limit", limit_of(2), false);
-	kv(&m, json, "soft_memory_limit", mli_eng.cfg.soft_memory, false);
-	kv(&m, json, "soft_crossings",
-	   (int64_t)__atomic_load_n(&soft_crossings, __ATOMIC_RELAXED), false);
-	kv(&m, json, "memory_at_first_soft_crossing", soft_first_memory, !json);
-	if (json)
-		mli_buf_str(&m, "\"breaches\": [");
+		mli_buf_str(m, "\"breaches\": [");
 	bool first = true;
 	for (int i = 0; i < NREC; i++) {
 		uint64_t refused = __atomic_load_n(&rec[i].refused, __ATOMIC_RELAXED);
 		if (!refused)
 			continue;
 		if (json) {
-			mli_buf_str(&m, first ? "{\"limit\": \"" : ", {\"limit\": \"");
-			mli_buf_str(&m, rec[i].var);
-			mli_buf_str(&m, "\", ");
+			mli_buf_str(m, first ? "{\"limit\": \"" : ", {\"limit\": \"");
+			mli_buf_str(m, rec[i].var);
+			mli_buf_str(m, i == 3 ? " (process tree)\", " : "\", ");
 		} else {
-			mli_buf_str(&m, "memlimits:   breach of ");
-			mli_buf_str(&m, rec[i].var);
-			mli_buf_str(&m, "\n");
+			mli_buf_str(m, "memlimits:   breach of ");
+			mli_buf_str(m, rec[i].var);
+			mli_buf_str(m, "\n");
 		}
 		first = false;
-		kv(&m, json, "limit_bytes", limit_of(i), false);
-		kv(&m, json, "refused_allocations", (int64_t)refused, false);
-		kv(&m, json, "first_refused_request_bytes",
-		   (int64_t)rec[i].first_request, false);
-		kv(&m, json, "heap_bytes_at_first_refusal", rec[i].first_heap, true);
+		kv(m, json, "limit_bytes", limit_of(i), true, false);
+		kv(m, json, "refused_allocations", (int64_t)refused, true, false);
+		kv(m, json, "first_refused_request_bytes",
+		   (int64_t)rec[i].first_request, true, false);
+		kv(m, json, i == 0 || i == 3 ? "memory_bytes_at_first_refusal"
+					     : "heap_bytes_at_first_refusal",
+		   rec[i].first_heap, rec[i].first_heap >= 0, true);
 		if (json)
-			mli_buf_str(&m, "}");
+			mli_buf_str(m, "}");
 	}
 	if (json)
-		mli_buf_str(&m, "]}\n");
-	int fd = 2;
+		mli_buf_str(m, "]}\n");
+}
+
+/* Static buffers: there is one writer (report_state), and abort() may run
+ * on a small signal stack. */
+static char report_text[24 << 10];
+static struct mli_file report_file;
+
+static pid_t tid(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}
+
+static bool claim(void)
+{
+	int expect = 0;
+	if (!__atomic_compare_exchange_n(&report_state, &expect, 1, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return false;
+	report_tid = tid();
+	return true;
+}
+
+static void emit(const char *ended_by, bool measure)
+{
+	const char *dest = mli_eng.cfg.report;
+	bool json = strcmp(dest, "stderr") != 0;
+	struct mli_buf m = { report_text, 0, sizeof report_text };
+	build(&m, json, ended_by, measure);
 	if (json) {
-		fd = open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (fd < 0) {
-			static const char msg[] =
-				"memlimits: cannot open MEMLIMITS_REPORT file\n";
-			mli_write_all(2, msg, sizeof msg - 1);
-			return;
+		if (mli_file_open(&report_file, MLI_OUT_REPORT, "")) {
+			mli_file_write(&report_file, m.p, m.len);
+			mli_file_close(&report_file);
 		}
+	} else
+		mli_write_all(2, m.p, m.len);
+	__atomic_store_n(&report_state, 2, __ATOMIC_RELEASE);
+}
+
+void mli_report_exit(void)
+{
+	if (claim())
+		emit("exit", true);
+}
+
+/* _exit, _Exit (preload/exit.c): dash ends every shell so, and a forked
+ * child often. Not from a vfork child, which shares the parent's state;
+ * measured if this thread is not inside the engine. */
+void mli_report_quick_exit(void)
+{
+	if (!mli_eng.cfg.report[0])
+		return;
+	if (!report_pid)
+		report_pid = getpid(); /* the first process, from its start */
+	if (getpid() != report_pid)
+		return;
+	if (claim())
+		emit("_exit", !mli_tls.in_engine);
+}
+
+void mli_report_abort(bool measure)
+{
+	if (!mli_eng.cfg.report[0])
+		return;
+	if (claim()) {
+		emit("abort", measure);
+		return;
 	}
-	mli_write_all(fd, m.p, m.len);
-	if (fd != 2)
-		close(fd);
+	/* Written, or being written: by this thread (abort() from inside the
+	 * writer: a crash there, or a signal handler) then go on, else give
+	 * the other thread a moment to finish before the process dies. */
+	if (__atomic_load_n(&report_tid, __ATOMIC_RELAXED) == tid())
+		return;
+	struct timespec ms = { 0, 1000000 };
+	for (int i = 0; i < 2000 &&
+			__atomic_load_n(&report_state, __ATOMIC_ACQUIRE) == 1;
+	     i++)
+		nanosleep(&ms, NULL);
 }
 
 /* With MEMLIMITS_REPORT set, limits given as a percentage are said once at
@@ -250,6 +370,7 @@ static void say_share(struct mli_buf *m, const char *var, uint32_t ppm,
 
 void mli_report_startup(void)
 {
+	report_pid = getpid();
 	const struct mli_config *c = &mli_eng.cfg;
 	char b[512];
 	struct mli_buf m = { b, 0, sizeof b };

@@ -350,7 +350,7 @@ static int64_t tree_memory(const struct mli_thread *t, struct mli_adm *a)
 {
 	int64_t own = mli_adm_mem(t, a);
 	return __atomic_load_n(&seg->total, __ATOMIC_RELAXED) -
-	       __atomic_load_n(&mine->bytes, __ATOMIC_RELAXED) + own;
+	       (mine ? __atomic_load_n(&mine->bytes, __ATOMIC_RELAXED) : 0) + own;
 }
 
 int64_t mli_tree_memory(void)
@@ -371,7 +371,9 @@ static bool admit(struct mli_thread *t, struct mli_adm *a)
 	/* Before refusing: this process's exact figure, and the shares of
 	 * processes that are gone. */
 	a->mem = -1;
-	publish(mli_mem_exact(), true);
+	int64_t exact = mli_mem_exact();
+	if (mine)
+		publish(exact, true);
 	reap();
 	mem = tree_memory(t, a);
 	if (mem <= limit && a->n <= (uint64_t)(limit - mem))

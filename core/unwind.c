@@ -20,14 +20,44 @@
  * may be mapped where the closed one was, with other rules at the same
  * addresses; that includes glibc's own unloads (iconv's modules), which
  * wrapping dlclose would miss. dl_iterate_phdr takes the dynamic linker's
- * recursive lock for a moment (glibc resets it in a fork child). */
+ * write lock for a moment, which glibc does not reset in a fork child:
+ * the calls are fenced off around fork (read_subs_fenced). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <execinfo.h>
 #include <link.h>
+#include <sched.h>
 #include <string.h>
 
 #include "internal.h"
+
+/* The fork gate around dl_iterate_phdr (read_subs_fenced). */
+static int gate_closed, in_iterate;
+static __thread int iterating_here; /* this thread's calls in flight */
+
+/* Declared in output.h, whose <signal.h> clashes with this file's names. */
+void mli_unwind_fork_prepare(void);
+void mli_unwind_fork_parent(void);
+void mli_unwind_fork_child(void);
+
+void mli_unwind_fork_prepare(void)
+{
+	__atomic_store_n(&gate_closed, 1, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&in_iterate, __ATOMIC_SEQ_CST) >
+	       iterating_here)
+		sched_yield();
+}
+
+void mli_unwind_fork_parent(void)
+{
+	__atomic_store_n(&gate_closed, 0, __ATOMIC_RELEASE);
+}
+
+void mli_unwind_fork_child(void)
+{
+	in_iterate = iterating_here;
+	__atomic_store_n(&gate_closed, 0, __ATOMIC_RELEASE);
+}
 
 #if defined(__x86_64__)
 
@@ -54,22 +84,48 @@ static int read_subs(struct dl_phdr_info *info, size_t size, void *arg)
 	return 1;
 }
 
+/* dl_iterate_phdr, fenced off around fork. It holds glibc's
+ * dl_load_write_lock, which glibc (2.36) does not reset in a fork child: a
+ * fork while a thread is inside leaves the child with the lock held, and
+ * the child's first sample would wait for it for ever. So the fork's
+ * prepare handler (mli_unwind_fork_prepare, from core/output.c) closes a
+ * gate and waits for the calls in flight. A walk that finds the gate
+ * closed does not wait (it may hold the loader's lock itself: an
+ * allocation in a dl_iterate_phdr callback of the program's): it leaves
+ * the cache alone and takes the stack from backtrace(), whose libgcc finds
+ * unwind tables with _dl_find_object, without a lock. False then. (A
+ * program's own dl_iterate_phdr at the moment of a fork can still leave the
+ * lock held in the child: glibc's bug.) */
+static bool read_subs_fenced(unsigned long long *subs)
+{
+	iterating_here++;
+	__atomic_fetch_add(&in_iterate, 1, __ATOMIC_SEQ_CST);
+	bool open = !__atomic_load_n(&gate_closed, __ATOMIC_SEQ_CST);
+	if (open)
+		dl_iterate_phdr(read_subs, subs);
+	__atomic_fetch_sub(&in_iterate, 1, __ATOMIC_RELEASE);
+	iterating_here--;
+	return open;
+}
+
 /* Empties the cache if an object was unloaded since the last walk. Those
  * rules are only for return addresses on some thread's stack, in code that
  * is mapped; a thread that walks while another unloads a library has no
  * frame of it (or of one loaded after its walk began) to look up. */
-static void check_unloads(void)
+static bool check_unloads(void)
 {
 	static unsigned long long seen;
 	unsigned long long subs = 0;
-	dl_iterate_phdr(read_subs, &subs);
+	if (!read_subs_fenced(&subs))
+		return false; /* a fork is being prepared */
 	if (subs == __atomic_load_n(&seen, __ATOMIC_ACQUIRE))
-		return;
+		return true;
 	for (size_t i = 0; i < sizeof cache / sizeof cache[0]; i++) {
 		__atomic_store_n(&cache[i].check, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&cache[i].rule, 0, __ATOMIC_RELAXED);
 	}
 	__atomic_store_n(&seen, subs, __ATOMIC_RELEASE);
+	return true;
 }
 
 /* ---- reading .eh_frame_hdr and .eh_frame (DWARF CFI, x86-64 psABI) ---- */
@@ -446,7 +502,8 @@ mli_unwind_from(void **buf, int size, uintptr_t pc, uintptr_t sp,
 		uintptr_t rbp)
 {
 	int n = 0;
-	check_unloads();
+	if (!check_unloads())
+		return backtrace(buf, size);
 	while (n < size) {
 		buf[n++] = (void *)pc;
 		uint64_t rule = rule_of(pc);

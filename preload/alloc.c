@@ -114,6 +114,8 @@ static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
 		return p;
 	}
 	p = mli_je_realloc(old, n);
+	if (ad == MLI_SAMPLE)
+		mli_region_unplaced(p);
 	if (!p) {
 		if (grow)
 			mli_uncharge(grow);

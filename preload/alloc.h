@@ -21,6 +21,9 @@ static inline void *mli_enomem(void)
 /* region.c: the exact test, and the free of a pointer in the window. */
 bool mli_region_owns(const void *p);
 void mli_free_sampled(void *p);
+/* A sampled request that did not fit in the region went to jemalloc,
+ * which gave p: worth the once-only message only if it was served. */
+void mli_region_unplaced(const void *p);
 
 /* Only the profiling build has blocks of its own: those in the region's
  * window (one shift and compare), and then in the region itself. */
@@ -54,9 +57,11 @@ static inline void *mli_get_block(int admitted, size_t n, size_t align, bool zer
 		if (p)
 			return p;
 	}
-	if (align)
-		return mli_je_aligned_alloc(align, n);
-	return zero ? mli_je_calloc(1, n) : mli_je_malloc(n);
+	void *p = align ? mli_je_aligned_alloc(align, n)
+		  : zero ? mli_je_calloc(1, n) : mli_je_malloc(n);
+	if (admitted == MLI_SAMPLE)
+		mli_region_unplaced(p);
+	return p;
 }
 
 /* alloc.c: malloc's slow path (admission, block, uncharge on failure). */

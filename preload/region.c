@@ -12,7 +12,12 @@
  * Blocks are slots of a power-of-two number of pages, carved from the range
  * by a bump pointer and recycled through per-class free lists, under one
  * spin lock (sampled allocations are rare). A 64-byte header before each
- * block holds its size and the profiler's record of it.
+ * block holds its size and the profiler's record of it. The lock is a leaf
+ * (rules in core/output.c): no system call under it. A signal handler
+ * whose thread holds it (the thread-local `holding`) does not wait: a slot
+ * it frees is queued on a lock-free list that the next holder files, and
+ * a block it allocates comes from jemalloc, untracked. The lock is taken
+ * around fork (mli_be_sample_fork).
  *
  * The range is the whole aligned window of 2^REGION_BITS bytes when the
  * address space allows (reserving it takes twice that for a moment). Under
@@ -50,15 +55,69 @@ static size_t region_size;             /* bytes reserved from region_base */
 static uintptr_t region_next;          /* bump pointer, offset from base */
 /* A free slot begins with its list link. */
 struct free_slot {
-	void *next;
+	struct free_slot *next;
 	size_t dirty; /* bytes from its start that blocks have used and that
 		       * were kept as they were, not returned to the system */
 };
-static void *free_slots[NCLASS];       /* per-class lists of free slots */
+static struct free_slot *free_slots[NCLASS]; /* per-class free slots */
 #define CACHE_DIRTY ((size_t)64 << 20)
 static size_t cached_dirty;            /* dirty bytes of free slots */
 static int region_lock;
+static __thread int holding;           /* this thread holds or takes it */
+static struct free_slot *pending;      /* freed by handlers (lock-free) */
 static int64_t region_live;            /* usable bytes of live blocks (atomic) */
+/* A sampled request that did not fit, until the caller knows whether
+ * jemalloc served it (mli_region_unplaced). */
+static __thread size_t unplaced;
+
+static bool lock_region(void)
+{
+	if (holding)
+		return false;
+	holding = 1;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	mli_spin_lock(&region_lock);
+	return true;
+}
+
+static void unlock_region(void)
+{
+	mli_spin_unlock(&region_lock);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	holding = 0;
+}
+
+static unsigned class_of(size_t slot)
+{
+	unsigned c = 0;
+	while (((size_t)PAGE << c) < slot)
+		c++;
+	return c;
+}
+
+/* Under the lock: files the slots that handlers freed meanwhile. */
+static void file_pending(void)
+{
+	struct free_slot *f = __atomic_exchange_n(&pending, NULL, __ATOMIC_ACQUIRE);
+	while (f) {
+		struct free_slot *next = f->next;
+		unsigned c = (unsigned)f->dirty; /* a pending slot's class, see below */
+		f->dirty = 0;
+		f->next = free_slots[c];
+		free_slots[c] = f;
+		f = next;
+	}
+}
+
+/* Around fork, from core/output.c's handlers, in their order. */
+void mli_be_sample_fork(int phase)
+{
+	static bool took;
+	if (phase == 0)
+		took = lock_region();
+	else if (took)
+		unlock_region();
+}
 
 
 static void *reserve(void *at, size_t size, int flags)
@@ -115,7 +174,8 @@ int mli_be_sample_init(void)
 	return 0;
 }
 
-/* Once, when a sampled block must be left out of the profile. */
+/* Once, when a sampled block was left out of the profile: served by
+ * jemalloc because it did not fit in the range. */
 static void say_full(size_t n)
 {
 	static int said;
@@ -130,6 +190,19 @@ static void say_full(size_t n)
 	mli_buf_str(&b, "): it and any others are served untracked, outside"
 			" the profile\n");
 	mli_write_all(2, b.p, b.len);
+}
+
+/* After a sampled request fell back to jemalloc (get_block in alloc.c): p
+ * is what jemalloc gave. A request that did not fit is worth a message
+ * only if it was served: a request no allocator could serve
+ * (malloc(PTRDIFF_MAX)) fails anyway, and must not use up the once-only
+ * message that a real one needs. */
+void mli_region_unplaced(const void *p)
+{
+	size_t n = unplaced;
+	unplaced = 0;
+	if (n && p)
+		say_full(n);
 }
 
 struct hdr {
@@ -159,12 +232,8 @@ bool mli_region_owns(const void *p)
 void *mli_be_sample_alloc(size_t n, size_t align, bool zero,
 			  struct mli_sampled **rec)
 {
-	if (!region_base)
-		return NULL;
-	if (n > region_size / 4) {
-		say_full(n);
-		return NULL;
-	}
+	if (!region_base || holding)
+		return NULL; /* a signal handler of the lock's holder: untracked */
 	/* The block gets the usable size jemalloc would give the same request,
 	 * so that malloc_usable_size, realloc's growth and the heap measure are
 	 * the same whether or not the block was sampled. */
@@ -173,7 +242,11 @@ void *mli_be_sample_alloc(size_t n, size_t align, bool zero,
 		lg++;
 	size_t usable = mli_je_nallocx(n ? n : 1, align > 16 ? lg : 0);
 	if (!usable)
+		return NULL; /* no allocator could serve it */
+	if (n > region_size / 4) {
+		unplaced = n;
 		return NULL;
+	}
 	if (align < 64)
 		align = 64;
 	size_t need = 64 + usable + (align > 64 ? align : 0);
@@ -183,9 +256,12 @@ void *mli_be_sample_alloc(size_t n, size_t align, bool zero,
 	if (c >= NCLASS)
 		return NULL;
 	size_t slot = (size_t)PAGE << c;
-	mli_spin_lock(&region_lock);
-	char *s = free_slots[c];
+	if (!lock_region())
+		return NULL;
+	file_pending();
+	char *s = (char *)free_slots[c];
 	size_t dirty = 0;
+	bool fresh = false;
 	if (s) {
 		free_slots[c] = ((struct free_slot *)s)->next;
 		dirty = ((struct free_slot *)s)->dirty;
@@ -195,14 +271,13 @@ void *mli_be_sample_alloc(size_t n, size_t align, bool zero,
 		region_next = (region_next + slot - 1) & ~(uintptr_t)(slot - 1);
 		s = region_base + region_next;
 		region_next += slot;
-		mli_spin_unlock(&region_lock);
-		if (mli_sys_mprotect(s, slot, PROT_READ | PROT_WRITE) != 0)
-			return NULL; /* the slot is lost: address space only */
-		mli_spin_lock(&region_lock);
+		fresh = true;
 	}
-	mli_spin_unlock(&region_lock);
+	unlock_region();
+	if (fresh && mli_sys_mprotect(s, slot, PROT_READ | PROT_WRITE) != 0)
+		return NULL; /* the slot is lost: address space only */
 	if (!s) {
-		say_full(n);
+		unplaced = n;
 		return NULL;
 	}
 	char *p = (char *)(((uintptr_t)s + 64 + align - 1) & ~(uintptr_t)(align - 1));
@@ -238,10 +313,7 @@ void mli_region_release(void *p)
 	if (h->magic != HDR_MAGIC)
 		return; /* not a block: leak rather than corrupt */
 	char *s = h->slot_start;
-	size_t slot = h->slot;
-	unsigned c = 0;
-	while (((size_t)PAGE << c) < slot)
-		c++;
+	unsigned c = class_of(h->slot);
 	__atomic_fetch_sub(&region_live, (int64_t)h->size, __ATOMIC_RELAXED);
 	mli_mem_base_add(-(int64_t)h->size);
 	h->magic = 0;
@@ -250,19 +322,32 @@ void mli_region_release(void *p)
 	 * of the others back, which also zeroes it. Counted by the bytes used,
 	 * not by the slot: a 4.1 MiB block has an 8 MiB slot. */
 	size_t dirty = (h->dirty + PAGE - 1) & ~(size_t)(PAGE - 1);
-	mli_spin_lock(&region_lock);
-	bool keep = cached_dirty + dirty <= CACHE_DIRTY;
-	if (keep)
-		cached_dirty += dirty;
-	mli_spin_unlock(&region_lock);
-	if (!keep)
-		mli_sys_madvise(s, dirty, MADV_DONTNEED);
 	struct free_slot *f = (struct free_slot *)s;
-	f->dirty = keep ? dirty : 0;
-	mli_spin_lock(&region_lock);
+	if (!lock_region()) {
+		/* A signal handler of the lock's holder: the memory goes back
+		 * (a clean slot), and the slot is filed by the next holder; its
+		 * class travels in `dirty` meanwhile. */
+		mli_sys_madvise(s, dirty, MADV_DONTNEED);
+		f->dirty = c;
+		struct free_slot *head = __atomic_load_n(&pending, __ATOMIC_RELAXED);
+		do
+			f->next = head;
+		while (!__atomic_compare_exchange_n(&pending, &head, f, true,
+						    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+		return;
+	}
+	bool keep = cached_dirty + dirty <= CACHE_DIRTY;
+	if (!keep) {
+		unlock_region();
+		mli_sys_madvise(s, dirty, MADV_DONTNEED); /* no system call under the lock */
+		dirty = 0;
+		lock_region(); /* cannot fail: the first one did not */
+	}
+	cached_dirty += dirty;
+	f->dirty = dirty;
 	f->next = free_slots[c];
-	free_slots[c] = s;
-	mli_spin_unlock(&region_lock);
+	free_slots[c] = f;
+	unlock_region();
 }
 
 /* realloc to n <= the block's usable size: stays in place, with the usable

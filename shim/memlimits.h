@@ -559,7 +559,10 @@ static inline ml_status ml_on_memory_pressure(int64_t threshold_bytes,
  * callstack_size (<= ML_MAX_CALLSTACK) return addresses. Callbacks run with
  * sampling off in their thread, never under a lock of the engine, and may
  * allocate: what they allocate is neither counted nor refused by any limit,
- * so profiling changes nothing the limits do. With MEMLIMITS_SEED set, a
+ * so profiling changes nothing the limits do. They run with cancellation
+ * disabled (a pending pthread_cancel acts at the thread's next cancellation
+ * point after the callback), so that ml_memprof_stop, which waits for the
+ * callbacks in flight, never waits for a cancelled one. With MEMLIMITS_SEED set, a
  * single-threaded program samples the same blocks in every run.
  *
  * The profiler lives in the profiling build of the library,

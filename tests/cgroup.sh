@@ -31,7 +31,7 @@ skip() {
 
 LIMIT=$((256 << 20))
 name=memlimits-test-$$
-cg= procs=
+cg='' procs=''
 if [ -w /sys/fs/cgroup/cgroup.subtree_control ] &&
 	grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
 	# cgroup v2: a child of the root with the memory controller on.

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -155,6 +156,110 @@ static inline int mlt_sh(const char *cmd, const char *const env[], int preload,
 {
 	char *argv[] = { "sh", "-c", (char *)cmd, NULL };
 	return mlt_run_cmd(argv, env, preload, input, r);
+}
+
+/* As mlt_run_cmd (no input), with LD_PRELOAD set to `preload` (NULL: none)
+ * and a deadline: after `seconds` the child's whole process group gets
+ * SIGKILL, *timed_out is set and the status is 128 + SIGKILL. For stress
+ * tests, where a hang is the failure. */
+static inline int mlt_run_timed(char *const argv[], const char *const env[],
+				const char *preload, int seconds,
+				struct mlt_run *r, int *timed_out)
+{
+	size_t n = 0, k = 0, extra = 0;
+	while (environ[n])
+		n++;
+	while (env && env[extra])
+		extra++;
+	char **e = calloc(n + extra + 2, sizeof *e);
+	char pre[4096];
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "MEMLIMITS_", 10) != 0 &&
+		    strncmp(environ[i], "LD_PRELOAD=", 11) != 0)
+			e[k++] = environ[i];
+	if (preload) {
+		snprintf(pre, sizeof pre, "LD_PRELOAD=%s", preload);
+		e[k++] = pre;
+	}
+	for (size_t i = 0; i < extra; i++)
+		e[k++] = (char *)env[i];
+	e[k] = NULL;
+	int po[2], pe[2];
+	if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
+		free(e);
+		return -1;
+	}
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, po[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
+	posix_spawnattr_t at;
+	posix_spawnattr_init(&at);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
+	posix_spawnattr_setpgroup(&at, 0);
+	pid_t pid;
+	int rc = posix_spawnp(&pid, argv[0], &fa, &at, argv, e);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	free(e);
+	close(po[1]);
+	close(pe[1]);
+	if (rc) {
+		close(po[0]);
+		close(pe[0]);
+		return -1;
+	}
+	memset(r, 0, sizeof *r);
+	*timed_out = 0;
+	size_t oc = 0, ec = 0;
+	mlt_append(&r->out, &r->out_len, &oc, "", 0);
+	mlt_append(&r->err, &r->err_len, &ec, "", 0);
+	struct pollfd p[2] = { { po[0], POLLIN, 0 }, { pe[0], POLLIN, 0 } };
+	int open_fds = 2;
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	char buf[65536];
+	int st = 0;
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long ms = (now.tv_sec - t0.tv_sec) * 1000 +
+			  (now.tv_nsec - t0.tv_nsec) / 1000000;
+		if (ms >= seconds * 1000L) {
+			*timed_out = 1;
+			kill(-pid, SIGKILL);
+			while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+				;
+			break;
+		}
+		if (!open_fds) {
+			/* Output closed: wait for the exit, still on the clock. */
+			pid_t w = waitpid(pid, &st, WNOHANG);
+			if (w == pid || (w < 0 && errno != EINTR))
+				break;
+			usleep(5000);
+			continue;
+		}
+		int pr = poll(p, 2, 100);
+		for (int i = 0; i < 2 && pr > 0; i++) {
+			if (p[i].fd < 0 || !p[i].revents)
+				continue;
+			ssize_t got = read(p[i].fd, buf, sizeof buf);
+			if (got <= 0) {
+				close(p[i].fd);
+				p[i].fd = -1;
+				open_fds--;
+			} else if (i == 0)
+				mlt_append(&r->out, &r->out_len, &oc, buf, (size_t)got);
+			else
+				mlt_append(&r->err, &r->err_len, &ec, buf, (size_t)got);
+		}
+	}
+	for (int i = 0; i < 2; i++)
+		if (p[i].fd >= 0)
+			close(p[i].fd);
+	r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	return 0;
 }
 
 #endif

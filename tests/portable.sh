@@ -2,7 +2,7 @@
 # portable: the engine's tests of allocation, tasks and meters under the
 # portable build (build/libmemlimits-portable.so: the fast path in C, as
 # other architectures than x86-64 get it, instead of assembly).
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 B=${B:-build}
 export MLT_LIB="$PWD/$B/libmemlimits-portable.so"
 export MLT_PROGS="$PWD/$B/tests/progs"

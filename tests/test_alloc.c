@@ -165,7 +165,7 @@ static void exports_exact(const char *cmd)
 		"_Znam", "_ZnamRKSt9nothrow_t", "_ZnamSt11align_val_t",
 		"_ZnamSt11align_val_tRKSt9nothrow_t", "_Znwm", "_ZnwmRKSt9nothrow_t",
 		"_ZnwmSt11align_val_t", "_ZnwmSt11align_val_tRKSt9nothrow_t", "_exit",
-		"aligned_alloc", "calloc", "dallocx", "dlopen", "free",
+		"abort", "aligned_alloc", "calloc", "dallocx", "dlopen", "free",
 		"free_aligned_sized", "free_sized", "mallctl", "mallctlbymib",
 		"mallctlnametomib", "mallinfo", "mallinfo2", "malloc", "malloc_info",
 		"malloc_stats", "malloc_stats_print", "malloc_trim", "malloc_usable_size",

@@ -507,7 +507,7 @@ static void report_to_file(void **state)
 	assert_int_equal(*p, '{');
 	assert_int_equal(count_substr(json, "{\"limit\""), 1);
 	int64_t peak, live, allocated, allocations, glimit;
-	assert_true(json_int(json, "peak_heap_bytes", &peak));
+	assert_true(json_int(json, "peak_memory_bytes", &peak));
 	assert_true(json_int(json, "live_heap_bytes", &live));
 	assert_true(json_int(json, "allocated_bytes", &allocated));
 	assert_true(json_int(json, "allocations", &allocations));
@@ -537,7 +537,7 @@ static void report_to_file(void **state)
 			       "d = json.load(open(sys.argv[1]))\n"
 			       "b = [x for x in d['breaches'] if x['limit'] == 'MEMLIMITS_GLOBAL_MEMORY']\n"
 			       "assert len(b) == 1 and b[0]['refused_allocations'] >= 1\n"
-			       "print(d['peak_heap_bytes'])\n",
+			       "print(d['peak_memory_bytes'])\n",
 			       path, NULL };
 		run(pv, NULL, 0, NULL, &r);
 		EXPECT(r, r.status == 0);
@@ -558,9 +558,9 @@ static void report_to_stderr(void **state)
 	run(argv, env, 1, NULL, &r);
 	EXPECT(r, r.status == 3);
 	EXPECT(r, strstr(r.err, "memlimits: report") != NULL);
-	const char *pk = strstr(r.err, "peak_heap_bytes: ");
+	const char *pk = strstr(r.err, "peak_memory_bytes: ");
 	EXPECT(r, pk != NULL);
-	int64_t peak = strtoll(pk + strlen("peak_heap_bytes: "), NULL, 10);
+	int64_t peak = strtoll(pk + strlen("peak_memory_bytes: "), NULL, 10);
 	EXPECT(r, peak >= 16 * MiB && peak <= 32 * MiB + GLOBAL_SLACK);
 	EXPECT(r, strstr(r.err, "allocated_bytes: ") != NULL);
 	EXPECT(r, strstr(r.err, "breach of MEMLIMITS_GLOBAL_MEMORY") != NULL);

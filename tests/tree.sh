@@ -25,7 +25,8 @@ fail() {
 }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ml-tree.XXXXXX") || exit 1
 trap 'rm -rf -- "$tmp"' EXIT
-shm_before=$(ls /dev/shm | grep -c memlimits-tree)
+count_trees() { local f n=0; for f in /dev/shm/memlimits-tree.*; do [ -e "$f" ] && n=$((n + 1)); done; echo $n; }
+shm_before=$(count_trees)
 
 # Two python3 processes that each want to hold 150 MiB at the same time:
 # under a 200M tree one of them gets its MemoryError; per process, neither.
@@ -141,9 +142,9 @@ fi
 
 # Every tree's segment was removed by its last process.
 sleep 0.2
-shm_after=$(ls /dev/shm | grep -c memlimits-tree)
+shm_after=$(count_trees)
 if [ "$shm_after" -le "$shm_before" ]; then pass; else
-	fail "segments left in /dev/shm: $(ls /dev/shm | grep memlimits-tree)"
+	fail "segments left in /dev/shm: $(echo /dev/shm/memlimits-tree.*)"
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -66,6 +66,7 @@ struct mli_sampled *mli_be_sample_record(const void *p) { return NULL; }
 size_t mli_be_sample_size(const void *p) { return 0; }
 void mli_be_sample_shrink(void *p, size_t n) {}
 int64_t mli_be_sample_live(void) { return 0; }
+void mli_be_sample_fork(int phase) {}
 
 /* The bytes are counted as the real backend does, with relaxed atomics so
  * that the engine's cross-thread reads are race-free under TSan. */

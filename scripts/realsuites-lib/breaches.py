@@ -42,7 +42,7 @@ def main():
     notes = []
     for b in breaches:
         lim = b["limit_bytes"]
-        used = (report["peak_heap_bytes"] if b["limit"] == "MEMLIMITS_GLOBAL_MEMORY"
+        used = (report["peak_memory_bytes"] if b["limit"] == "MEMLIMITS_GLOBAL_MEMORY"
                 else report["allocated_bytes"])
         if used > lim // 2 or b["first_refused_request_bytes"] <= lim // 2:
             print("\n".join(lines))

@@ -182,7 +182,7 @@ sys.exit(0 if sys.argv[1] and sys.argv[1] in maps else 4)' "$want"
 # allocations: python's own are millions).
 rs_report_summary() {
 	[ -f "$1" ] || { echo "no report"; return; }
-	sed -n 's/.*"peak_heap_bytes": \([0-9]*\).*"allocations": \([0-9]*\).*/\2 \1/p' "$1" |
+	sed -n 's/.*"peak_memory_bytes": \([0-9]*\).*"allocations": \([0-9]*\).*/\2 \1/p' "$1" |
 		awk '$1 < 10000 { printf "n/a (a child exited last, its report: %d allocs)", $1; next }
 			{ printf "%.2fM allocs, peak %.0f MiB", $1 / 1e6, $2 / 1048576 }'
 }

@@ -1,0 +1,730 @@
+/* output.c: every file the library writes (MEMLIMITS_REPORT and
+ * MEMLIMITS_PROFILE): their names, the start-up checks, and how they are
+ * opened and written. Also, below, the rules every lock of the library
+ * keeps.
+ *
+ * ---- Names with several processes ----------------------------------------
+ * Every process of a tree inherits the variables, and each writes its own
+ * files at exit: with one name for all, the last to exit (usually the
+ * parent) would leave its file and the others' would be lost. So:
+ *  - `%p` in the value is replaced by the process id (as in core_pattern;
+ *    `%%` is a `%`, and any other `%` sequence is an error): every process
+ *    writes its own name;
+ *  - without `%p`, the first process of the tree writes exactly the name
+ *    given, and every other process writes NAME.PID: forked children, and
+ *    programs started by a process that has the library loaded and had
+ *    the same assignment (`MEMLIMITS_REPORT=r.json`) in its environment.
+ *    A process tells which it is at start-up: by its pid (a forked child
+ *    is not the process that started), and from its parent's
+ *    /proc/PPID/environ and /proc/PPID/maps. When those cannot be read (a
+ *    parent that is gone or belongs to another user) or the parent is
+ *    init (an orphan), it takes NAME.PID: an unexpected name, never a
+ *    clobbered file. A process that does not load the library (a
+ *    `timeout` or `time` run without it) writes nothing and claims
+ *    nothing.
+ * jemalloc and gperftools put the pid in every name; here the common case,
+ * one process, gets the very file it named, and a tree never loses one.
+ * scripts/memlimit-report lists and merges a tree's files. Profiles add
+ * their suffixes (.folded, .alloc.folded, .breach) after NAME or NAME.PID.
+ * A relative name is made absolute at start-up, against the directory the
+ * process starts in, so that a chdir does not move its files.
+ *
+ * ---- Opening -----------------------------------------------------------------
+ * At start-up every name the process may write is checked: it must be a
+ * regular file of this user with one link, a FIFO or a character device,
+ * or not exist in a directory where this user can create it. A symbolic
+ * link, a directory, another user's file, a missing directory or a
+ * read-only one stops the program (exit 125, as a malformed size does)
+ * with the variable, the file and the reason. The file is opened at write
+ * time with O_NOFOLLOW (never a symlink, whoever put it there since),
+ * O_NONBLOCK (a FIFO with no reader is an error, not a hang; cleared once
+ * open), O_CLOEXEC and O_NOCTTY, without O_TRUNC: a regular file of the
+ * user's is truncated once opened, a FIFO or a device never is. A write
+ * error (ENOSPC from /dev/full, EIO) is said on stderr with the file and
+ * the errno's name; SIGPIPE from a FIFO whose reader left is blocked and
+ * consumed, so that it does not kill the program at its exit.
+ *
+ * ---- Locks -------------------------------------------------------------------
+ * The library has three locks, all mli_spin_lock:
+ *   registry  core/thread.c     the thread list, retired totals, the peak
+ *   profile   core/profile.c    the profile's table of call sites
+ *   region    preload/region.c  the sampled blocks' free lists
+ * and keeps these rules:
+ *  1. Each lock is a leaf. A thread holding one takes no other lock: not
+ *     another of these, not jemalloc's (it neither allocates nor frees),
+ *     not the dynamic loader's (no dladdr, dl_iterate_phdr, dlsym: another
+ *     thread inside dlopen holds that one while its constructors allocate
+ *     and may wait for ours), not libc's (no stdio, no getenv). With no
+ *     nesting there is no order to keep and no cycle with locks outside.
+ *     The profile is written from a copy taken under the lock; its frames
+ *     are named and its files written after the lock is released.
+ *  2. No cancellation point while a lock is held (no open, read, write,
+ *     close, sleep): a thread cancelled there would die holding it. Writing
+ *     a file (mli_file_open .. mli_file_close) also runs with cancellation
+ *     disabled, so that a cancellation does not cut a file in half.
+ *  3. fork: each lock is taken by a pthread_atfork prepare handler and
+ *     released in the parent and the child (registry: thread.c's handlers;
+ *     profile and region: the handlers here), so the child never inherits
+ *     one held by a thread it does not have. Before them, the handlers here
+ *     close the unwinder's gate around dl_iterate_phdr, whose lock glibc
+ *     does not reset in the child (unwind.c). Leaves again: any order of
+ *     taking the locks is deadlock-free.
+ *  4. Signals: a handler may allocate and free while its thread holds a
+ *     lock. Registry: its takers mark the thread in the engine (in_engine),
+ *     whose slow path then admits an allocation without locking, and the
+ *     profiler does not refill a thread's grant from a callback run in it
+ *     (prof.c). Profile and region: the holder is marked in a thread-local
+ *     flag set before it takes the lock; a handler that finds its own
+ *     thread marked does not wait: the profile queues the sample's update
+ *     on a lock-free list that the next holder applies, the region queues
+ *     a freed slot the same way, and a new sampled block is taken from
+ *     jemalloc, untracked. A fork from such a handler skips the lock its
+ *     own thread holds. The profile's own jemalloc calls run with signals
+ *     blocked (jemalloc is not reentrant; ml_stats does the same).
+ *  5. Asynchronous cancellation around allocation is undefined in POSIX
+ *     (malloc is not async-cancel-safe) and not supported.
+ * Waits that are not locks: the engine's start-up (init_state, once) and
+ * the thread-exit key's creation (once) spin on another thread's progress,
+ * bounded by it; ml_memprof_stop waits for callbacks in flight, which run
+ * with cancellation disabled and are recounted in a fork child (prof.c).
+ * The report at abort() takes the registry lock only if its thread is not
+ * in the engine, and never jemalloc's (report.c). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "output.h"
+
+#define NAME_MAX_LEN 4096
+
+struct output {
+	const char *var;       /* the variable's name */
+	const char *value;     /* as given, in mli_eng.cfg */
+	bool on;               /* a file is written */
+	bool has_pid;          /* %p in the value */
+	bool named;            /* without %p: this tree's first process */
+	char tmpl[NAME_MAX_LEN]; /* the value, absolute */
+};
+static struct output outs[MLI_OUT_N];
+static pid_t start_pid; /* a forked child has another pid */
+
+/* ---- errno names ------------------------------------------------------------ */
+
+static const struct {
+	int e;
+	const char *name, *text;
+} errnos[] = {
+	{ ENOSPC, "ENOSPC", "No space left on device" },
+	{ EIO, "EIO", "Input/output error" },
+	{ EDQUOT, "EDQUOT", "Disk quota exceeded" },
+	{ EFBIG, "EFBIG", "File too large" },
+	{ EPIPE, "EPIPE", "Broken pipe" },
+	{ EACCES, "EACCES", "Permission denied" },
+	{ EPERM, "EPERM", "Operation not permitted" },
+	{ EROFS, "EROFS", "Read-only file system" },
+	{ ENOENT, "ENOENT", "No such file or directory" },
+	{ ENOTDIR, "ENOTDIR", "Not a directory" },
+	{ EISDIR, "EISDIR", "Is a directory" },
+	{ ELOOP, "ELOOP", "Too many levels of symbolic links" },
+	{ ENAMETOOLONG, "ENAMETOOLONG", "File name too long" },
+	{ ENXIO, "ENXIO", "No such device or address" },
+	{ EAGAIN, "EAGAIN", "Resource temporarily unavailable" },
+	{ EINTR, "EINTR", "Interrupted system call" },
+	{ EMFILE, "EMFILE", "Too many open files" },
+	{ ENFILE, "ENFILE", "Too many open files in system" },
+	{ ENOMEM, "ENOMEM", "Cannot allocate memory" },
+	{ EINVAL, "EINVAL", "Invalid argument" },
+	{ EBADF, "EBADF", "Bad file descriptor" },
+	{ ETXTBSY, "ETXTBSY", "Text file busy" },
+	{ EEXIST, "EEXIST", "File exists" },
+	{ EBUSY, "EBUSY", "Device or resource busy" },
+	{ ESTALE, "ESTALE", "Stale file handle" },
+	{ EOPNOTSUPP, "EOPNOTSUPP", "Operation not supported" },
+};
+
+void mli_buf_errno(struct mli_buf *b, int e)
+{
+	for (size_t i = 0; i < sizeof errnos / sizeof *errnos; i++)
+		if (errnos[i].e == e) {
+			mli_buf_str(b, errnos[i].name);
+			mli_buf_str(b, " (");
+			mli_buf_str(b, errnos[i].text);
+			mli_buf_str(b, ")");
+			return;
+		}
+	mli_buf_str(b, "errno ");
+	mli_buf_i64(b, e);
+}
+
+/* ---- JSON ------------------------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if none. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned c = s[0];
+	size_t len;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) ||
+	    (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))
+		return 0; /* overlong, a surrogate, or past U+10FFFF */
+	return len;
+}
+
+void mli_buf_json_str(struct mli_buf *b, const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	mli_buf_str(b, "\"");
+	for (size_t i = 0; i < n;) {
+		unsigned c = u[i];
+		char t[8];
+		if (c == '"' || c == '\\') {
+			t[0] = '\\';
+			t[1] = (char)c;
+			t[2] = '\0';
+			mli_buf_str(b, t);
+			i++;
+		} else if (c == '\n' || c == '\t' || c == '\r') {
+			t[0] = '\\';
+			t[1] = c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
+			t[2] = '\0';
+			mli_buf_str(b, t);
+			i++;
+		} else if (c < 0x20 || c == 0x7f) {
+			static const char hex[] = "0123456789abcdef";
+			memcpy(t, "\\u00", 4);
+			t[4] = hex[c >> 4];
+			t[5] = hex[c & 15];
+			t[6] = '\0';
+			mli_buf_str(b, t);
+			i++;
+		} else {
+			size_t len = utf8_len(u + i, n - i);
+			if (!len) {
+				mli_buf_str(b, "\\ufffd");
+				i++;
+				continue;
+			}
+			memcpy(t, u + i, len);
+			t[len] = '\0';
+			mli_buf_str(b, t);
+			i += len;
+		}
+	}
+	mli_buf_str(b, "\"");
+}
+
+void mli_buf_process_json(struct mli_buf *b)
+{
+	mli_buf_str(b, "\"pid\": ");
+	mli_buf_i64(b, getpid());
+	mli_buf_str(b, ", \"ppid\": ");
+	mli_buf_i64(b, getppid());
+	mli_buf_str(b, ", \"command\": [");
+	/* The arguments, up to the first 2 KiB of them. */
+	char cmd[2048];
+	size_t n = 0;
+	bool more = false;
+	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		for (;;) {
+			ssize_t got = read(fd, cmd + n, sizeof cmd - n);
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got <= 0)
+				break;
+			n += (size_t)got;
+			if (n == sizeof cmd) {
+				char c;
+				more = read(fd, &c, 1) == 1;
+				break;
+			}
+		}
+		close(fd);
+	}
+	size_t i = 0;
+	bool first = true;
+	while (i < n) {
+		size_t len = strnlen(cmd + i, n - i);
+		if (!first)
+			mli_buf_str(b, ", ");
+		first = false;
+		mli_buf_json_str(b, cmd + i, len);
+		i += len + 1;
+	}
+	mli_buf_str(b, "]");
+	if (more)
+		mli_buf_str(b, ", \"command_truncated\": true");
+}
+
+/* ---- names -------------------------------------------------------------------- */
+
+static void put_pid(struct mli_buf *b)
+{
+	mli_buf_i64(b, getpid());
+}
+
+/* The name of `o`'s file for this process, plus suffix. False if too long. */
+static bool expand(const struct output *o, const char *suffix, char *out,
+		   size_t cap)
+{
+	struct mli_buf b = { out, 0, cap };
+	char one[2] = { 0, 0 };
+	for (const char *p = o->tmpl; *p; p++) {
+		if (*p == '%' && p[1] == 'p') {
+			put_pid(&b);
+			p++;
+		} else if (*p == '%' && p[1] == '%') {
+			mli_buf_str(&b, "%");
+			p++;
+		} else {
+			one[0] = *p;
+			mli_buf_str(&b, one);
+		}
+	}
+	if (!o->has_pid && !(o->named && getpid() == start_pid)) {
+		mli_buf_str(&b, ".");
+		put_pid(&b);
+	}
+	mli_buf_str(&b, suffix);
+	return b.len + 1 < cap;
+}
+
+/* Reads /proc/PID/FILE in chunks, calling eat on each byte; false if it
+ * cannot be read to its end (or eat returned true: found). */
+struct scan {
+	bool found;
+	size_t pos;    /* in the pattern */
+	bool alive;    /* the current entry still matches */
+	const char *a, *b; /* environ: "a=b\0"; maps: a is a substring */
+	size_t alen, blen;
+};
+
+static void eat_environ(struct scan *s, char c)
+{
+	/* Each NUL-terminated entry against "a=b". */
+	if (s->alive) {
+		size_t total = s->alen + 1 + s->blen + 1, p = s->pos;
+		char want = p < s->alen ? s->a[p] : p == s->alen ? '='
+			    : p < total - 1 ? s->b[p - s->alen - 1] : '\0';
+		if (c == want) {
+			if (++s->pos == total)
+				s->found = true;
+		} else
+			s->alive = false;
+	}
+	if (c == '\0') {
+		s->pos = 0;
+		s->alive = true;
+	}
+}
+
+static void eat_maps(struct scan *s, char c)
+{
+	/* The substring a anywhere; a[0] occurs only at its start. */
+	if (c == s->a[s->pos]) {
+		if (++s->pos == s->alen)
+			s->found = true;
+	} else
+		s->pos = c == s->a[0];
+}
+
+static bool scan_proc(pid_t pid, const char *file, struct scan *s,
+		      void (*eat)(struct scan *, char))
+{
+	char path[64];
+	struct mli_buf pb = { path, 0, sizeof path };
+	mli_buf_str(&pb, "/proc/");
+	mli_buf_i64(&pb, pid);
+	mli_buf_str(&pb, "/");
+	mli_buf_str(&pb, file);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	bool ok = true;
+	char buf[1024];
+	while (!s->found) {
+		ssize_t got = read(fd, buf, sizeof buf);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			ok = false;
+		if (got <= 0)
+			break;
+		for (ssize_t i = 0; i < got && !s->found; i++)
+			eat(s, buf[i]);
+	}
+	close(fd);
+	return ok;
+}
+
+/* Has an earlier process of the tree claimed the name: is the parent a
+ * process of this library whose environment, at its start, had the same
+ * `var=value`? True also when that cannot be known (the parent is gone,
+ * or belongs to another user, or this process was reparented to init):
+ * the caller then takes a name with the pid, which clobbers nothing. */
+static bool parent_claims(const char *var, const char *value)
+{
+	pid_t pp = getppid();
+	if (pp == 0)
+		return false; /* no parent in this pid namespace: the first */
+	if (pp == 1)
+		return true;  /* init, or an orphan reparented to it */
+	struct scan e = { .a = var, .alen = strlen(var), .b = value,
+			  .blen = strlen(value), .alive = true };
+	if (!scan_proc(pp, "environ", &e, eat_environ))
+		return true;
+	if (!e.found)
+		return false;
+	struct scan m = { .a = "/libmemlimits", .alen = strlen("/libmemlimits") };
+	if (!scan_proc(pp, "maps", &m, eat_maps))
+		return true;
+	return m.found;
+}
+
+/* ---- start-up checks ---------------------------------------------------------- */
+
+static void die_output(const struct output *o, const char *name,
+		       const char *what, int e)
+{
+	char msg[NAME_MAX_LEN + 1200];
+	struct mli_buf m = { msg, 0, sizeof msg };
+	mli_buf_str(&m, "memlimits: ");
+	mli_buf_str(&m, o->var);
+	mli_buf_str(&m, "='");
+	mli_buf_str(&m, o->value);
+	mli_buf_str(&m, "': ");
+	if (name) {
+		mli_buf_str(&m, "cannot write ");
+		mli_buf_str(&m, name);
+		mli_buf_str(&m, ": ");
+	}
+	mli_buf_str(&m, what);
+	if (e) {
+		mli_buf_str(&m, what[0] ? ": " : "");
+		mli_buf_errno(&m, e);
+	}
+	mli_die(msg);
+}
+
+/* Can this process write `name` as mli_file_open will? Dies if not. */
+static void check_name(const struct output *o, const char *name)
+{
+	struct stat st;
+	if (lstat(name, &st) == 0) {
+		char what[200];
+		struct mli_buf w = { what, 0, sizeof what };
+		if (S_ISLNK(st.st_mode))
+			die_output(o, name, "it is a symbolic link, which memlimits does not"
+					    " follow (name the file itself)", 0);
+		if (S_ISDIR(st.st_mode))
+			die_output(o, name, "it is a directory (a file name is expected)", 0);
+		if (S_ISREG(st.st_mode)) {
+			if (st.st_uid != geteuid()) {
+				mli_buf_str(&w, "it belongs to user ");
+				mli_buf_u64(&w, st.st_uid);
+				mli_buf_str(&w, ", and memlimits replaces only files of its own"
+						" user (");
+				mli_buf_u64(&w, geteuid());
+				mli_buf_str(&w, ")");
+				die_output(o, name, what, 0);
+			}
+			if (st.st_nlink > 1) {
+				mli_buf_str(&w, "it has ");
+				mli_buf_u64(&w, st.st_nlink);
+				mli_buf_str(&w, " hard links, and memlimits does not truncate a"
+						" file that has other names");
+				die_output(o, name, what, 0);
+			}
+		} else if (!S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode))
+			die_output(o, name, "it is neither a regular file, a FIFO nor a"
+					    " character device", 0);
+		if (faccessat(AT_FDCWD, name, W_OK, AT_EACCESS) != 0)
+			die_output(o, name, "it is not writable", errno);
+		return;
+	}
+	int e = errno;
+	if (e != ENOENT)
+		die_output(o, name, "", e);
+	/* It will be created: in a directory that exists and that this
+	 * process may write (a read-only file system says EROFS). */
+	char dir[NAME_MAX_LEN];
+	size_t len = strlen(name);
+	while (len > 1 && name[len - 1] != '/')
+		len--;
+	if (len > 1)
+		len--; /* the slash, unless the directory is / */
+	memcpy(dir, name, len);
+	dir[len] = '\0';
+	char what[NAME_MAX_LEN + 100];
+	struct mli_buf w = { what, 0, sizeof what };
+	mli_buf_str(&w, "its directory ");
+	mli_buf_str(&w, dir);
+	if (stat(dir, &st) != 0) {
+		e = errno;
+		mli_buf_str(&w, e == ENOENT ? " does not exist" : " cannot be reached");
+		die_output(o, name, what, e);
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		mli_buf_str(&w, " is not a directory");
+		die_output(o, name, what, 0);
+	}
+	if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) != 0) {
+		e = errno;
+		mli_buf_str(&w, " does not let this process create a file");
+		die_output(o, name, what, e);
+	}
+}
+
+static const char *const report_suffixes[] = { "", NULL };
+static const char *const profile_suffixes[] = {
+	"", ".folded", ".alloc.folded", ".breach", ".folded.breach",
+	".alloc.folded.breach", NULL,
+};
+
+static void setup(struct output *o, const char *var, const char *value,
+		  const char *const *suffixes)
+{
+	o->var = var;
+	o->value = value;
+	if (!value[0] || (suffixes == report_suffixes && !strcmp(value, "stderr")))
+		return;
+	/* The template: %p and %% only, made absolute. */
+	for (const char *p = value; *p; p++) {
+		if (*p != '%')
+			continue;
+		if (p[1] == 'p')
+			o->has_pid = true;
+		else if (p[1] != '%') {
+			char what[160];
+			struct mli_buf w = { what, 0, sizeof what };
+			mli_buf_str(&w, "'%");
+			char one[2] = { p[1], 0 };
+			mli_buf_str(&w, one);
+			mli_buf_str(&w, "' is not a known sequence: %p is the process id,"
+					" %% a percent sign");
+			die_output(o, NULL, what, 0);
+		}
+		p++;
+	}
+	struct mli_buf t = { o->tmpl, 0, sizeof o->tmpl };
+	if (value[0] != '/') {
+		if (!getcwd(o->tmpl, sizeof o->tmpl))
+			die_output(o, NULL, "a relative name, and the current directory is"
+					    " unknown", errno);
+		t.len = strlen(o->tmpl);
+		if (t.len > 1)
+			mli_buf_str(&t, "/");
+	}
+	mli_buf_str(&t, value);
+	if (t.len + 1 >= t.cap)
+		die_output(o, NULL, "the name is too long", 0);
+	if (value[strlen(value) - 1] == '/')
+		die_output(o, NULL, "it names a directory (a file name is expected)", 0);
+	o->named = !o->has_pid && !parent_claims(var, value);
+	o->on = true;
+	char name[NAME_MAX_LEN];
+	for (const char *const *s = suffixes; *s; s++) {
+		if (!expand(o, *s, name, sizeof name))
+			die_output(o, NULL, "the name is too long", 0);
+		check_name(o, name);
+	}
+}
+
+/* ---- fork --------------------------------------------------------------------- */
+
+/* The profiler's side of fork, in this order: the unwinder's gate first
+ * (a call in flight may wait for the loader's lock, whose holder may be
+ * allocating a sampled block, which needs the region's lock), then the
+ * leaf locks. The registry's lock has its own handlers (thread.c),
+ * registered earlier, so run after these. */
+static void fork_prepare(void)
+{
+	mli_unwind_fork_prepare();
+	mli_profile_fork_prepare();
+	mli_be_sample_fork(0);
+}
+
+static void fork_parent(void)
+{
+	mli_be_sample_fork(1);
+	mli_profile_fork_parent();
+	mli_unwind_fork_parent();
+}
+
+static void fork_child(void)
+{
+	mli_be_sample_fork(2);
+	mli_profile_fork_child();
+	mli_unwind_fork_child();
+	mli_report_fork_child();
+	mli_prof_fork_child();
+}
+
+void mli_output_init(void)
+{
+	start_pid = getpid();
+	const struct mli_config *c = &mli_eng.cfg;
+	setup(&outs[MLI_OUT_REPORT], "MEMLIMITS_REPORT", c->report, report_suffixes);
+	setup(&outs[MLI_OUT_PROFILE], "MEMLIMITS_PROFILE", c->profile,
+	      profile_suffixes);
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+/* ---- writing ------------------------------------------------------------------ */
+
+static void say(const struct mli_file *f, const char *what, int e)
+{
+	char msg[NAME_MAX_LEN + 400];
+	struct mli_buf m = { msg, 0, sizeof msg };
+	mli_buf_str(&m, "memlimits: ");
+	mli_buf_str(&m, outs[f->which].var ? outs[f->which].var : "output");
+	mli_buf_str(&m, ": ");
+	mli_buf_str(&m, f->name);
+	mli_buf_str(&m, ": ");
+	mli_buf_str(&m, what);
+	if (e) {
+		mli_buf_str(&m, ": ");
+		mli_buf_errno(&m, e);
+	}
+	mli_buf_str(&m, "\n");
+	mli_write_all(2, m.p, m.len);
+}
+
+bool mli_file_open(struct mli_file *f, enum mli_output which, const char *suffix)
+{
+	const struct output *o = &outs[which];
+	f->which = which;
+	f->fd = -1;
+	f->err = 0;
+	f->pipe_like = false;
+	f->name[0] = '\0';
+	if (!o->on)
+		return false;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &f->cancel_state);
+	if (!expand(o, suffix, f->name, sizeof f->name)) {
+		say(f, "not written: the name is too long", 0);
+		goto fail;
+	}
+	int fd = open(f->name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK |
+				       O_CLOEXEC | O_NOCTTY, 0644);
+	if (fd < 0) {
+		int e = errno;
+		say(f, e == ELOOP ? "not written: it is a symbolic link, which memlimits"
+				    " does not follow"
+		       : e == ENXIO ? "not written: a FIFO that no process has open"
+				      " for reading (memlimits does not wait for one)"
+				    : "not written: cannot open it",
+		    e);
+		goto fail;
+	}
+	/* What was opened, checked again: the start-up check is old news. */
+	struct stat st;
+	const char *refuse = NULL;
+	int re = 0;
+	if (fstat(fd, &st) != 0) {
+		refuse = "not written: cannot stat it";
+		re = errno;
+	} else if (S_ISREG(st.st_mode)) {
+		if (st.st_uid != geteuid())
+			refuse = "not written: it belongs to another user";
+		else if (st.st_nlink > 1)
+			refuse = "not written: it has other hard links";
+		else if (ftruncate(fd, 0) != 0) {
+			refuse = "not written: cannot truncate it";
+			re = errno;
+		}
+	} else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))
+		f->pipe_like = true;
+	else
+		refuse = "not written: neither a regular file, a FIFO nor a character device";
+	if (!refuse) {
+		int fl = fcntl(fd, F_GETFL);
+		if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+			refuse = "not written: cannot make it blocking";
+			re = errno;
+		}
+	}
+	if (refuse) {
+		say(f, refuse, re);
+		close(fd);
+		goto fail;
+	}
+	if (f->pipe_like) {
+		/* Its reader may leave: EPIPE, not a SIGPIPE that kills the
+		 * program (see mli_file_close). */
+		sigset_t pipe, pending;
+		sigemptyset(&pipe);
+		sigaddset(&pipe, SIGPIPE);
+		pthread_sigmask(SIG_BLOCK, &pipe, &f->old_mask);
+		f->sigpipe_pending_before =
+			sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+	}
+	f->fd = fd;
+	return true;
+fail:
+	pthread_setcancelstate(f->cancel_state, NULL);
+	return false;
+}
+
+void mli_file_write(struct mli_file *f, const char *p, size_t n)
+{
+	if (f->fd < 0 || f->err)
+		return;
+	while (n) {
+		ssize_t w = write(f->fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			f->err = w < 0 ? errno : EIO;
+			return;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+bool mli_file_close(struct mli_file *f)
+{
+	if (f->fd < 0)
+		return false;
+	int saved = errno;
+	if (close(f->fd) != 0 && !f->err && errno != EINTR)
+		f->err = errno; /* NFS reports a failed write here */
+	f->fd = -1;
+	if (f->pipe_like) {
+		if (f->err == EPIPE && !f->sigpipe_pending_before) {
+			sigset_t pipe;
+			sigemptyset(&pipe);
+			sigaddset(&pipe, SIGPIPE);
+			struct timespec zero = { 0, 0 };
+			while (sigtimedwait(&pipe, NULL, &zero) < 0 && errno == EINTR)
+				;
+		}
+		pthread_sigmask(SIG_SETMASK, &f->old_mask, NULL);
+	}
+	if (f->err)
+		say(f, "writing it failed; what was written is incomplete", f->err);
+	pthread_setcancelstate(f->cancel_state, NULL);
+	errno = saved;
+	return !f->err;
+}

@@ -1,0 +1,43 @@
+/* abort.c: the report on the way to abort(). A program that aborts (an
+ * uncaught C++ exception: libstdc++'s terminate handler calls abort through
+ * the PLT; MEMLIMITS_ON_LIMIT=abort; the program's own abort) runs no atexit
+ * handler, so the report would be lost: this abort writes it first
+ * (core/report.c: once per process, from any context, async-signal-safe
+ * except for the registry's lock, which it takes only when its thread is
+ * not in the engine), then calls glibc's. glibc's internal aborts (assert,
+ * its own heap checks) do not come through here. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "../core/output.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+static void (*libc_abort)(void);
+
+/* Before main, where dlsym may run; abort() itself must not call it. */
+__attribute__((constructor)) static void find_abort(void)
+{
+	libc_abort = (void (*)(void))dlsym(RTLD_NEXT, "abort");
+}
+
+EXPORT __attribute__((noreturn)) void abort(void)
+{
+	mli_report_abort(!mli_tls.in_engine);
+	void (*real)(void) = libc_abort;
+	if (real)
+		real();
+	/* abort() before the constructors: glibc's steps. */
+	sigset_t s;
+	sigemptyset(&s);
+	sigaddset(&s, SIGABRT);
+	pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+	raise(SIGABRT);
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	sigaction(SIGABRT, &dfl, NULL);
+	raise(SIGABRT);
+	_exit(127);
+}

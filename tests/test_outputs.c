@@ -1,0 +1,794 @@
+/* test_outputs: the files the library writes (issue 12): MEMLIMITS_REPORT
+ * and MEMLIMITS_PROFILE never hang or deadlock the program, are never lost
+ * in a process tree or on abort(), and never clobber a file the user did
+ * not name.
+ *
+ * The deadlocks are stress tests (tests/progs/out_stress.c) run under a
+ * deadline: a hang kills the helper's process group and fails the test.
+ * Each runs enough times to catch the rates measured before the fix, and
+ * with each fix taken out alone (fork: a child in 6 to 16 hung; cancel:
+ * every run; dlopen: 3 runs in 10; signal: half the runs of 1 s; a callback
+ * cancelled or forked: every run). The files' tests check the names in a
+ * process tree, the report on every way to abort(), the start-up checks
+ * (exit 125), write errors, the profiler's "does not fit" message and a
+ * frame in no object. JSON is read by python3, run without the library. */
+#include "tests/harness.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+
+#define PYTHON "/usr/bin/python3"
+
+static char tmpdir[256];
+static char prof_lib[4096];
+
+static const char *progs_dir(void)
+{
+	const char *p = getenv("MLT_PROGS");
+	return p ? p : "build/tests/progs";
+}
+
+/* Absolute paths, in rotating static buffers. */
+static char *prog(const char *name)
+{
+	static char buf[8][4096];
+	static int k;
+	char *b = buf[k++ % 8];
+	snprintf(b, sizeof buf[0], "%s/%s", progs_dir(), name);
+	return b;
+}
+
+static char *tmp(const char *fmt, ...)
+{
+	static char buf[16][1024];
+	static int k;
+	char *b = buf[k++ % 16];
+	int n = snprintf(b, sizeof buf[0], "%s/", tmpdir);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(b + n, sizeof buf[0] - (size_t)n, fmt, ap);
+	va_end(ap);
+	return b;
+}
+
+/* A fresh subdirectory of the test's directory. */
+static char *subdir(const char *name)
+{
+	char *d = tmp("%s", name);
+	mkdir(d, 0755);
+	return d;
+}
+
+static char *env_var(const char *name, const char *fmt, ...)
+{
+	static char buf[16][1200];
+	static int k;
+	char *b = buf[k++ % 16];
+	int n = snprintf(b, sizeof buf[0], "%s=", name);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(b + n, sizeof buf[0] - (size_t)n, fmt, ap);
+	va_end(ap);
+	return b;
+}
+
+static void dump(const struct mlt_run *r, const char *what)
+{
+	print_message("check failed: %s\n  status: %d\n  stdout (%zu bytes): %.3000s\n"
+		      "  stderr (%zu bytes): %.3000s\n",
+		      what, r->status, r->out_len, r->out ? r->out : "", r->err_len,
+		      r->err ? r->err : "");
+}
+
+#define EXPECT(r, cond)                                 \
+	do {                                            \
+		if (!(cond)) {                          \
+			dump(&(r), #cond);              \
+			fail_msg("%s", #cond);          \
+		}                                       \
+	} while (0)
+
+/* Runs argv with the library `lib` (NULL: none) preloaded, under a
+ * deadline; fails the test if it hangs. */
+static void run_in(char *const argv[], const char *const env[], const char *lib,
+		   int seconds, struct mlt_run *r)
+{
+	int timed_out;
+	if (mlt_run_timed(argv, env, lib, seconds, r, &timed_out) != 0)
+		fail_msg("could not start %s", argv[0]);
+	if (timed_out) {
+		dump(r, "finished in time");
+		fail_msg("%s hung: killed after %d s", argv[0], seconds);
+	}
+}
+
+static bool file_exists(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0;
+}
+
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	size_t cap = 4096, len = 0, got;
+	char *b = malloc(cap);
+	while ((got = fread(b + len, 1, cap - len - 1, f)) > 0) {
+		len += got;
+		if (cap - len < 2)
+			b = realloc(b, cap *= 2);
+	}
+	b[len] = '\0';
+	fclose(f);
+	return b;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Entries of dir whose name starts with prefix. */
+static int count_prefix(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* python3 (without the library) runs `script` with args; it must exit 0.
+ * Its stdout is returned in *out (caller frees r). */
+static void python(const char *script, const char *const args[], struct mlt_run *r)
+{
+	char *argv[16] = { PYTHON, "-c", (char *)script };
+	int k = 3;
+	for (int i = 0; args && args[i] && k < 15; i++)
+		argv[k++] = (char *)args[i];
+	argv[k] = NULL;
+	run_in(argv, NULL, NULL, 60, r);
+	EXPECT(*r, r->status == 0);
+}
+
+/* ---- deadlocks and hangs (profiling build) -------------------------------- */
+
+static void fork_children_exit_while_threads_sample(void **state)
+{
+	(void)state;
+	char *d = subdir("fork");
+	char *argv[] = { prog("out_stress"), "fork", "60", NULL };
+	const char *env[] = { env_var("MEMLIMITS_PROFILE", "%s/f.prof", d),
+			      env_var("MEMLIMITS_REPORT", "%s/r.json", d),
+			      "MEMLIMITS_SAMPLE_INTERVAL=4K", NULL };
+	struct mlt_run r;
+	run_in(argv, env, prof_lib, 90, &r);
+	EXPECT(r, r.status == 0 && !strstr(r.err, "FAIL"));
+	EXPECT(r, strstr(r.out, "fork: 60 children"));
+	mlt_run_free(&r);
+	/* Every process wrote its own files: the parent the names given, each
+	 * forked child NAME.PID. */
+	assert_int_equal(count_prefix(d, "r.json"), 61);
+	assert_int_equal(count_prefix(d, "f.prof"), 61 * 3);
+	const char *args[] = { d, NULL };
+	python("import json, os, sys\n"
+	       "d = sys.argv[1]\n"
+	       "top = json.load(open(d + '/r.json'))\n"
+	       "kids = [n for n in os.listdir(d) if n.startswith('r.json.')]\n"
+	       "assert len(kids) == 60, kids\n"
+	       "for n in kids:\n"
+	       "    r = json.load(open(d + '/' + n))\n"
+	       "    assert r['pid'] == int(n.split('.')[-1]), n\n"
+	       "    assert r['ppid'] == top['pid'], (r['ppid'], top['pid'])\n"
+	       "    assert r['ended_by'] == 'exit'\n"
+	       "    assert r['command'] == top['command']\n"
+	       "    p = open(d + '/f.prof.' + str(r['pid'])).read().split('\\n')\n"
+	       "    assert p[0].startswith('heap profile: '), p[0]\n"
+	       "    assert json.loads(p[1][len('# memlimits: '):])['pid'] == r['pid']\n",
+	       args, &r);
+	mlt_run_free(&r);
+}
+
+static void cancel_while_writing_breach_profile(void **state)
+{
+	(void)state;
+	char *d = subdir("cancel");
+	char *argv[] = { prog("out_stress"), "cancel", NULL };
+	const char *env[] = { env_var("MEMLIMITS_PROFILE", "%s/c.%%p.prof", d),
+			      "MEMLIMITS_THREAD_ALLOCATIONS=32M",
+			      "MEMLIMITS_SAMPLE_INTERVAL=256", NULL };
+	for (int i = 0; i < 5; i++) {
+		struct mlt_run r;
+		run_in(argv, env, prof_lib, 20, &r);
+		EXPECT(r, r.status == 0 && !strstr(r.err, "FAIL"));
+		EXPECT(r, strstr(r.out, "cancel: done"));
+		mlt_run_free(&r);
+	}
+}
+
+static void exit_while_other_thread_dlopens(void **state)
+{
+	(void)state;
+	char *d = subdir("dlopen");
+	char *argv[] = { prog("out_stress"), "dlopen", prog("libhostile_ctor.so"), NULL };
+	const char *env[] = { env_var("MEMLIMITS_PROFILE", "%s/d.%%p.prof", d),
+			      "MEMLIMITS_SAMPLE_INTERVAL=256", NULL };
+	for (int i = 0; i < 20; i++) {
+		struct mlt_run r;
+		run_in(argv, env, prof_lib, 15, &r);
+		EXPECT(r, r.status == 0 && !strstr(r.err, "FAIL"));
+		mlt_run_free(&r);
+	}
+	/* The exit profile was written each time, folded stacks too. */
+	assert_int_equal(count_prefix(d, "d."), 20 * 3);
+}
+
+/* Three runs of 2 s for the profiler's locks, two of 1.5 s for the
+ * registry's (under a heap limit, measured at every slow path, with 16
+ * idle threads to make the measure longer). With the fix for one lock
+ * taken out, about half the runs of 1 s hung. */
+static void signal_handlers_allocate_while_profiler_locked(void **state)
+{
+	(void)state;
+	char *d = subdir("signal");
+	char *argv[] = { prog("out_stress"), "signal", "2000", NULL };
+	char *gargv[] = { prog("out_stress"), "signal", "1500", "16", NULL };
+	const char *env[] = { env_var("MEMLIMITS_PROFILE", "%s/s.%%p.prof", d),
+			      "MEMLIMITS_SAMPLE_INTERVAL=1", NULL };
+	const char *genv[] = { env_var("MEMLIMITS_PROFILE", "%s/s.%%p.prof", d),
+			       "MEMLIMITS_SAMPLE_INTERVAL=1", "MEMLIMITS_GLOBAL_MEMORY=8G",
+			       NULL };
+	for (int i = 0; i < 5; i++) {
+		struct mlt_run r;
+		run_in(i < 3 ? argv : gargv, i < 3 ? env : genv, prof_lib, 20, &r);
+		EXPECT(r, r.status == 0 && !strstr(r.err, "FAIL"));
+		EXPECT(r, strstr(r.out, "signal: "));
+		mlt_run_free(&r);
+	}
+}
+
+/* ml_memprof_stop waits for the callbacks in flight: one whose thread was
+ * cancelled in it, or that ran in another thread at a fork (in the child),
+ * was counted in flight for ever. */
+static void memprof_stop_after_cancel_or_fork_in_callback(void **state)
+{
+	(void)state;
+	static const char *const modes[] = { "cancel-callback", "fork-callback" };
+	for (int i = 0; i < 2; i++) {
+		char *argv[] = { prog("out_misc"), (char *)modes[i], NULL };
+		struct mlt_run r;
+		run_in(argv, NULL, prof_lib, 20, &r);
+		EXPECT(r, r.status == 0);
+		EXPECT(r, strcmp(r.out, "stopped 0\n") == 0);
+		mlt_run_free(&r);
+	}
+}
+
+/* A FIFO that nobody reads: the program exits, the output is not written
+ * and memlimits says so. A FIFO with a reader gets the report. */
+static void fifo_never_blocks(void **state)
+{
+	(void)state;
+	char *d = subdir("fifo");
+	char *fifo = tmp("fifo/report");
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	char *argv[] = { "/bin/true", NULL };
+	const char *env[] = { env_var("MEMLIMITS_REPORT", "%s", fifo), NULL };
+	struct mlt_run r;
+	run_in(argv, env, mlt_lib(), 20, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT(r, strstr(r.err, "MEMLIMITS_REPORT") && strstr(r.err, fifo) &&
+			  strstr(r.err, "no process has open for reading"));
+	mlt_run_free(&r);
+
+	char *pfifo = tmp("fifo/profile");
+	assert_int_equal(mkfifo(pfifo, 0600), 0);
+	const char *penv[] = { env_var("MEMLIMITS_PROFILE", "%s", pfifo), NULL };
+	run_in(argv, penv, prof_lib, 20, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT(r, strstr(r.err, "MEMLIMITS_PROFILE") && strstr(r.err, pfifo));
+	EXPECT(r, file_exists(tmp("fifo/profile.folded")));
+	mlt_run_free(&r);
+
+	/* With a reader (this process, non-blocking), the report arrives. */
+	int rd = open(fifo, O_RDONLY | O_NONBLOCK);
+	assert_true(rd >= 0);
+	run_in(argv, env, mlt_lib(), 20, &r);
+	EXPECT(r, r.status == 0 && r.err_len == 0);
+	char buf[8192];
+	ssize_t got = read(rd, buf, sizeof buf - 1);
+	close(rd);
+	assert_true(got > 0);
+	buf[got] = '\0';
+	if (!strstr(buf, "\"pid\": ") || !strstr(buf, "\"breaches\": []}"))
+		fail_msg("FIFO got: %s", buf);
+	mlt_run_free(&r);
+	(void)d;
+}
+
+/* ---- files in a process tree ---------------------------------------------- */
+
+/* Runs the shell line `sh_line` under bash with the library and env. */
+static void bash(const char *line, const char *const env[], const char *lib,
+		 struct mlt_run *r)
+{
+	char *argv[] = { "/bin/bash", "-c", (char *)line, NULL };
+	run_in(argv, env, lib, 60, r);
+}
+
+static void tree_each_process_its_report(void **state)
+{
+	(void)state;
+	char *d = subdir("tree");
+	char line[4200];
+	/* bash forks the hog, whose allocation fails; bash goes on. */
+	snprintf(line, sizeof line, "%s; true", prog("prog_hog"));
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=32M",
+			      env_var("MEMLIMITS_REPORT", "%s/r.json", d), NULL };
+	struct mlt_run r;
+	bash(line, env, mlt_lib(), &r);
+	EXPECT(r, r.status == 0);
+	EXPECT(r, strstr(r.err, "MEMLIMITS_GLOBAL_MEMORY=32.0 MiB reached"));
+	mlt_run_free(&r);
+	assert_int_equal(count_prefix(d, "r.json"), 2);
+	const char *args[] = { d, NULL };
+	python("import json, os, sys\n"
+	       "d = sys.argv[1]\n"
+	       "top = json.load(open(d + '/r.json'))\n"
+	       "assert top['command'][0] == '/bin/bash', top['command']\n"
+	       "assert top['breaches'] == [], top\n"
+	       "[n] = [n for n in os.listdir(d) if n.startswith('r.json.')]\n"
+	       "kid = json.load(open(d + '/' + n))\n"
+	       "assert kid['pid'] == int(n[len('r.json.'):])\n"
+	       "assert kid['ppid'] == top['pid'], (kid, top)\n"
+	       "assert kid['command'][0].endswith('/prog_hog'), kid['command']\n"
+	       "[b] = kid['breaches']\n"
+	       "assert b['limit'] == 'MEMLIMITS_GLOBAL_MEMORY' and b['refused_allocations'] >= 1\n",
+	       args, &r);
+	mlt_run_free(&r);
+
+	/* scripts/memlimit-report merges them, and lists them. */
+	char *script = "scripts/memlimit-report"; /* tests/run runs in the tree */
+	char *margv[] = { script, "merge", tmp("tree/r.json"), NULL };
+	run_in(margv, NULL, NULL, 30, &r);
+	EXPECT(r, r.status == 0);
+	char *merged = tmp("tree/merged.out");
+	write_file(merged, r.out);
+	mlt_run_free(&r);
+	const char *margs[] = { merged, NULL };
+	python("import json, sys\n"
+	       "m = json.load(open(sys.argv[1]))\n"
+	       "ps = m['processes']\n"
+	       "assert len(ps) == 2, ps\n"
+	       "assert ps[0]['command'][0] == '/bin/bash'  # the first process first\n"
+	       "assert sum(len(p['breaches']) for p in ps) == 1\n",
+	       margs, &r);
+	mlt_run_free(&r);
+	char *largv[] = { script, "list", tmp("tree/r.json"), NULL };
+	run_in(largv, NULL, NULL, 30, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT(r, strstr(r.out, "prog_hog") && strstr(r.out, "MEMLIMITS_GLOBAL_MEMORY"));
+	mlt_run_free(&r);
+
+	/* %p: every process its own name, the first one included. */
+	char *p = subdir("tree_p");
+	const char *penv[] = { "MEMLIMITS_GLOBAL_MEMORY=32M",
+			       env_var("MEMLIMITS_REPORT", "%s/r.%%p.json", p), NULL };
+	bash(line, penv, mlt_lib(), &r);
+	EXPECT(r, r.status == 0);
+	mlt_run_free(&r);
+	const char *pargs[] = { p, NULL };
+	python("import json, os, sys\n"
+	       "d = sys.argv[1]\n"
+	       "names = sorted(os.listdir(d))\n"
+	       "assert len(names) == 2, names\n"
+	       "for n in names:\n"
+	       "    r = json.load(open(d + '/' + n))\n"
+	       "    assert n == 'r.%d.json' % r['pid'], n\n",
+	       pargs, &r);
+	mlt_run_free(&r);
+}
+
+static void tree_each_process_its_profile(void **state)
+{
+	(void)state;
+	char *d = subdir("ptree");
+	char line[4200];
+	snprintf(line, sizeof line, "%s hog; true", prog("prof_hot"));
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=32M",
+			      env_var("MEMLIMITS_PROFILE", "%s/p.prof", d), NULL };
+	struct mlt_run r;
+	bash(line, env, prof_lib, &r);
+	EXPECT(r, r.status == 0);
+	mlt_run_free(&r);
+	const char *args[] = { d, NULL };
+	python("import json, os, sys\n"
+	       "d = sys.argv[1]\n"
+	       "def who(n):\n"
+	       "    l = open(d + '/' + n).read().split('\\n')[1]\n"
+	       "    assert l.startswith('# memlimits: '), l\n"
+	       "    return json.loads(l[len('# memlimits: '):])\n"
+	       "top = who('p.prof')\n"
+	       "assert top['command'][0] == '/bin/bash'\n"
+	       "assert not os.path.exists(d + '/p.prof.breach')\n"
+	       "[n] = [n for n in os.listdir(d) if n.startswith('p.prof.') and\n"
+	       "       n[len('p.prof.'):].isdigit()]\n"
+	       "kid = who(n)\n"
+	       "assert kid['ppid'] == top['pid'] and kid['command'][1] == 'hog', kid\n"
+	       "assert who(n + '.breach')['written_at'] == 'breach'\n"
+	       "for s in ('.folded', '.alloc.folded', '.folded.breach', '.alloc.folded.breach'):\n"
+	       "    assert os.path.exists(d + '/' + n + s), s\n",
+	       args, &r);
+	mlt_run_free(&r);
+	/* The folded stacks of the tree, each under its process. */
+	char *script = "scripts/memlimit-report";
+	char *fargv[] = { script, "folded", "--alloc", tmp("ptree/p.prof"), NULL };
+	run_in(fargv, NULL, NULL, 30, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT(r, strncmp(r.out, "prof_hot[", 9) == 0 || strstr(r.out, "\nprof_hot["));
+	mlt_run_free(&r);
+}
+
+/* ---- the report on the way to abort() ------------------------------------- */
+
+static void check_abort_report(const char *path, bool breach, bool measured)
+{
+	const char *args[] = { path, breach ? "1" : "0", measured ? "1" : "0", NULL };
+	struct mlt_run r;
+	python("import json, sys\n"
+	       "d = json.load(open(sys.argv[1]))\n"
+	       "assert d['ended_by'] == 'abort', d\n"
+	       "assert len(d['breaches']) == int(sys.argv[2]), d\n"
+	       "if sys.argv[3] == '1':\n"
+	       "    assert d['peak_memory_bytes'] >= 16 << 20, d\n"
+	       "assert d['allocations'] is None  # jemalloc's statistics: not at abort\n",
+	       args, &r);
+	mlt_run_free(&r);
+}
+
+static void report_on_limit_abort(void **state)
+{
+	(void)state;
+	char *path = tmp("abort.json");
+	char *argv[] = { prog("prog_hog"), NULL };
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=32M", "MEMLIMITS_ON_LIMIT=abort",
+			      env_var("MEMLIMITS_REPORT", "%s", path), NULL };
+	struct mlt_run r;
+	run_in(argv, env, mlt_lib(), 30, &r);
+	EXPECT(r, r.status == 128 + SIGABRT);
+	mlt_run_free(&r);
+	check_abort_report(path, true, true);
+}
+
+static void report_on_uncaught_bad_alloc(void **state)
+{
+	(void)state;
+	char *path = tmp("terminate.json");
+	char *argv[] = { prog("out_uncaught"), NULL };
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=32M",
+			      env_var("MEMLIMITS_REPORT", "%s", path), NULL };
+	struct mlt_run r;
+	run_in(argv, env, mlt_lib(), 30, &r);
+	EXPECT(r, r.status == 128 + SIGABRT);
+	EXPECT(r, strstr(r.err, "std::bad_alloc"));
+	mlt_run_free(&r);
+	check_abort_report(path, true, true);
+}
+
+static void report_on_programs_own_abort(void **state)
+{
+	(void)state;
+	char *path = tmp("own_abort.json");
+	char *argv[] = { prog("out_misc"), "hog-abort", NULL };
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=32M",
+			      env_var("MEMLIMITS_REPORT", "%s", path), NULL };
+	struct mlt_run r;
+	run_in(argv, env, mlt_lib(), 30, &r);
+	EXPECT(r, r.status == 128 + SIGABRT);
+	mlt_run_free(&r);
+	check_abort_report(path, true, true);
+
+	/* abort() again from the SIGABRT handler: one report, then death. */
+	char *again = tmp("again.json");
+	char *aargv[] = { prog("out_misc"), "abort-in-handler", NULL };
+	const char *aenv[] = { env_var("MEMLIMITS_REPORT", "%s", again), NULL };
+	run_in(aargv, aenv, mlt_lib(), 30, &r);
+	EXPECT(r, r.status == 128 + SIGABRT);
+	mlt_run_free(&r);
+	check_abort_report(again, false, false);
+}
+
+/* ---- start-up checks ------------------------------------------------------ */
+
+/* /bin/true with `entry` must stop before main: 125, and a message naming
+ * the variable and containing `why`. */
+static void refused(const char *entry, const char *lib, const char *why)
+{
+	char *argv[] = { "/bin/true", NULL };
+	const char *env[] = { entry, NULL };
+	struct mlt_run r;
+	run_in(argv, env, lib, 30, &r);
+	print_message("%s -> %d: %s", entry, r.status, r.err);
+	char var[64];
+	snprintf(var, sizeof var, "%.*s", (int)(strchr(entry, '=') - entry), entry);
+	EXPECT(r, r.status == 125);
+	EXPECT(r, strstr(r.err, var) && strstr(r.err, why));
+	mlt_run_free(&r);
+}
+
+static void startup_refuses_symlinks(void **state)
+{
+	(void)state;
+	char *d = subdir("symlink");
+	char *target = tmp("symlink/target");
+	write_file(target, "keep\n");
+	assert_int_equal(symlink(target, tmp("symlink/link")), 0);
+	refused(env_var("MEMLIMITS_REPORT", "%s/link", d), mlt_lib(), "symbolic link");
+	char *kept = read_file(target);
+	assert_string_equal(kept, "keep\n");
+	free(kept);
+	/* a dangling one: nothing created where it points */
+	assert_int_equal(symlink(tmp("symlink/nowhere"), tmp("symlink/dangling")), 0);
+	refused(env_var("MEMLIMITS_REPORT", "%s/dangling", d), mlt_lib(), "symbolic link");
+	assert_false(file_exists(tmp("symlink/nowhere")));
+}
+
+static void startup_refuses_directories_and_missing_ones(void **state)
+{
+	(void)state;
+	char *d = subdir("dirs");
+	/* MEMLIMITS_PROFILE=DIR wrote DIR.folded next to it */
+	refused(env_var("MEMLIMITS_PROFILE", "%s", d), prof_lib, "is a directory");
+	assert_false(file_exists(tmp("dirs.folded")));
+	refused(env_var("MEMLIMITS_REPORT", "%s", d), mlt_lib(), "is a directory");
+	refused(env_var("MEMLIMITS_REPORT", "%s/sub/", d), mlt_lib(), "directory");
+	refused(env_var("MEMLIMITS_REPORT", "%s/missing/r.json", d), mlt_lib(),
+		"does not exist: ENOENT (No such file or directory)");
+	refused("MEMLIMITS_REPORT=/etc/passwd/r.json", mlt_lib(), "ENOTDIR");
+	refused(env_var("MEMLIMITS_REPORT", "%s/r.%%q", d), mlt_lib(), "%q");
+}
+
+static void startup_refuses_files_not_its_own(void **state)
+{
+	(void)state;
+	char *d = subdir("owner");
+	char *h1 = tmp("owner/h1");
+	write_file(h1, "other name\n");
+	assert_int_equal(link(h1, tmp("owner/h2")), 0);
+	refused(env_var("MEMLIMITS_REPORT", "%s/h2", d), mlt_lib(), "hard links");
+	char *kept = read_file(h1);
+	assert_string_equal(kept, "other name\n");
+	free(kept);
+	if (geteuid() == 0) {
+		char *other = tmp("owner/other");
+		write_file(other, "not yours\n");
+		assert_int_equal(chown(other, 65534, 65534), 0);
+		refused(env_var("MEMLIMITS_REPORT", "%s", other), mlt_lib(),
+			"belongs to user 65534");
+		kept = read_file(other);
+		assert_string_equal(kept, "not yours\n");
+		free(kept);
+	} else
+		print_message("not root: another user's file not tried\n");
+	/* one's own file is replaced by the report; a device is written */
+	char *own = tmp("owner/own.json");
+	write_file(own, "old content that is longer than nothing at all\n");
+	char *argv[] = { "/bin/true", NULL };
+	const char *env[] = { env_var("MEMLIMITS_REPORT", "%s", own), NULL };
+	struct mlt_run r;
+	run_in(argv, env, mlt_lib(), 30, &r);
+	EXPECT(r, r.status == 0 && r.err_len == 0);
+	mlt_run_free(&r);
+	kept = read_file(own);
+	assert_true(kept[0] == '{' && !strstr(kept, "old content"));
+	free(kept);
+	const char *nenv[] = { "MEMLIMITS_REPORT=/dev/null", NULL };
+	run_in(argv, nenv, mlt_lib(), 30, &r);
+	EXPECT(r, r.status == 0 && r.err_len == 0);
+	mlt_run_free(&r);
+}
+
+static void startup_refuses_read_only_directory(void **state)
+{
+	(void)state;
+	char *d = subdir("ro");
+	char cmd[8192];
+	struct mlt_run r;
+	/* A read-only bind mount in a user namespace, where root is not
+	 * exempt, if this machine allows one; else, for an ordinary user, a
+	 * directory without write permission. */
+	snprintf(cmd, sizeof cmd, "unshare -rm mount --bind -o ro %s %s", d, d);
+	char *probe[] = { "/bin/sh", "-c", cmd, NULL };
+	run_in(probe, NULL, NULL, 30, &r);
+	bool userns = r.status == 0;
+	mlt_run_free(&r);
+	if (userns) {
+		snprintf(cmd, sizeof cmd,
+			 "unshare -rm sh -c 'mount --bind -o ro \"$0\" \"$0\" && "
+			 "MEMLIMITS_REPORT=\"$0/r.json\" LD_PRELOAD=\"$1\" exec /bin/true' %s %s",
+			 d, mlt_lib());
+		char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+		run_in(argv, NULL, NULL, 30, &r);
+		EXPECT(r, r.status == 125);
+		EXPECT(r, strstr(r.err, "MEMLIMITS_REPORT") &&
+				  strstr(r.err, "EROFS (Read-only file system)"));
+		mlt_run_free(&r);
+		return;
+	}
+	if (geteuid() == 0) {
+		print_message("root without user namespaces: read-only directory not tried\n");
+		return;
+	}
+	assert_int_equal(chmod(d, 0555), 0);
+	refused(env_var("MEMLIMITS_REPORT", "%s/r.json", d), mlt_lib(), "EACCES");
+	chmod(d, 0755);
+}
+
+/* A relative name is resolved where the process starts. */
+static void relative_name_stays_where_process_started(void **state)
+{
+	(void)state;
+	char *d = subdir("relative");
+	char *elsewhere = subdir("elsewhere");
+	char cmd[8192];
+	snprintf(cmd, sizeof cmd,
+		 "cd %s && MEMLIMITS_REPORT=rel.json LD_PRELOAD=%s exec %s chdir %s", d,
+		 mlt_lib(), prog("out_misc"), elsewhere);
+	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	struct mlt_run r;
+	run_in(argv, NULL, NULL, 30, &r);
+	EXPECT(r, r.status == 0);
+	mlt_run_free(&r);
+	assert_true(file_exists(tmp("relative/rel.json")));
+	assert_false(file_exists(tmp("elsewhere/rel.json")));
+}
+
+/* ---- errors at write time ------------------------------------------------- */
+
+static void write_error_is_reported(void **state)
+{
+	(void)state;
+	char *argv[] = { "/bin/true", NULL };
+	const char *env[] = { "MEMLIMITS_REPORT=/dev/full", NULL };
+	struct mlt_run r;
+	run_in(argv, env, mlt_lib(), 30, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT(r, strstr(r.err, "MEMLIMITS_REPORT") && strstr(r.err, "/dev/full") &&
+			  strstr(r.err, "ENOSPC (No space left on device)"));
+	mlt_run_free(&r);
+}
+
+/* ---- what the report says about the process ------------------------------- */
+
+static void report_names_process_and_command(void **state)
+{
+	(void)state;
+	char *path = tmp("who.json");
+	char *argv[] = { "/bin/true", "plain", "with \"quotes\" and \\", "new\nline",
+			 "\xff\xfe not utf-8", "\xc3\xa9t\xc3\xa9", NULL };
+	const char *env[] = { env_var("MEMLIMITS_REPORT", "%s", path), NULL };
+	struct mlt_run r;
+	run_in(argv, env, mlt_lib(), 30, &r);
+	EXPECT(r, r.status == 0);
+	mlt_run_free(&r);
+	char ppid[32];
+	snprintf(ppid, sizeof ppid, "%d", (int)getpid());
+	const char *args[] = { path, ppid, NULL };
+	python("import json, sys\n"
+	       "d = json.load(open(sys.argv[1], encoding='utf-8'))\n"
+	       "assert d['ppid'] == int(sys.argv[2]), d\n"
+	       "assert isinstance(d['pid'], int) and d['ended_by'] == 'exit'\n"
+	       "want = ['/bin/true', 'plain', 'with \"quotes\" and \\\\', 'new\\nline',\n"
+	       "        '\\ufffd\\ufffd not utf-8', '\\u00e9t\\u00e9']\n"
+	       "assert d['command'] == want, d['command']\n",
+	       args, &r);
+	mlt_run_free(&r);
+}
+
+/* ---- the profiler's "does not fit" message -------------------------------- */
+
+static void unplaced_message_only_for_served_requests(void **state)
+{
+	(void)state;
+	char *argv[] = { "/bin/sh", "-c", "ulimit -v 1000000 && exec \"$0\" unplaced",
+			 prog("out_misc"), NULL };
+	const char *env[] = { "MEMLIMITS_SAMPLE_INTERVAL=1",
+			      env_var("MEMLIMITS_PROFILE", "%s", tmp("unplaced.prof")),
+			      NULL };
+	struct mlt_run r;
+	run_in(argv, env, prof_lib, 60, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT(r, strstr(r.out, "huge null\n100MiB served\n"));
+	/* once, for the 100 MiB that jemalloc served untracked */
+	const char *m = strstr(r.err, "does not fit");
+	EXPECT(r, m && !strstr(m + 1, "does not fit"));
+	EXPECT(r, strstr(r.err, "a sampled block of 100.0 MiB does not fit"));
+	mlt_run_free(&r);
+}
+
+/* A frame in code that no object holds (a JIT's, unmapped since): dladdr
+ * fails, and the folded stacks name it by its address. The writer read
+ * dladdr's untouched Dl_info and crashed the program at exit. */
+static void profile_frame_in_no_object(void **state)
+{
+	(void)state;
+	char *path = tmp("jit.prof");
+	char *argv[] = { prog("out_misc"), "jit", NULL };
+	const char *env[] = { "MEMLIMITS_SAMPLE_INTERVAL=1",
+			      env_var("MEMLIMITS_PROFILE", "%s", path), NULL };
+	struct mlt_run r;
+	run_in(argv, env, prof_lib, 30, &r);
+	EXPECT(r, r.status == 0);
+	mlt_run_free(&r);
+	char *folded = read_file(tmp("jit.prof.alloc.folded"));
+	assert_non_null(folded);
+	if (strncmp(folded, "0x", 2) != 0 && !strstr(folded, "\n0x") && !strstr(folded, ";0x"))
+		fail_msg("no frame named by its address in:\n%s", folded);
+	free(folded);
+}
+
+/* ---- setup ----------------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof tmpdir, "%s/mlt_outputs_XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (!mkdtemp(tmpdir))
+		return -1;
+	const char *lib = mlt_lib();
+	const char *slash = strrchr(lib, '/');
+	snprintf(prof_lib, sizeof prof_lib, "%.*slibmemlimits-prof.so",
+		 slash ? (int)(slash - lib + 1) : 0, lib);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(fork_children_exit_while_threads_sample),
+		cmocka_unit_test(cancel_while_writing_breach_profile),
+		cmocka_unit_test(exit_while_other_thread_dlopens),
+		cmocka_unit_test(signal_handlers_allocate_while_profiler_locked),
+		cmocka_unit_test(memprof_stop_after_cancel_or_fork_in_callback),
+		cmocka_unit_test(fifo_never_blocks),
+		cmocka_unit_test(tree_each_process_its_report),
+		cmocka_unit_test(tree_each_process_its_profile),
+		cmocka_unit_test(report_on_limit_abort),
+		cmocka_unit_test(report_on_uncaught_bad_alloc),
+		cmocka_unit_test(report_on_programs_own_abort),
+		cmocka_unit_test(startup_refuses_symlinks),
+		cmocka_unit_test(startup_refuses_directories_and_missing_ones),
+		cmocka_unit_test(startup_refuses_files_not_its_own),
+		cmocka_unit_test(startup_refuses_read_only_directory),
+		cmocka_unit_test(relative_name_stays_where_process_started),
+		cmocka_unit_test(write_error_is_reported),
+		cmocka_unit_test(report_names_process_and_command),
+		cmocka_unit_test(unplaced_message_only_for_served_requests),
+		cmocka_unit_test(profile_frame_in_no_object),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
