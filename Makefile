@@ -131,6 +131,7 @@ install: $(LIB) $(PROF_LIB) $(MAN)
 		> $(DESTDIR)$(PREFIX)/bin/memlimit
 	chmod 755 $(DESTDIR)$(PREFIX)/bin/memlimit
 	install -m 644 $(MAN) $(DESTDIR)$(MANDIR)/man1/memlimit.1
+	install -m 755 scripts/memlimit-report $(DESTDIR)$(PREFIX)/bin/memlimit-report
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 		-e 's|@VERSION@|$(VERSION)|' \
 		scripts/memlimits.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/memlimits.pc

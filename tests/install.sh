@@ -21,6 +21,7 @@ check '[ -x "$prefix/lib/libmemlimits.so" ]'
 check '[ -f "$prefix/include/memlimits.h" ]'
 check 'cmp -s shim/memlimits.hpp "$prefix/include/memlimits.hpp"'
 check '[ -x "$prefix/bin/memlimit" ]'
+check '[ -x "$prefix/bin/memlimit-report" ]'
 check '[ -f "$prefix/lib/pkgconfig/memlimits.pc" ]'
 check '[ -f "$prefix/share/man/man1/memlimit.1" ]'
 version=$(cat VERSION)

@@ -120,10 +120,14 @@ run "${clean_env[@]}" "$ml" sh -c "$show"
 expect_rc "no options" 0
 expect_out "no options" "unset|unset|unset|unset|unset|unset|unset|unset|"
 
-# Values are passed verbatim (the library validates them), incl. odd ones.
+# Values are passed verbatim (the library validates them), incl. odd ones;
+# a relative output name is made absolute (children that start in another
+# directory write their files in the same place).
 run "${clean_env[@]}" "$ml" --global-memory 'not a size' --report='a b=c' -- sh -c "$show"
 expect_rc "verbatim values" 0
-expect_out "verbatim values" "not a size|unset|unset|unset|a b=c|unset|unset|unset|"
+expect_out "verbatim values" "not a size|unset|unset|unset|$PWD/a b=c|unset|unset|unset|"
+run "${clean_env[@]}" "$ml" --report=stderr --profile=p.prof -- sh -c "$show"
+expect_out "relative profile name" "unset|unset|unset|unset|stderr|$PWD/p.prof|unset|unset|"
 
 run "${clean_env[@]}" "$ml" --global-memory=1M --global-memory=2M -- sh -c "$show"
 expect_out "last option wins" "2M|unset|unset|unset|unset|unset|unset|unset|"
