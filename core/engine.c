@@ -257,6 +257,17 @@ void mli_poke(struct mli_thread *t)
 
 static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n);
 
+/* Where no meter may run: would n bytes take the memory over
+ * MEMLIMITS_GLOBAL_MEMORY, by the O(1) estimate alone? */
+static bool over_cap(const struct mli_thread *t, size_t n)
+{
+	int64_t cap = mli_eng.mem_cap;
+	if (cap < 0)
+		return false;
+	int64_t mem = mli_mem_estimate(t);
+	return mem > cap || n > (uint64_t)(cap - mem);
+}
+
 int mli_admit_slow(size_t n)
 {
 	if (mli_likely(mli_quick_refill(n)))
@@ -282,7 +293,11 @@ static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n)
 		return MLI_REFUSE; /* no allocator can serve it: not a limit's doing */
 	if (mli_unlikely(t->in_engine)) {
 		/* Re-entered: a signal handler that allocates, or the engine's own
-		 * allocation. Count, never refuse, take no lock. */
+		 * allocation. Take no lock and run no meter: count it, and refuse
+		 * it only if the O(1) estimate alone says it would take the memory
+		 * over MEMLIMITS_GLOBAL_MEMORY. */
+		if (!t->callout && over_cap(t, n))
+			return MLI_REFUSE;
 		MLI_TLS_ADD(count, n);
 		return MLI_ADMIT;
 	}
@@ -290,6 +305,10 @@ static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n)
 		return MLI_ADMIT; /* a profiler callback: invisible to the limits */
 	if (t->state != MLI_T_LIVE) {
 		if (t->state == MLI_T_DEAD || t->initialising) {
+			/* A thread past its exit destructor (other destructors, a
+			 * signal handler there), or the start-up's own: the same. */
+			if (t->state == MLI_T_DEAD && over_cap(t, n))
+				return MLI_REFUSE;
 			MLI_TLS_ADD(count, n);
 			return MLI_ADMIT;
 		}
