@@ -25,7 +25,8 @@
  * jemalloc and gperftools put the pid in every name; here the common case,
  * one process, gets the very file it named, and a tree never loses one.
  * scripts/memlimit-report lists and merges a tree's files. Profiles add
- * their suffixes (.folded, .alloc.folded, .breach) after NAME or NAME.PID.
+ * their suffixes (.folded, .alloc.folded, then .breach, .soft or .peak)
+ * after NAME or NAME.PID.
  * A relative name is made absolute at start-up, against the directory the
  * process starts in, so that a chdir does not move its files.
  *
@@ -498,7 +499,8 @@ static void check_name(const struct output *o, const char *name)
 static const char *const report_suffixes[] = { "", NULL };
 static const char *const profile_suffixes[] = {
 	"", ".folded", ".alloc.folded", ".breach", ".folded.breach",
-	".alloc.folded.breach", NULL,
+	".alloc.folded.breach", ".soft", ".folded.soft", ".alloc.folded.soft",
+	".peak", ".folded.peak", NULL,
 };
 
 static void setup(struct output *o, const char *var, const char *value,
