@@ -7,8 +7,8 @@
  *                profile's site;
  *   lib_exported_churn (libpeaksym.so) and its static lib_static_alloc:
  *                8 MiB in 32 KiB blocks, each freed at once, 32 KiB kept.
- * peak_hold and peak_after are static functions: only the program's
- * .symtab names them (tests/tests.mk also builds a stripped copy,
+ * peak_hold and peak_after are static functions (peak_after with aliases):
+ * only the program's .symtab names them (tests/tests.mk also builds a stripped copy,
  * prof_peak_stripped). Prints the memory before the peak (the global
  * measure: heap and mapped), "base_memory=BYTES", from ml_stats when the
  * library is loaded. */
@@ -54,6 +54,13 @@ NOINLINE static void peak_after(void)
 	}
 	__asm__ volatile("" ::: "memory");
 }
+
+/* Two more names for peak_after, as libraries have them (glibc's
+ * __strdup and strdup): a global one that sorts first and a weak one that
+ * sorts last. google-pprof (nm) keeps the last of the code symbols that
+ * are not weak, by name: peak_after. */
+void a_peak_after_alias(void) __attribute__((alias("peak_after")));
+void z_peak_after_weak(void) __attribute__((weak, alias("peak_after")));
 
 int main(void)
 {
