@@ -58,7 +58,10 @@
  *     and may wait for ours), not libc's (no stdio, no getenv). With no
  *     nesting there is no order to keep and no cycle with locks outside.
  *     The profile is written from a copy taken under the lock; its frames
- *     are named and its files written after the lock is released.
+ *     are named (symbols.c: the objects' files read, the loader called)
+ *     and its files written after the lock is released. The peak
+ *     profile's copy is made under the lock into a table allocated
+ *     before it, and the old copy freed after.
  *  2. No cancellation point while a lock is held (no open, read, write,
  *     close, sleep): a thread cancelled there would die holding it. Writing
  *     a file (mli_file_open .. mli_file_close) also runs with cancellation

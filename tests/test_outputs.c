@@ -443,6 +443,12 @@ static void tree_each_process_its_profile(void **state)
 	EXPECT(r, r.status == 0);
 	EXPECT(r, strncmp(r.out, "prof_hot[", 9) == 0 || strstr(r.out, "\nprof_hot["));
 	mlt_run_free(&r);
+	/* The peak profiles: the hog's 256 KiB blocks, live at its peak. */
+	char *pargv[] = { script, "folded", "--peak", tmp("ptree/p.prof"), NULL };
+	run_in(pargv, NULL, NULL, 30, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT(r, strstr(r.out, ";hot_hog ") != NULL);
+	mlt_run_free(&r);
 }
 
 /* ---- the report on the way to abort() ------------------------------------- */
