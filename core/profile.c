@@ -378,7 +378,14 @@ void mli_profile_fork_child(void)
 	if (fork_took)
 		leave();
 	breach_written = 0; /* the child's first breach is its own */
-	peak_busy = 0;      /* a thread the child does not have was copying */
+	/* So is its peak: the parent's copy is dropped, not freed (its pages
+	 * stay shared with the parent, untouched), and the child's first
+	 * sample makes its own. A thread the child does not have may have
+	 * been copying. */
+	peak_tab = NULL;
+	peak_n = 0;
+	peak_next = 0;
+	peak_busy = 0;
 }
 
 static void at_exit(void)

@@ -993,6 +993,44 @@ static void peak_profile_keeps_freed_site(void **state)
 	mlt_run_free(&r);
 }
 
+/* A forked child's peak profile is its own life's: the child of
+ * prof_peak fork, started after the parent freed peak_hold, holds
+ * peak_after at its peak, and none of the parent's peak_hold. */
+static void peak_profile_of_forked_child(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("prof_peak"), "fork", NULL };
+	char env0[600];
+	snprintf(env0, sizeof env0, "MEMLIMITS_PROFILE=%s", tmp("fork.%p.prof"));
+	const char *env[] = { env0, "MEMLIMITS_SAMPLE_INTERVAL=64K",
+			      "MEMLIMITS_SEED=20261201", NULL };
+	struct mlt_run r;
+	run_prof(argv, env, &r);
+	EXPECT(r, r.status == 0);
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "ls %s/fork.*.prof.folded.peak", tmpdir);
+	struct mlt_run ls;
+	EXPECT(r, mlt_sh(cmd, NULL, 0, NULL, &ls) == 0 && ls.status == 0);
+	int files = 0, parents = 0;
+	for (char *l = ls.out, *next; l && *l; l = next) {
+		char *nl = strchr(l, '\n');
+		next = nl ? nl + 1 : l + strlen(l);
+		if (nl)
+			*nl = '\0';
+		files++;
+		double hold = folded_value(l, "peak_hold", NULL, 0);
+		double after = folded_value(l, "peak_after", NULL, 0);
+		if (hold > 0) { /* the parent's: peak_hold, before peak_after */
+			parents++;
+			EXPECT(ls, after == 0);
+		} else
+			EXPECT(ls, after > 0);
+	}
+	EXPECT(ls, files == 2 && parents == 1);
+	mlt_run_free(&ls);
+	mlt_run_free(&r);
+}
+
 /* google-pprof --svg (graphviz's dot) draws the peak profile. */
 static void pprof_svg(void **state)
 {
@@ -1331,6 +1369,7 @@ int main(void)
 		cmocka_unit_test(profile_c_program),
 		cmocka_unit_test(profile_python),
 		cmocka_unit_test(peak_profile_keeps_freed_site),
+		cmocka_unit_test(peak_profile_of_forked_child),
 		cmocka_unit_test(pprof_svg),
 		cmocka_unit_test(folded_names_are_pprofs),
 		cmocka_unit_test(folded_names_stripped_fall_back),

@@ -11,10 +11,13 @@
  * only the program's .symtab names them (tests/tests.mk also builds a stripped copy,
  * prof_peak_stripped). Prints the memory before the peak (the global
  * measure: heap and mapped), "base_memory=BYTES", from ml_stats when the
- * library is loaded. */
+ * library is loaded. "fork": after peak_release, a forked child runs
+ * peak_after and exits (its own peak is after the parent's). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "shim/memlimits.h"
 
@@ -62,7 +65,7 @@ NOINLINE static void peak_after(void)
 void a_peak_after_alias(void) __attribute__((alias("peak_after")));
 void z_peak_after_weak(void) __attribute__((weak, alias("peak_after")));
 
-int main(void)
+int main(int argc, char **argv)
 {
 	struct ml_stats st;
 	if (ml_stats(&st) == ML_OK)
@@ -71,6 +74,19 @@ int main(void)
 	lib_exported_churn(32 << 10, 256, &lib_kept);
 	peak_hold();
 	peak_release();
+	if (argc > 1 && strcmp(argv[1], "fork") == 0) {
+		fflush(stdout);
+		pid_t pid = fork();
+		if (pid < 0)
+			exit(4);
+		if (pid == 0) {
+			peak_after();
+			exit(0);
+		}
+		int status;
+		if (waitpid(pid, &status, 0) != pid || status != 0)
+			exit(5);
+	}
 	peak_after();
 	printf("done %p %p\n", kept[15], lib_kept);
 	return 0;
