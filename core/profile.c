@@ -1,25 +1,29 @@
 /* profile.c: MEMLIMITS_PROFILE, the heap profiler for unmodified programs.
  *
  * A tracker (the same interface as ml_memprof_start's) that aggregates the
- * sampled blocks by call stack and writes, at exit and at the first breach
- * of a limit:
+ * sampled blocks by call stack and writes, at exit, at the first breach of
+ * a limit and when the soft limit is crossed:
  *  - NAME: the gperftools heap profile text format that google-pprof reads
  *    (per stack: estimated live objects and bytes, then estimated objects
  *    and bytes allocated in all), followed by the process's mappings so that
  *    addresses in shared libraries resolve; a comment line after the header
  *    names the process (pid, parent, command line);
  *  - NAME.folded: folded stacks ("outer;inner bytes"), estimated live bytes,
- *    for flame graphs; NAME.alloc.folded: the same for bytes allocated.
+ *    for flame graphs, frames named from the objects' symbol tables
+ *    (symbols.c); NAME.alloc.folded: the same for bytes allocated;
+ *  - at exit, NAME.peak and NAME.folded.peak: the sites live when memory
+ *    was highest (the peak copy, below).
  * NAME is the variable's value, or per process (core/output.c). A block of
  * n bytes sampled at least once stands for 1 / (1 - (1-rate)^n) such
  * blocks (each byte is sampled with probability rate), which makes the
- * estimates unbiased. At a breach the files get the suffix .breach. Memory
- * for the table comes from the allocator directly: it is not the program's.
+ * estimates unbiased. At a breach the files get the suffix .breach, at the
+ * soft limit .soft. Memory for the tables comes from the allocator
+ * directly: it is not the program's.
  *
  * The table's lock is a leaf (rules in core/output.c): nothing under it
  * allocates, frees, or calls the loader. The table grows outside it; the
- * writer copies the table under it and names frames (dladdr) and writes
- * files after. A signal handler whose thread holds it (the thread-local
+ * writer copies the table under it and names frames and writes files
+ * after. A signal handler whose thread holds it (the thread-local
  * `holding`) queues its update on a lock-free list instead of waiting:
  * the next holder applies it. */
 #define _GNU_SOURCE
