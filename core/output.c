@@ -25,7 +25,8 @@
  * jemalloc and gperftools put the pid in every name; here the common case,
  * one process, gets the very file it named, and a tree never loses one.
  * scripts/memlimit-report lists and merges a tree's files. Profiles add
- * their suffixes (.folded, .alloc.folded, .breach) after NAME or NAME.PID.
+ * their suffixes (.folded, .alloc.folded, then .breach, .soft or .peak)
+ * after NAME or NAME.PID.
  * A relative name is made absolute at start-up, against the directory the
  * process starts in, so that a chdir does not move its files.
  *
@@ -57,7 +58,10 @@
  *     and may wait for ours), not libc's (no stdio, no getenv). With no
  *     nesting there is no order to keep and no cycle with locks outside.
  *     The profile is written from a copy taken under the lock; its frames
- *     are named and its files written after the lock is released.
+ *     are named (symbols.c: the objects' files read, the loader called)
+ *     and its files written after the lock is released. The peak
+ *     profile's copy is made under the lock into a table allocated
+ *     before it, and the old copy freed after.
  *  2. No cancellation point while a lock is held (no open, read, write,
  *     close, sleep): a thread cancelled there would die holding it. Writing
  *     a file (mli_file_open .. mli_file_close) also runs with cancellation
@@ -498,7 +502,8 @@ static void check_name(const struct output *o, const char *name)
 static const char *const report_suffixes[] = { "", NULL };
 static const char *const profile_suffixes[] = {
 	"", ".folded", ".alloc.folded", ".breach", ".folded.breach",
-	".alloc.folded.breach", NULL,
+	".alloc.folded.breach", ".soft", ".folded.soft", ".alloc.folded.soft",
+	".peak", ".folded.peak", NULL,
 };
 
 static void setup(struct output *o, const char *var, const char *value,

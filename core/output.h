@@ -53,6 +53,10 @@ void mli_report_abort(bool measure);
 void mli_report_fork_child(void);
 
 /* ---- profile.c -------------------------------------------------------- */
+/* The profile's own blocks: from the allocator directly (not the program's
+ * memory), with signals blocked (see profile.c). */
+void *mli_profile_malloc(size_t n);
+void mli_profile_free(void *p);
 void mli_profile_fork_prepare(void);
 void mli_profile_fork_parent(void);
 void mli_profile_fork_child(void);

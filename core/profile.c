@@ -1,29 +1,32 @@
 /* profile.c: MEMLIMITS_PROFILE, the heap profiler for unmodified programs.
  *
  * A tracker (the same interface as ml_memprof_start's) that aggregates the
- * sampled blocks by call stack and writes, at exit and at the first breach
- * of a limit:
+ * sampled blocks by call stack and writes, at exit, at the first breach of
+ * a limit and when the soft limit is crossed:
  *  - NAME: the gperftools heap profile text format that google-pprof reads
  *    (per stack: estimated live objects and bytes, then estimated objects
  *    and bytes allocated in all), followed by the process's mappings so that
  *    addresses in shared libraries resolve; a comment line after the header
  *    names the process (pid, parent, command line);
  *  - NAME.folded: folded stacks ("outer;inner bytes"), estimated live bytes,
- *    for flame graphs; NAME.alloc.folded: the same for bytes allocated.
+ *    for flame graphs, frames named from the objects' symbol tables
+ *    (symbols.c); NAME.alloc.folded: the same for bytes allocated;
+ *  - at exit, NAME.peak and NAME.folded.peak: the sites live when memory
+ *    was highest (the peak copy, below).
  * NAME is the variable's value, or per process (core/output.c). A block of
  * n bytes sampled at least once stands for 1 / (1 - (1-rate)^n) such
  * blocks (each byte is sampled with probability rate), which makes the
- * estimates unbiased. At a breach the files get the suffix .breach. Memory
- * for the table comes from the allocator directly: it is not the program's.
+ * estimates unbiased. At a breach the files get the suffix .breach, at the
+ * soft limit .soft. Memory for the tables comes from the allocator
+ * directly: it is not the program's.
  *
  * The table's lock is a leaf (rules in core/output.c): nothing under it
  * allocates, frees, or calls the loader. The table grows outside it; the
- * writer copies the table under it and names frames (dladdr) and writes
- * files after. A signal handler whose thread holds it (the thread-local
+ * writer copies the table under it and names frames and writes files
+ * after. A signal handler whose thread holds it (the thread-local
  * `holding`) queues its update on a lock-free list instead of waiting:
  * the next holder applies it. */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
@@ -33,6 +36,7 @@
 #include <unistd.h>
 
 #include "output.h"
+#include "symbols.h"
 
 #define DEPTH 32
 
@@ -115,6 +119,17 @@ static void pfree(void *p)
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	mli_be_free(p);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* The same for symbols.c, whose tables serve the profile's writer. */
+void *mli_profile_malloc(size_t n)
+{
+	return pmalloc(n);
+}
+
+void mli_profile_free(void *p)
+{
+	pfree(p);
 }
 
 static uint64_t hash_stack(void *const *f, size_t d)
@@ -249,6 +264,79 @@ static bool update(struct cookie *c, bool alloc)
 	return ok;
 }
 
+/* ---- the peak profile ----------------------------------------------------
+ * The sites' live figures as they were when the process's memory (the
+ * global measure, core/memory.c) was highest: at a sampled allocation
+ * whose memory is more than 1/8 (and PEAK_STEP) above the last snapshot's,
+ * the live sites are copied into a new table under the lock (a copy: no
+ * system call, no allocation under it; the table is allocated before), and
+ * the previous copy is freed after. At most about log(peak / PEAK_STEP) /
+ * log(9/8) copies in a run (80 for 10 GiB). So the snapshot written at
+ * exit was taken at a sampled allocation where memory was M, and no later
+ * sampled allocation saw more than M + max(M/8, PEAK_STEP). */
+#define PEAK_STEP ((int64_t)1 << 20)
+
+static struct site *peak_tab; /* under lock; NULL before the first copy */
+static size_t peak_n;
+static int64_t peak_mem;      /* memory at the copy, under lock */
+static int64_t peak_next;     /* copy again at this memory (atomic) */
+static int peak_busy;         /* one thread copies at a time */
+
+static void peak_check(void)
+{
+	int64_t mem = mli_mem_estimate(&mli_tls);
+	if (mem < __atomic_load_n(&peak_next, __ATOMIC_RELAXED) ||
+	    __atomic_exchange_n(&peak_busy, 1, __ATOMIC_ACQUIRE))
+		return;
+	/* Room for the live sites, and for some added meanwhile. */
+	size_t want = __atomic_load_n(&nsites, __ATOMIC_RELAXED) + 64;
+	struct site *t = pmalloc(want * sizeof *t), *old = NULL;
+	if (t && enter()) {
+		struct cookie *done = NULL;
+		drain(&done);
+		size_t k = 0;
+		bool fits = true;
+		for (size_t i = 0; i < cap && fits; i++) {
+			if (!sites[i].hash || sites[i].live_bytes < 0.5)
+				continue;
+			if (k == want)
+				fits = false;
+			else
+				t[k++] = sites[i];
+		}
+		if (fits) {
+			old = peak_tab;
+			peak_tab = t;
+			peak_n = k;
+			peak_mem = mem;
+			t = NULL;
+			int64_t step = mem / 8 > PEAK_STEP ? mem / 8 : PEAK_STEP;
+			__atomic_store_n(&peak_next, mem + step, __ATOMIC_RELAXED);
+		}
+		leave();
+		free_done(done);
+	}
+	pfree(t);
+	pfree(old);
+	__atomic_store_n(&peak_busy, 0, __ATOMIC_RELEASE);
+}
+
+/* The last copy and the memory it was taken at, taken away from the
+ * table (at exit: no copy is made after). NULL if none was made. */
+static struct site *peak_take(size_t *n, int64_t *mem)
+{
+	__atomic_store_n(&peak_next, INT64_MAX, __ATOMIC_RELAXED);
+	struct site *t = NULL;
+	if (enter()) {
+		t = peak_tab;
+		*n = peak_n;
+		*mem = peak_mem;
+		peak_tab = NULL;
+		leave();
+	}
+	return t;
+}
+
 static void *on_alloc(const ml_sample *s, void *data)
 {
 	(void)data;
@@ -263,6 +351,7 @@ static void *on_alloc(const ml_sample *s, void *data)
 	c->depth = (uint32_t)d;
 	memcpy(c->frames, s->callstack, d * sizeof(void *));
 	update(c, true);
+	peak_check();
 	return c;
 }
 
@@ -293,6 +382,14 @@ void mli_profile_fork_child(void)
 	if (fork_took)
 		leave();
 	breach_written = 0; /* the child's first breach is its own */
+	/* So is its peak: the parent's copy is dropped, not freed (its pages
+	 * stay shared with the parent, untouched), and the child's first
+	 * sample makes its own. A thread the child does not have may have
+	 * been copying. */
+	peak_tab = NULL;
+	peak_n = 0;
+	peak_next = 0;
+	peak_busy = 0;
 }
 
 static void at_exit(void)
@@ -329,7 +426,16 @@ static uint64_t rnd(double v)
 struct out {
 	struct mli_file f;
 	struct mli_buf b;
+	struct mli_symbols *syms; /* the folded stacks' names */
 	char mem[8192];
+};
+
+/* Which profile a set of files holds. */
+struct kind {
+	const char *sfx;        /* "", ".breach", ".soft", ".peak" */
+	const char *written_at; /* "exit", "breach", "soft" */
+	bool peak;              /* the copy at the peak */
+	int64_t mem;            /* the peak copy's memory */
 };
 
 static void flush(struct out *o)
@@ -389,9 +495,9 @@ static void close_out(struct out *o)
 }
 
 static void write_pprof(struct out *o, const struct site *t, size_t n,
-			const char *sfx)
+			const struct kind *k)
 {
-	if (!open_out(o, sfx, ""))
+	if (!open_out(o, k->sfx, ""))
 		return;
 	double lo = 0, lb = 0, ao = 0, ab = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -413,8 +519,16 @@ static void write_pprof(struct out *o, const struct site *t, size_t n,
 	flush(o);
 	mli_buf_str(&o->b, "# memlimits: {");
 	mli_buf_process_json(&o->b);
-	mli_buf_str(&o->b, sfx[0] ? ", \"written_at\": \"breach\"}\n"
-				  : ", \"written_at\": \"exit\"}\n");
+	mli_buf_str(&o->b, ", \"written_at\": \"");
+	mli_buf_str(&o->b, k->written_at);
+	mli_buf_str(&o->b, "\"");
+	if (k->peak) {
+		mli_buf_str(&o->b, ", \"live_at\": \"peak\", \"memory_then\": ");
+		mli_buf_i64(&o->b, k->mem);
+		mli_buf_str(&o->b, ", \"peak_memory\": ");
+		mli_buf_i64(&o->b, mli_mem_peak());
+	}
+	mli_buf_str(&o->b, "}\n");
 	if (o->b.len + 1 >= o->b.cap)
 		o->b.p[o->b.len - 1] = '\n'; /* cut short, still one line */
 	flush(o);
@@ -428,9 +542,9 @@ static void write_pprof(struct out *o, const struct site *t, size_t n,
 		put(o, ": ");
 		put_u64(o, rnd(s->alloc_bytes));
 		put(o, "] @");
-		for (uint32_t k = 0; k < s->depth; k++) {
+		for (uint32_t f = 0; f < s->depth; f++) {
 			put(o, " ");
-			put_hex(o, (uintptr_t)s->frames[k]);
+			put_hex(o, (uintptr_t)s->frames[f]);
 		}
 		put(o, "\n");
 	}
@@ -449,25 +563,23 @@ static void write_pprof(struct out *o, const struct site *t, size_t n,
 	close_out(o);
 }
 
-/* One frame as a flame-graph name: the symbol, else library+offset. Calls
- * the loader (dladdr): never under the table's lock. */
+/* One frame as a flame-graph name: the function (symbols.c), else
+ * object+offset, else the address. Reads files and calls the loader: never
+ * under the table's lock. */
 static void put_frame(struct out *o, void *addr)
 {
-	Dl_info info;
-	/* A return address points after the call: look up the call itself.
-	 * dladdr leaves info as it was when no object holds the address. */
-	void *pc = (char *)addr - 1;
-	memset(&info, 0, sizeof info);
-	int found = dladdr(pc, &info);
-	if (found && info.dli_sname) {
-		put(o, info.dli_sname);
-	} else if (found && info.dli_fname) {
-		const char *base = strrchr(info.dli_fname, '/');
-		put(o, base ? base + 1 : info.dli_fname);
+	/* A return address points after the call: name the call itself. */
+	uintptr_t pc = (uintptr_t)addr - 1;
+	struct mli_frame_name fn;
+	mli_symbols_name(o->syms, pc, &fn);
+	if (fn.sym) {
+		put(o, fn.sym);
+	} else if (fn.object) {
+		put(o, fn.object);
 		put(o, "+");
-		put_hex(o, (uintptr_t)pc - (uintptr_t)info.dli_fbase);
+		put_hex(o, fn.off);
 	} else
-		put_hex(o, (uintptr_t)pc);
+		put_hex(o, pc);
 }
 
 static void write_folded(struct out *o, const struct site *t, size_t n,
@@ -475,6 +587,8 @@ static void write_folded(struct out *o, const struct site *t, size_t n,
 {
 	if (!open_out(o, live ? ".folded" : ".alloc.folded", sfx))
 		return;
+	if (!o->syms)
+		o->syms = mli_symbols_new();
 	for (size_t i = 0; i < n; i++) {
 		const struct site *s = &t[i];
 		uint64_t v = rnd(live ? s->live_bytes : s->alloc_bytes);
@@ -527,12 +641,26 @@ static bool snapshot(struct site **out, size_t *n)
 	}
 }
 
+static void write_set(struct out *o, const struct site *t, size_t n,
+		      const struct kind *k)
+{
+	write_pprof(o, t, n, k);
+	write_folded(o, t, n, k->sfx, true);
+	/* At the peak only live sites were copied: no allocated view. */
+	if (!k->peak)
+		write_folded(o, t, n, k->sfx, false);
+}
+
 void mli_profile_write(const char *why)
 {
 	if (!mli_eng.cfg.profile[0] || !mli_prof.enabled)
 		return;
-	const char *sfx = !why ? "" : strcmp(why, "soft") == 0 ? ".soft" : ".breach";
-	if (why && !strcmp(sfx, ".breach") &&
+	struct kind k = { "", "exit", false, 0 };
+	if (why && !strcmp(why, "soft"))
+		k = (struct kind){ ".soft", "soft", false, 0 };
+	else if (why)
+		k = (struct kind){ ".breach", "breach", false, 0 };
+	if (why && !strcmp(k.sfx, ".breach") &&
 	    __atomic_exchange_n(&breach_written, 1, __ATOMIC_ACQ_REL))
 		return;
 	struct site *t;
@@ -547,9 +675,17 @@ void mli_profile_write(const char *why)
 		pfree(o);
 		return;
 	}
-	write_pprof(o, t, n, sfx);
-	write_folded(o, t, n, sfx, true);
-	write_folded(o, t, n, sfx, false);
+	o->syms = NULL;
+	write_set(o, t, n, &k);
 	pfree(t);
+	if (!why) {
+		/* The peak copy, empty if no sample was ever taken. */
+		struct kind pk = { ".peak", "exit", true, 0 };
+		size_t pn = 0;
+		struct site *pt = peak_take(&pn, &pk.mem);
+		write_set(o, pt, pt ? pn : 0, &pk);
+		pfree(pt);
+	}
+	mli_symbols_free(o->syms);
 	pfree(o);
 }

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "symbols.h"
 
 /* The fork gate around dl_iterate_phdr (read_subs_fenced). */
 static int gate_closed, in_iterate;
@@ -59,6 +60,30 @@ void mli_unwind_fork_child(void)
 	__atomic_store_n(&gate_closed, 0, __ATOMIC_RELEASE);
 }
 
+/* dl_iterate_phdr, fenced off around fork. It holds glibc's
+ * dl_load_write_lock, which glibc (2.36) does not reset in a fork child: a
+ * fork while a thread is inside leaves the child with the lock held, and
+ * the child's first sample would wait for it for ever. So the fork's
+ * prepare handler (mli_unwind_fork_prepare, from core/output.c) closes a
+ * gate and waits for the calls in flight; a call that finds the gate
+ * closed does not wait (it may hold the loader's lock itself: an
+ * allocation in a dl_iterate_phdr callback of the program's) and returns
+ * false. (A program's own dl_iterate_phdr at the moment of a fork can
+ * still leave the lock held in the child: glibc's bug.) The profile's
+ * writer (symbols.c) uses it too. */
+bool mli_dl_iterate_fenced(int (*cb)(struct dl_phdr_info *, size_t, void *),
+			   void *arg)
+{
+	iterating_here++;
+	__atomic_fetch_add(&in_iterate, 1, __ATOMIC_SEQ_CST);
+	bool open = !__atomic_load_n(&gate_closed, __ATOMIC_SEQ_CST);
+	if (open)
+		dl_iterate_phdr(cb, arg);
+	__atomic_fetch_sub(&in_iterate, 1, __ATOMIC_RELEASE);
+	iterating_here--;
+	return open;
+}
+
 #if defined(__x86_64__)
 
 /* A rule, packed in one word; 0 is an empty slot. */
@@ -84,28 +109,12 @@ static int read_subs(struct dl_phdr_info *info, size_t size, void *arg)
 	return 1;
 }
 
-/* dl_iterate_phdr, fenced off around fork. It holds glibc's
- * dl_load_write_lock, which glibc (2.36) does not reset in a fork child: a
- * fork while a thread is inside leaves the child with the lock held, and
- * the child's first sample would wait for it for ever. So the fork's
- * prepare handler (mli_unwind_fork_prepare, from core/output.c) closes a
- * gate and waits for the calls in flight. A walk that finds the gate
- * closed does not wait (it may hold the loader's lock itself: an
- * allocation in a dl_iterate_phdr callback of the program's): it leaves
- * the cache alone and takes the stack from backtrace(), whose libgcc finds
- * unwind tables with _dl_find_object, without a lock. False then. (A
- * program's own dl_iterate_phdr at the moment of a fork can still leave the
- * lock held in the child: glibc's bug.) */
+/* glibc's count of unloads; false if a fork is being prepared: the walk
+ * then leaves the cache alone and takes the stack from backtrace(), whose
+ * libgcc finds unwind tables with _dl_find_object, without a lock. */
 static bool read_subs_fenced(unsigned long long *subs)
 {
-	iterating_here++;
-	__atomic_fetch_add(&in_iterate, 1, __ATOMIC_SEQ_CST);
-	bool open = !__atomic_load_n(&gate_closed, __ATOMIC_SEQ_CST);
-	if (open)
-		dl_iterate_phdr(read_subs, subs);
-	__atomic_fetch_sub(&in_iterate, 1, __ATOMIC_RELEASE);
-	iterating_here--;
-	return open;
+	return mli_dl_iterate_fenced(read_subs, subs);
 }
 
 /* Empties the cache if an object was unloaded since the last walk. Those

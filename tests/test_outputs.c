@@ -184,7 +184,7 @@ static void fork_children_exit_while_threads_sample(void **state)
 	/* Every process wrote its own files: the parent the names given, each
 	 * forked child NAME.PID. */
 	assert_int_equal(count_prefix(d, "r.json"), 61);
-	assert_int_equal(count_prefix(d, "f.prof"), 61 * 3);
+	assert_int_equal(count_prefix(d, "f.prof"), 61 * 5); /* exit 3, peak 2 */
 	const char *args[] = { d, NULL };
 	python("import json, os, sys\n"
 	       "d = sys.argv[1]\n"
@@ -234,8 +234,9 @@ static void exit_while_other_thread_dlopens(void **state)
 		EXPECT(r, r.status == 0 && !strstr(r.err, "FAIL"));
 		mlt_run_free(&r);
 	}
-	/* The exit profile was written each time, folded stacks too. */
-	assert_int_equal(count_prefix(d, "d."), 20 * 3);
+	/* The exit profile was written each time, folded stacks and the peak
+	 * profile too. */
+	assert_int_equal(count_prefix(d, "d."), 20 * 5); /* exit 3, peak 2 */
 }
 
 /* Three runs of 2 s for the profiler's locks, two of 1.5 s for the
@@ -441,6 +442,12 @@ static void tree_each_process_its_profile(void **state)
 	run_in(fargv, NULL, NULL, 30, &r);
 	EXPECT(r, r.status == 0);
 	EXPECT(r, strncmp(r.out, "prof_hot[", 9) == 0 || strstr(r.out, "\nprof_hot["));
+	mlt_run_free(&r);
+	/* The peak profiles: the hog's 256 KiB blocks, live at its peak. */
+	char *pargv[] = { script, "folded", "--peak", tmp("ptree/p.prof"), NULL };
+	run_in(pargv, NULL, NULL, 30, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT(r, strstr(r.out, ";hot_hog ") != NULL);
 	mlt_run_free(&r);
 }
 

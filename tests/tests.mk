@@ -43,6 +43,14 @@ $(B)/tests/progs/%: tests/progs/%.c shim/memlimits.h | $(B)/.setup-test
 $(B)/tests/progs/deepbind: PROG_LDFLAGS = -Wl,--enable-new-dtags,-rpath,'$$ORIGIN'
 $(B)/tests/progs/deepbind: $(B)/tests/progs/libdeep.so
 $(B)/tests/progs/prof_jeapi: PROG_LDFLAGS = -ljemalloc
+# prof_peak calls into libpeaksym.so (found by its RUNPATH); its stripped
+# copy has no .symtab, for the profile's frame names.
+$(B)/tests/progs/prof_peak: PROG_LDFLAGS = -L$(B)/tests/progs -lpeaksym \
+	-Wl,--enable-new-dtags,-rpath,'$$ORIGIN'
+$(B)/tests/progs/prof_peak: $(B)/tests/progs/libpeaksym.so
+$(B)/tests/progs/prof_peak_stripped: $(B)/tests/progs/prof_peak
+	strip -o $@ $<
+HELPER_BIN += $(B)/tests/progs/prof_peak_stripped
 
 # Shared libraries for the tests (tests/progs/libNAME.c -> libNAME.so).
 $(B)/tests/progs/lib%.so: tests/progs/lib%.c | $(B)/.setup-test
