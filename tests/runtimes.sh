@@ -4,7 +4,8 @@
 # `scripts/memlimit --global-memory 100M`: python3 (its own allocator, which
 # maps arenas), node (V8's heap), java (HotSpot's heap), php -n (the Zend
 # allocator), perl, lua5.4, sqlite3, a C++ program using new and a C
-# program calling mmap. Each must fail through its own out-of-memory path
+# program calling mmap; php also with Debian's php.ini (its extensions are
+# loaded with RTLD_DEEPBIND, which the library drops). Each must fail through its own out-of-memory path
 # with the one breach line; its peak RSS, less the same runtime's idle
 # footprint (an empty program, run the same way with no limit), must stay
 # within 1.5x the limit; and the peak of the global measure in the exit
@@ -76,6 +77,7 @@ cases=(
 	"node|JavaScript heap out of memory|node${TAB}-e${TAB}$JS|node${TAB}-e${TAB}0"
 	"java|insufficient memory for the Java Runtime Environment|$(printf '%s\t' "${JAVA[@]}")Grow|$(printf '%s\t' "${JAVA[@]}")Empty"
 	"php|Out of memory|php${TAB}-n${TAB}-d${TAB}memory_limit=-1${TAB}-r${TAB}$PHP|php${TAB}-n${TAB}-r${TAB};"
+	"php.ini|Out of memory|php${TAB}-d${TAB}memory_limit=-1${TAB}-r${TAB}$PHP|php${TAB}-r${TAB};"
 	"perl|Out of memory!|perl${TAB}-e${TAB}$PERL|perl${TAB}-e${TAB}1"
 	"lua5.4|not enough memory|lua5.4${TAB}-e${TAB}$LUA|lua5.4${TAB}-e${TAB};"
 	"sqlite3|out of memory|sqlite3${TAB}:memory:${TAB}$SQL|sqlite3${TAB}:memory:${TAB}select 1;"
