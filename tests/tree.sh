@@ -58,6 +58,43 @@ if grep -q '^held' <<<"$out"; then pass; else
 	fail "the share of a SIGKILLed process was not given back: $out"
 fi
 
+# A process SIGKILLed and never waited for (a zombie) gives its share back
+# too: its slot is reaped by its state in /proc, not by its pid's absence.
+ZOMBIE='import os, signal, sys, time
+pid = os.fork()
+if pid == 0:
+    x = bytearray(60 << 20)
+    os.kill(os.getpid(), signal.SIGKILL)
+for _ in range(100):
+    if open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] == "Z": break
+    time.sleep(0.05)
+else:
+    sys.exit("the child never became a zombie")
+try:
+    x = bytearray(60 << 20); print("held")
+except MemoryError:
+    print("MemoryError")'
+out=$("$ML" --global-memory 100M -- $PY -c "$ZOMBIE" 2>&1)
+if grep -q '^held' <<<"$out"; then pass; else
+	fail "the share of a zombie was not given back: $out"
+fi
+
+# --limit-status N: the wrapper's command ends with N if a limit fired in
+# it or in any process of its tree, whatever it chose; else with its own.
+CATCH='try: bytearray(100 << 20)
+except MemoryError: pass'
+status_is() { # expected description command...
+	local want=$1 what=$2; shift 2
+	"$ML" --global-memory 50M --limit-status 3 "$@" >/dev/null 2>&1
+	local st=$?
+	if [ "$st" = "$want" ]; then pass; else fail "--limit-status 3, $what: status $st, want $want"; fi
+}
+status_is 3 "a caught MemoryError" -- $PY -c "$CATCH"
+status_is 7 "no limit fired, exit 7" -- $PY -c 'import sys; sys.exit(7)'
+status_is 3 "fired in a child of sh" -- sh -c "$PY -c '$CATCH'; exit 0"
+status_is 3 "fired in a child of bash" -- bash -c "$PY -c '$CATCH'; exit 0"
+status_is 0 "--per-process, fired in a child only" --per-process -- sh -c "$PY -c '$CATCH'; exit 0"
+
 # Budgets are tree-wide: two processes allocating 60 MiB each (freed
 # as they go) under a 100M tree budget; the second meets it.
 ALLOC='import sys
@@ -138,6 +175,26 @@ fi
 out=$("$ML" --global-memory 128M -- "$ML" --tree --global-memory 1G -- /bin/true 2>&1)
 if [ $? = 125 ] && grep -q "already inside a process tree" <<<"$out"; then pass; else
 	fail "a nested --tree should be refused: $out"
+fi
+
+# A tree whose processes were all SIGKILLed leaves its segment; the next
+# tree removes it once it is a minute old and no process in it lives, and
+# keeps one whose process still runs.
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+	sleep 60 & live=$!
+	sh -c 'exit 0' & dead=$!; wait $dead
+	mkseg() { # pid: a segment with that pid in its first slot (core/tree.c)
+		local f; f=$(mktemp /dev/shm/memlimits-tree.XXXXXX)
+		$PY -c "import struct,sys; sys.stdout.buffer.write(bytes(56) + struct.pack('<i', $1) + bytes(20))" >"$f"
+		touch -d '2 minutes ago' "$f"; echo "$f"
+	}
+	stale=$(mkseg $dead) inuse=$(mkseg $live)
+	"$ML" --global-memory 64M -- /bin/true
+	if [ ! -e "$stale" ] && [ -e "$inuse" ]; then pass; else
+		fail "stale segments: the dead one should be gone ($(ls "$stale" 2>&1)), the live one kept ($(ls "$inuse" 2>&1))"
+	fi
+	kill $live 2>/dev/null; wait $live 2>/dev/null
+	rm -f -- "$stale" "$inuse"
 fi
 
 # Every tree's segment was removed by its last process.
