@@ -126,6 +126,7 @@ struct mli_thread {
 	uint8_t initialising; /* this thread runs mli_engine_init */
 	uint8_t callout;      /* depth of invisible callouts (callout.c) */
 	uint8_t soft_running; /* running memory-pressure callbacks (soft.c) */
+	uint8_t resizing;     /* inside the backend's realloc (memory.c) */
 	uint16_t soft_pending; /* thresholds crossed, callbacks to run */
 	uint32_t mask_depth;
 	uint32_t limits_gen;  /* mli_eng.limits_gen at the last refill */
@@ -451,6 +452,23 @@ void mli_mem_note(int64_t v);    /* a value the memory reached */
 /* Publishes t's live bytes: exactly, or (from its slow path) only if they
  * moved enough to matter to other threads' decisions. */
 void mli_mem_publish(struct mli_thread *t, bool exact);
+/* The publication rule (memory.c): at PUB_QUANTUM of change either way,
+ * or PUB_SLACK of growth at a slow path. */
+#define MLI_PUB_QUANTUM ((int64_t)64 << 10)
+#define MLI_PUB_SLACK ((int64_t)8 << 10)
+/* After a resize that the activity callback ignored (t->resizing): its
+ * net change published by the slow path's rule, in a few instructions
+ * when there is nothing to publish. */
+static inline void mli_mem_after_resize(struct mli_thread *t)
+{
+	if (mli_unlikely(!t->be_alloc))
+		return;
+	int64_t d = (int64_t)(__atomic_load_n(t->be_alloc, __ATOMIC_RELAXED) -
+			      __atomic_load_n(t->be_dealloc, __ATOMIC_RELAXED)) -
+		    __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
+	if (mli_unlikely(d > MLI_PUB_SLACK || d <= -MLI_PUB_QUANTUM))
+		mli_mem_publish(t, false);
+}
 /* Would the admission's n bytes take the memory over limit? Asks for the
  * exact figure before saying yes. */
 bool mli_mem_over(const struct mli_thread *t, struct mli_adm *a,

@@ -113,7 +113,7 @@ static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
 		mli_je_free(old);
 		return p;
 	}
-	p = mli_je_realloc(old, n);
+	p = MLI_RESIZING(mli_je_realloc(old, n));
 	if (ad == MLI_SAMPLE)
 		mli_region_unplaced(p);
 	if (!p) {
@@ -140,7 +140,7 @@ EXPORT void *realloc(void *old, size_t n)
 		if (charged || mli_within_headroom(n)) {
 			const uint64_t *dealloc = mli_tls.be_dealloc;
 			uint64_t before = *dealloc;
-			void *p = mli_je_realloc(old, n);
+			void *p = MLI_RESIZING(mli_je_realloc(old, n));
 			uint64_t have = *dealloc - before;
 			uint64_t grow = p && n > have ? n - have : 0;
 			if (charged) {

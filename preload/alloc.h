@@ -39,6 +39,21 @@ static inline bool mli_is_sampled(const void *p)
 #endif
 }
 
+/* jemalloc's realloc, rallocx and xallocx, with the thread marked as
+ * resizing: the activity callback then ignores the moment at which the
+ * new block is counted and the old one not yet; the net change is
+ * published after by the slow path's rule (so that growth admitted
+ * outside the grant is in other threads' decisions: the per-thread
+ * bound). */
+#define MLI_RESIZING(expr)                                         \
+	({                                                         \
+		mli_tls.resizing = 1;                              \
+		__typeof__(expr) r_ = (expr);                      \
+		mli_tls.resizing = 0;                              \
+		mli_mem_after_resize(&mli_tls);                    \
+		r_;                                                \
+	})
+
 /* Frees any block: the profiler's or jemalloc's. */
 static inline void mli_any_free(void *p)
 {

@@ -80,7 +80,7 @@ EXPORT void *rallocx(void *old, size_t n, int flags)
 		mli_je_dallocx(old, 0);
 		return p;
 	}
-	p = mli_je_rallocx(old, n, flags);
+	p = MLI_RESIZING(mli_je_rallocx(old, n, flags));
 	if (!p && grow)
 		mli_uncharge(grow);
 	return p;
@@ -104,7 +104,7 @@ EXPORT size_t xallocx(void *p, size_t n, size_t extra, int flags)
 	size_t grow = most > have ? most - have : 0;
 	if (grow && !mli_admit(grow))
 		return have;
-	size_t got = mli_je_xallocx(p, n, extra, flags);
+	size_t got = MLI_RESIZING(mli_je_xallocx(p, n, extra, flags));
 	/* The bytes counted are those requested: up to n + extra. */
 	size_t used = got > have ? (got < most ? got : most) - have : 0;
 	if (grow > used)

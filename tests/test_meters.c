@@ -318,6 +318,18 @@ static void api_cannot_lift_env_cap(void **state)
 	mlt_run_free(&r);
 }
 
+/* ---- a realloc's growth: seen by other threads, not the peak's moment --- */
+
+static void realloc_growth_seen_and_peak_within(void **state)
+{
+	(void)state;
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=64M", NULL };
+	struct mlt_run r;
+	run_prog("realloc_seen", env, &r);
+	assert_int_equal(r.status, 0);
+	mlt_run_free(&r);
+}
+
 /* ---- start-up with jemalloc options that start threads or allocate ------ */
 
 static void malloc_conf_no_startup_hang(void **state)
@@ -362,6 +374,7 @@ int main(void)
 		cmocka_unit_test(token_set_then_regrant_next_allocation_fails),
 		cmocka_unit_test(late_set_of_destroyed_token_is_harmless),
 		cmocka_unit_test(api_cannot_lift_env_cap),
+		cmocka_unit_test(realloc_growth_seen_and_peak_within),
 		cmocka_unit_test(malloc_conf_no_startup_hang),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
