@@ -3,7 +3,9 @@
 # memlimits, the thread-count sweep, callgrind ratios, limit accuracy, count
 # exactness and token latency; writes build/bench/results.md and
 # build/bench/ratios.png. BENCH_QUICK=1 for a short run. `make bench-threads`
-# runs the thread-count sweep alone (build/bench/threads/). Included from
+# runs the thread-count sweep alone (build/bench/threads/), `make
+# bench-pressure` the soft limit's and the tree budget's figures alone
+# (scripts/bench/pressure). Included from
 # the Makefile after $(LIB) and $(B) are defined; never part of `make test`.
 bench: $(LIB) $(PROF_LIB) | $(B)/.setup-bench
 	scripts/bench/run
@@ -11,4 +13,7 @@ bench: $(LIB) $(PROF_LIB) | $(B)/.setup-bench
 bench-threads: $(LIB) | $(B)/.setup-bench
 	scripts/bench/run threads
 
-.PHONY: bench bench-threads
+bench-pressure: $(LIB) | $(B)/.setup-bench
+	scripts/bench/pressure
+
+.PHONY: bench bench-threads bench-pressure
