@@ -63,6 +63,12 @@ struct seg {
 	struct slot slots[MAX_PROCS];
 };
 
+/* scripts/memlimit reads the slots' pids with od (clean_stale_trees):
+ * 24-byte slots from offset 64, the pid first. */
+_Static_assert(__builtin_offsetof(struct seg, slots) == 64 &&
+		       sizeof(struct slot) == 24,
+	       "scripts/memlimit's clean_stale_trees reads this layout");
+
 static struct seg *seg;
 static struct slot *mine;
 static char path[512];

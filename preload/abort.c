@@ -4,8 +4,8 @@
  * handler, so the report would be lost: this abort writes it first
  * (core/report.c: once per process, from any context, async-signal-safe
  * except for the registry's lock, which it takes only when its thread is
- * not in the engine), then calls glibc's. glibc's internal aborts (assert,
- * its own heap checks) do not come through here. */
+ * not in the engine), leaves the process tree, then calls glibc's. glibc's
+ * internal aborts (assert, its own heap checks) do not come through here. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <signal.h>
@@ -27,6 +27,12 @@ __attribute__((constructor)) static void find_abort(void)
 EXPORT __attribute__((noreturn)) void abort(void)
 {
 	mli_report_abort(!mli_tls.in_engine);
+	/* Leave the process tree (MEMLIMITS_TREE) as _exit does: a process
+	 * that aborts runs no exit handler, and a tree whose last process
+	 * aborted (node after V8's out-of-memory error) kept its segment in
+	 * /dev/shm. A SIGABRT handler that does not return to the kernel
+	 * leaves its process outside the tree's sum from here on. */
+	mli_tree_exiting();
 	void (*real)(void) = libc_abort;
 	if (real)
 		real();

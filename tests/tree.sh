@@ -177,21 +177,37 @@ if [ $? = 125 ] && grep -q "already inside a process tree" <<<"$out"; then pass;
 	fail "a nested --tree should be refused: $out"
 fi
 
+# A process that aborts leaves the tree as one that exits does: a tree
+# whose only process aborted (node after V8's out-of-memory error) removes
+# its segment.
+before=$(count_trees)
+"$ML" --global-memory 64M -- $PY -c 'import os; os.abort()' >/dev/null 2>&1
+if [ "$(count_trees)" -le "$before" ]; then pass; else
+	fail "a tree whose process aborted left its segment"
+fi
+
 # A tree whose processes were all SIGKILLed leaves its segment; the next
 # tree removes it once it is a minute old and no process in it lives, and
-# keeps one whose process still runs.
+# keeps one whose process still runs. Real segments, made by real trees.
+seg_of() { # pid: its MEMLIMITS_TREE
+	tr '\0' '\n' <"/proc/$1/environ" | sed -n 's/^MEMLIMITS_TREE=//p'
+}
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then
-	sleep 60 & live=$!
-	sh -c 'exit 0' & dead=$!; wait $dead
-	mkseg() { # pid: a segment with that pid in its first slot (core/tree.c)
-		local f; f=$(mktemp /dev/shm/memlimits-tree.XXXXXX)
-		$PY -c "import struct,sys; sys.stdout.buffer.write(bytes(56) + struct.pack('<i', $1) + bytes(20))" >"$f"
-		touch -d '2 minutes ago' "$f"; echo "$f"
-	}
-	stale=$(mkseg $dead) inuse=$(mkseg $live)
-	"$ML" --global-memory 64M -- /bin/true
-	if [ ! -e "$stale" ] && [ -e "$inuse" ]; then pass; else
-		fail "stale segments: the dead one should be gone ($(ls "$stale" 2>&1)), the live one kept ($(ls "$inuse" 2>&1))"
+	"$ML" --global-memory 64M -- $PY -c 'import os, time; time.sleep(30)' &
+	live=$!
+	{ "$ML" --global-memory 64M -- $PY -c 'import os, signal, time
+print(os.environ["MEMLIMITS_TREE"], flush=True)
+os.kill(os.getpid(), signal.SIGKILL)' >"$tmp/killed"; } 2>/dev/null
+	stale=$(cat "$tmp/killed")
+	for _ in $(seq 50); do inuse=$(seg_of $live 2>/dev/null) && [ -n "$inuse" ] && break; sleep 0.1; done
+	if [ -n "$stale" ] && [ -e "$stale" ] && [ -n "$inuse" ] && [ -e "$inuse" ]; then
+		touch -d '2 minutes ago' "$stale" "$inuse"
+		"$ML" --global-memory 64M -- /bin/true
+		if [ ! -e "$stale" ] && [ -e "$inuse" ]; then pass; else
+			fail "stale segments: the killed tree's should be gone ($(ls "$stale" 2>&1)), the live one's kept ($(ls "$inuse" 2>&1))"
+		fi
+	else
+		fail "stale segments: no segment to test with ('$stale', '$inuse')"
 	fi
 	kill $live 2>/dev/null; wait $live 2>/dev/null
 	rm -f -- "$stale" "$inuse"
