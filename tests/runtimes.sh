@@ -3,8 +3,9 @@
 # runtimes: real runtimes, each growing towards 500 MB, under
 # `scripts/memlimit --global-memory 100M`: python3 (its own allocator, which
 # maps arenas), node (V8's heap), java (HotSpot's heap), php -n (the Zend
-# allocator), ruby, perl, lua5.4, sqlite3, a C++ program using new and a C
-# program calling mmap; php also with Debian's php.ini (its extensions are
+# allocator), ruby, perl, lua5.4, sqlite3, go (a cgo program: dynamically
+# linked, its runtime maps its heap through libc's mmap), a C++ program using
+# new and a C program calling mmap; php also with Debian's php.ini (its extensions are
 # loaded with RTLD_DEEPBIND, which the library drops). Each must fail through its own out-of-memory path
 # with the one breach line; its peak RSS, less the same runtime's idle
 # footprint (an empty program, run the same way with no limit), must stay
@@ -59,6 +60,37 @@ if command -v javac >/dev/null; then
 	javac -d "$tmp" "$tmp/Grow.java" "$tmp/Empty.java" || fail "javac"
 fi
 
+# Go: `import "C"` makes a cgo program, dynamically linked (the loader
+# applies the preload; the runtime maps its heap through cgo's libc mmap).
+# Without cgo a Go program is static, and the wrapper refuses it as any
+# static program (tests/wrapper.sh).
+cat >"$tmp/grow.go" <<'EOF'
+package main
+
+// #include <stdlib.h>
+import "C"
+import "fmt"
+
+func main() {
+	var l [][]byte
+	for i := 0; i < 500; i++ {
+		b := make([]byte, 1<<20)
+		for j := range b {
+			b[j] = 1
+		}
+		l = append(l, b)
+	}
+	fmt.Println("all", len(l), "MiB")
+}
+EOF
+printf 'package main\n\n// #include <stdlib.h>\nimport "C"\n\nfunc main() {}\n' >"$tmp/empty.go"
+if command -v go >/dev/null; then
+	for g in grow empty; do
+		(cd "$tmp" && GOCACHE="$tmp/gocache" GOPATH="$tmp/gopath" GO111MODULE=off \
+			go build -o "$tmp/go-$g" "$g.go") || fail "go build $g.go"
+	done
+fi
+
 PY='a = [[i] for i in range(50_000_000)]'
 JS='const a = []; for (let i = 0; i < 50e6; i++) a.push({ i: i, s: "x" + i });'
 PHP='$a = []; for ($i = 0; $i < 50000000; $i++) { $a[] = "x" . $i; }'
@@ -83,6 +115,7 @@ cases=(
 	"perl|Out of memory!|perl${TAB}-e${TAB}$PERL|perl${TAB}-e${TAB}1"
 	"lua5.4|not enough memory|lua5.4${TAB}-e${TAB}$LUA|lua5.4${TAB}-e${TAB};"
 	"sqlite3|out of memory|sqlite3${TAB}:memory:${TAB}$SQL|sqlite3${TAB}:memory:${TAB}select 1;"
+	"go|fatal error: runtime: out of memory|$tmp/go-grow|$tmp/go-empty"
 	"c++ new|std::bad_alloc after|$PROGS/grow_new${TAB}500|$PROGS/grow_new${TAB}0"
 	"c mmap|mmap: MAP_FAILED ENOMEM|$PROGS/mapped_helper${TAB}mmap${TAB}500|$PROGS/mapped_helper${TAB}mmap${TAB}0"
 )
@@ -101,7 +134,7 @@ for c in "${cases[@]}"; do
 	IFS=$TAB read -r -a gcmd <<<"$grow"
 	IFS=$TAB read -r -a icmd <<<"$idle"
 	if ! command -v "${gcmd[0]}" >/dev/null; then
-		fail "$name: ${gcmd[0]} is not installed (scripts/setup test installs it)"
+		fail "$name: ${gcmd[0]} is not installed or not built (scripts/setup test installs it)"
 		continue
 	fi
 	run_rss "$tmp/idle.out" "${icmd[@]}"
@@ -145,7 +178,11 @@ for c in "${cases[@]}"; do
 		fail "$name: peak RSS less idle is $((grew_kib >> 10)) MiB, over 1.5 x ${LIMIT_MIB} MiB"
 		ok=0
 	fi
-	if [ $((measure * 10)) -lt $((grew_kib * 7)) ]; then
+	if [ "$name" = go ] && [ "$measure" -lt 0 ]; then
+		: # Go's runtime ends the process by a direct exit_group system
+		# call, not by exit(): no atexit handler runs, so no report
+		# (README, What the global limit counts).
+	elif [ $((measure * 10)) -lt $((grew_kib * 7)) ]; then
 		fail "$name: the report's peak ($((measure >> 10)) MiB) is under 70% of the peak RSS less idle"
 		ok=0
 	fi
