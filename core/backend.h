@@ -32,6 +32,9 @@ uint64_t mli_be_nrequests(void);
 /* Live bytes by the allocator's own global statistics, -1 if unknown. */
 int64_t mli_be_stats_allocated(void);
 size_t mli_be_usable_size(const void *p);
+/* The usable size of the block the allocator would give for n bytes (its
+ * size class): what the heap grows by. */
+size_t mli_be_block_size(size_t n);
 
 /* What the backend tells the engine (core/memory.c): bytes that are in its
  * per-thread counters but not the program's memory (the engine's own

@@ -56,7 +56,7 @@ static bool refuse(struct mli_thread *t, enum mli_breach which, uint64_t n)
 		return true;
 	}
 	t->grace = GRACE;
-	mli_report_breach(which, n, -1);
+	mli_report_breach(which, n, 0, -1);
 	return false;
 }
 

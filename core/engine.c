@@ -255,7 +255,8 @@ void mli_poke(struct mli_thread *t)
 	t->grant -= left;
 }
 
-static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n);
+static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n,
+				   size_t grow);
 
 /* Where no meter may run: would n bytes take the memory over
  * MEMLIMITS_GLOBAL_MEMORY, by the O(1) estimate alone? */
@@ -281,12 +282,22 @@ int mli_admit_rest(size_t n)
 	if (t->mem_gen == __atomic_load_n(&mli_eng.limits_gen, __ATOMIC_RELAXED) + 1 &&
 	    n < MLI_PEAK_NOTE && !t->in_engine && mli_mem_quick(t, n))
 		return MLI_ADMIT;
-	return admit_full(t, n);
+	return admit_full(t, n, n < MLI_PEAK_NOTE ? n : mli_be_block_size(n));
+}
+
+int mli_admit_resize(size_t n, size_t grow)
+{
+	if (mli_likely(mli_admit_fast(n)))
+		return MLI_ADMIT; /* within the grant: grow - n is within the slack */
+	if (n < MLI_PEAK_NOTE && grow < MLI_PEAK_NOTE)
+		return mli_admit_slow(n);
+	return admit_full(&mli_tls, n, grow > n ? grow : n);
 }
 
 /* Everything else: a separate function, so that the quick refill above
  * saves no registers. */
-static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n)
+static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n,
+				   size_t grow)
 {
 	mli_left_add(n); /* undo the fast path's wrapped subtraction */
 	if (n > (size_t)PTRDIFF_MAX)
@@ -296,7 +307,7 @@ static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n)
 		 * allocation. Take no lock and run no meter: count it, and refuse
 		 * it only if the O(1) estimate alone says it would take the memory
 		 * over MEMLIMITS_GLOBAL_MEMORY. */
-		if (!t->callout && over_cap(t, n))
+		if (!t->callout && over_cap(t, grow))
 			return MLI_REFUSE;
 		MLI_TLS_ADD(count, n);
 		return MLI_ADMIT;
@@ -307,7 +318,7 @@ static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n)
 		if (t->state == MLI_T_DEAD || t->initialising) {
 			/* A thread past its exit destructor (other destructors, a
 			 * signal handler there), or the start-up's own: the same. */
-			if (t->state == MLI_T_DEAD && over_cap(t, n))
+			if (t->state == MLI_T_DEAD && over_cap(t, grow))
 				return MLI_REFUSE;
 			MLI_TLS_ADD(count, n);
 			return MLI_ADMIT;
@@ -319,18 +330,19 @@ static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n)
 	t->poked = 0; /* this admission is the look a poke asks for */
 	unsigned mask = active(t);
 	fold(t, mask);
-	struct mli_adm a = { .n = n, .kind = MLI_ADM_ALLOC, .mem = -1 };
+	struct mli_adm a = { .n = n, .grow = grow, .kind = MLI_ADM_ALLOC,
+			     .mem = -1 };
 	int r = MLI_REFUSE;
 	if (admit(t, &a, mask)) {
 		MLI_TLS_ADD(count, n);
 		r = a.sampled ? MLI_SAMPLE : MLI_ADMIT;
 		/* Every admitted block is in the peak (smaller ones within the
 		 * publication's quantum). */
-		if (n >= MLI_PEAK_NOTE)
-			mli_mem_note(mli_adm_mem(t, &a) + (int64_t)n);
+		if (grow >= MLI_PEAK_NOTE)
+			mli_mem_note(mli_adm_mem(t, &a) + (int64_t)grow);
 	} else {
 		t->breach_count++;
-		a.n = 0;
+		a.n = a.grow = 0;
 	}
 	regrant(t, &a, active(t));
 	mli_engine_leave(t);
@@ -354,13 +366,14 @@ bool mli_admit_mapped(uint64_t bytes)
 	t->poked = 0;
 	unsigned mask = active(t);
 	fold(t, mask);
-	struct mli_adm a = { .n = bytes, .kind = MLI_ADM_MAP, .mem = -1 };
+	struct mli_adm a = { .n = bytes, .grow = bytes, .kind = MLI_ADM_MAP,
+			     .mem = -1 };
 	bool ok = admit(t, &a, mask);
 	if (ok)
 		mli_mem_mapped_add((int64_t)bytes); /* notes the peak */
 	else
 		t->breach_count++;
-	a.n = 0;
+	a.n = a.grow = 0;
 	a.mem = -1;
 	regrant(t, &a, active(t));
 	mli_engine_leave(t);

@@ -227,6 +227,10 @@ void mli_engine_init(void); /* idempotent, safe before constructors */
  * block from mli_prof_alloc. */
 enum { MLI_REFUSE = 0, MLI_ADMIT = 1, MLI_SAMPLE = 2 };
 MLI_NOINLINE int mli_admit_slow(size_t n);
+/* The same for n requested bytes whose block makes the heap grow by `grow`
+ * (a realloc: the new block's size less the old one's), with the fast
+ * path's subtraction still to do. */
+int mli_admit_resize(size_t n, size_t grow);
 /* Memory mapped outside malloc (the mmap family): may `bytes` more be
  * counted? Only the meters of the process's memory take part. */
 bool mli_admit_mapped(uint64_t bytes);
@@ -498,7 +502,10 @@ int64_t mli_map_reserve(int64_t limit);
 /* ---- core/report.c: breach messages and the exit report --------------- */
 enum mli_breach { MLI_BREACH_GLOBAL = 1, MLI_BREACH_ALLOC = 2,
 		  MLI_BREACH_THREAD = 4, MLI_BREACH_TREE = 8 };
-void mli_report_breach(enum mli_breach which, size_t n, int64_t live);
+/* n: the bytes requested; block: what the memory would have grown by
+ * (said when more than n), 0 for a budget. */
+void mli_report_breach(enum mli_breach which, size_t n, size_t block,
+		       int64_t live);
 void mli_report_exit(void);
 void mli_report_startup(void); /* limits given as percentages, resolved */
 void mli_report_quick_exit(void); /* from _exit */

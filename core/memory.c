@@ -233,11 +233,11 @@ bool mli_mem_over(const struct mli_thread *t, struct mli_adm *a,
 	if (a->kind == MLI_ADM_MAP)
 		limit -= mli_map_reserve(limit);
 	int64_t mem = mli_adm_mem(t, a);
-	if (mem <= limit && a->n <= (uint64_t)(limit - mem) &&
+	if (mem <= limit && a->grow <= (uint64_t)(limit - mem) &&
 	    __atomic_load_n(&watched, __ATOMIC_RELAXED))
 		return false;
 	a->mem = mem = mli_mem_exact();
-	return mem > limit || a->n > (uint64_t)(limit - mem);
+	return mem > limit || a->grow > (uint64_t)(limit - mem);
 }
 
 /* The grant under a memory limit: a share of the room left, so that the
@@ -245,7 +245,7 @@ bool mli_mem_over(const struct mli_thread *t, struct mli_adm *a,
 void mli_mem_bound(const struct mli_thread *t, struct mli_adm *a,
 		   int64_t limit)
 {
-	int64_t mem = mli_adm_mem(t, a) + (int64_t)a->n;
+	int64_t mem = mli_adm_mem(t, a) + (int64_t)a->grow;
 	uint64_t free_mem = mem < limit ? (uint64_t)(limit - mem) : 0;
 	uint32_t n = mli_thread_n();
 	uint64_t share = free_mem / (2 * (uint64_t)(n ? n : 1));
@@ -314,7 +314,7 @@ static bool admit(struct mli_thread *t, struct mli_adm *a)
 	if (cap < 0 || !mli_mem_over(t, a, cap))
 		return true;
 	/* A hard cap: not masked, and not any task's interrupt. */
-	mli_report_breach(MLI_BREACH_GLOBAL, a->n, a->mem);
+	mli_report_breach(MLI_BREACH_GLOBAL, a->n, a->grow, a->mem);
 	trim_on_refusal();
 	return false;
 }

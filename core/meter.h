@@ -35,6 +35,12 @@ enum mli_adm_kind {
 /* One admission, shared by the meters as they run. */
 struct mli_adm {
 	uint64_t n;        /* bytes asked for (0 for a poll) */
+	/* What the memory grows by if admitted: for an allocation of 16 KiB
+	 * or more the backend's block (its size class: malloc(101200291) is
+	 * a 112 MiB block, 16 MiB over the request), else n, whose rounding
+	 * is within the per-thread slack. The memory meters decide on it;
+	 * budgets charge n. */
+	uint64_t grow;
 	unsigned kind;     /* enum mli_adm_kind */
 	int64_t mem;       /* the process's memory (estimate), -1 until asked */
 	bool sampled;      /* the sampler picked this allocation */

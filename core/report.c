@@ -102,7 +102,8 @@ void mli_die(const char *msg)
 	_exit(125);
 }
 
-void mli_report_breach(enum mli_breach which, size_t n, int64_t live)
+void mli_report_breach(enum mli_breach which, size_t n, size_t block,
+		       int64_t live)
 {
 	int i = rec_index(which);
 	struct breach_rec *r = &rec[i];
@@ -128,9 +129,17 @@ void mli_report_breach(enum mli_breach which, size_t n, int64_t live)
 		mli_buf_str(&m, i == 0 || i == 3 ? "" : " budget)");
 		mli_buf_str(&m, ": an allocation of ");
 		mli_buf_u64(&m, n);
+		if (block > n) {
+			/* The limit saw the block: say why a request under the
+			 * room left failed. */
+			mli_buf_str(&m, " bytes (a block of ");
+			mli_buf_size(&m, block);
+			mli_buf_str(&m, ")");
+		} else
+			mli_buf_str(&m, " bytes");
 		mli_buf_str(&m, mli_eng.cfg.on_limit == MLI_ON_LIMIT_ABORT
-					? " bytes failed; aborting\n"
-					: " bytes failed with ENOMEM\n");
+					? " failed; aborting\n"
+					: " failed with ENOMEM\n");
 		mli_write_all(2, m.p, m.len);
 		/* Who held the memory at the breach. */
 		mli_profile_write("breach");

@@ -49,7 +49,7 @@ static void recompute(void)
 
 static bool admit(struct mli_thread *t, struct mli_adm *a)
 {
-	int64_t mem = mli_adm_mem(t, a) + (int64_t)a->n;
+	int64_t mem = mli_adm_mem(t, a) + (int64_t)a->grow;
 	bool changed = false;
 	for (int i = 0; i < MAX_WATCH; i++) {
 		struct watch *w = &watches[i];

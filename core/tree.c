@@ -372,7 +372,7 @@ static bool admit(struct mli_thread *t, struct mli_adm *a)
 	if (a->kind == MLI_ADM_MAP)
 		limit -= mli_map_reserve(limit);
 	int64_t mem = tree_memory(t, a);
-	if (mem <= limit && a->n <= (uint64_t)(limit - mem))
+	if (mem <= limit && a->grow <= (uint64_t)(limit - mem))
 		return true;
 	/* Before refusing: this process's exact figure, and the shares of
 	 * processes that are gone. */
@@ -382,15 +382,15 @@ static bool admit(struct mli_thread *t, struct mli_adm *a)
 		publish(exact, true);
 	reap();
 	mem = tree_memory(t, a);
-	if (mem <= limit && a->n <= (uint64_t)(limit - mem))
+	if (mem <= limit && a->grow <= (uint64_t)(limit - mem))
 		return true;
-	mli_report_breach(MLI_BREACH_TREE, a->n, mem);
+	mli_report_breach(MLI_BREACH_TREE, a->n, a->grow, mem);
 	return false;
 }
 
 static void bound(struct mli_thread *t, struct mli_adm *a)
 {
-	int64_t mem = tree_memory(t, a) + (int64_t)a->n;
+	int64_t mem = tree_memory(t, a) + (int64_t)a->grow;
 	int64_t limit = seg->limit;
 	uint64_t free_mem = mem < limit ? (uint64_t)(limit - mem) : 0;
 	uint64_t n = (uint64_t)mli_thread_n() *

@@ -64,6 +64,16 @@ EXPORT void *calloc(size_t a, size_t b)
 	return p;
 }
 
+/* Admits a resize from a block of `have` usable bytes to n requested
+ * (n > have): the budgets are charged n - have, the memory limits see the
+ * new block's size class less have (a realloc to 101200291 bytes makes a
+ * 112 MiB block). */
+static int admit_growth(size_t have, size_t n)
+{
+	size_t blk = n >= MLI_PEAK_NOTE ? mli_je_nallocx(n, 0) : n;
+	return mli_admit_resize(n - have, blk > have ? blk - have : 0);
+}
+
 /* realloc of a block of the profiler's region: move it out (the new block
  * may be sampled again), which reports the old one freed. */
 static void *realloc_sampled(void *old, size_t n)
@@ -75,7 +85,7 @@ static void *realloc_sampled(void *old, size_t n)
 		return old;
 	}
 	size_t grow = n - have;
-	int ad = mli_admit(grow);
+	int ad = admit_growth(have, n);
 	if (!ad)
 		return mli_enomem();
 	void *p = mli_get_block(ad, n, 0, false);
@@ -104,7 +114,7 @@ static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
 		return realloc_sampled(old, n);
 	size_t have = mli_je_sallocx(old, 0);
 	size_t grow = n > have ? n - have : 0;
-	int ad = grow ? mli_admit(grow) : MLI_ADMIT;
+	int ad = grow ? admit_growth(have, n) : MLI_ADMIT;
 	if (!ad)
 		return mli_enomem();
 	void *p;

@@ -123,6 +123,12 @@ size_t mli_be_usable_size(const void *p)
 	return p ? mli_je_sallocx(p, 0) : 0;
 }
 
+size_t mli_be_block_size(size_t n)
+{
+	size_t s = mli_je_nallocx(n, 0);
+	return s >= n ? s : n; /* 0: too large for any class */
+}
+
 int mli_be_trim(void)
 {
 	/* arena.<all>.purge: return all unused dirty pages to the system. It

@@ -330,6 +330,20 @@ static void realloc_growth_seen_and_peak_within(void **state)
 	mlt_run_free(&r);
 }
 
+/* ---- a limit sees the block's size class, not only the request ---------- */
+
+static void limit_sees_the_block(void **state)
+{
+	(void)state;
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=100M", NULL };
+	struct mlt_run r;
+	run_prog("size_class", env, &r);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.err, "an allocation of 101200291 bytes (a block "
+				      "of 112.0 MiB) failed with ENOMEM"));
+	mlt_run_free(&r);
+}
+
 /* ---- start-up with jemalloc options that start threads or allocate ------ */
 
 static void malloc_conf_no_startup_hang(void **state)
@@ -375,6 +389,7 @@ int main(void)
 		cmocka_unit_test(late_set_of_destroyed_token_is_harmless),
 		cmocka_unit_test(api_cannot_lift_env_cap),
 		cmocka_unit_test(realloc_growth_seen_and_peak_within),
+		cmocka_unit_test(limit_sees_the_block),
 		cmocka_unit_test(malloc_conf_no_startup_hang),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -49,6 +49,14 @@ if [ "$(grep -c '^held' <<<"$out")" = 2 ]; then pass; else
 	fail "--per-process: both should hold 150 MiB: $out"
 fi
 
+# The tree's limit sees the block a request gets (its size class), as the
+# process's does (test_meters): 20 MiB held + a 112 MiB block > 130M.
+out=$("$ML" --global-memory 130M -- sh -c "
+	$PROGS/size_class hold 20 3 & sleep 0.5; $PROGS/size_class; st=\$?; wait; exit \$st" 2>&1)
+if [ $? = 0 ] && grep -q "reached by the process tree.*(a block of 112.0 MiB)" <<<"$out"; then pass; else
+	fail "tree: a request whose block is over the tree's room: $out"
+fi
+
 # A process that exits, or is SIGKILLed, gives its share back.
 out=$("$ML" --global-memory 200M -- sh -c "
 	$PY -c 'import time; x = [bytearray(1 << 20) for _ in range(150)]; time.sleep(30)' &

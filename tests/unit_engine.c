@@ -58,6 +58,7 @@ void mli_be_init(void) {}
 uint64_t mli_be_nrequests(void) { return 0; }
 int64_t mli_be_stats_allocated(void) { return -1; }
 size_t mli_be_usable_size(const void *p) { return 0; }
+size_t mli_be_block_size(size_t n) { return n; }
 /* No profiler here: no region for sampled blocks (core/region.h). */
 bool mli_be_free_tracking(void) { return false; }
 int mli_be_sample_init(void) { return -1; }
