@@ -3,7 +3,8 @@
 # memlimits, the thread-count sweep, callgrind ratios, limit accuracy, count
 # exactness and token latency; writes build/bench/results.md and
 # build/bench/ratios.png. BENCH_QUICK=1 for a short run. `make bench-threads`
-# runs the thread-count sweep alone (build/bench/threads/), `make
+# runs the thread-count sweep alone (build/bench/threads/), `make bench-kinds`
+# the workload kinds alone (build/bench/kinds/), `make
 # bench-pressure` the soft limit's and the tree budget's figures alone
 # (scripts/bench/pressure). Included from
 # the Makefile after $(LIB) and $(B) are defined; never part of `make test`.
@@ -13,7 +14,10 @@ bench: $(LIB) $(PROF_LIB) | $(B)/.setup-bench
 bench-threads: $(LIB) | $(B)/.setup-bench
 	scripts/bench/run threads
 
+bench-kinds: $(LIB) $(PROF_LIB) | $(B)/.setup-bench
+	scripts/bench/run kinds
+
 bench-pressure: $(LIB) | $(B)/.setup-bench
 	scripts/bench/pressure
 
-.PHONY: bench bench-threads bench-pressure
+.PHONY: bench bench-threads bench-kinds bench-pressure
