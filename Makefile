@@ -86,11 +86,13 @@ CXX_ALIASES := -Wl,--defsym=_ZdlPv=free -Wl,--defsym=_ZdlPvSt11align_val_t=free
 
 # jemalloc's PIC archive with its public names renamed (preload/jemalloc.syms):
 # linked into the library, called directly, never exported.
-$(B)/jemalloc.a: preload/jemalloc.syms | $(B)/.setup-build
-	objcopy --redefine-syms=preload/jemalloc.syms $(JE_PIC) $@
+$(B)/jemalloc.a: preload/jemalloc.syms Makefile | $(B)/.setup-build
+	objcopy --redefine-syms=preload/jemalloc.syms \
+		--weaken-symbol=je_ehooks_default_zero_impl $(JE_PIC) $@
 
-$(B)/jemalloc-prof.a: preload/jemalloc-prof.syms | $(B)/.setup-build
-	objcopy --redefine-syms=preload/jemalloc-prof.syms $(JE_PIC) $@
+$(B)/jemalloc-prof.a: preload/jemalloc-prof.syms Makefile | $(B)/.setup-build
+	objcopy --redefine-syms=preload/jemalloc-prof.syms \
+		--weaken-symbol=je_ehooks_default_zero_impl $(JE_PIC) $@
 
 # exports.map is a prerequisite (a change relinks), not an input file.
 LINK_LIB = $(CC) -shared -o $@ $(filter-out %.map,$^) \

@@ -600,6 +600,24 @@ static void threads_global_limit(void **state)
 	}
 }
 
+/* A thread that starts where another exited gets its cache-bin array back
+ * without refaulting it (preload/jezero.c): stock jemalloc costs 12 page
+ * faults a thread here, glibc 0. */
+static void short_threads_do_not_refault(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("thread_faults"), "300", NULL };
+	struct mlt_run r;
+	run(argv, NULL, 1, NULL, &r);
+	EXPECT(r, r.status == 0);
+	double per = -1;
+	const char *line = strstr(r.out, "faults per thread: ");
+	EXPECT(r, line && sscanf(line, "faults per thread: %lf", &per) == 1);
+	print_message("%.2f page faults per thread\n", per);
+	EXPECT(r, per >= 0 && per < 3);
+	mlt_run_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -616,6 +634,7 @@ int main(void)
 		cmocka_unit_test(report_to_file),
 		cmocka_unit_test(report_to_stderr),
 		cmocka_unit_test(threads_global_limit),
+		cmocka_unit_test(short_threads_do_not_refault),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
