@@ -85,14 +85,23 @@ $(B)/preload/%.o: preload/%.cc | $(B)/.setup-build
 CXX_ALIASES := -Wl,--defsym=_ZdlPv=free -Wl,--defsym=_ZdlPvSt11align_val_t=free
 
 # jemalloc's PIC archive with its public names renamed (preload/jemalloc.syms):
-# linked into the library, called directly, never exported.
+# linked into the library, called directly, never exported. Two of its
+# internals are replaced: the zeroing of recycled extents (preload/jezero.c:
+# the archive's definition made weak) and the thread-exit purge of tcache.o
+# (preload/jedecay.c: tcache.o's calls of je_arena_decay renamed).
+je_tcache_decay = rm -rf $(1).d && mkdir $(1).d && \
+	(cd $(1).d && ar x ../$(notdir $(1)) tcache.pic.o && \
+	 objcopy --redefine-sym je_arena_decay=mli_je_tcache_decay tcache.pic.o && \
+	 ar r ../$(notdir $(1)) tcache.pic.o) && rm -rf $(1).d
 $(B)/jemalloc.a: preload/jemalloc.syms Makefile | $(B)/.setup-build
 	objcopy --redefine-syms=preload/jemalloc.syms \
 		--weaken-symbol=je_ehooks_default_zero_impl $(JE_PIC) $@
+	$(call je_tcache_decay,$@)
 
 $(B)/jemalloc-prof.a: preload/jemalloc-prof.syms Makefile | $(B)/.setup-build
 	objcopy --redefine-syms=preload/jemalloc-prof.syms \
 		--weaken-symbol=je_ehooks_default_zero_impl $(JE_PIC) $@
+	$(call je_tcache_decay,$@)
 
 # exports.map is a prerequisite (a change relinks), not an input file.
 LINK_LIB = $(CC) -shared -o $@ $(filter-out %.map,$^) \

@@ -36,6 +36,13 @@ size_t mli_be_usable_size(const void *p);
  * size class): what the heap grows by. */
 size_t mli_be_block_size(size_t n);
 
+/* Deferred work of the backend that allocating threads' slow paths give a
+ * moment to: nonzero while owed (jemalloc: the decay of arenas whose
+ * threads all exited, preload/jedecay.c); mli_be_tick does a share of it
+ * and is cheap when called often. */
+extern uint64_t mli_be_tick_owed;
+void mli_be_tick(void);
+
 /* What the backend tells the engine (core/memory.c): bytes that are in its
  * per-thread counters but not the program's memory (the engine's own
  * blocks: negative), or memory outside them (positive). */

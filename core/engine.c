@@ -282,7 +282,11 @@ int mli_admit_rest(size_t n)
 	if (t->mem_gen == __atomic_load_n(&mli_eng.limits_gen, __ATOMIC_RELAXED) + 1 &&
 	    n < MLI_PEAK_NOTE && !t->in_engine && mli_mem_quick(t, n))
 		return MLI_ADMIT;
-	return admit_full(t, n, n < MLI_PEAK_NOTE ? n : mli_be_block_size(n));
+	int r = admit_full(t, n, n < MLI_PEAK_NOTE ? n : mli_be_block_size(n));
+	if (mli_unlikely(__atomic_load_n(&mli_be_tick_owed, __ATOMIC_RELAXED)) &&
+	    !t->in_engine)
+		mli_be_tick();
+	return r;
 }
 
 int mli_admit_resize(size_t n, size_t grow)

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "../shim/memlimits.h"
+#include "backend.h" /* mli_be_tick_owed, read by the quick refill */
 
 #define mli_likely(x) __builtin_expect(!!(x), 1)
 #define mli_unlikely(x) __builtin_expect(!!(x), 0)
@@ -425,6 +426,8 @@ static inline bool mli_quick_refill(size_t n)
 	mli_engine_leave(t);
 	if (mli_unlikely(t->poked))
 		mli_check_now(t);
+	if (mli_unlikely(__atomic_load_n(&mli_be_tick_owed, __ATOMIC_RELAXED)))
+		mli_be_tick();
 	return true;
 }
 

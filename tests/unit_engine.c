@@ -59,6 +59,8 @@ uint64_t mli_be_nrequests(void) { return 0; }
 int64_t mli_be_stats_allocated(void) { return -1; }
 size_t mli_be_usable_size(const void *p) { return 0; }
 size_t mli_be_block_size(size_t n) { return n; }
+uint64_t mli_be_tick_owed;
+void mli_be_tick(void) {}
 /* No profiler here: no region for sampled blocks (core/region.h). */
 bool mli_be_free_tracking(void) { return false; }
 int mli_be_sample_init(void) { return -1; }
