@@ -64,16 +64,6 @@ EXPORT void *calloc(size_t a, size_t b)
 	return p;
 }
 
-/* Admits a resize from a block of `have` usable bytes to n requested
- * (n > have): the budgets are charged n - have, the memory limits see the
- * new block's size class less have (a realloc to 101200291 bytes makes a
- * 112 MiB block). */
-static int admit_growth(size_t have, size_t n)
-{
-	size_t blk = n >= MLI_PEAK_NOTE ? mli_je_nallocx(n, 0) : n;
-	return mli_admit_resize(n - have, blk > have ? blk - have : 0);
-}
-
 /* realloc of a block of the profiler's region: move it out (the new block
  * may be sampled again), which reports the old one freed. */
 static void *realloc_sampled(void *old, size_t n)
@@ -84,8 +74,8 @@ static void *realloc_sampled(void *old, size_t n)
 		mli_be_sample_shrink(old, n);
 		return old;
 	}
-	size_t grow = n - have;
-	int ad = admit_growth(have, n);
+	size_t grow = mli_resize_growth(have, n, 0);
+	int ad = mli_admit_resize(grow, grow);
 	if (!ad)
 		return mli_enomem();
 	void *p = mli_get_block(ad, n, 0, false);
@@ -113,8 +103,8 @@ static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
 	if (mli_is_sampled(old))
 		return realloc_sampled(old, n);
 	size_t have = mli_je_sallocx(old, 0);
-	size_t grow = n > have ? n - have : 0;
-	int ad = grow ? admit_growth(have, n) : MLI_ADMIT;
+	size_t grow = n > have ? mli_resize_growth(have, n, 0) : 0;
+	int ad = grow ? mli_admit_resize(grow, grow) : MLI_ADMIT;
 	if (!ad)
 		return mli_enomem();
 	void *p;
@@ -139,23 +129,26 @@ EXPORT void *realloc(void *old, size_t n)
 	if (mli_likely(old && n && !mli_is_sampled(old))) {
 		/* Charge n up front if it fits the grant; else, if no limit could
 		 * refuse even all of n (the room the limits leave), charge the
-		 * growth afterwards. Either way the growth is learnt from
-		 * jemalloc's deallocated counter, to which its realloc adds the
-		 * old block's usable size (moved or not): no lookup of the block
-		 * before. Only a limit near takes realloc_slow's exact path. What
+		 * growth afterwards. Either way the growth (mli_resize_growth) is
+		 * learnt from jemalloc's counters, to which its realloc adds the
+		 * new block's usable size and the old one's (moved or not): no
+		 * lookup of the block before. Only a limit near takes realloc_slow's exact path. What
 		 * was charged beyond the growth is given back without undoing a
 		 * grant cut by a signal handler meanwhile (mli_give_back). */
 		uint64_t after;
 		bool charged = mli_take(n, &after);
 		if (charged || mli_within_headroom(n)) {
-			const uint64_t *dealloc = mli_tls.be_dealloc;
-			uint64_t before = *dealloc;
+			const uint64_t *alloc = mli_tls.be_alloc,
+				       *dealloc = mli_tls.be_dealloc;
+			uint64_t a0 = *alloc, d0 = *dealloc;
 			void *p = MLI_RESIZING(mli_je_realloc(old, n));
-			uint64_t have = *dealloc - before;
-			uint64_t grow = p && n > have ? n - have : 0;
+			uint64_t got = *alloc - a0, have = *dealloc - d0;
+			uint64_t grow = p && got > have ? got - have : 0;
 			if (charged) {
 				if (n > grow)
 					mli_give_back(n - grow, after);
+				else if (grow > n) /* a small block's class rounding */
+					mli_charge_after(grow - n);
 			} else if (grow)
 				mli_charge_after(grow);
 			if (!p)

@@ -7,7 +7,7 @@
  * second, empty jemalloc: mallocx then free crashes, and mallctl's
  * statistics describe a heap nobody uses. The allocating calls are charged
  * and limited like malloc and realloc (requested bytes; a resize charges
- * its growth beyond the block's usable size); their flags (alignment, zero,
+ * what the block's usable size grows by); their flags (alignment, zero,
  * tcache, arena) go to jemalloc as they are. In the profiling build a
  * sampled block (which lives in the profiler's range, not in jemalloc) is
  * recognised by every call that takes a pointer. */
@@ -45,8 +45,8 @@ static void *rallocx_sampled(void *old, size_t n, int flags)
 		mli_be_sample_shrink(old, n);
 		return old;
 	}
-	size_t grow = n > have ? n - have : 0;
-	int ad = grow ? mli_admit(grow) : MLI_ADMIT;
+	size_t grow = n > have ? mli_resize_growth(have, n, flags) : 0;
+	int ad = grow ? mli_admit_resize(grow, grow) : MLI_ADMIT;
 	if (!ad)
 		return NULL;
 	void *p = NULL;
@@ -69,8 +69,8 @@ EXPORT void *rallocx(void *old, size_t n, int flags)
 	if (mli_is_sampled(old))
 		return rallocx_sampled(old, n, flags);
 	size_t have = mli_je_sallocx(old, 0);
-	size_t grow = n > have ? n - have : 0;
-	int ad = grow ? mli_admit(grow) : MLI_ADMIT;
+	size_t grow = n > have ? mli_resize_growth(have, n, flags) : 0;
+	int ad = grow ? mli_admit_resize(grow, grow) : MLI_ADMIT;
 	if (!ad)
 		return NULL;
 	void *p;
@@ -101,12 +101,14 @@ EXPORT size_t xallocx(void *p, size_t n, size_t extra, int flags)
 	}
 	size_t have = mli_je_sallocx(p, 0);
 	size_t most = n + extra < n ? SIZE_MAX : n + extra;
-	size_t grow = most > have ? most - have : 0;
-	if (grow && !mli_admit(grow))
+	size_t grow = most > have ? mli_resize_growth(have, most, flags) : 0;
+	if (grow && !mli_admit_resize(grow, grow))
 		return have;
 	size_t got = MLI_RESIZING(mli_je_xallocx(p, n, extra, flags));
-	/* The bytes counted are those requested: up to n + extra. */
-	size_t used = got > have ? (got < most ? got : most) - have : 0;
+	/* What is counted is what the block grew by (mli_resize_growth). */
+	size_t used = got > have ? got - have : 0;
+	if (used > grow)
+		used = grow;
 	if (grow > used)
 		mli_uncharge(grow - used);
 	return got;

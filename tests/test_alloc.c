@@ -831,15 +831,17 @@ static void accounting_realloc(void **state)
 		assert_int_equal(counted_since(&s), 0);
 		u = f_usable(p);
 		assert_true(to[k] > u);
-		/* Growth beyond the usable size counts the difference. */
+		/* Growth beyond the usable size counts what the usable size
+		 * grew by (the new block's size class included: growing by
+		 * small steps must not get each class's rounding free). */
 		s = stats();
 		void *q = f_realloc(p, to[k]);
 		assert_non_null(q);
-		if (counted_since(&s) != to[k] - u)
-			fail_msg("realloc %zu (usable %zu) -> %zu counted %llu, "
-				 "want %zu", from[k], u, to[k],
-				 (unsigned long long)counted_since(&s),
-				 to[k] - u);
+		if (counted_since(&s) != f_usable(q) - u)
+			fail_msg("realloc %zu (usable %zu) -> %zu (usable %zu) "
+				 "counted %llu, want %zu", from[k], u, to[k],
+				 f_usable(q), (unsigned long long)counted_since(&s),
+				 f_usable(q) - u);
 		/* Shrinking counts nothing. */
 		s = stats();
 		p = f_realloc(q, from[k]);
@@ -850,7 +852,7 @@ static void accounting_realloc(void **state)
 		s = stats();
 		q = f_reallocarray(p, to[k], 2);
 		assert_non_null(q);
-		assert_int_equal(counted_since(&s), 2 * to[k] - u);
+		assert_int_equal(counted_since(&s), f_usable(q) - u);
 		s = stats();
 		f_free(q);
 		assert_int_equal(counted_since(&s), 0);
@@ -1349,7 +1351,8 @@ static void *grow_big(void *arg)
 		if (!q)
 			break;
 		q[n - 1] = 1;
-		r->want += n > have ? n - have : 0;
+		size_t now = malloc_usable_size(q);
+		r->want += now > have ? now - have : 0;
 		p = q;
 	}
 	r->got = counted_since(&before);
@@ -1378,6 +1381,49 @@ static void realloc_beyond_grant_counts_exactly(void **state)
 			 ML_ALLOCATION_LIMIT);
 	assert_true(used <= 3u << 20);
 	assert_int_equal(used, r.want);
+}
+
+/* A buffer grown 4 KiB at a time costs its size: each realloc that moves
+ * it to the next size class is charged what the block grew by, not the 4
+ * KiB asked for beyond the old usable size (which let a buffer grow to 24
+ * MiB under a 10 MiB budget, charged 190 KB). */
+struct steps { size_t reached; };
+
+static void *grow_by_steps(void *arg)
+{
+	struct steps *g = arg;
+	char *p = NULL;
+	for (size_t n = 4096; n <= 24 * MiB; n += 4096) {
+		char *q = f_realloc(p, n);
+		if (!q)
+			break;
+		memset(q + n - 4096, 1, 4096);
+		p = q;
+		g->reached = n;
+	}
+	free(p);
+	return NULL;
+}
+
+static void realloc_by_small_steps_costs_its_size(void **state)
+{
+	(void)state;
+	assert_true(ml_start() == ML_OK || ml_start() == ML_INVALID);
+	struct steps g = { 0 };
+	uint64_t used = 0;
+	ml_status st = ml_limit_allocations(10 * MiB, grow_by_steps, &g, NULL, &used);
+	print_message("grown to %zu KiB under a 10 MiB budget, %llu KiB charged\n",
+		      g.reached >> 10, (unsigned long long)(used >> 10));
+	assert_int_equal(st, ML_ALLOCATION_LIMIT);
+	assert_true(used <= 10 * MiB);
+	assert_true(g.reached <= 10 * MiB);
+	assert_true(g.reached >= 7 * MiB); /* a size class below the budget */
+	/* No budget: charged at least the size it reached. */
+	struct ml_stats s = stats();
+	g.reached = 0;
+	grow_by_steps(&g);
+	assert_int_equal(g.reached, 24 * MiB);
+	assert_true(counted_since(&s) >= 24 * MiB);
 }
 
 int main(void)
@@ -1413,6 +1459,7 @@ int main(void)
 		cmocka_unit_test(cxx_new_delete),
 		cmocka_unit_test(alloc_before_constructors),
 		cmocka_unit_test(realloc_beyond_grant_counts_exactly),
+		cmocka_unit_test(realloc_by_small_steps_costs_its_size),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

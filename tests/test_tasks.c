@@ -482,8 +482,8 @@ static void *exact_task(void *arg)
 	x += 50;
 	ok = ok && p1 && p2 && p3;
 	size_t u = malloc_usable_size(p3);
-	char *q = t_realloc(p3, 1000); /* grows by 1000 - usable(50) */
-	x += 1000 - u;
+	char *q = t_realloc(p3, 1000); /* grows by usable(1000) - usable(50) */
+	x += (q ? malloc_usable_size(q) : 0) - u;
 	ok = ok && q;
 	p3 = q;
 	q = t_realloc(p3, 500); /* shrinking: no growth */
@@ -493,8 +493,8 @@ static void *exact_task(void *arg)
 	q = t_realloc(p3, u); /* same usable size: no growth */
 	ok = ok && q;
 	p3 = q;
-	q = t_realloc(p3, u + 1); /* one byte over the usable size */
-	x += 1;
+	q = t_realloc(p3, u + 1); /* one byte over: the next size class */
+	x += (q ? malloc_usable_size(q) : 0) - u;
 	ok = ok && q;
 	p3 = q;
 	void *p4 = t_aligned_alloc(64, 192);
@@ -611,7 +611,8 @@ static void allocation_count_identical_across_runs(void **state)
 
 /* The limit fires at the first allocation that crosses it: with a limit of
  * 1000, steps 0 and 1 bring the count to exactly 1000 and step 2 adds one
- * byte. */
+ * byte (realloc: one byte over a usable size of 1024, which makes a block
+ * of the next class, 1280, and is charged the 256 bytes it grew by). */
 struct cross {
 	int kind;
 	bool ok[3];
@@ -635,11 +636,11 @@ static void *cross_task(void *arg)
 		p[2] = t_calloc(1, 1);
 		break;
 	case 2: { /* realloc growth over the usable size */
-		char *b = t_malloc(100), *g;
+		char *b = t_malloc(136), *g; /* a block of 160 */
 		c->ok[0] = b != NULL;
 		if (!b)
 			break;
-		g = t_realloc(b, malloc_usable_size(b) + 900); /* 100 + 900 */
+		g = t_realloc(b, 1024); /* 136 + (1024 - 160) */
 		c->ok[1] = g != NULL;
 		if (g)
 			b = g;
@@ -673,6 +674,7 @@ static void limit_fires_at_first_crossing(void **state)
 {
 	(void)state;
 	for (int kind = 0; kind < 4; kind++) {
+		const uint64_t last = kind == 2 ? 256 : 1; /* what step 2 adds */
 		struct cross c = { .kind = kind };
 		uint64_t used = 0;
 		ml_status st = ml_limit_allocations(1000, cross_task, &c, NULL, &used);
@@ -687,13 +689,13 @@ static void limit_fires_at_first_crossing(void **state)
 		assert_int_equal(used, 1000);
 		assert_true(c.interrupted_at_end);
 
-		/* One byte more of limit and nothing fires. */
+		/* Step 2's bytes more of limit and nothing fires. */
 		c = (struct cross){ .kind = kind };
-		st = ml_limit_allocations(1001, cross_task, &c, NULL, &used);
+		st = ml_limit_allocations(1000 + last, cross_task, &c, NULL, &used);
 		assert_int_equal(st, ML_OK);
 		assert_true(c.ok[1]);
 		assert_true(c.ok[2]);
-		assert_int_equal(used, 1001);
+		assert_int_equal(used, 1000 + last);
 		assert_false(c.interrupted_at_end);
 	}
 }
