@@ -626,6 +626,14 @@ bool mli_file_open(struct mli_file *f, enum mli_output which, const char *suffix
 	if (!o->on)
 		return false;
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &f->cancel_state);
+	/* From the open, which empties a regular file, to the close, no signal
+	 * ends the process: it is delivered after the close. A multiprocessing
+	 * pool's workers get SIGTERM as they exit, and one killed in between
+	 * left an empty report, its breach lost. A FIFO is different: its
+	 * reader may be slow, so only SIGPIPE waits (below). */
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &f->old_mask);
 	if (!expand(o, suffix, f->name, sizeof f->name)) {
 		say(f, "not written: the name is too long", 0);
 		goto fail;
@@ -677,16 +685,16 @@ bool mli_file_open(struct mli_file *f, enum mli_output which, const char *suffix
 	if (f->pipe_like) {
 		/* Its reader may leave: EPIPE, not a SIGPIPE that kills the
 		 * program (see mli_file_close). */
-		sigset_t pipe, pending;
-		sigemptyset(&pipe);
+		sigset_t pipe = f->old_mask, pending;
 		sigaddset(&pipe, SIGPIPE);
-		pthread_sigmask(SIG_BLOCK, &pipe, &f->old_mask);
+		pthread_sigmask(SIG_SETMASK, &pipe, NULL);
 		f->sigpipe_pending_before =
 			sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
 	}
 	f->fd = fd;
 	return true;
 fail:
+	pthread_sigmask(SIG_SETMASK, &f->old_mask, NULL);
 	pthread_setcancelstate(f->cancel_state, NULL);
 	return false;
 }
@@ -725,8 +733,8 @@ bool mli_file_close(struct mli_file *f)
 			while (sigtimedwait(&pipe, NULL, &zero) < 0 && errno == EINTR)
 				;
 		}
-		pthread_sigmask(SIG_SETMASK, &f->old_mask, NULL);
 	}
+	pthread_sigmask(SIG_SETMASK, &f->old_mask, NULL);
 	if (f->err)
 		say(f, "writing it failed; what was written is incomplete", f->err);
 	pthread_setcancelstate(f->cancel_state, NULL);

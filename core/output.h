@@ -23,7 +23,8 @@ struct mli_file {
 	int fd;
 	int err;            /* first error, an errno; 0 if none */
 	int cancel_state;
-	bool pipe_like;     /* SIGPIPE blocked around the writes */
+	bool pipe_like;     /* a FIFO or device: only SIGPIPE blocked around the
+			     * writes; for a file every signal, open to close */
 	bool sigpipe_pending_before;
 	sigset_t old_mask;
 	enum mli_output which;

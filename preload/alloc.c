@@ -74,8 +74,9 @@ static void *realloc_sampled(void *old, size_t n)
 		mli_be_sample_shrink(old, n);
 		return old;
 	}
-	size_t grow = mli_resize_growth(have, n, 0);
-	int ad = mli_admit_resize(grow, grow);
+	size_t block;
+	size_t grow = mli_resize_growth(have, n, 0, &block);
+	int ad = mli_admit_resize(grow, block);
 	if (!ad)
 		return mli_enomem();
 	void *p = mli_get_block(ad, n, 0, false);
@@ -103,8 +104,9 @@ static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
 	if (mli_is_sampled(old))
 		return realloc_sampled(old, n);
 	size_t have = mli_je_sallocx(old, 0);
-	size_t grow = n > have ? mli_resize_growth(have, n, 0) : 0;
-	int ad = grow ? mli_admit_resize(grow, grow) : MLI_ADMIT;
+	size_t block = 0;
+	size_t grow = n > have ? mli_resize_growth(have, n, 0, &block) : 0;
+	int ad = grow ? mli_admit_resize(grow, block) : MLI_ADMIT;
 	if (!ad)
 		return mli_enomem();
 	void *p;
@@ -143,12 +145,10 @@ EXPORT void *realloc(void *old, size_t n)
 			uint64_t a0 = *alloc, d0 = *dealloc;
 			void *p = MLI_RESIZING(mli_je_realloc(old, n));
 			uint64_t got = *alloc - a0, have = *dealloc - d0;
-			uint64_t grow = p && got > have ? got - have : 0;
+			uint64_t grow = p ? mli_growth_charge(have, got, n) : 0;
 			if (charged) {
 				if (n > grow)
 					mli_give_back(n - grow, after);
-				else if (grow > n) /* a small block's class rounding */
-					mli_charge_after(grow - n);
 			} else if (grow)
 				mli_charge_after(grow);
 			if (!p)

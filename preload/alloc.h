@@ -55,18 +55,31 @@ static inline bool mli_is_sampled(const void *p)
 	})
 
 /* What resizing a block of `have` usable bytes to n (jemalloc's flags)
- * makes the heap grow by: the new block's usable size less the old one's.
- * A resize is charged that, by the budgets and the memory limits alike,
- * so that growing a buffer by small steps to N bytes costs N: charging
- * only the request beyond the old usable size left each size class's
- * rounding free (a buffer grown 4 KiB at a time to 24 MiB was charged
- * 190 KB of an allocation budget). */
-static inline size_t mli_resize_growth(size_t have, size_t n, int flags)
+ * is charged: what the heap grows by, the new block's usable size less
+ * the old one's, but at most n, what a malloc of n would be charged (a
+ * tiny block grown to n whose size class rounds up by more than the old
+ * block had). The budgets and the memory limits alike, so that growing a
+ * buffer by small steps to N bytes costs N: charging only the request
+ * beyond the old usable size left each size class's rounding free (a
+ * buffer grown 4 KiB at a time to 24 MiB was charged 190 KB of an
+ * allocation budget). */
+static inline size_t mli_growth_charge(size_t have, size_t got, size_t n)
+{
+	size_t g = got > have ? got - have : 0;
+	return g < n ? g : n;
+}
+
+/* The charge of a resize before it is made, from the size class jemalloc
+ * will give; *block gets what the heap will grow by, which the memory
+ * limits decide on (not capped at n). */
+static inline size_t mli_resize_growth(size_t have, size_t n, int flags,
+				       size_t *block)
 {
 	size_t u = mli_je_nallocx(n, flags);
 	if (u < n)
 		u = n; /* too large for any class: the call fails */
-	return u > have ? u - have : 0;
+	*block = u > have ? u - have : 0;
+	return mli_growth_charge(have, u, n);
 }
 
 /* Frees any block: the profiler's or jemalloc's. */

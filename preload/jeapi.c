@@ -45,8 +45,9 @@ static void *rallocx_sampled(void *old, size_t n, int flags)
 		mli_be_sample_shrink(old, n);
 		return old;
 	}
-	size_t grow = n > have ? mli_resize_growth(have, n, flags) : 0;
-	int ad = grow ? mli_admit_resize(grow, grow) : MLI_ADMIT;
+	size_t block = 0;
+	size_t grow = n > have ? mli_resize_growth(have, n, flags, &block) : 0;
+	int ad = grow ? mli_admit_resize(grow, block) : MLI_ADMIT;
 	if (!ad)
 		return NULL;
 	void *p = NULL;
@@ -69,8 +70,9 @@ EXPORT void *rallocx(void *old, size_t n, int flags)
 	if (mli_is_sampled(old))
 		return rallocx_sampled(old, n, flags);
 	size_t have = mli_je_sallocx(old, 0);
-	size_t grow = n > have ? mli_resize_growth(have, n, flags) : 0;
-	int ad = grow ? mli_admit_resize(grow, grow) : MLI_ADMIT;
+	size_t block = 0;
+	size_t grow = n > have ? mli_resize_growth(have, n, flags, &block) : 0;
+	int ad = grow ? mli_admit_resize(grow, block) : MLI_ADMIT;
 	if (!ad)
 		return NULL;
 	void *p;
@@ -101,12 +103,13 @@ EXPORT size_t xallocx(void *p, size_t n, size_t extra, int flags)
 	}
 	size_t have = mli_je_sallocx(p, 0);
 	size_t most = n + extra < n ? SIZE_MAX : n + extra;
-	size_t grow = most > have ? mli_resize_growth(have, most, flags) : 0;
-	if (grow && !mli_admit_resize(grow, grow))
+	size_t block = 0;
+	size_t grow = most > have ? mli_resize_growth(have, most, flags, &block) : 0;
+	if (grow && !mli_admit_resize(grow, block))
 		return have;
 	size_t got = MLI_RESIZING(mli_je_xallocx(p, n, extra, flags));
-	/* What is counted is what the block grew by (mli_resize_growth). */
-	size_t used = got > have ? got - have : 0;
+	/* What is counted is what the block grew by (mli_growth_charge). */
+	size_t used = mli_growth_charge(have, got, most);
 	if (used > grow)
 		used = grow;
 	if (grow > used)

@@ -3,8 +3,8 @@
  *
  * The constructor measures its own allocations with ml_stats: they must
  * raise this thread's thread_allocated by exactly HOSTILE_CTOR_BYTES plus
- * the growth of one realloc (the new size minus the old block's usable
- * size, see ml_limit_allocations). It also creates a pthread key whose value
+ * the growth of one realloc (the new block's usable size minus the old
+ * one's, see ml_limit_allocations). It also creates a pthread key whose value
  * for this thread is a malloc'd block, and touches a thread-local array
  * (dynamic TLS, which glibc allocates with malloc). The destructor frees
  * what the constructor kept, allocates and frees once more, deletes the key
@@ -58,7 +58,8 @@ __attribute__((constructor)) static void lib_ctor(void)
 	if (!p || !q || !q2 || !kept)
 		hostile_ctor_failed = 1;
 	hostile_ctor_counted = b.thread_allocated - a.thread_allocated;
-	hostile_ctor_expected = HOSTILE_CTOR_BYTES + (5000 > have ? 5000 - have : 0);
+	size_t now = q2 ? malloc_usable_size(q2) : 0;
+	hostile_ctor_expected = HOSTILE_CTOR_BYTES + (now > have ? now - have : 0);
 	free(p);
 	free(q);
 	memset(tls_buf, 1, sizeof tls_buf); /* after the measurement */
