@@ -27,6 +27,10 @@ void mli_be_free(void *p);
 int64_t mli_be_own_live(void); /* bytes of those blocks, to leave out */
 /* Return free memory to the system; returns 0 on success. */
 int mli_be_trim(void);
+/* Bytes of free memory the allocator keeps resident for reuse (jemalloc:
+ * its dirty and muzzy pages), -1 if unknown. Takes the allocator's locks:
+ * not on hot paths. */
+int64_t mli_be_unused(void);
 /* Number of allocation requests the allocator served, or 0 if unknown. */
 uint64_t mli_be_nrequests(void);
 /* Live bytes by the allocator's own global statistics, -1 if unknown. */

@@ -149,6 +149,7 @@ struct mli_thread {
 	/* The memory measure (memory.c). */
 	const uint64_t *be_alloc, *be_dealloc; /* backend's usable-byte counters */
 	int64_t pub;           /* this thread's live bytes as published (atomic) */
+	uint64_t unused_mark;  /* *be_dealloc at the last mli_mem_keep_down look */
 	struct mli_thread *next, *prev;        /* registry, under its lock */
 	uint64_t id;
 	/* The sampler (prof.c). */
@@ -501,6 +502,10 @@ struct mli_budget *mli_tree_budget(void); /* NULL if none */
 /* memory.c: the part of a memory limit left to malloc (mapped memory is
  * refused that much below it). */
 int64_t mli_map_reserve(int64_t limit);
+/* memory.c: under a memory limit, keeps the free memory the allocator
+ * holds resident within a quarter of it (looked at every limit/8 of the
+ * thread's frees, from its slow path). */
+void mli_mem_keep_down(struct mli_thread *t, int64_t limit);
 
 /* ---- core/report.c: breach messages and the exit report --------------- */
 enum mli_breach { MLI_BREACH_GLOBAL = 1, MLI_BREACH_ALLOC = 2,

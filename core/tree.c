@@ -398,6 +398,10 @@ static void bound(struct mli_thread *t, struct mli_adm *a)
 	uint64_t share = free_mem / (2 * (n ? n : 1));
 	a->wait = mli_min(a->wait, mli_min(share, (uint64_t)56 << 10));
 	a->room = 0;
+	/* The free memory each process keeps: within its share of the
+	 * tree's limit. */
+	uint32_t live = __atomic_load_n(&seg->live, __ATOMIC_RELAXED);
+	mli_mem_keep_down(t, limit / (live ? live : 1));
 }
 
 const struct mli_meter mli_meter_tree = {

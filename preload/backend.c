@@ -156,6 +156,20 @@ static void refresh(void)
 	mli_je_mallctl("epoch", &epoch, &len, &epoch, len);
 }
 
+int64_t mli_be_unused(void)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old); /* as mli_be_trim */
+	refresh();
+	size_t dirty = 0, muzzy = 0, page = 0, len = sizeof dirty;
+	int r = mli_je_mallctl("stats.arenas.4096.pdirty", &dirty, &len, NULL, 0) |
+		mli_je_mallctl("stats.arenas.4096.pmuzzy", &muzzy, &len, NULL, 0) |
+		mli_je_mallctl("arenas.page", &page, &len, NULL, 0);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r ? -1 : (int64_t)((dirty + muzzy) * page);
+}
+
 uint64_t mli_be_nrequests(void)
 {
 	/* The tcache counts its requests locally and merges them into the

@@ -60,6 +60,7 @@ int64_t mli_be_stats_allocated(void) { return -1; }
 size_t mli_be_usable_size(const void *p) { return 0; }
 size_t mli_be_block_size(size_t n) { return n; }
 uint64_t mli_be_tick_owed;
+int64_t mli_be_unused(void) { return -1; }
 void mli_be_tick(void) {}
 /* No profiler here: no region for sampled blocks (core/region.h). */
 bool mli_be_free_tracking(void) { return false; }
