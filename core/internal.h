@@ -150,6 +150,7 @@ struct mli_thread {
 	const uint64_t *be_alloc, *be_dealloc; /* backend's usable-byte counters */
 	int64_t pub;           /* this thread's live bytes as published (atomic) */
 	uint64_t unused_mark;  /* *be_dealloc at the last mli_mem_keep_down look */
+	uint64_t graced;       /* mapped bytes admitted by mli_start_grace */
 	struct mli_thread *next, *prev;        /* registry, under its lock */
 	uint64_t id;
 	/* The sampler (prof.c). */
@@ -236,6 +237,11 @@ int mli_admit_resize(size_t n, size_t grow);
 /* Memory mapped outside malloc (the mmap family): may `bytes` more be
  * counted? Only the meters of the process's memory take part. */
 bool mli_admit_mapped(uint64_t bytes);
+/* May a new thread start (pthread_create), the memory not being at a hard
+ * limit? Charges nothing; a refusal is reported as a breach. */
+bool mli_thread_may_start(void);
+/* The request of a refused thread start, as mli_report_breach sees it. */
+#define MLI_REQ_THREAD ((size_t)-1)
 /* Recompute t->left after the thread's limits changed (scope entered or left,
  * unmask). */
 void mli_refill(struct mli_thread *t);
@@ -502,6 +508,27 @@ struct mli_budget *mli_tree_budget(void); /* NULL if none */
 /* memory.c: the part of a memory limit left to malloc (mapped memory is
  * refused that much below it). */
 int64_t mli_map_reserve(int64_t limit);
+/* A thread's first MLI_START_GRACE bytes (allocated or mapped) are not
+ * refused by a memory limit. A thread started just before the memory
+ * reaches a limit (others fill it meanwhile) would fail inside its
+ * runtime's start-up: CPython 3.11 maps each thread's 16 KiB frame stack,
+ * and its Thread.start() waits for ever for a thread whose bootstrap died
+ * of MemoryError before it said it started (8 python threads under 100M
+ * hung in 4 runs of 6, even with pthread_create refused at the limit).
+ * The overshoot is within the per-thread slack. Mapped bytes admitted so
+ * are kept in t->graced (allocated ones are in t->count). */
+#define MLI_START_GRACE ((uint64_t)64 << 10)
+static inline bool mli_start_grace(struct mli_thread *t,
+				   const struct mli_adm *a)
+{
+	uint64_t used = t->count + t->graced;
+	if (a->kind == MLI_ADM_POLL || used >= MLI_START_GRACE ||
+	    a->grow > MLI_START_GRACE - used)
+		return false;
+	if (a->kind == MLI_ADM_MAP)
+		t->graced += a->grow;
+	return true;
+}
 /* memory.c: under a memory limit, keeps the free memory the allocator
  * holds resident within a quarter of it (looked at every limit/8 of the
  * thread's frees, from its slow path). */
@@ -510,8 +537,9 @@ void mli_mem_keep_down(struct mli_thread *t, int64_t limit);
 /* ---- core/report.c: breach messages and the exit report --------------- */
 enum mli_breach { MLI_BREACH_GLOBAL = 1, MLI_BREACH_ALLOC = 2,
 		  MLI_BREACH_THREAD = 4, MLI_BREACH_TREE = 8 };
-/* n: the bytes requested; block: what the memory would have grown by
- * (said when more than n), 0 for a budget. */
+/* n: the bytes requested (MLI_REQ_THREAD: a thread's start); block: what
+ * the memory would have grown by (said when more than n), 0 for a
+ * budget. */
 void mli_report_breach(enum mli_breach which, size_t n, size_t block,
 		       int64_t live);
 void mli_report_exit(void);

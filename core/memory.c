@@ -340,7 +340,7 @@ static void trim_on_refusal(void)
 static bool admit(struct mli_thread *t, struct mli_adm *a)
 {
 	int64_t cap = mli_eng.mem_cap;
-	if (cap < 0 || !mli_mem_over(t, a, cap))
+	if (cap < 0 || !mli_mem_over(t, a, cap) || mli_start_grace(t, a))
 		return true;
 	/* A hard cap: not masked, and not any task's interrupt. */
 	mli_report_breach(MLI_BREACH_GLOBAL, a->n, a->grow, a->mem);

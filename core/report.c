@@ -110,7 +110,7 @@ void mli_report_breach(enum mli_breach which, size_t n, size_t block,
 	if (__atomic_fetch_add(&r->refused, 1, __ATOMIC_RELAXED) == 0) {
 		if (!any_breach_but(i))
 			mli_tree_fired();
-		r->first_request = n;
+		r->first_request = n == MLI_REQ_THREAD ? 0 : n;
 		r->first_heap = live;
 		char b[320];
 		struct mli_buf m = { b, 0, sizeof b };
@@ -127,19 +127,24 @@ void mli_report_breach(enum mli_breach which, size_t n, size_t block,
 		} else
 			mli_buf_str(&m, i == 1 ? "process" : "thread");
 		mli_buf_str(&m, i == 0 || i == 3 ? "" : " budget)");
-		mli_buf_str(&m, ": an allocation of ");
-		mli_buf_u64(&m, n);
-		if (block > n) {
-			/* The limit saw the block: say why a request under the
-			 * room left failed. */
-			mli_buf_str(&m, " bytes (a block of ");
-			mli_buf_size(&m, block);
-			mli_buf_str(&m, ")");
-		} else
+		if (n == MLI_REQ_THREAD)
+			mli_buf_str(&m, ": a new thread (pthread_create) failed");
+		else {
+			mli_buf_str(&m, ": an allocation of ");
+			mli_buf_u64(&m, n);
 			mli_buf_str(&m, " bytes");
-		mli_buf_str(&m, mli_eng.cfg.on_limit == MLI_ON_LIMIT_ABORT
-					? " failed; aborting\n"
-					: " failed with ENOMEM\n");
+			if (block > n) {
+				/* The limit saw the block: say why a request
+				 * under the room left failed. */
+				mli_buf_str(&m, " (a block of ");
+				mli_buf_size(&m, block);
+				mli_buf_str(&m, ")");
+			}
+			mli_buf_str(&m, " failed");
+		}
+		mli_buf_str(&m, mli_eng.cfg.on_limit == MLI_ON_LIMIT_ABORT ? "; aborting\n"
+				: n == MLI_REQ_THREAD ? " with EAGAIN\n"
+						      : " with ENOMEM\n");
 		mli_write_all(2, m.p, m.len);
 		/* Who held the memory at the breach. */
 		mli_profile_write("breach");

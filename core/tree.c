@@ -382,7 +382,8 @@ static bool admit(struct mli_thread *t, struct mli_adm *a)
 		publish(exact, true);
 	reap();
 	mem = tree_memory(t, a);
-	if (mem <= limit && a->grow <= (uint64_t)(limit - mem))
+	if ((mem <= limit && a->grow <= (uint64_t)(limit - mem)) ||
+	    mli_start_grace(t, a))
 		return true;
 	mli_report_breach(MLI_BREACH_TREE, a->n, a->grow, mem);
 	return false;

@@ -3,6 +3,7 @@
  * in the live heap; and masks a thread that calls pthread_exit. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 
 #include "../core/internal.h"
@@ -33,6 +34,8 @@ pthread_create(pthread_t *th, const pthread_attr_t *attr,
 		f = (create_fn)dlsym(RTLD_NEXT, "pthread_create");
 		__atomic_store_n(&real, f, __ATOMIC_RELEASE);
 	}
+	if (!mli_thread_may_start())
+		return EAGAIN; /* the memory is at a hard limit (engine.c) */
 	struct start *s = mli_be_malloc(sizeof *s);
 	if (!s)
 		return f(th, attr, fn, arg);

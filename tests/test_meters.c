@@ -356,6 +356,18 @@ static void free_pages_kept_down_under_limit(void **state)
 	mlt_run_free(&r);
 }
 
+/* ---- threads at the limit: start-up grace, pthread_create refused ------- */
+
+static void threads_at_the_limit(void **state)
+{
+	(void)state;
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=64M", NULL };
+	struct mlt_run r;
+	run_prog("thread_at_limit", env, &r);
+	assert_int_equal(r.status, 0);
+	mlt_run_free(&r);
+}
+
 /* ---- start-up with jemalloc options that start threads or allocate ------ */
 
 static void malloc_conf_no_startup_hang(void **state)
@@ -403,6 +415,7 @@ int main(void)
 		cmocka_unit_test(realloc_growth_seen_and_peak_within),
 		cmocka_unit_test(limit_sees_the_block),
 		cmocka_unit_test(free_pages_kept_down_under_limit),
+		cmocka_unit_test(threads_at_the_limit),
 		cmocka_unit_test(malloc_conf_no_startup_hang),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -600,6 +600,41 @@ static void threads_global_limit(void **state)
 	}
 }
 
+/* python3 threads that allocate until MemoryError, under 100M: they end
+ * (each with its MemoryError, or Thread.start() with "can't start new
+ * thread"), they do not hang. A thread started just before the limit was
+ * reached used to die of MemoryError inside CPython's thread bootstrap
+ * (its frame stack is mapped), and start() waited for ever: 4 runs of 6
+ * hung. Five runs, each under a 30 s deadline. */
+static void python_threads_at_limit_end(void **state)
+{
+	(void)state;
+	static char script[] =
+		"import threading\n"
+		"res = []\n"
+		"def w(i):\n"
+		"    l = []\n"
+		"    try:\n"
+		"        while True: l.append(bytearray(100000) + b'x' * i)\n"
+		"    except MemoryError: res.append(len(l))\n"
+		"ts = [threading.Thread(target=w, args=(i,)) for i in range(8)]\n"
+		"try:\n"
+		"    [t.start() for t in ts]\n"
+		"except RuntimeError as e: print('start:', e)\n"
+		"[t.join() for t in ts if t.ident]\n"
+		"print('ended', len(res))\n";
+	char *argv[] = { "timeout", "-s", "KILL", "30", "python3", "-c", script, NULL };
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=100M", NULL };
+	for (int i = 0; i < 5; i++) {
+		struct mlt_run r;
+		run(argv, env, 1, NULL, &r);
+		print_message("run %d: status %d, %s", i, r.status, r.out);
+		EXPECT(r, r.status == 0);
+		EXPECT(r, strstr(r.out, "ended ") != NULL);
+		mlt_run_free(&r);
+	}
+}
+
 /* Page faults of short-lived threads (tests/progs/thread_faults.c): a
  * thread that starts where another exited gets its cache-bin array back
  * without refaulting it (preload/jezero.c: stock jemalloc 12 faults a
@@ -658,6 +693,7 @@ int main(void)
 		cmocka_unit_test(report_to_file),
 		cmocka_unit_test(report_to_stderr),
 		cmocka_unit_test(threads_global_limit),
+		cmocka_unit_test(python_threads_at_limit_end),
 		cmocka_unit_test(short_threads_do_not_refault),
 		cmocka_unit_test(dead_arenas_decay),
 	};
