@@ -23,6 +23,8 @@
  *
  * The peak is noted at every admission (the memory plus the request, so
  * every admitted block is in it) and at every publication. */
+#include <time.h>
+
 #include "internal.h"
 #include "mapped.h"
 
@@ -299,8 +301,7 @@ bool mli_mem_quick(struct mli_thread *t, size_t n)
  * (glibc's mremap: 26); 16 threads churning under 50M reached 122 MiB.
  * So at every limit/8 (4 to 64 MiB) of a thread's frees, its next slow
  * path asks jemalloc what it keeps, and over a quarter of the limit (at
- * least 4 MiB) purges it all. The look takes jemalloc's statistics locks:
- * a few microseconds per limit/8 freed. */
+ * least 4 MiB) purges it all. The look takes jemalloc's statistics locks. */
 void mli_mem_keep_down(struct mli_thread *t, int64_t limit)
 {
 	const int64_t MiB = (int64_t)1 << 20;
@@ -312,6 +313,18 @@ void mli_mem_keep_down(struct mli_thread *t, int64_t limit)
 	if (d - t->unused_mark < (uint64_t)period)
 		return;
 	t->unused_mark = d;
+	/* The look costs about 120,000 instructions (jemalloc refreshes all
+	 * its statistics): at most one every 10 ms in the process, or a
+	 * malloc/free loop under a 32M limit spent 5% of its time here. */
+	static uint64_t last_look;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	uint64_t last = __atomic_load_n(&last_look, __ATOMIC_RELAXED);
+	if ((last && now - last < 10000000u) ||
+	    !__atomic_compare_exchange_n(&last_look, &last, now, false,
+					 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		return;
 	int64_t keep = limit / 4 > 4 * MiB ? limit / 4 : 4 * MiB;
 	if (mli_be_unused() > keep)
 		mli_be_trim();
