@@ -177,12 +177,13 @@ void *mli_aligned(size_t align, size_t n)
 {
 	if (align < 16)
 		align = 16; /* as glibc: never less than 16-byte aligned */
-	int ad = mli_admit(n);
+	size_t charge = mli_aligned_charge(n, align);
+	int ad = mli_admit(charge);
 	if (!ad)
 		return mli_enomem();
 	void *p = mli_get_block(ad, n, align, false);
 	if (!p)
-		mli_uncharge(n);
+		mli_uncharge(charge);
 	return p;
 }
 

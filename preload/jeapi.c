@@ -23,7 +23,8 @@ static size_t flag_align(int flags)
 
 EXPORT void *mallocx(size_t n, int flags)
 {
-	int ad = mli_admit(n);
+	size_t charge = mli_aligned_charge(n, flag_align(flags));
+	int ad = mli_admit(charge);
 	if (!ad)
 		return NULL;
 	void *p = NULL;
@@ -32,7 +33,7 @@ EXPORT void *mallocx(size_t n, int flags)
 	if (!p)
 		p = mli_je_mallocx(n, flags);
 	if (!p)
-		mli_uncharge(n);
+		mli_uncharge(charge);
 	return p;
 }
 

@@ -344,6 +344,18 @@ static void limit_sees_the_block(void **state)
 	mlt_run_free(&r);
 }
 
+/* ---- small requests at large alignments: charged their blocks ----------- */
+
+static void aligned_small_requests_limited(void **state)
+{
+	(void)state;
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=50M", NULL };
+	struct mlt_run r;
+	run_prog("aligned_small", env, &r);
+	assert_int_equal(r.status, 0);
+	mlt_run_free(&r);
+}
+
 /* ---- under a limit, jemalloc's free pages are bounded too --------------- */
 
 static void free_pages_kept_down_under_limit(void **state)
@@ -414,6 +426,7 @@ int main(void)
 		cmocka_unit_test(api_cannot_lift_env_cap),
 		cmocka_unit_test(realloc_growth_seen_and_peak_within),
 		cmocka_unit_test(limit_sees_the_block),
+		cmocka_unit_test(aligned_small_requests_limited),
 		cmocka_unit_test(free_pages_kept_down_under_limit),
 		cmocka_unit_test(threads_at_the_limit),
 		cmocka_unit_test(malloc_conf_no_startup_hang),

@@ -497,16 +497,17 @@ static void *exact_task(void *arg)
 	x += (q ? malloc_usable_size(q) : 0) - u;
 	ok = ok && q;
 	p3 = q;
+	/* An alignment above 16 is charged its block's usable size. */
 	void *p4 = t_aligned_alloc(64, 192);
-	x += 192;
+	x += p4 ? malloc_usable_size(p4) : 0; /* 192 */
 	void *p5 = t_posix_memalign(32, 200);
-	x += 200;
+	x += p5 ? malloc_usable_size(p5) : 0; /* 224 */
 	void *p6 = t_memalign(128, 300);
-	x += 300;
+	x += p6 ? malloc_usable_size(p6) : 0; /* 384 */
 	void *p7 = t_realloc(NULL, 77);
 	x += 77;
 	void *p8 = t_valloc(123);
-	x += 123;
+	x += p8 ? malloc_usable_size(p8) : 0; /* a page */
 	void *p9 = t_reallocarray(NULL, 9, 11);
 	x += 99;
 	ok = ok && p4 && p5 && p6 && p7 && p8 && p9;
@@ -612,7 +613,8 @@ static void allocation_count_identical_across_runs(void **state)
 /* The limit fires at the first allocation that crosses it: with a limit of
  * 1000, steps 0 and 1 bring the count to exactly 1000 and step 2 adds one
  * byte (realloc: one byte over a usable size of 1024, which makes a block
- * of the next class, 1280, and is charged the 256 bytes it grew by). */
+ * of the next class, 1280, and is charged the 256 bytes it grew by; the
+ * aligned forms: a byte at 64-byte alignment, a block of 64). */
 struct cross {
 	int kind;
 	bool ok[3];
@@ -655,10 +657,10 @@ static void *cross_task(void *arg)
 		free(b);
 		break;
 	}
-	case 3: /* aligned forms */
-		p[0] = t_aligned_alloc(64, 960);
-		p[1] = t_posix_memalign(64, 40);
-		p[2] = t_memalign(64, 1);
+	case 3: /* aligned forms: above 16, the block's usable size */
+		p[0] = t_aligned_alloc(64, 896); /* a class: 896 */
+		p[1] = t_posix_memalign(16, 104); /* 104 */
+		p[2] = t_memalign(64, 1);        /* a block of 64 */
 		break;
 	}
 	if (c->kind != 2)
@@ -674,7 +676,8 @@ static void limit_fires_at_first_crossing(void **state)
 {
 	(void)state;
 	for (int kind = 0; kind < 4; kind++) {
-		const uint64_t last = kind == 2 ? 256 : 1; /* what step 2 adds */
+		/* what step 2 adds */
+		const uint64_t last = kind == 2 ? 256 : kind == 3 ? 64 : 1;
 		struct cross c = { .kind = kind };
 		uint64_t used = 0;
 		ml_status st = ml_limit_allocations(1000, cross_task, &c, NULL, &used);
