@@ -151,6 +151,8 @@ struct mli_thread {
 	int64_t pub;           /* this thread's live bytes as published (atomic) */
 	uint64_t unused_mark;  /* *be_dealloc at the last mli_mem_keep_down look */
 	uint64_t graced;       /* mapped bytes admitted by mli_start_grace */
+	uint64_t scale_alloc, scale_count; /* *be_alloc and count at the last
+					    * memory grant (memory.c) */
 	struct mli_thread *next, *prev;        /* registry, under its lock */
 	uint64_t id;
 	/* The sampler (prof.c). */
@@ -516,12 +518,15 @@ int64_t mli_map_reserve(int64_t limit);
  * of MemoryError before it said it started (8 python threads under 100M
  * hung in 4 runs of 6, even with pthread_create refused at the limit).
  * The overshoot is within the per-thread slack. Mapped bytes admitted so
- * are kept in t->graced (allocated ones are in t->count). */
+ * are kept in t->graced (allocated ones are in the backend's counter). */
 #define MLI_START_GRACE ((uint64_t)64 << 10)
 static inline bool mli_start_grace(struct mli_thread *t,
 				   const struct mli_adm *a)
 {
-	uint64_t used = t->count + t->graced;
+	/* In blocks (the backend's counter), not requests: 64 Ki mallocs of
+	 * a byte are 1 MiB of 16-byte blocks. */
+	uint64_t used = (t->be_alloc ? __atomic_load_n(t->be_alloc, __ATOMIC_RELAXED)
+				     : t->count) + t->graced;
 	if (a->kind == MLI_ADM_POLL || used >= MLI_START_GRACE ||
 	    a->grow > MLI_START_GRACE - used)
 		return false;

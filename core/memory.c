@@ -242,8 +242,30 @@ bool mli_mem_over(const struct mli_thread *t, struct mli_adm *a,
 	return mem > limit || a->grow > (uint64_t)(limit - mem);
 }
 
+/* A memory grant is counted in requested bytes, the heap in blocks: for
+ * tiny requests a block is many times the request (malloc(1) is a 16-byte
+ * block), and a thread came back to the engine only after 56 KiB of
+ * requests, 896 KiB of blocks. So the grant is scaled down by the ratio
+ * of blocks to requests the thread showed since its last memory grant. */
+static uint64_t scale_to_blocks(struct mli_thread *t, uint64_t g)
+{
+	if (!t->be_alloc)
+		return g;
+	uint64_t a = __atomic_load_n(t->be_alloc, __ATOMIC_RELAXED), c = t->count;
+	uint64_t da = a - t->scale_alloc, dc = c - t->scale_count;
+	bool first = !t->scale_alloc && !t->scale_count;
+	t->scale_alloc = a;
+	t->scale_count = c;
+	if (first || !dc)
+		return g / 16; /* no history: the worst ratio, 1 byte in 16 */
+	if (da > dc && dc < ((uint64_t)1 << 32))
+		g = g * dc / da;
+	return g;
+}
+
 /* The grant under a memory limit: a share of the room left, so that the
- * threads together approach the limit gradually, and at most MEM_GRANT. */
+ * threads together approach the limit gradually, and at most MEM_GRANT
+ * (of blocks: scale_to_blocks). */
 void mli_mem_bound(const struct mli_thread *t, struct mli_adm *a,
 		   int64_t limit)
 {
@@ -251,7 +273,8 @@ void mli_mem_bound(const struct mli_thread *t, struct mli_adm *a,
 	uint64_t free_mem = mem < limit ? (uint64_t)(limit - mem) : 0;
 	uint32_t n = mli_thread_n();
 	uint64_t share = free_mem / (2 * (uint64_t)(n ? n : 1));
-	a->wait = mli_min(a->wait, mli_min(share, MEM_GRANT));
+	a->wait = mli_min(a->wait, scale_to_blocks((struct mli_thread *)t,
+						   mli_min(share, MEM_GRANT)));
 	a->room = 0; /* a realloc's growth beyond the grant is checked */
 }
 
@@ -282,8 +305,10 @@ bool mli_mem_quick(struct mli_thread *t, size_t n)
 	int64_t d = v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
 	if (mli_unlikely(d > PUB_SLACK || d <= -PUB_QUANTUM))
 		publish(t, v, true, false);
-	if (cap >= 0)
+	if (cap >= 0) {
 		mli_mem_keep_down(t, cap);
+		g = scale_to_blocks(t, g);
+	}
 	t->grant = g;
 	t->left = g;
 	mli_engine_leave(t);

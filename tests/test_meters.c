@@ -356,6 +356,26 @@ static void aligned_small_requests_limited(void **state)
 	mlt_run_free(&r);
 }
 
+/* ---- tiny requests: grants and grace counted in blocks ------------------ */
+
+static void tiny_requests_limited(void **state)
+{
+	(void)state;
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=10M", NULL };
+	char path[4096];
+	snprintf(path, sizeof path, "%s/tiny_allocs", getenv("MLT_PROGS"));
+	for (int k = 1; k <= 8; k *= 2) {
+		char threads[8];
+		snprintf(threads, sizeof threads, "%d", k);
+		char *argv[] = { path, threads, NULL };
+		struct mlt_run r;
+		assert_int_equal(mlt_run_cmd(argv, env, 1, NULL, &r), 0);
+		printf("%s", r.out);
+		assert_int_equal(r.status, 0);
+		mlt_run_free(&r);
+	}
+}
+
 /* ---- under a limit, jemalloc's free pages are bounded too --------------- */
 
 static void free_pages_kept_down_under_limit(void **state)
@@ -427,6 +447,7 @@ int main(void)
 		cmocka_unit_test(realloc_growth_seen_and_peak_within),
 		cmocka_unit_test(limit_sees_the_block),
 		cmocka_unit_test(aligned_small_requests_limited),
+		cmocka_unit_test(tiny_requests_limited),
 		cmocka_unit_test(free_pages_kept_down_under_limit),
 		cmocka_unit_test(threads_at_the_limit),
 		cmocka_unit_test(malloc_conf_no_startup_hang),
