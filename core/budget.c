@@ -118,11 +118,13 @@ static bool pb_admit(struct mli_thread *t, struct mli_adm *a)
 {
 	if (!on() || mli_budget_draw(pool, &t->proc_held, a->n))
 		return true;
-	/* The grace bytes are not the budget's: nothing is drawn. */
-	if (!refuse(t, MLI_BREACH_ALLOC, a->n))
-		return false;
-	t->proc_held += a->n; /* so that the fold and uncharge balance */
-	return true;
+	/* The grace bytes are not the budget's: nothing is drawn, and
+	 * nothing is added to what the thread holds (which would let its
+	 * fast path take them a second time: 200 KiB after a refusal, not
+	 * 100). If the allocation then fails in the allocator, its uncharge
+	 * leaves them in proc_held: a refused budget gains a failed block's
+	 * bytes. */
+	return refuse(t, MLI_BREACH_ALLOC, a->n);
 }
 
 static void pb_bound(struct mli_thread *t, struct mli_adm *a)

@@ -376,6 +376,22 @@ static void tiny_requests_limited(void **state)
 	}
 }
 
+/* ---- a budget's grace after a refusal: 100 KiB, for both budgets -------- */
+
+static void budget_grace_is_100k(void **state)
+{
+	(void)state;
+	const char *proc[] = { "MEMLIMITS_ALLOCATIONS=1M", NULL };
+	const char *thread[] = { "MEMLIMITS_THREAD_ALLOCATIONS=1M", NULL };
+	struct mlt_run r;
+	run_prog("budget_grace", proc, &r);
+	assert_int_equal(r.status, 0);
+	mlt_run_free(&r);
+	run_prog("budget_grace", thread, &r);
+	assert_int_equal(r.status, 0);
+	mlt_run_free(&r);
+}
+
 /* ---- under a limit, jemalloc's free pages are bounded too --------------- */
 
 static void free_pages_kept_down_under_limit(void **state)
@@ -448,6 +464,7 @@ int main(void)
 		cmocka_unit_test(limit_sees_the_block),
 		cmocka_unit_test(aligned_small_requests_limited),
 		cmocka_unit_test(tiny_requests_limited),
+		cmocka_unit_test(budget_grace_is_100k),
 		cmocka_unit_test(free_pages_kept_down_under_limit),
 		cmocka_unit_test(threads_at_the_limit),
 		cmocka_unit_test(malloc_conf_no_startup_hang),
