@@ -102,6 +102,11 @@ status_is 7 "no limit fired, exit 7" -- $PY -c 'import sys; sys.exit(7)'
 status_is 3 "fired in a child of sh" -- sh -c "$PY -c '$CATCH'; exit 0"
 status_is 3 "fired in a child of bash" -- bash -c "$PY -c '$CATCH'; exit 0"
 status_is 0 "--per-process, fired in a child only" --per-process -- sh -c "$PY -c '$CATCH'; exit 0"
+# A per-thread budget alone fires in a child: the wrapper makes the
+# tree's segment for it too (it carries the news up).
+out=$("$ML" --limit-status 9 --thread-allocations 1M -- bash -c "$PROGS/budget_grace >/dev/null; exit 0" 2>&1)
+st=$?
+if [ "$st" = 9 ]; then pass; else fail "--limit-status 9, a thread budget fired in a child: status $st, want 9: $out"; fi
 
 # Budgets are tree-wide: two processes allocating 60 MiB each (freed
 # as they go) under a 100M tree budget; the second meets it.
