@@ -44,6 +44,12 @@ if [ "$(grep -c '^held' <<<"$out")" = 1 ] && grep -q '^MemoryError' <<<"$out" &&
 	grep -q "reached by the process tree" <<<"$out"; then pass; else
 	fail "tree: two processes of 150 MiB under 200M: $out"
 fi
+# memlimit-report lists the tree's breach in the process that met it.
+two --global-memory 200M --report "$tmp/two.json"
+list=$("$ROOT/scripts/memlimit-report" list "$tmp/two.json" 2>&1)
+if grep -q "MEMLIMITS_GLOBAL_MEMORY (process tree)" <<<"$list"; then pass; else
+	fail "memlimit-report list does not show the tree's breach: $list"
+fi
 two --global-memory 200M --per-process
 if [ "$(grep -c '^held' <<<"$out")" = 2 ]; then pass; else
 	fail "--per-process: both should hold 150 MiB: $out"
