@@ -315,8 +315,10 @@ static inline ml_status ml_limit_global_memory(ml_task_fn task, void *arg,
 
 /* Runs task(arg); the task may allocate at most limit_bytes bytes in this
  * thread. Frees do not count: it is a deterministic measure of work. The
- * count is exact: the requested sizes of malloc, calloc, the aligned forms,
- * and realloc's growth over the block's usable size. The allocation that
+ * count is exact: the requested sizes of malloc and calloc; for the aligned
+ * forms with an alignment above 16, the block's usable size; for realloc,
+ * what the block's usable size grew by (at most the size asked for). The
+ * allocation that
  * would cross the limit fails, identically from run to run. *allocated_bytes
  * (may be NULL) receives the count, also on an interrupt. A limit above
  * ML_MAX_ALLOCATION_LIMIT is ML_INVALID. */
