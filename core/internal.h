@@ -151,8 +151,8 @@ struct mli_thread {
 	int64_t pub;           /* this thread's live bytes as published (atomic) */
 	uint64_t unused_mark;  /* *be_dealloc at the last mli_mem_keep_down look */
 	uint64_t graced;       /* mapped bytes admitted by mli_start_grace */
-	uint64_t scale_alloc, scale_count; /* *be_alloc and count at the last
-					    * memory grant (memory.c) */
+	uint64_t scale_live, scale_count; /* live blocks and count at the last
+					   * memory grant (memory.c) */
 	struct mli_thread *next, *prev;        /* registry, under its lock */
 	uint64_t id;
 	/* The sampler (prof.c). */

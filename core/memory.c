@@ -23,6 +23,7 @@
  *
  * The peak is noted at every admission (the memory plus the request, so
  * every admitted block is in it) and at every publication. */
+#include <sys/sysinfo.h>
 #include <time.h>
 
 #include "internal.h"
@@ -147,6 +148,17 @@ static void on_activity(void *arg, uint64_t allocated, uint64_t deallocated)
 	if (mli_likely(d < PUB_QUANTUM && d > -PUB_QUANTUM))
 		return; /* balanced: the shared sum is not touched */
 	publish(t, v, true, false);
+	/* Under a memory limit, 64 KiB of growth in blocks is a look at the
+	 * limit, whatever is left of the grant, which is counted in requested
+	 * bytes: a malloc(1) is a 16-byte block, and a grant of 56 KiB of
+	 * tiny requests was 896 KiB of heap (a thread of malloc(1) ended 512
+	 * KiB over a 10M limit). Cut as mli_poke cuts it, but the memory lane
+	 * stays open: the next allocation only takes the slow path. */
+	if (d > 0 && !t->in_engine &&
+	    __atomic_load_n(&mli_eng.mem_users, __ATOMIC_RELAXED)) {
+		uint64_t left = __atomic_exchange_n(&t->left, 0, __ATOMIC_RELAXED);
+		t->grant -= left;
+	}
 }
 
 void mli_mem_thread_attach(struct mli_thread *t)
@@ -246,26 +258,33 @@ bool mli_mem_over(const struct mli_thread *t, struct mli_adm *a,
  * tiny requests a block is many times the request (malloc(1) is a 16-byte
  * block), and a thread came back to the engine only after 56 KiB of
  * requests, 896 KiB of blocks. So the grant is scaled down by the ratio
- * of blocks to requests the thread showed since its last memory grant. */
+ * of the thread's heap growth (its live blocks) to its charged requests
+ * since its last memory grant; a new thread's first grant assumes the
+ * worst, 16. (Not its allocated blocks: jemalloc counts a realloc's whole
+ * new block there, which made every realloc of a big buffer a slow path.) */
 static uint64_t scale_to_blocks(struct mli_thread *t, uint64_t g)
 {
 	if (!t->be_alloc)
 		return g;
-	uint64_t a = __atomic_load_n(t->be_alloc, __ATOMIC_RELAXED), c = t->count;
-	uint64_t da = a - t->scale_alloc, dc = c - t->scale_count;
-	bool first = !t->scale_alloc && !t->scale_count;
-	t->scale_alloc = a;
+	uint64_t live = __atomic_load_n(t->be_alloc, __ATOMIC_RELAXED) -
+			__atomic_load_n(t->be_dealloc, __ATOMIC_RELAXED);
+	uint64_t c = t->count;
+	bool first = !t->scale_live && !t->scale_count;
+	int64_t dl = (int64_t)(live - t->scale_live);
+	uint64_t dc = c - t->scale_count;
+	t->scale_live = live;
 	t->scale_count = c;
-	if (first || !dc)
+	if (first)
 		return g / 16; /* no history: the worst ratio, 1 byte in 16 */
-	if (da > dc && dc < ((uint64_t)1 << 32))
-		g = g * dc / da;
+	if (dl > 0 && (uint64_t)dl > dc && dc)
+		g = (uint64_t)dl / dc >= 16 ? g / 16 : g * dc / (uint64_t)dl;
 	return g;
 }
 
 /* The grant under a memory limit: a share of the room left, so that the
  * threads together approach the limit gradually, and at most MEM_GRANT
- * (of blocks: scale_to_blocks). */
+ * (of blocks: scale_to_blocks; on_activity also cuts it after 64 KiB of
+ * growth). */
 void mli_mem_bound(const struct mli_thread *t, struct mli_adm *a,
 		   int64_t limit)
 {
@@ -338,19 +357,35 @@ void mli_mem_keep_down(struct mli_thread *t, int64_t limit)
 	if (d - t->unused_mark < (uint64_t)period)
 		return;
 	t->unused_mark = d;
-	/* The look costs about 120,000 instructions (jemalloc refreshes all
-	 * its statistics): at most one every 10 ms in the process, or a
-	 * malloc/free loop under a 32M limit spent 5% of its time here. */
+	int64_t keep = limit / 4 > 4 * MiB ? limit / 4 : 4 * MiB;
+	/* Nothing to look for when the bound is above the machine's memory
+	 * (a limit of 1T). */
+	static int64_t ram;
+	if (!ram) {
+		struct sysinfo si;
+		int64_t r = sysinfo(&si) == 0 && si.totalram
+				    ? (int64_t)si.totalram * (si.mem_unit ? si.mem_unit : 1)
+				    : INT64_MAX;
+		__atomic_store_n(&ram, r, __ATOMIC_RELAXED);
+	}
+	if (keep >= __atomic_load_n(&ram, __ATOMIC_RELAXED))
+		return;
+	/* The look costs about 120,000 instructions with a few threads, and
+	 * grows with them (jemalloc merges every thread cache's statistics):
+	 * at most one every 10 ms in the process, and 10 ms more for every 64
+	 * threads. Without that a malloc/free loop under a 32M limit spent 5%
+	 * of its instructions there, and one thread beside 8,192 idle ones
+	 * ran 5 times slower. */
 	static uint64_t last_look;
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	uint64_t gap = 10000000u * (1 + (uint64_t)mli_thread_n() / 64);
 	uint64_t last = __atomic_load_n(&last_look, __ATOMIC_RELAXED);
-	if ((last && now - last < 10000000u) ||
+	if ((last && now - last < gap) ||
 	    !__atomic_compare_exchange_n(&last_look, &last, now, false,
 					 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		return;
-	int64_t keep = limit / 4 > 4 * MiB ? limit / 4 : 4 * MiB;
 	if (mli_be_unused() > keep)
 		mli_be_trim();
 }
