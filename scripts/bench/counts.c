@@ -1,8 +1,9 @@
 /* counts.c: exactness of allocation counts. Each case runs a deterministic
  * mix of allocations (fixed seed) under ml_limit_allocations with the
  * largest limit, adding up itself the requested bytes the documentation
- * says are counted (malloc/calloc/aligned sizes, realloc's growth over the
- * block's usable size), and prints one line per case
+ * says are counted (malloc/calloc sizes; an aligned request above 16 bytes
+ * of alignment, its block's usable size; a realloc, what the usable size
+ * grew by, at most the size asked for), and prints one line per case
  *
  *     CASE known_bytes reported_bytes status
  *
@@ -61,18 +62,23 @@ static void *task(void *arg)
 				slot[i] = NULL;
 				continue;
 			}
+			size_t had = slot[i] ? malloc_usable_size(slot[i]) : 0;
+			p = realloc(slot[i], n);
 			if (!slot[i]) /* realloc(NULL, n) is malloc(n) */
 				known += n;
-			else if (n > malloc_usable_size(slot[i]))
-				known += n - malloc_usable_size(slot[i]);
-			p = realloc(slot[i], n);
+			else if (p && malloc_usable_size(p) > had) {
+				size_t g = malloc_usable_size(p) - had;
+				known += g < n ? g : n;
+			}
 			break;
 		case 6: {
 			size_t al = (size_t)16 << (x >> 40) % 8; /* 16..2048 */
 			free(slot[i]);
 			slot[i] = NULL;
-			p = aligned_alloc(al, (n + al - 1) / al * al);
-			known += (n + al - 1) / al * al;
+			size_t want = (n + al - 1) / al * al;
+			p = aligned_alloc(al, want);
+			known += al > 16 && p && malloc_usable_size(p) > want
+					 ? malloc_usable_size(p) : want;
 			break;
 		}
 		case 7: {
@@ -81,7 +87,8 @@ static void *task(void *arg)
 			slot[i] = NULL;
 			if (posix_memalign(&p, al, n) != 0)
 				p = NULL;
-			known += n;
+			known += al > 16 && p && malloc_usable_size(p) > n
+					 ? malloc_usable_size(p) : n;
 			break;
 		}
 		}

@@ -347,8 +347,9 @@ def main():
         md.append("## Exactness of allocation counts\n")
         md.append("A deterministic task under ml_limit_allocations(ML_MAX_ALLOCATION_LIMIT) "
                   "adds up the bytes it requests as the documentation defines them "
-                  "(malloc, calloc, aligned_alloc, posix_memalign sizes; realloc's "
-                  "growth over malloc_usable_size of the old block); the engine's "
+                  "(malloc, calloc sizes; aligned_alloc, posix_memalign: with an "
+                  "alignment above 16 the block's usable size; realloc: what the "
+                  "usable size grew by, at most the size asked for); the engine's "
                   "*allocated_bytes must be equal.\n")
         md.append("| case | known total (bytes) | reported (bytes) | status | equal |")
         md.append("|---|---|---|---|---|")
