@@ -198,7 +198,7 @@ done
 # to spin for ever after its first refusal at 20M.
 if command -v ruby >/dev/null; then
 	for mib in 20 50; do
-		want=$( (ulimit -v $((mib * 1024)); ruby -e "$RUBY" 2>&1) |
+		want=$( (ulimit -v $((mib * 1024)); ruby -e "$RUBY" 2>&1) 2>/dev/null |
 			grep -m1 -o '\[BUG\] transient_heap_block_alloc: failed\|\[FATAL\] failed to allocate memory')
 		out=$(timeout -s KILL 60 "$ROOT/scripts/memlimit" --global-memory ${mib}M -- ruby -e "$RUBY" 2>&1)
 		st=$?
