@@ -47,120 +47,19 @@ static char *prog(const char *name)
 	return b;
 }
 
-static double mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 struct timed {
 	struct mlt_run r;
 	bool timed_out;
 };
 
-/* As mlt_run_cmd, with LD_PRELOAD set to `preload` (NULL: none) and a
- * deadline: after `seconds` the child's process group gets SIGKILL and
- * t->timed_out is set. */
+/* mlt_run_timed (harness.h), into a struct timed. */
 static int run_timed(char *const argv[], const char *const env[], const char *preload,
 		     int seconds, struct timed *t)
 {
-	size_t n = 0, k = 0, extra = 0;
-	while (environ[n])
-		n++;
-	while (env && env[extra])
-		extra++;
-	char **e = calloc(n + extra + 2, sizeof *e);
-	char pre[4096];
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "MEMLIMITS_", 10) != 0 &&
-		    strncmp(environ[i], "LD_PRELOAD=", 11) != 0)
-			e[k++] = environ[i];
-	if (preload) {
-		snprintf(pre, sizeof pre, "LD_PRELOAD=%s", preload);
-		e[k++] = pre;
-	}
-	for (size_t i = 0; i < extra; i++)
-		e[k++] = (char *)env[i];
-	e[k] = NULL;
-	int po[2], pe[2];
-	if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
-		free(e);
-		return -1;
-	}
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, po[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
-	posix_spawnattr_t at;
-	posix_spawnattr_init(&at);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
-	posix_spawnattr_setpgroup(&at, 0);
-	pid_t pid;
-	int rc = posix_spawn(&pid, argv[0], &fa, &at, argv, e);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
-	free(e);
-	close(po[1]);
-	close(pe[1]);
-	if (rc) {
-		close(po[0]);
-		close(pe[0]);
-		return -1;
-	}
-	memset(t, 0, sizeof *t);
-	size_t oc = 0, ec = 0;
-	mlt_append(&t->r.out, &t->r.out_len, &oc, "", 0);
-	mlt_append(&t->r.err, &t->r.err_len, &ec, "", 0);
-	struct pollfd p[2] = { { po[0], POLLIN, 0 }, { pe[0], POLLIN, 0 } };
-	int open_fds = 2;
-	double deadline = mono() + seconds;
-	char buf[65536];
-	while (open_fds) {
-		double left = deadline - mono();
-		if (left <= 0) {
-			t->timed_out = true;
-			kill(-pid, SIGKILL);
-			break;
-		}
-		int pr = poll(p, 2, (int)(left * 1000) + 1);
-		if (pr < 0 && errno != EINTR)
-			break;
-		for (int i = 0; i < 2 && pr > 0; i++) {
-			if (p[i].fd < 0 || !p[i].revents)
-				continue;
-			ssize_t got = read(p[i].fd, buf, sizeof buf);
-			if (got <= 0) {
-				close(p[i].fd);
-				p[i].fd = -1;
-				open_fds--;
-			} else if (i == 0)
-				mlt_append(&t->r.out, &t->r.out_len, &oc, buf, (size_t)got);
-			else
-				mlt_append(&t->r.err, &t->r.err_len, &ec, buf, (size_t)got);
-		}
-	}
-	for (int i = 0; i < 2; i++)
-		if (p[i].fd >= 0)
-			close(p[i].fd);
-	/* The helper itself may still run (its output closed early). */
-	int st;
-	for (;;) {
-		pid_t w = waitpid(pid, &st, WNOHANG);
-		if (w == pid || (w < 0 && errno != EINTR))
-			break;
-		if (mono() > deadline) {
-			t->timed_out = true;
-			kill(-pid, SIGKILL);
-			while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-				;
-			break;
-		}
-		usleep(10000);
-	}
-	t->r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-	return 0;
+	int timed_out = 0;
+	int rc = mlt_run_timed(argv, env, preload, seconds, &t->r, &timed_out);
+	t->timed_out = timed_out;
+	return rc;
 }
 
 static void show(const struct timed *t, const char *what)
