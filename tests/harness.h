@@ -45,6 +45,27 @@ static inline void mlt_append(char **buf, size_t *len, size_t *cap,
 	(*buf)[*len] = '\0';
 }
 
+/* Reads what is ready on the child's stdout (p[0]) and stderr (p[1]) into
+ * r; a closed pipe is closed here and counted off *open_fds. */
+static inline void mlt_drain(struct pollfd p[2], struct mlt_run *r, size_t *oc,
+			     size_t *ec, int *open_fds)
+{
+	char buf[65536];
+	for (int i = 0; i < 2; i++) {
+		if (p[i].fd < 0 || !p[i].revents)
+			continue;
+		ssize_t got = read(p[i].fd, buf, sizeof buf);
+		if (got <= 0) {
+			close(p[i].fd);
+			p[i].fd = -1;
+			(*open_fds)--;
+		} else if (i == 0)
+			mlt_append(&r->out, &r->out_len, oc, buf, (size_t)got);
+		else
+			mlt_append(&r->err, &r->err_len, ec, buf, (size_t)got);
+	}
+}
+
 /* Runs argv with the current environment minus every MEMLIMITS_* and
  * LD_PRELOAD, plus `env` (NULL-terminated "NAME=value" list; NULL for none).
  * If `preload` the library under test is preloaded. `input` (may be NULL)
@@ -109,7 +130,6 @@ static inline int mlt_run_cmd(char *const argv[], const char *const env[],
 	mlt_append(&r->err, &r->err_len, &ec, "", 0);
 	struct pollfd p[2] = { { po[0], POLLIN, 0 }, { pe[0], POLLIN, 0 } };
 	int open_fds = 2;
-	char buf[65536];
 	/* A hung child (a deadlock) must fail the test, not hang the suite. */
 	const char *tmo = getenv("MLT_TIMEOUT");
 	int budget_ms = (tmo ? atoi(tmo) : 120) * 1000, killed = 0;
@@ -123,19 +143,7 @@ static inline int mlt_run_cmd(char *const argv[], const char *const env[],
 			kill(pid, SIGKILL);
 			killed = 1;
 		}
-		for (int i = 0; i < 2; i++) {
-			if (p[i].fd < 0 || !p[i].revents)
-				continue;
-			ssize_t got = read(p[i].fd, buf, sizeof buf);
-			if (got <= 0) {
-				close(p[i].fd);
-				p[i].fd = -1;
-				open_fds--;
-			} else if (i == 0)
-				mlt_append(&r->out, &r->out_len, &oc, buf, (size_t)got);
-			else
-				mlt_append(&r->err, &r->err_len, &ec, buf, (size_t)got);
-		}
+		mlt_drain(p, r, &oc, &ec, &open_fds);
 	}
 	int st;
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
@@ -219,7 +227,6 @@ static inline int mlt_run_timed(char *const argv[], const char *const env[],
 	int open_fds = 2;
 	struct timespec t0, now;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	char buf[65536];
 	int st = 0;
 	for (;;) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -241,19 +248,8 @@ static inline int mlt_run_timed(char *const argv[], const char *const env[],
 			continue;
 		}
 		int pr = poll(p, 2, 100);
-		for (int i = 0; i < 2 && pr > 0; i++) {
-			if (p[i].fd < 0 || !p[i].revents)
-				continue;
-			ssize_t got = read(p[i].fd, buf, sizeof buf);
-			if (got <= 0) {
-				close(p[i].fd);
-				p[i].fd = -1;
-				open_fds--;
-			} else if (i == 0)
-				mlt_append(&r->out, &r->out_len, &oc, buf, (size_t)got);
-			else
-				mlt_append(&r->err, &r->err_len, &ec, buf, (size_t)got);
-		}
+		if (pr > 0)
+			mlt_drain(p, r, &oc, &ec, &open_fds);
 	}
 	for (int i = 0; i < 2; i++)
 		if (p[i].fd >= 0)
