@@ -490,7 +490,7 @@ static inline void mli_mem_after_resize(struct mli_thread *t)
 bool mli_mem_over(const struct mli_thread *t, struct mli_adm *a,
 		  int64_t limit);
 /* Lowers the admission's wait and room for a memory limit. */
-void mli_mem_bound(const struct mli_thread *t, struct mli_adm *a,
+void mli_mem_bound(struct mli_thread *t, struct mli_adm *a,
 		   int64_t limit);
 void mli_mem_thread_attach(struct mli_thread *t);
 void mli_mem_mapped_add(int64_t delta);

@@ -148,17 +148,6 @@ static void on_activity(void *arg, uint64_t allocated, uint64_t deallocated)
 	if (mli_likely(d < PUB_QUANTUM && d > -PUB_QUANTUM))
 		return; /* balanced: the shared sum is not touched */
 	publish(t, v, true, false);
-	/* Under a memory limit, 64 KiB of growth in blocks is a look at the
-	 * limit, whatever is left of the grant, which is counted in requested
-	 * bytes: a malloc(1) is a 16-byte block, and a grant of 56 KiB of
-	 * tiny requests was 896 KiB of heap (a thread of malloc(1) ended 512
-	 * KiB over a 10M limit). Cut as mli_poke cuts it, but the memory lane
-	 * stays open: the next allocation only takes the slow path. */
-	if (d > 0 && !t->in_engine &&
-	    __atomic_load_n(&mli_eng.mem_users, __ATOMIC_RELAXED)) {
-		uint64_t left = __atomic_exchange_n(&t->left, 0, __ATOMIC_RELAXED);
-		t->grant -= left;
-	}
 }
 
 void mli_mem_thread_attach(struct mli_thread *t)
@@ -266,9 +255,7 @@ static uint64_t scale_to_blocks(struct mli_thread *t, uint64_t g)
 {
 	if (!t->be_alloc)
 		return g;
-	uint64_t live = __atomic_load_n(t->be_alloc, __ATOMIC_RELAXED) -
-			__atomic_load_n(t->be_dealloc, __ATOMIC_RELAXED);
-	uint64_t c = t->count;
+	uint64_t live = (uint64_t)thread_live(t), c = t->count;
 	bool first = !t->scale_live && !t->scale_count;
 	int64_t dl = (int64_t)(live - t->scale_live);
 	uint64_t dc = c - t->scale_count;
@@ -283,17 +270,15 @@ static uint64_t scale_to_blocks(struct mli_thread *t, uint64_t g)
 
 /* The grant under a memory limit: a share of the room left, so that the
  * threads together approach the limit gradually, and at most MEM_GRANT
- * (of blocks: scale_to_blocks; on_activity also cuts it after 64 KiB of
- * growth). */
-void mli_mem_bound(const struct mli_thread *t, struct mli_adm *a,
+ * (of blocks: scale_to_blocks). */
+void mli_mem_bound(struct mli_thread *t, struct mli_adm *a,
 		   int64_t limit)
 {
 	int64_t mem = mli_adm_mem(t, a) + (int64_t)a->grow;
 	uint64_t free_mem = mem < limit ? (uint64_t)(limit - mem) : 0;
 	uint32_t n = mli_thread_n();
 	uint64_t share = free_mem / (2 * (uint64_t)(n ? n : 1));
-	a->wait = mli_min(a->wait, scale_to_blocks((struct mli_thread *)t,
-						   mli_min(share, MEM_GRANT)));
+	a->wait = mli_min(a->wait, scale_to_blocks(t, mli_min(share, MEM_GRANT)));
 	a->room = 0; /* a realloc's growth beyond the grant is checked */
 }
 
