@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "../shim/memlimits.h"
 #include "backend.h" /* mli_be_tick_owed, read by the quick refill */
@@ -43,6 +44,24 @@ static inline void mli_spin_unlock(int *l)
 static inline uint64_t mli_min(uint64_t a, uint64_t b)
 {
 	return a < b ? a : b;
+}
+
+/* CLOCK_MONOTONIC in nanoseconds, never 0. */
+static inline uint64_t mli_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + 1;
+}
+
+/* Rate limiting across threads: true for one caller at `now` if `gap` ns
+ * passed since the last caller that got true (*last: that caller's now). */
+static inline bool mli_take_turn(uint64_t *last, uint64_t now, uint64_t gap)
+{
+	uint64_t l = __atomic_load_n(last, __ATOMIC_RELAXED);
+	return (!l || now - l >= gap) &&
+	       __atomic_compare_exchange_n(last, &l, now, false, __ATOMIC_RELAXED,
+					   __ATOMIC_RELAXED);
 }
 
 /* ---- core/config.c: the MEMLIMITS_* environment ---------------------- */

@@ -24,7 +24,6 @@
  * The peak is noted at every admission (the memory plus the request, so
  * every admitted block is in it) and at every publication. */
 #include <sys/sysinfo.h>
-#include <time.h>
 
 #include "internal.h"
 #include "mapped.h"
@@ -362,14 +361,8 @@ void mli_mem_keep_down(struct mli_thread *t, int64_t limit)
 	 * of its instructions there, and one thread beside 8,192 idle ones
 	 * ran 5 times slower. */
 	static uint64_t last_look;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 	uint64_t gap = 10000000u * (1 + (uint64_t)mli_thread_n() / 64);
-	uint64_t last = __atomic_load_n(&last_look, __ATOMIC_RELAXED);
-	if ((last && now - last < gap) ||
-	    !__atomic_compare_exchange_n(&last_look, &last, now, false,
-					 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+	if (!mli_take_turn(&last_look, mli_now_ns(), gap))
 		return;
 	if (mli_be_unused() > keep)
 		mli_be_trim();

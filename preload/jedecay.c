@@ -25,9 +25,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include <time.h>
 
-#include "../core/backend.h"
+#include "../core/internal.h"
 #include "jemalloc.h"
 
 extern void je_arena_decay(void *tsdn, void *arena, bool is_background_thread,
@@ -39,18 +38,11 @@ uint64_t mli_be_tick_owed;   /* when a purge was last turned into a decay, or 0 
 static uint64_t last_tick;   /* when the arenas last decayed here */
 static __thread uint32_t calls;
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + 1;
-}
-
 void mli_je_tcache_decay(void *tsdn, void *arena, bool is_background_thread,
 			 bool all)
 {
 	if (all)
-		__atomic_store_n(&mli_be_tick_owed, now_ns(), __ATOMIC_RELAXED);
+		__atomic_store_n(&mli_be_tick_owed, mli_now_ns(), __ATOMIC_RELAXED);
 	je_arena_decay(tsdn, arena, is_background_thread, false);
 }
 
@@ -76,11 +68,8 @@ void mli_be_tick(void)
 	if (++calls & 63)
 		return;
 	uint64_t owed = __atomic_load_n(&mli_be_tick_owed, __ATOMIC_RELAXED);
-	uint64_t now = now_ns();
-	uint64_t last = __atomic_load_n(&last_tick, __ATOMIC_RELAXED);
-	if (!owed || now - last < 100000000u ||
-	    !__atomic_compare_exchange_n(&last_tick, &last, now, false,
-					 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+	uint64_t now = mli_now_ns();
+	if (!owed || !mli_take_turn(&last_tick, now, 100000000u))
 		return;
 	/* jemalloc's locks are taken: no signal handler that allocates may
 	 * run in this thread meanwhile (as mli_be_trim). */
