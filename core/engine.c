@@ -211,6 +211,16 @@ static void thread_start(struct mli_thread *t)
 	mli_thread_attach(t);
 }
 
+/* Enters the engine, registering the thread first if it is not yet. */
+static void enter_live(struct mli_thread *t)
+{
+	if (t->state != MLI_T_LIVE) {
+		mli_engine_enter(t);
+		thread_start(t);
+	}
+	mli_engine_enter(t);
+}
+
 /* After leaving the engine: a signal handler that set a token (or changed
  * a limit) while this thread was inside found it busy and asked for
  * another look. */
@@ -318,19 +328,15 @@ static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n,
 	}
 	if (t->callout)
 		return MLI_ADMIT; /* a profiler callback: invisible to the limits */
-	if (t->state != MLI_T_LIVE) {
-		if (t->state == MLI_T_DEAD || t->initialising) {
-			/* A thread past its exit destructor (other destructors, a
-			 * signal handler there), or the start-up's own: the same. */
-			if (t->state == MLI_T_DEAD && over_cap(t, grow))
-				return MLI_REFUSE;
-			MLI_TLS_ADD(count, n);
-			return MLI_ADMIT;
-		}
-		mli_engine_enter(t);
-		thread_start(t);
+	if (t->state != MLI_T_LIVE && (t->state == MLI_T_DEAD || t->initialising)) {
+		/* A thread past its exit destructor (other destructors, a signal
+		 * handler there), or the start-up's own: the same. */
+		if (t->state == MLI_T_DEAD && over_cap(t, grow))
+			return MLI_REFUSE;
+		MLI_TLS_ADD(count, n);
+		return MLI_ADMIT;
 	}
-	mli_engine_enter(t);
+	enter_live(t);
 	t->poked = 0; /* this admission is the look a poke asks for */
 	unsigned mask = active(t);
 	fold(t, mask);
@@ -373,11 +379,7 @@ bool mli_thread_may_start(void)
 	if (!mask || t->in_engine || t->callout || t->initialising ||
 	    t->state == MLI_T_DEAD)
 		return true;
-	if (t->state != MLI_T_LIVE) {
-		mli_engine_enter(t);
-		thread_start(t);
-	}
-	mli_engine_enter(t);
+	enter_live(t);
 	struct mli_adm a = { .n = MLI_REQ_THREAD, .grow = MLI_THREAD_ROOM,
 			     .kind = MLI_ADM_ALLOC, .mem = -1 };
 	bool ok = true;
@@ -400,11 +402,7 @@ bool mli_admit_mapped(uint64_t bytes)
 		mli_mem_mapped_add((int64_t)bytes);
 		return true;
 	}
-	if (t->state != MLI_T_LIVE) {
-		mli_engine_enter(t);
-		thread_start(t);
-	}
-	mli_engine_enter(t);
+	enter_live(t);
 	t->poked = 0;
 	unsigned mask = active(t);
 	fold(t, mask);
