@@ -299,23 +299,36 @@ static void late_set_of_destroyed_token_is_harmless(void **state)
 
 /* ---- the environment's cap is not the API's to lift --------------------- */
 
-static void run_prog(const char *name, const char *const env[],
-		     struct mlt_run *r)
+/* Runs helper `name` (with one argument, or none if arg is NULL). */
+static void run_prog_arg(const char *name, const char *arg,
+			 const char *const env[], struct mlt_run *r)
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/%s", getenv("MLT_PROGS"), name);
-	char *argv[] = { path, NULL };
+	char *argv[] = { path, (char *)arg, NULL };
 	assert_int_equal(mlt_run_cmd(argv, env, 1, NULL, r), 0);
 	printf("%s%s", r->out, r->err);
 }
 
-static void api_cannot_lift_env_cap(void **state)
+static void run_prog(const char *name, const char *const env[],
+		     struct mlt_run *r)
 {
-	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=64M", NULL };
+	run_prog_arg(name, NULL, env, r);
+}
+
+/* Helper `name` under the one environment entry `entry` must exit 0. */
+static void prog_passes(const char *name, const char *entry)
+{
+	const char *env[] = { entry, NULL };
 	struct mlt_run r;
-	run_prog("cap_api", env, &r);
+	run_prog(name, env, &r);
 	assert_int_equal(r.status, 0);
 	mlt_run_free(&r);
+}
+
+static void api_cannot_lift_env_cap(void **state)
+{
+	prog_passes("cap_api", "MEMLIMITS_GLOBAL_MEMORY=64M");
 }
 
 /* ---- a realloc's growth: seen by other threads, not the peak's moment --- */
@@ -323,11 +336,7 @@ static void api_cannot_lift_env_cap(void **state)
 static void realloc_growth_seen_and_peak_within(void **state)
 {
 	(void)state;
-	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=64M", NULL };
-	struct mlt_run r;
-	run_prog("realloc_seen", env, &r);
-	assert_int_equal(r.status, 0);
-	mlt_run_free(&r);
+	prog_passes("realloc_seen", "MEMLIMITS_GLOBAL_MEMORY=64M");
 }
 
 /* ---- a limit sees the block's size class, not only the request ---------- */
@@ -349,11 +358,7 @@ static void limit_sees_the_block(void **state)
 static void aligned_small_requests_limited(void **state)
 {
 	(void)state;
-	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=50M", NULL };
-	struct mlt_run r;
-	run_prog("aligned_small", env, &r);
-	assert_int_equal(r.status, 0);
-	mlt_run_free(&r);
+	prog_passes("aligned_small", "MEMLIMITS_GLOBAL_MEMORY=50M");
 }
 
 /* ---- tiny requests: grants and grace counted in blocks ------------------ */
@@ -362,15 +367,11 @@ static void tiny_requests_limited(void **state)
 {
 	(void)state;
 	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=10M", NULL };
-	char path[4096];
-	snprintf(path, sizeof path, "%s/tiny_allocs", getenv("MLT_PROGS"));
 	for (int k = 1; k <= 8; k *= 2) {
 		char threads[8];
 		snprintf(threads, sizeof threads, "%d", k);
-		char *argv[] = { path, threads, NULL };
 		struct mlt_run r;
-		assert_int_equal(mlt_run_cmd(argv, env, 1, NULL, &r), 0);
-		printf("%s", r.out);
+		run_prog_arg("tiny_allocs", threads, env, &r);
 		assert_int_equal(r.status, 0);
 		mlt_run_free(&r);
 	}
@@ -381,15 +382,8 @@ static void tiny_requests_limited(void **state)
 static void budget_grace_is_100k(void **state)
 {
 	(void)state;
-	const char *proc[] = { "MEMLIMITS_ALLOCATIONS=1M", NULL };
-	const char *thread[] = { "MEMLIMITS_THREAD_ALLOCATIONS=1M", NULL };
-	struct mlt_run r;
-	run_prog("budget_grace", proc, &r);
-	assert_int_equal(r.status, 0);
-	mlt_run_free(&r);
-	run_prog("budget_grace", thread, &r);
-	assert_int_equal(r.status, 0);
-	mlt_run_free(&r);
+	prog_passes("budget_grace", "MEMLIMITS_ALLOCATIONS=1M");
+	prog_passes("budget_grace", "MEMLIMITS_THREAD_ALLOCATIONS=1M");
 }
 
 /* ---- under a limit, jemalloc's free pages are bounded too --------------- */
@@ -397,11 +391,7 @@ static void budget_grace_is_100k(void **state)
 static void free_pages_kept_down_under_limit(void **state)
 {
 	(void)state;
-	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=30M", NULL };
-	struct mlt_run r;
-	run_prog("keep_down", env, &r);
-	assert_int_equal(r.status, 0);
-	mlt_run_free(&r);
+	prog_passes("keep_down", "MEMLIMITS_GLOBAL_MEMORY=30M");
 }
 
 /* ---- threads at the limit: start-up grace, pthread_create refused ------- */
@@ -409,11 +399,7 @@ static void free_pages_kept_down_under_limit(void **state)
 static void threads_at_the_limit(void **state)
 {
 	(void)state;
-	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=64M", NULL };
-	struct mlt_run r;
-	run_prog("thread_at_limit", env, &r);
-	assert_int_equal(r.status, 0);
-	mlt_run_free(&r);
+	prog_passes("thread_at_limit", "MEMLIMITS_GLOBAL_MEMORY=64M");
 }
 
 /* ---- start-up with jemalloc options that start threads or allocate ------ */
