@@ -98,6 +98,8 @@ int mli_parse_memory(const char *s, int64_t *bytes, uint32_t *ppm);
 /* core/sysmem.c: the memory the process may have (its cgroup's limit, else
  * physical memory), -1 if unknown; *source says which. */
 int64_t mli_sysmem(const char **source);
+/* The machine's physical memory in bytes, -1 if unknown (a system call). */
+int64_t mli_phys_mem(void);
 /* The same, from a /proc/self/cgroup-like file and a cgroup mount root. */
 int64_t mli_sysmem_at(const char *proc_cgroup, const char *root,
 		      const char **source);

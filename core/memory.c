@@ -23,7 +23,6 @@
  *
  * The peak is noted at every admission (the memory plus the request, so
  * every admitted block is in it) and at every publication. */
-#include <sys/sysinfo.h>
 
 #include "internal.h"
 #include "mapped.h"
@@ -346,11 +345,8 @@ void mli_mem_keep_down(struct mli_thread *t, int64_t limit)
 	 * (a limit of 1T). */
 	static int64_t ram;
 	if (!ram) {
-		struct sysinfo si;
-		int64_t r = sysinfo(&si) == 0 && si.totalram
-				    ? (int64_t)si.totalram * (si.mem_unit ? si.mem_unit : 1)
-				    : INT64_MAX;
-		__atomic_store_n(&ram, r, __ATOMIC_RELAXED);
+		int64_t r = mli_phys_mem();
+		__atomic_store_n(&ram, r > 0 ? r : INT64_MAX, __ATOMIC_RELAXED);
 	}
 	if (keep >= __atomic_load_n(&ram, __ATOMIC_RELAXED))
 		return;

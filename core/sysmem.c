@@ -135,12 +135,16 @@ int64_t mli_sysmem_at(const char *proc_cgroup, const char *root,
 			return v1;
 		}
 	}
+	int64_t phys = mli_phys_mem();
+	*source = phys >= 0 ? "physical memory" : "unknown";
+	return phys;
+}
+
+int64_t mli_phys_mem(void)
+{
 	struct sysinfo si;
-	if (sysinfo(&si) == 0 && si.totalram) {
-		*source = "physical memory";
+	if (sysinfo(&si) == 0 && si.totalram)
 		return (int64_t)si.totalram * (int64_t)(si.mem_unit ? si.mem_unit : 1);
-	}
-	*source = "unknown";
 	return -1;
 }
 
