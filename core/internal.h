@@ -667,6 +667,7 @@ void *mli_prof_alloc(size_t n, size_t align, bool zero);
 void mli_prof_sampled(void *p, size_t n, uint64_t nsamples,
 		      struct mli_sampled *rec);
 void mli_prof_freed(void *p); /* a sampled block is being freed */
+void mli_prof_resampled(void *p, size_t n); /* grew in place, sampled */
 ml_status mli_prof_start(double rate, size_t depth, const ml_tracker *tr);
 ml_status mli_prof_stop(void);
 

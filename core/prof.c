@@ -19,6 +19,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
+#include <string.h>
 #include <sys/auxv.h>
 
 #include "output.h"
@@ -231,6 +232,21 @@ void *mli_prof_alloc(size_t n, size_t align, bool zero)
 	if (p)
 		mli_prof_sampled(p, n, ns, rec);
 	return p;
+}
+
+/* A sampled block that grew in place (realloc) by a sampled growth: to the
+ * tracker, the old block is freed and a new one of n bytes allocated at
+ * the same address (a realloc is a free and an allocation, as for
+ * jemalloc's profiler), with the growth's samples. */
+void mli_prof_resampled(void *p, size_t n)
+{
+	struct mli_thread *t = &mli_tls;
+	uint64_t ns = t->pending_samples;
+	t->pending_samples = 0;
+	mli_prof_freed(p);
+	struct mli_sampled *rec = mli_be_sample_record(p);
+	memset(rec, 0, sizeof *rec);
+	mli_prof_sampled(p, n, ns, rec);
 }
 
 ml_status mli_prof_start(double rate, size_t depth, const ml_tracker *tr)

@@ -20,7 +20,9 @@ void *mli_be_sample_alloc(size_t n, size_t align, bool zero,
 			  struct mli_sampled **rec);
 struct mli_sampled *mli_be_sample_record(const void *p);
 size_t mli_be_sample_size(const void *p); /* usable, as jemalloc's would be */
-void mli_be_sample_shrink(void *p, size_t n); /* realloc in place, n <= size */
+/* realloc in place to n (jemalloc's flags): false if it does not fit in
+ * the block's slot (a shrink always fits). */
+bool mli_be_sample_resize(void *p, size_t n, int flags);
 int64_t mli_be_sample_live(void); /* bytes held by sampled blocks */
 /* Around fork (core/output.c's handlers): 0 prepare (takes the sampled
  * blocks' lock), 1 in the parent, 2 in the child (release it). */

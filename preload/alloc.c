@@ -64,27 +64,48 @@ EXPORT void *calloc(size_t a, size_t b)
 	return p;
 }
 
-/* realloc of a block of the profiler's region: move it out (the new block
- * may be sampled again), which reports the old one freed. */
-static void *realloc_sampled(void *old, size_t n)
+/* realloc and rallocx of a block of the profiler's region (flags:
+ * jemalloc's; NULL + ENOMEM if refused). It stays in place while it fits
+ * in its slot: still tracked, or tracked anew if its growth was sampled.
+ * Else it moves to a new block, the old one reported freed: in the region
+ * still (tracked if this growth was sampled), where it goes on growing in
+ * place, or from jemalloc if the region has no room. */
+void *mli_resize_sampled(void *old, size_t n, int flags)
 {
 	size_t have = mli_be_sample_size(old);
-	if (n <= have) {
-		/* Fits: stays, still sampled, with jemalloc's usable size for n. */
-		mli_be_sample_shrink(old, n);
+	size_t align = mli_flag_align(flags);
+	bool aligned = !align || ((uintptr_t)old & (align - 1)) == 0;
+	if (n <= have && aligned) {
+		mli_be_sample_resize(old, n, flags);
 		return old;
 	}
-	size_t block;
-	size_t grow = mli_resize_growth(have, n, 0, &block);
-	int ad = mli_admit_resize(grow, block);
+	size_t block = 0;
+	size_t grow = n > have ? mli_resize_growth(have, n, flags, &block) : 0;
+	int ad = grow ? mli_admit_resize(grow, block) : MLI_ADMIT;
 	if (!ad)
 		return mli_enomem();
-	void *p = mli_get_block(ad, n, 0, false);
+	if (aligned && mli_be_sample_resize(old, n, flags)) {
+		if (ad == MLI_SAMPLE)
+			mli_prof_resampled(old, n);
+		return old;
+	}
+	bool zero = flags & MLI_MALLOCX_ZERO;
+	void *p;
+	if (ad == MLI_SAMPLE)
+		p = mli_prof_alloc(n, align, zero);
+	else {
+		struct mli_sampled *rec;
+		p = mli_be_sample_alloc(n, align, zero, &rec); /* untracked */
+	}
+	if (!p) {
+		p = mli_je_mallocx(n, flags);
+		mli_region_unplaced(ad == MLI_SAMPLE ? p : NULL);
+	}
 	if (!p) {
 		mli_uncharge(grow);
 		return mli_enomem();
 	}
-	memcpy(p, old, have);
+	memcpy(p, old, have < n ? have : n);
 	mli_free_sampled(old);
 	return p;
 }
@@ -102,7 +123,7 @@ static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
 	if (n > (size_t)PTRDIFF_MAX)
 		return mli_enomem();
 	if (mli_is_sampled(old))
-		return realloc_sampled(old, n);
+		return mli_resize_sampled(old, n, 0);
 	size_t have = mli_je_sallocx(old, 0);
 	size_t block = 0;
 	size_t grow = n > have ? mli_resize_growth(have, n, 0, &block) : 0;

@@ -95,6 +95,13 @@ static inline size_t mli_aligned_charge(size_t n, size_t align)
 	return u > n ? u : n;
 }
 
+/* The alignment jemalloc's flags ask for, 0 for none. */
+static inline size_t mli_flag_align(int flags)
+{
+	int lg = flags & MLI_MALLOCX_LG_ALIGN_MASK;
+	return lg ? (size_t)1 << lg : 0;
+}
+
 /* Frees any block: the profiler's or jemalloc's. */
 static inline void mli_any_free(void *p)
 {
@@ -122,6 +129,8 @@ static inline void *mli_get_block(int admitted, size_t n, size_t align, bool zer
 
 /* alloc.c: malloc's slow path (admission, block, uncharge on failure). */
 void *mli_malloc_slow(size_t n);
+/* alloc.c: realloc and rallocx of a sampled block (flags: jemalloc's). */
+void *mli_resize_sampled(void *old, size_t n, int flags);
 /* alloc.c: the aligned forms' common part; align is a power of two (raised
  * to 16 as glibc does). NULL + ENOMEM if refused or out of memory. */
 void *mli_aligned(size_t align, size_t n);

@@ -15,21 +15,15 @@
 
 #include "alloc.h"
 
-static size_t flag_align(int flags)
-{
-	int lg = flags & MLI_MALLOCX_LG_ALIGN_MASK;
-	return lg ? (size_t)1 << lg : 0;
-}
-
 EXPORT void *mallocx(size_t n, int flags)
 {
-	size_t charge = mli_aligned_charge(n, flag_align(flags));
+	size_t charge = mli_aligned_charge(n, mli_flag_align(flags));
 	int ad = mli_admit(charge);
 	if (!ad)
 		return NULL;
 	void *p = NULL;
 	if (ad == MLI_SAMPLE)
-		p = mli_prof_alloc(n, flag_align(flags), flags & MLI_MALLOCX_ZERO);
+		p = mli_prof_alloc(n, mli_flag_align(flags), flags & MLI_MALLOCX_ZERO);
 	if (!p)
 		p = mli_je_mallocx(n, flags);
 	if (!p)
@@ -37,39 +31,10 @@ EXPORT void *mallocx(size_t n, int flags)
 	return p;
 }
 
-/* rallocx of a sampled block: it moves out (the new block may be sampled
- * again), as realloc does. */
-static void *rallocx_sampled(void *old, size_t n, int flags)
-{
-	size_t have = mli_be_sample_size(old), align = flag_align(flags);
-	if (n <= have && (!align || ((uintptr_t)old & (align - 1)) == 0)) {
-		mli_be_sample_shrink(old, n);
-		return old;
-	}
-	size_t block = 0;
-	size_t grow = n > have ? mli_resize_growth(have, n, flags, &block) : 0;
-	int ad = grow ? mli_admit_resize(grow, block) : MLI_ADMIT;
-	if (!ad)
-		return NULL;
-	void *p = NULL;
-	if (ad == MLI_SAMPLE)
-		p = mli_prof_alloc(n, align, flags & MLI_MALLOCX_ZERO);
-	if (!p)
-		p = mli_je_mallocx(n, flags);
-	if (!p) {
-		if (grow)
-			mli_uncharge(grow);
-		return NULL;
-	}
-	memcpy(p, old, have < n ? have : n);
-	mli_free_sampled(old);
-	return p;
-}
-
 EXPORT void *rallocx(void *old, size_t n, int flags)
 {
 	if (mli_is_sampled(old))
-		return rallocx_sampled(old, n, flags);
+		return mli_resize_sampled(old, n, flags);
 	size_t have = mli_je_sallocx(old, 0);
 	size_t block = 0;
 	size_t grow = n > have ? mli_resize_growth(have, n, flags, &block) : 0;
@@ -78,7 +43,7 @@ EXPORT void *rallocx(void *old, size_t n, int flags)
 		return NULL;
 	void *p;
 	if (ad == MLI_SAMPLE &&
-	    (p = mli_prof_alloc(n, flag_align(flags), flags & MLI_MALLOCX_ZERO))) {
+	    (p = mli_prof_alloc(n, mli_flag_align(flags), flags & MLI_MALLOCX_ZERO))) {
 		memcpy(p, old, have < n ? have : n);
 		mli_je_dallocx(old, 0);
 		return p;
@@ -99,7 +64,7 @@ EXPORT size_t xallocx(void *p, size_t n, size_t extra, int flags)
 		/* The profiler's blocks do not grow; they shrink as realloc's do. */
 		size_t want = n + extra < n ? SIZE_MAX : n + extra;
 		if (want < mli_be_sample_size(p))
-			mli_be_sample_shrink(p, want);
+			mli_be_sample_resize(p, want, flags);
 		return mli_be_sample_size(p);
 	}
 	size_t have = mli_je_sallocx(p, 0);

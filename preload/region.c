@@ -136,15 +136,19 @@ static char *reserve_in_window(size_t size)
 	uintptr_t last = (uintptr_t)p + size - 1;
 	if (((uintptr_t)p >> REGION_BITS) == (last >> REGION_BITS))
 		return p;
-	/* It straddles two windows: try again from the boundary it crosses. */
+	/* It straddles two windows: try again from the boundary it crosses,
+	 * then just below it. */
 	mli_sys_munmap(p, size);
-	uintptr_t at = last & ~(uintptr_t)(WINDOW - 1);
-	p = reserve((void *)at, size, MAP_FIXED_NOREPLACE);
-	if (p && (uintptr_t)p != at) { /* a kernel without NOREPLACE */
-		mli_sys_munmap(p, size);
-		p = NULL;
+	uintptr_t edge = last & ~(uintptr_t)(WINDOW - 1);
+	uintptr_t at[2] = { edge, edge - size };
+	for (int i = 0; i < 2; i++) {
+		p = reserve((void *)at[i], size, MAP_FIXED_NOREPLACE);
+		if (p && (uintptr_t)p == at[i])
+			return p;
+		if (p) /* a kernel without NOREPLACE */
+			mli_sys_munmap(p, size);
 	}
-	return p;
+	return NULL;
 }
 
 int mli_be_sample_init(void)
@@ -266,12 +270,23 @@ void *mli_be_sample_alloc(size_t n, size_t align, bool zero,
 		free_slots[c] = ((struct free_slot *)s)->next;
 		dirty = ((struct free_slot *)s)->dirty;
 		cached_dirty -= dirty;
-	} else if (region_next + slot <= region_size) {
+	} else if (((region_next + slot - 1) & ~(uintptr_t)(slot - 1)) + slot <=
+		   region_size) {
 		/* Slots of one class are aligned to their size. */
 		region_next = (region_next + slot - 1) & ~(uintptr_t)(slot - 1);
 		s = region_base + region_next;
 		region_next += slot;
 		fresh = true;
+	} else {
+		/* The range is used up (a small one, under ulimit -v): a free
+		 * slot of a larger class serves, whole. */
+		for (unsigned k = c + 1; k < NCLASS && !s; k++)
+			if ((s = (char *)free_slots[k]) != NULL) {
+				slot = (size_t)PAGE << k;
+				free_slots[k] = ((struct free_slot *)s)->next;
+				dirty = ((struct free_slot *)s)->dirty;
+				cached_dirty -= dirty;
+			}
 	}
 	unlock_region();
 	if (fresh && mli_sys_mprotect(s, slot, PROT_READ | PROT_WRITE) != 0)
@@ -350,19 +365,29 @@ void mli_region_release(void *p)
 	unlock_region();
 }
 
-/* realloc to n <= the block's usable size: stays in place, with the usable
- * size jemalloc would give n (as its realloc would), so that later growth is
- * counted from the same base with or without sampling. */
-void mli_be_sample_shrink(void *p, size_t n)
+/* realloc in place: the block takes the usable size jemalloc would give n
+ * (flags: jemalloc's), as its realloc would, so that later growth is
+ * counted from the same base with or without sampling. It shrinks always;
+ * it grows while the new size fits in its slot, which is a power of two
+ * of pages: a buffer grown by small steps is copied once per doubling
+ * here, where jemalloc copies it about four times (its large size classes
+ * are four per doubling). */
+bool mli_be_sample_resize(void *p, size_t n, int flags)
 {
 	struct hdr *h = hdr_of(p);
-	size_t usable = mli_je_nallocx(n ? n : 1, 0);
-	if (usable && usable < h->size) {
-		__atomic_fetch_sub(&region_live, (int64_t)(h->size - usable),
-				   __ATOMIC_RELAXED);
-		mli_mem_base_add(-(int64_t)(h->size - usable));
-		h->size = usable;
-	}
+	size_t usable = mli_je_nallocx(n ? n : 1, flags);
+	size_t off = (size_t)((char *)p - h->slot_start);
+	if (!usable || usable > h->slot - off)
+		return false;
+	if (usable > h->size && n <= h->size)
+		return true; /* a shrink that jemalloc's class would round up */
+	int64_t d = (int64_t)usable - (int64_t)h->size;
+	__atomic_fetch_add(&region_live, d, __ATOMIC_RELAXED);
+	mli_mem_base_add(d);
+	h->size = usable;
+	if (off + usable > h->dirty)
+		h->dirty = off + usable;
+	return true;
 }
 
 int64_t mli_be_sample_live(void)

@@ -161,7 +161,11 @@ typedef struct ml_sample {
 /* The tracker: alloc runs for each sampled allocation, in the allocating
  * thread, and returns a cookie to track the block, or NULL not to. dealloc
  * (may be NULL) runs once when a tracked block is freed (by free or by
- * realloc), in the freeing thread. `data` is passed to both. */
+ * realloc), in the freeing thread. `data` is passed to both. A realloc is
+ * sampled on what the block grows by; to the tracker it is a free (of the
+ * old block) and a new allocation when it moves the block or samples its
+ * growth; else (a shrink, or growth in place that was not sampled) the
+ * block keeps its cookie, whose sample gives the size at that time. */
 typedef struct ml_tracker {
 	void *(*alloc)(const ml_sample *sample, void *data);
 	void (*dealloc)(void *cookie, void *data);

@@ -68,7 +68,7 @@ int mli_be_sample_init(void) { return -1; }
 void *mli_be_sample_alloc(size_t n, size_t a, bool z, struct mli_sampled **r) { return NULL; }
 struct mli_sampled *mli_be_sample_record(const void *p) { return NULL; }
 size_t mli_be_sample_size(const void *p) { return 0; }
-void mli_be_sample_shrink(void *p, size_t n) {}
+bool mli_be_sample_resize(void *p, size_t n, int f) { return false; }
 int64_t mli_be_sample_live(void) { return 0; }
 void mli_be_sample_fork(int phase) {}
 

@@ -48,6 +48,7 @@ static __thread int depth, my_thread; /* 0 = main, 1.. = workers */
  * which would let the compiler drop the stores. */
 static void *volatile freeing;    /* the block main is freeing (phase 1) */
 static volatile int in_realloc;
+static volatile int alloc_in_realloc; /* the alloc callback ran in a realloc */
 static volatile int stopped, after_stop;
 
 static void enter(void)
@@ -84,6 +85,8 @@ static void *on_alloc(const ml_sample *s, void *data)
 	(void)data;
 	enter();
 	__atomic_fetch_add(&alloc_calls, 1, __ATOMIC_RELAXED);
+	if (in_realloc)
+		alloc_in_realloc = 1;
 	churn(s->size);
 	void *cookie = NULL;
 	int k = __atomic_fetch_add(&sample_no, 1, __ATOMIC_RELAXED);
@@ -152,7 +155,7 @@ static void phase1(void)
 	enum { N = 20000 };
 	static void *keep[N];
 	uint64_t x = 1;
-	long reallocs_of_sampled = 0;
+	long reallocs_of_sampled = 0, grown_in_place = 0;
 	for (int i = 0; i < N; i++) {
 		size_t n = 1 + lcg(&x) % 2000;
 		int before = __atomic_load_n(&nck, __ATOMIC_RELAXED);
@@ -167,10 +170,12 @@ static void phase1(void)
 			my_free(p);
 			break;
 		case 1: {
-			/* grow (a sampled block moves out of its slot) or shrink
-			 * (it stays, as jemalloc keeps a block that fits) */
+			/* grow (a sampled block grows in its slot while it
+			 * fits, else moves) or shrink (it stays, as jemalloc
+			 * keeps a block that fits) */
 			size_t m = lcg(&x) % 2 ? n * 2 + 10 : n / 2 + 1;
 			freeing = p;
+			alloc_in_realloc = 0;
 			in_realloc = 1;
 			void *q = realloc(p, m);
 			in_realloc = 0;
@@ -179,7 +184,11 @@ static void phase1(void)
 				printf("p1_oom 1\n");
 				return;
 			}
-			reallocs_of_sampled += tracked && q != p;
+			/* the tracker sees a free and an allocation when the
+			 * block moves or its growth is sampled; else the
+			 * block keeps its record */
+			reallocs_of_sampled += tracked && (q != p || alloc_in_realloc);
+			grown_in_place += tracked && q == p && m > n && !alloc_in_realloc;
 			keep[i] = q;
 			break;
 		}
@@ -215,6 +224,7 @@ static void phase1(void)
 	printf("p1_wrong_block %ld\np1_dealloc_in_realloc %ld\n", wrong,
 	       via_realloc);
 	printf("p1_reallocs_of_tracked %ld\n", reallocs_of_sampled);
+	printf("p1_grown_in_place %ld\n", grown_in_place);
 }
 
 static void phase2(void)
