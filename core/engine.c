@@ -153,7 +153,7 @@ fold(struct mli_thread *t, unsigned mask)
 	 * lands either before (in `used`) or after (in the slow path, which
 	 * counts it). */
 	uint64_t left = __atomic_exchange_n(&t->left, 0, __ATOMIC_RELAXED);
-	uint64_t refund = __atomic_exchange_n(&t->refund, 0, __ATOMIC_RELAXED);
+	uint64_t refund = mli_take_refund(t);
 	uint64_t used = t->grant - left - refund;
 	t->grant = 0;
 	MLI_TLS_ADD(count, used);

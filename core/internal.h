@@ -419,6 +419,18 @@ static inline bool mli_take(size_t n, uint64_t *after)
  * is set. */
 #define MLI_GRANT ((uint64_t)56 << 10)
 
+/* The refund, taken (exchanged) only when there is one: the exchange is a
+ * locked instruction on x86, some 9 cycles, and there is almost never one.
+ * A refund a signal handler adds after the look stays for the next fold,
+ * which is where it would be counted anyway (count + grant - left - refund
+ * holds throughout). */
+static inline uint64_t mli_take_refund(struct mli_thread *t)
+{
+	if (mli_likely(!__atomic_load_n(&t->refund, __ATOMIC_RELAXED)))
+		return 0;
+	return __atomic_exchange_n(&t->refund, 0, __ATOMIC_RELAXED);
+}
+
 /* Counts what the fast path handed out since the last refill and the
  * request that wrapped `left` (grant - left is both). Exchanges, so that a
  * signal handler's allocation lands either before or after (in_engine,
@@ -426,7 +438,7 @@ static inline bool mli_take(size_t n, uint64_t *after)
 static inline void mli_quick_fold(struct mli_thread *t)
 {
 	uint64_t left = __atomic_exchange_n(&t->left, 0, __ATOMIC_RELAXED);
-	uint64_t refund = __atomic_exchange_n(&t->refund, 0, __ATOMIC_RELAXED);
+	uint64_t refund = mli_take_refund(t);
 	MLI_TLS_ADD(count, t->grant - left - refund);
 }
 
@@ -556,9 +568,21 @@ static inline bool mli_start_grace(struct mli_thread *t,
 	return true;
 }
 /* memory.c: under a memory limit, keeps the free memory the allocator
- * holds resident within a quarter of it (looked at every limit/8 of the
- * thread's frees, from its slow path). */
-void mli_mem_keep_down(struct mli_thread *t, int64_t limit);
+ * holds resident within a quarter of it (looked at every limit/8, 4 to 64
+ * MiB, of the thread's frees, from its slow path: the count is checked
+ * here, inline, at every memory grant). d: the thread's freed bytes. */
+void mli_mem_look(struct mli_thread *t, int64_t limit, uint64_t d);
+static inline void mli_mem_keep_down(struct mli_thread *t, int64_t limit)
+{
+	const int64_t MiB = (int64_t)1 << 20;
+	if (!t->be_dealloc || limit <= 0)
+		return;
+	uint64_t d = __atomic_load_n(t->be_dealloc, __ATOMIC_RELAXED);
+	int64_t period = limit / 8 < 4 * MiB ? 4 * MiB
+		       : limit / 8 > 64 * MiB ? 64 * MiB : limit / 8;
+	if (mli_unlikely(d - t->unused_mark >= (uint64_t)period))
+		mli_mem_look(t, limit, d);
+}
 
 /* ---- core/report.c: breach messages and the exit report --------------- */
 enum mli_breach { MLI_BREACH_GLOBAL = 1, MLI_BREACH_ALLOC = 2,

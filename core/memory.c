@@ -249,7 +249,7 @@ bool mli_mem_over(const struct mli_thread *t, struct mli_adm *a,
  * since its last memory grant; a new thread's first grant assumes the
  * worst, 16. (Not its allocated blocks: jemalloc counts a realloc's whole
  * new block there, which made every realloc of a big buffer a slow path.) */
-static uint64_t scale_to_blocks(struct mli_thread *t, uint64_t g)
+static inline uint64_t scale_to_blocks(struct mli_thread *t, uint64_t g)
 {
 	if (!t->be_alloc)
 		return g;
@@ -329,16 +329,9 @@ bool mli_mem_quick(struct mli_thread *t, size_t n)
  * So at every limit/8 (4 to 64 MiB) of a thread's frees, its next slow
  * path asks jemalloc what it keeps, and over a quarter of the limit (at
  * least 4 MiB) purges it all. The look takes jemalloc's statistics locks. */
-void mli_mem_keep_down(struct mli_thread *t, int64_t limit)
+void mli_mem_look(struct mli_thread *t, int64_t limit, uint64_t d)
 {
 	const int64_t MiB = (int64_t)1 << 20;
-	if (!t->be_dealloc || limit <= 0)
-		return;
-	uint64_t d = __atomic_load_n(t->be_dealloc, __ATOMIC_RELAXED);
-	int64_t period = limit / 8 < 4 * MiB ? 4 * MiB
-		       : limit / 8 > 64 * MiB ? 64 * MiB : limit / 8;
-	if (d - t->unused_mark < (uint64_t)period)
-		return;
 	t->unused_mark = d;
 	int64_t keep = limit / 4 > 4 * MiB ? limit / 4 : 4 * MiB;
 	/* Nothing to look for when the bound is above the machine's memory

@@ -113,6 +113,25 @@ static void exact_counts(void **state)
 	assert_int_equal(mli_thread_count(&mli_tls) - before, sum);
 }
 
+/* Bytes given back to the grant where `left` could not take them (it was
+ * 0 after the take: what a cut also leaves) wait in `refund`, and the
+ * next slow path folds them out of the count. */
+static void refund_is_folded(void **state)
+{
+	assert_true(fake_alloc(1)); /* the thread has a grant */
+	uint64_t before = mli_thread_count(&mli_tls);
+	uint64_t after, left = mli_tls.left;
+	assert_true(left > 100);
+	assert_true(mli_take(left, &after)); /* all of it */
+	assert_int_equal(after, 0);
+	mli_give_back(left - 100, after);
+	assert_int_equal(mli_tls.refund, left - 100);
+	assert_int_equal(mli_thread_count(&mli_tls) - before, 100);
+	assert_true(fake_alloc(5)); /* left is 0: the slow path folds */
+	assert_int_equal(mli_tls.refund, 0);
+	assert_int_equal(mli_thread_count(&mli_tls) - before, 105);
+}
+
 static void alloc_limit_fires_at_crossing(void **state)
 {
 	ml_scope s;
@@ -273,6 +292,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(exact_counts),
+		cmocka_unit_test(refund_is_folded),
 		cmocka_unit_test(alloc_limit_fires_at_crossing),
 		cmocka_unit_test(nested_outer_exhausted_from_inside),
 		cmocka_unit_test(nested_inner_own_limit),
