@@ -84,12 +84,14 @@ void *mli_resize_sampled(void *old, size_t n, int flags)
 	int ad = grow ? mli_admit_resize(grow, block) : MLI_ADMIT;
 	if (!ad)
 		return mli_enomem();
+	bool zero = flags & MLI_MALLOCX_ZERO;
 	if (aligned && mli_be_sample_resize(old, n, flags)) {
+		if (zero) /* as jemalloc: the bytes past the old usable size */
+			memset((char *)old + have, 0, mli_be_sample_size(old) - have);
 		if (ad == MLI_SAMPLE)
 			mli_prof_resampled(old, n);
 		return old;
 	}
-	bool zero = flags & MLI_MALLOCX_ZERO;
 	void *p;
 	if (ad == MLI_SAMPLE)
 		p = mli_prof_alloc(n, align, zero);

@@ -1,8 +1,10 @@
 /* prof_jeapi: jemalloc's API (preload/jeapi.c) on the profiling build's
  * sampled blocks, which live in the profiler's range, not in jemalloc. At
  * rate 1 every block is sampled; sallocx gives its usable size, dallocx and
- * sdallocx free it (its dealloc callback runs once), rallocx moves it out
- * (old block reported freed, contents kept), xallocx leaves it in place.
+ * sdallocx free it (its dealloc callback runs once), rallocx moves it when
+ * it outgrows its slot (old block reported freed, contents kept) and grows
+ * it in place otherwise (zeroing the growth for MALLOCX_ZERO), xallocx
+ * leaves it in place.
  * Linked with libjemalloc.so.2 like a real user of the API. Prints
  * "checks N" and "failures F". */
 #define _GNU_SOURCE
@@ -90,6 +92,25 @@ int main(void)
 		dallocx(q, 0);
 		check(deallocs == d + 1, "the moved block freed", n);
 	}
+	/* Grown in place in its slot by rallocx with MALLOCX_ZERO: the bytes
+	 * past the old usable size are zero, though the slot held another
+	 * block's bytes (a freed slot is reused as it was). */
+	unsigned char *x = sampled(3000, 0);
+	memset(x, 0xaa, 3000);
+	dallocx(x, 0);
+	unsigned char *p = sampled(100, 0);
+	size_t have = sallocx(p, 0);
+	memset(p, 0x42, 100);
+	unsigned char *q = rallocx(p, 2000, MALLOCX_ZERO);
+	check(q == p && q == x, "rallocx grew it in place, in the reused slot", 100);
+	int kept = q != NULL, zero = q != NULL;
+	for (size_t k = 0; q && k < 100; k++)
+		kept &= q[k] == 0x42;
+	for (size_t k = have; q && k < sallocx(q, 0); k++)
+		zero &= q[k] == 0;
+	check(kept, "rallocx in place kept the contents", 100);
+	check(zero, "rallocx in place zeroed the growth", 100);
+	dallocx(q, 0);
 	ml_memprof_stop();
 	printf("checks %d\nfailures %d\n", checks, failures);
 	return failures ? 1 : 0;
