@@ -119,7 +119,7 @@ static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
 	if (!old)
 		return malloc(n);
 	if (n == 0) {
-		mli_any_free(old);
+		mli_user_free(old);
 		return NULL;
 	}
 	if (n > (size_t)PTRDIFF_MAX)
@@ -271,12 +271,12 @@ EXPORT void *pvalloc(size_t n)
 EXPORT void free_sized(void *p, size_t size)
 {
 	(void)size;
-	mli_any_free(p);
+	mli_user_free(p);
 }
 
 EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
 {
 	(void)align;
 	(void)size;
-	mli_any_free(p);
+	mli_user_free(p);
 }

@@ -111,6 +111,20 @@ static inline void mli_any_free(void *p)
 		mli_je_free(p);
 }
 
+/* Frees a block the program got from the library's entry points (free
+ * itself excepted). In the default library that is the exported free,
+ * jemalloc's, by a local name the link gives it (the Makefile's JE_FREE): a
+ * tail call into free's fast path (some 30 instructions, where
+ * mli_je_free's dallocx takes jemalloc's slow path, about 90). Not for the
+ * library's own blocks: a preload before this one (valgrind's) takes free's
+ * address, and with it the program's allocations, never the library's. */
+#ifdef MLI_PROF_BUILD
+#define mli_user_free mli_any_free
+#else
+__attribute__((visibility("hidden"))) void mli_free_exported(void *p);
+#define mli_user_free mli_free_exported
+#endif
+
 /* The block for an admitted request: from the profiler's region if it was
  * sampled (falling back to jemalloc, untracked, if the region is full). */
 static inline void *mli_get_block(int admitted, size_t n, size_t align, bool zero)
