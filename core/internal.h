@@ -443,9 +443,11 @@ static inline void mli_quick_fold(struct mli_thread *t)
 }
 
 /* The memory lane (memory.c): MEMLIMITS_GLOBAL_MEMORY's check, or the
- * publication other threads' memory limits need, and a refill, without
- * the meters' table. False if the full slow path must decide. */
-bool mli_mem_quick(struct mli_thread *t, size_t n);
+ * publication other threads' memory limits need, or a big block's note in
+ * the peak, and a refill, without the meters' table. grow: the block's
+ * size from MLI_PEAK_NOTE up, else n. False if the full slow path must
+ * decide. */
+bool mli_mem_quick(struct mli_thread *t, size_t n, size_t grow);
 /* The slow path after the plain refill did not apply: the memory lane, or
  * the meters. */
 MLI_NOINLINE int mli_admit_rest(size_t n);

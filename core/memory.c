@@ -282,19 +282,24 @@ void mli_mem_bound(struct mli_thread *t, struct mli_adm *a,
 
 /* The memory lane of the slow path: the thread's meters are MEMLIMITS_
  * GLOBAL_MEMORY's at most (or none, while other threads' tasks have memory
- * limits that need this thread's growth published). What the meter would
- * decide, when it would admit, without the table: every 56 KiB of a
- * thread's allocation under a cap comes here. */
-bool mli_mem_quick(struct mli_thread *t, size_t n)
+ * limits that need this thread's growth published; or none at all, for a
+ * block of MLI_PEAK_NOTE or more, which the peak must see). What the meter
+ * would decide, when it would admit, without the table: every 56 KiB of a
+ * thread's allocation under a cap comes here. grow: what the heap grows by
+ * (the block's size class from MLI_PEAK_NOTE up). */
+bool mli_mem_quick(struct mli_thread *t, size_t n, size_t grow)
 {
+	(void)n; /* counted with the grant it wrapped (mli_quick_fold) */
 	int64_t v = thread_live(t);
 	int64_t cap = mli_eng.mem_cap;
 	uint64_t g = MLI_GRANT;
+	int64_t mem = 0;
+	if (cap >= 0 || grow >= MLI_PEAK_NOTE)
+		mem = others() + v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
 	if (cap >= 0) {
-		int64_t mem = others() + v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
-		if (mem > cap || n > (uint64_t)(cap - mem))
+		if (mem > cap || grow > (uint64_t)(cap - mem))
 			return false; /* the meter decides: exact figure, report */
-		uint64_t free_mem = (uint64_t)(cap - mem) - n;
+		uint64_t free_mem = (uint64_t)(cap - mem) - grow;
 		uint64_t nt = mli_thread_n();
 		nt = nt ? nt : 1;
 		if (free_mem < 2 * MEM_GRANT * nt) /* as mli_mem_bound */
@@ -302,6 +307,8 @@ bool mli_mem_quick(struct mli_thread *t, size_t n)
 		else
 			g = MEM_GRANT;
 	}
+	if (grow >= MLI_PEAK_NOTE) /* as admit_full: every big block */
+		mli_mem_note(mem + (int64_t)grow);
 	mli_engine_enter(t);
 	mli_quick_fold(t);
 	int64_t d = v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
