@@ -289,17 +289,24 @@ int mli_admit_slow(size_t n)
 int mli_admit_rest(size_t n)
 {
 	struct mli_thread *t = &mli_tls;
-	size_t grow = n < MLI_PEAK_NOTE || n > (size_t)PTRDIFF_MAX
-			      ? n : mli_be_block_size(n);
-	/* The lanes: the memory lane, or the plain refill's for a big block
-	 * (mli_quick_refill leaves those to the peak's note). */
 	uint32_t lane = __atomic_load_n(&mli_eng.limits_gen, __ATOMIC_RELAXED) + 1;
 	int r;
-	if ((t->mem_gen == lane || (t->quick_gen == lane && grow >= MLI_PEAK_NOTE)) &&
-	    n <= (size_t)PTRDIFF_MAX && !t->in_engine && mli_mem_quick(t, n, grow))
-		r = MLI_ADMIT;
-	else
-		r = admit_full(t, n, grow);
+	if (mli_likely(n < MLI_PEAK_NOTE)) {
+		if (t->mem_gen == lane && !t->in_engine && mli_mem_quick(t, n, n))
+			r = MLI_ADMIT;
+		else
+			r = admit_full(t, n, n);
+	} else {
+		/* A block the peak must note: the memory lane, or the plain
+		 * lane's refill (mli_quick_refill leaves big blocks here). */
+		size_t grow = n > (size_t)PTRDIFF_MAX ? n : mli_be_block_size(n);
+		if ((t->mem_gen == lane || t->quick_gen == lane) &&
+		    n <= (size_t)PTRDIFF_MAX && !t->in_engine &&
+		    mli_mem_quick(t, n, grow))
+			r = MLI_ADMIT;
+		else
+			r = admit_full(t, n, grow);
+	}
 	if (mli_unlikely(__atomic_load_n(&mli_be_tick_owed, __ATOMIC_RELAXED)) &&
 	    !t->in_engine)
 		mli_be_tick();
