@@ -160,8 +160,13 @@ EXPORT void *realloc(void *old, size_t n)
 		 * lookup of the block before. Only a limit near takes realloc_slow's exact path. What
 		 * was charged beyond the growth is given back without undoing a
 		 * grant cut by a signal handler meanwhile (mli_give_back). */
-		uint64_t after;
-		bool charged = mli_take(n, &after);
+		uint64_t after = 0;
+		/* Looked at first: a big buffer's realloc is over the grant,
+		 * and the take would wrap and be undone (two read-modify-
+		 * writes of the word, 12 instructions in all). The take
+		 * itself stays one instruction, so a signal handler between
+		 * the look and it changes nothing the take does not see. */
+		bool charged = mli_tls.left >= n && mli_take(n, &after);
 		if (charged || mli_within_headroom(n)) {
 			const uint64_t *alloc = mli_tls.be_alloc,
 				       *dealloc = mli_tls.be_dealloc;
