@@ -320,8 +320,7 @@ bool mli_mem_quick(struct mli_thread *t, size_t n, size_t grow)
 		mli_mem_keep_down(t, cap);
 		g = scale_to_blocks(t, g);
 	}
-	t->grant = g;
-	t->left = g;
+	mli_quick_regrant(t, g);
 	mli_engine_leave(t);
 	if (mli_unlikely(t->poked))
 		mli_check_now(t);
