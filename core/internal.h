@@ -571,9 +571,13 @@ static inline bool mli_start_grace(struct mli_thread *t,
 				   const struct mli_adm *a)
 {
 	/* In blocks (the backend's counter), not requests: 64 Ki mallocs of
-	 * a byte are 1 MiB of 16-byte blocks. */
-	uint64_t used = (t->be_alloc ? __atomic_load_n(t->be_alloc, __ATOMIC_RELAXED)
-				     : t->count) + t->graced;
+	 * a byte are 1 MiB of 16-byte blocks. And in requests too (the
+	 * count): the backend's counter misses the profiler's sampled blocks,
+	 * which are not the backend's, and at a high sampling rate a thread's
+	 * allocations are all sampled: the grace then never ended (under 50M,
+	 * 1024 buffers grown by realloc reached 256 MiB). */
+	uint64_t blocks = t->be_alloc ? __atomic_load_n(t->be_alloc, __ATOMIC_RELAXED) : 0;
+	uint64_t used = (blocks > t->count ? blocks : t->count) + t->graced;
 	if (a->kind == MLI_ADM_POLL || used >= MLI_START_GRACE ||
 	    a->grow > MLI_START_GRACE - used)
 		return false;

@@ -647,6 +647,44 @@ static void sampled_blocks_work_as_memory(void **state)
 	mlt_run_free(&r);
 }
 
+/* The global limit holds on the profiler's blocks as on jemalloc's: at
+ * rate 1 every block of the thread is the profiler's, and the thread's
+ * start-up grace (its first 64 KiB) was measured on jemalloc's counter
+ * alone, so it never ended: 1024 buffers grown under 20M reached 256 MiB. */
+static void sampled_blocks_held_to_the_limit(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("prof_cap"), "grow", "1", "1024", NULL };
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=20M", NULL };
+	struct mlt_run r;
+	run_prof(argv, env, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT_KV(r, "refused", 1);
+	double limit = kv(&r, "limit"), most = kv(&r, "usable_total");
+	EXPECT(r, limit == 20 << 20);
+	EXPECT(r, most <= limit + (64 << 10));
+	EXPECT(r, most >= limit - (2 << 20)); /* and it got there */
+	mlt_run_free(&r);
+}
+
+/* A sampled block that realloc moves is counted once, as jemalloc's: the
+ * old one is out of the measure while it is copied. Counting both took
+ * the measure of a buffer grown to 12 MiB to 15 MiB at a move, over a 14M
+ * limit, and another thread's small allocations were refused meanwhile. */
+static void moving_sampled_block_counted_once(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("prof_cap"), "move", "1e-3", "12", NULL };
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=14M", NULL };
+	struct mlt_run r;
+	run_prof(argv, env, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT_KV(r, "a_failures", 0);
+	EXPECT_KV(r, "b_failures", 0);
+	EXPECT(r, kv(&r, "peak") <= 13 << 20);
+	mlt_run_free(&r);
+}
+
 /* Every form of C++'s operator delete (the sized and aligned ones go to
  * jemalloc's sized free otherwise) recognises a sampled block. */
 static void cxx_delete_of_sampled_blocks(void **state)
@@ -1357,6 +1395,8 @@ int main(void)
 		cmocka_unit_test(determinism_other_seed_differs),
 		cmocka_unit_test(dealloc_once_per_tracked_block),
 		cmocka_unit_test(dealloc_via_realloc),
+		cmocka_unit_test(sampled_blocks_held_to_the_limit),
+		cmocka_unit_test(moving_sampled_block_counted_once),
 		cmocka_unit_test(callbacks_allocate_without_recursion),
 		cmocka_unit_test(callbacks_in_allocating_thread),
 		cmocka_unit_test(no_callback_after_stop),
