@@ -73,8 +73,13 @@ EXPORT size_t xallocx(void *p, size_t n, size_t extra, int flags)
 	size_t grow = most > have ? mli_resize_growth(have, most, flags, &block) : 0;
 	if (grow && !mli_admit_resize(grow, block))
 		return have;
-	size_t got = MLI_RESIZING(mli_je_xallocx(p, n, extra, flags));
-	/* What is counted is what the block grew by (mli_growth_charge). */
+	(void)MLI_RESIZING(mli_je_xallocx(p, n, extra, flags));
+	/* The block's size is read again: jemalloc 5.3's xallocx can grow a
+	 * block and return its old size (mallocx(28672), then xallocx(p,
+	 * 70009, 199998, 0) returned 28672 for a block of 81920), which would
+	 * leave the growth uncounted and tell the caller the wrong size.
+	 * What is counted is what the block grew by (mli_growth_charge). */
+	size_t got = mli_je_sallocx(p, 0);
 	size_t used = mli_growth_charge(have, got, most);
 	if (used > grow)
 		used = grow;

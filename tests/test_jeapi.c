@@ -209,6 +209,25 @@ static void charged_and_limited(void **state)
 	}
 	assert_true(grew);
 	dallocx(p, 0);
+	/* xallocx returns the block's size and charges its growth: jemalloc
+	 * 5.3's own can grow a block and return its old size (26 times over
+	 * these sizes; mallocx(28672), xallocx(p, 70009, 199998, 0) gave
+	 * 28672 for a block of 81920). */
+	int wrong = 0;
+	for (size_t n = 16 * KiB; n <= 512 * KiB; n += 12 * KiB)
+		for (size_t m = n + 1; m < 4 * n; m += n / 3 + 777)
+			for (size_t extra = 0; extra < 200000; extra += 33333) {
+				void *x = mallocx(n, 0);
+				have = sallocx(x, 0);
+				a = counted();
+				size_t got = xallocx(x, m, extra, 0);
+				uint64_t charged = counted() - a;
+				size_t grown = got > have ? got - have : 0;
+				wrong += got != sallocx(x, 0);
+				wrong += charged != (grown < m + extra ? grown : m + extra);
+				dallocx(x, 0);
+			}
+	assert_int_equal(wrong, 0);
 
 	ml_scope s;
 	uint64_t used = 0;
