@@ -432,27 +432,14 @@ static inline uint64_t mli_take_refund(struct mli_thread *t)
 }
 
 /* Counts what the fast path handed out since the last refill and the
- * request that wrapped `left` (grant - left is both), and takes it off
- * `left` with one subtraction (not an exchange: a locked instruction on
- * x86). A signal handler's allocation on this thread between the read and
- * the subtraction leaves `left` at minus its bytes, which the refill's
- * addition (mli_quick_regrant) turns into a charge on the new grant; one
- * after the subtraction finds 0 and is counted by its own slow path (a
- * re-entry). Inside the engine, on the calling thread's block. */
+ * request that wrapped `left` (grant - left is both). Exchanges, so that a
+ * signal handler's allocation lands either before or after (in_engine,
+ * counted by its own slow path). Inside the engine. */
 static inline void mli_quick_fold(struct mli_thread *t)
 {
-	uint64_t left = __atomic_load_n(&t->left, __ATOMIC_RELAXED);
-	MLI_TLS_ADD(left, (uint64_t)0 - left);
+	uint64_t left = __atomic_exchange_n(&t->left, 0, __ATOMIC_RELAXED);
 	uint64_t refund = mli_take_refund(t);
 	MLI_TLS_ADD(count, t->grant - left - refund);
-}
-
-/* The refill after mli_quick_fold: `left` is 0, or minus what a signal
- * handler took meanwhile. */
-static inline void mli_quick_regrant(struct mli_thread *t, uint64_t g)
-{
-	t->grant = g;
-	MLI_TLS_ADD(left, g);
 }
 
 /* The memory lane (memory.c): MEMLIMITS_GLOBAL_MEMORY's check, or the
@@ -478,7 +465,8 @@ static inline bool mli_quick_refill(size_t n)
 		return false;
 	mli_engine_enter(t);
 	mli_quick_fold(t);
-	mli_quick_regrant(t, MLI_GRANT);
+	t->grant = MLI_GRANT;
+	t->left = MLI_GRANT;
 	mli_engine_leave(t);
 	if (mli_unlikely(t->poked))
 		mli_check_now(t);

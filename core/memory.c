@@ -320,7 +320,8 @@ bool mli_mem_quick(struct mli_thread *t, size_t n, size_t grow)
 		mli_mem_keep_down(t, cap);
 		g = scale_to_blocks(t, g);
 	}
-	mli_quick_regrant(t, g);
+	t->grant = g;
+	t->left = g;
 	mli_engine_leave(t);
 	if (mli_unlikely(t->poked))
 		mli_check_now(t);

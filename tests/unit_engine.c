@@ -132,29 +132,6 @@ static void refund_is_folded(void **state)
 	assert_int_equal(mli_thread_count(&mli_tls) - before, 105);
 }
 
-/* The quick refill reads `left`, then subtracts what it read (one
- * instruction, not a locked exchange). A signal handler's allocation in
- * between leaves `left` at minus its bytes, and the regrant's addition
- * charges them on the new grant: counted, not lost. The steps of
- * mli_quick_fold, with the handler's subtraction between two of them. */
-static void refill_keeps_a_handlers_bytes(void **state)
-{
-	struct mli_thread *t = &mli_tls;
-	assert_true(fake_alloc(1)); /* the thread has a grant */
-	mli_engine_enter(t);
-	mli_quick_fold(t);
-	mli_quick_regrant(t, 1000);
-	uint64_t before = mli_thread_count(t);
-	uint64_t read = __atomic_load_n(&t->left, __ATOMIC_RELAXED);
-	MLI_TLS_ADD(left, (uint64_t)0 - 100); /* the handler's malloc(100) */
-	MLI_TLS_ADD(left, (uint64_t)0 - read);
-	MLI_TLS_ADD(count, t->grant - read);
-	mli_quick_regrant(t, 1000);
-	mli_engine_leave(t);
-	assert_int_equal(t->left, 900);
-	assert_int_equal(mli_thread_count(t) - before, 100);
-}
-
 static void alloc_limit_fires_at_crossing(void **state)
 {
 	ml_scope s;
@@ -316,7 +293,6 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(exact_counts),
 		cmocka_unit_test(refund_is_folded),
-		cmocka_unit_test(refill_keeps_a_handlers_bytes),
 		cmocka_unit_test(alloc_limit_fires_at_crossing),
 		cmocka_unit_test(nested_outer_exhausted_from_inside),
 		cmocka_unit_test(nested_inner_own_limit),
