@@ -200,6 +200,8 @@ admit(struct mli_thread *t, struct mli_adm *a, unsigned mask)
 		}
 		FOR_EACH_METER(j, passed & has_uncharge)
 			meters[j]->uncharge(t, a->n);
+		if (a->reserved) /* a memory limit had reserved the block */
+			mli_mem_settle(t);
 		return false;
 	}
 	return true;
@@ -479,11 +481,13 @@ void mli_uncharge(size_t n)
 	t->count -= n;
 	FOR_EACH_METER(i, active(t) & has_admit[MLI_ADM_ALLOC] & has_uncharge)
 		meters[i]->uncharge(t, n);
+	mli_mem_settle(t); /* the block admitted and reserved was not made */
 	mli_engine_leave(t);
 }
 
 void mli_thread_retire(struct mli_thread *t)
 {
+	mli_mem_settle_slow(t); /* a reservation of a block never made */
 	FOR_EACH_METER(i, (1u << NMETERS) - 1)
 		if (meters[i]->retire)
 			meters[i]->retire(t);

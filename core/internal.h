@@ -170,6 +170,7 @@ struct mli_thread {
 	/* The memory measure (memory.c). */
 	const uint64_t *be_alloc, *be_dealloc; /* backend's usable-byte counters */
 	int64_t pub;           /* this thread's live bytes as published (atomic) */
+	int64_t pending;       /* a big block admitted, not yet published (atomic) */
 	uint64_t unused_mark;  /* *be_dealloc at the last mli_mem_keep_down look */
 	uint64_t graced;       /* mapped bytes admitted by mli_start_grace */
 	uint64_t scale_live, scale_count; /* live blocks and count at the last
@@ -503,6 +504,16 @@ void mli_mem_note(int64_t v);    /* a value the memory reached */
 /* Publishes t's live bytes: exactly, or (from its slow path) only if they
  * moved enough to matter to other threads' decisions. */
 void mli_mem_publish(struct mli_thread *t, bool exact);
+/* A big block admitted under a memory limit is reserved in the measure
+ * (memory.c: t->pending) until the thread has published it, or given it
+ * up (the allocation failed, another meter refused): mli_mem_settle takes
+ * the reservation out. */
+void mli_mem_settle_slow(struct mli_thread *t);
+static inline void mli_mem_settle(struct mli_thread *t)
+{
+	if (mli_unlikely(__atomic_load_n(&t->pending, __ATOMIC_RELAXED)))
+		mli_mem_settle_slow(t);
+}
 /* The publication rule (memory.c): at PUB_QUANTUM of change either way,
  * or PUB_SLACK of growth at a slow path. */
 #define MLI_PUB_QUANTUM ((int64_t)64 << 10)
@@ -519,11 +530,12 @@ static inline void mli_mem_after_resize(struct mli_thread *t)
 		    __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
 	if (mli_unlikely(d > MLI_PUB_SLACK || d <= -MLI_PUB_QUANTUM))
 		mli_mem_publish(t, false);
+	else
+		mli_mem_settle(t); /* a reserved growth another's walk published */
 }
 /* Would the admission's n bytes take the memory over limit? Asks for the
  * exact figure before saying yes. */
-bool mli_mem_over(const struct mli_thread *t, struct mli_adm *a,
-		  int64_t limit);
+bool mli_mem_over(struct mli_thread *t, struct mli_adm *a, int64_t limit);
 /* Lowers the admission's wait and room for a memory limit. */
 void mli_mem_bound(struct mli_thread *t, struct mli_adm *a,
 		   int64_t limit);

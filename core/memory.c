@@ -40,6 +40,9 @@ static int64_t heap_pub; /* sum of published live bytes, dead threads too */
  * mapped memory, less the engine's own blocks, which are (backend.c). */
 static int64_t base;
 static int64_t mapped;   /* counted bytes mapped outside malloc */
+/* Big blocks admitted under a memory limit and not yet published by their
+ * threads (mli_mem_over's reserve): in the measure meanwhile. */
+static int64_t pending;
 static int64_t peak;
 static uint64_t walks;   /* exact walks completed */
 /* False if the backend cannot call on_activity: then a thread's frees are
@@ -86,7 +89,8 @@ void mli_mem_note(int64_t v)
 static int64_t others(void)
 {
 	return __atomic_load_n(&heap_pub, __ATOMIC_RELAXED) +
-	       __atomic_load_n(&base, __ATOMIC_RELAXED);
+	       __atomic_load_n(&base, __ATOMIC_RELAXED) +
+	       __atomic_load_n(&pending, __ATOMIC_RELAXED);
 }
 
 void mli_mem_base_add(int64_t delta)
@@ -116,6 +120,8 @@ static void publish(struct mli_thread *t, int64_t v, bool exact, bool grown)
 	int64_t old = __atomic_exchange_n(&t->pub, v, __ATOMIC_RELAXED);
 	if (v != old)
 		__atomic_add_fetch(&heap_pub, v - old, __ATOMIC_RELAXED);
+	if (t == &mli_tls)
+		mli_mem_settle(t); /* its reserved block is in the sum, or gone */
 	int64_t all = others();
 	if (v > old)
 		mli_mem_note(all);
@@ -143,9 +149,45 @@ static void on_activity(void *arg, uint64_t allocated, uint64_t deallocated)
 		return;
 	int64_t v = (int64_t)(allocated - deallocated);
 	int64_t d = v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
-	if (mli_likely(d < PUB_QUANTUM && d > -PUB_QUANTUM))
+	if (mli_likely(d < PUB_QUANTUM && d > -PUB_QUANTUM) &&
+	    !__atomic_load_n(&t->pending, __ATOMIC_RELAXED))
 		return; /* balanced: the shared sum is not touched */
+	/* Published (and a reserved block settled: it was just allocated, even
+	 * if another thread's exact walk already published it, d == 0). */
 	publish(t, v, true, false);
+}
+
+void mli_mem_settle_slow(struct mli_thread *t)
+{
+	int64_t r = __atomic_exchange_n(&t->pending, 0, __ATOMIC_RELAXED);
+	if (r)
+		__atomic_sub_fetch(&pending, r, __ATOMIC_RELAXED);
+}
+
+/* Reserves a->grow in the measure if it fits under limit with everything
+ * else, other threads' reservations included: a compare-and-swap on the
+ * reservations' sum, so that big blocks admitted by different threads at
+ * the same moment each count in the other's decision. Each decision read
+ * the published sum, in which another thread's block was not yet: 8
+ * threads' malloc(8 MiB) at once under 20M got 4 to 7 of them (56 MiB).
+ * The reservation leaves when the thread publishes the block (the
+ * backend's activity callback, which an allocation of 64 KiB or more
+ * always runs) or gives it up (mli_mem_settle). */
+static bool reserve(struct mli_thread *t, struct mli_adm *a, int64_t limit)
+{
+	int64_t mem = __atomic_load_n(&heap_pub, __ATOMIC_RELAXED) +
+		      __atomic_load_n(&base, __ATOMIC_RELAXED) + thread_live(t) -
+		      __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
+	int64_t cur = __atomic_load_n(&pending, __ATOMIC_RELAXED);
+	do {
+		int64_t m = mem + cur;
+		if (m > limit || a->grow > (uint64_t)(limit - m))
+			return false;
+	} while (!__atomic_compare_exchange_n(&pending, &cur, cur + (int64_t)a->grow,
+					      true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+	__atomic_add_fetch(&t->pending, (int64_t)a->grow, __ATOMIC_RELAXED);
+	a->reserved = true;
+	return true;
 }
 
 void mli_mem_thread_attach(struct mli_thread *t)
@@ -228,17 +270,24 @@ int64_t mli_map_reserve(int64_t limit)
  * estimate, which may run ahead of the truth by frees not yet published,
  * ask for the exact figure first (and keep it in a->mem). Mapped memory
  * leaves malloc its reserve. */
-bool mli_mem_over(const struct mli_thread *t, struct mli_adm *a,
-		  int64_t limit)
+bool mli_mem_over(struct mli_thread *t, struct mli_adm *a, int64_t limit)
 {
 	if (a->kind == MLI_ADM_MAP)
 		limit -= mli_map_reserve(limit);
+	/* A block of 64 KiB or more is reserved (once, by the first memory
+	 * limit that admits it); a smaller one is within the per-thread
+	 * bound. */
+	bool big = a->kind == MLI_ADM_ALLOC && a->grow >= (uint64_t)PUB_QUANTUM &&
+		   !a->reserved && t->be_alloc;
 	int64_t mem = mli_adm_mem(t, a);
 	if (mem <= limit && a->grow <= (uint64_t)(limit - mem) &&
-	    __atomic_load_n(&watched, __ATOMIC_RELAXED))
+	    __atomic_load_n(&watched, __ATOMIC_RELAXED) &&
+	    (!big || reserve(t, a, limit)))
 		return false;
 	a->mem = mem = mli_mem_exact();
-	return mem > limit || a->grow > (uint64_t)(limit - mem);
+	if (mem > limit || a->grow > (uint64_t)(limit - mem))
+		return true;
+	return big && !reserve(t, a, limit); /* another's block took the room */
 }
 
 /* A memory grant is counted in requested bytes, the heap in blocks: for
@@ -295,6 +344,8 @@ bool mli_mem_quick(struct mli_thread *t, size_t n, size_t grow)
 	uint64_t g = MLI_GRANT;
 	int64_t mem = 0;
 	if (cap >= 0) {
+		if (grow >= (uint64_t)PUB_QUANTUM)
+			return false; /* reserved by the meter (mli_mem_over) */
 		mem = others() + v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
 		if (mem > cap || grow > (uint64_t)(cap - mem))
 			return false; /* the meter decides: exact figure, report */

@@ -44,6 +44,7 @@ struct mli_adm {
 	unsigned kind;     /* enum mli_adm_kind */
 	int64_t mem;       /* the process's memory (estimate), -1 until asked */
 	bool sampled;      /* the sampler picked this allocation */
+	bool reserved;     /* a memory meter reserved grow (t->pending) */
 	/* Set by the meters' bound(): */
 	uint64_t wait;     /* bytes before some meter must look again */
 	uint64_t room;     /* bytes no meter's limit could refuse */

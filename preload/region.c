@@ -308,6 +308,7 @@ void *mli_be_sample_alloc(size_t n, size_t align, bool zero,
 	memset(&h->rec, 0, sizeof h->rec);
 	__atomic_fetch_add(&region_live, (int64_t)usable, __ATOMIC_RELAXED);
 	mli_mem_base_add((int64_t)usable);
+	mli_mem_settle(&mli_tls); /* the admitted block is in the measure */
 	*rec = &h->rec;
 	return p;
 }
@@ -384,6 +385,7 @@ bool mli_be_sample_resize(void *p, size_t n, int flags)
 	int64_t d = (int64_t)usable - (int64_t)h->size;
 	__atomic_fetch_add(&region_live, d, __ATOMIC_RELAXED);
 	mli_mem_base_add(d);
+	mli_mem_settle(&mli_tls); /* the admitted growth is in the measure */
 	h->size = usable;
 	if (off + usable > h->dirty)
 		h->dirty = off + usable;

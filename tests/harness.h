@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,20 @@ static inline int mlt_run_cmd(char *const argv[], const char *const env[],
 		;
 	r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	return 0;
+}
+
+/* The number after "key " or "key=" at the start of a line of out. */
+static inline bool mlt_kv(const char *out, const char *key, double *v)
+{
+	size_t n = strlen(key);
+	for (const char *p = out; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p) {
+		if (strncmp(p, key, n) == 0 && (p[n] == ' ' || p[n] == '=')) {
+			char *end;
+			*v = strtod(p + n + 1, &end);
+			return end != p + n + 1;
+		}
+	}
+	return false;
 }
 
 static inline void mlt_run_free(struct mlt_run *r)

@@ -103,19 +103,7 @@ static void run_prof(char *const argv[], const char *const env[],
 	run(argv, e, 0, r);
 }
 
-/* The number after "key " or "key=" at the start of a line of out. */
-static bool kv_find(const char *out, const char *key, double *v)
-{
-	size_t n = strlen(key);
-	for (const char *p = out; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p) {
-		if (strncmp(p, key, n) == 0 && (p[n] == ' ' || p[n] == '=')) {
-			char *end;
-			*v = strtod(p + n + 1, &end);
-			return end != p + n + 1;
-		}
-	}
-	return false;
-}
+#define kv_find mlt_kv
 
 static double kv(const struct mlt_run *r, const char *key)
 {
