@@ -406,6 +406,7 @@ bool mli_thread_may_start(void)
 		}
 	if (!ok)
 		t->breach_count++;
+	mli_mem_settle(t); /* the room was only looked at: nothing to reserve */
 	mli_engine_leave(t);
 	return ok;
 }
