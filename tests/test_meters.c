@@ -353,6 +353,21 @@ static void big_blocks_at_once(void **state)
 	mlt_run_free(&r);
 }
 
+/* pthread_create's look at the limits leaves nothing in the measure (it
+ * admitted 64 KiB of room through the memory meter, which reserved it). */
+static void thread_start_reserves_nothing(void **state)
+{
+	(void)state;
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=64M", NULL };
+	struct mlt_run r;
+	run_prog("start_room", env, &r);
+	assert_int_equal(r.status, 0);
+	double grew = 0;
+	assert_true(mlt_kv(r.out, "grew", &grew));
+	assert_true(grew < 16 * 1024);
+	mlt_run_free(&r);
+}
+
 /* ---- a realloc's growth: seen by other threads, not the peak's moment --- */
 
 static void realloc_growth_seen_and_peak_within(void **state)
@@ -477,6 +492,7 @@ int main(void)
 		cmocka_unit_test(threads_at_the_limit),
 		cmocka_unit_test(malloc_conf_no_startup_hang),
 		cmocka_unit_test(big_blocks_at_once),
+		cmocka_unit_test(thread_start_reserves_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
