@@ -170,9 +170,10 @@ void mli_mem_settle_slow(struct mli_thread *t)
  * the same moment each count in the other's decision. Each decision read
  * the published sum, in which another thread's block was not yet: 8
  * threads' malloc(8 MiB) at once under 20M got 4 to 7 of them (56 MiB).
- * The reservation leaves when the thread publishes the block (the
- * backend's activity callback, which an allocation of 64 KiB or more
- * always runs) or gives it up (mli_mem_settle). */
+ * The reservation leaves when the thread publishes the block (right after
+ * it is made, from malloc, calloc and the aligned forms; else the
+ * backend's activity callback, at most 64 KiB of allocation later, or a
+ * resize's publication) or gives it up (mli_mem_settle). */
 static bool reserve(struct mli_thread *t, struct mli_adm *a, int64_t limit)
 {
 	int64_t mem = __atomic_load_n(&heap_pub, __ATOMIC_RELAXED) +
@@ -274,10 +275,11 @@ bool mli_mem_over(struct mli_thread *t, struct mli_adm *a, int64_t limit)
 {
 	if (a->kind == MLI_ADM_MAP)
 		limit -= mli_map_reserve(limit);
-	/* A block of 64 KiB or more is reserved (once, by the first memory
-	 * limit that admits it); a smaller one is within the per-thread
-	 * bound. */
-	bool big = a->kind == MLI_ADM_ALLOC && a->grow >= (uint64_t)PUB_QUANTUM &&
+	/* A block of MLI_PEAK_NOTE (16 KiB) or more is reserved (once, by the
+	 * first memory limit that admits it): it comes on top of the thread's
+	 * grant, and 16 threads' 50,000-byte blocks took the heap 104 KiB a
+	 * thread over the limit when only blocks of 64 KiB or more were. */
+	bool big = a->kind == MLI_ADM_ALLOC && a->grow >= MLI_PEAK_NOTE &&
 		   !a->reserved && t->be_alloc;
 	int64_t mem = mli_adm_mem(t, a);
 	if (mem <= limit && a->grow <= (uint64_t)(limit - mem) &&
@@ -344,7 +346,7 @@ bool mli_mem_quick(struct mli_thread *t, size_t n, size_t grow)
 	uint64_t g = MLI_GRANT;
 	int64_t mem = 0;
 	if (cap >= 0) {
-		if (grow >= (uint64_t)PUB_QUANTUM)
+		if (grow >= MLI_PEAK_NOTE)
 			return false; /* reserved by the meter (mli_mem_over) */
 		mem = others() + v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
 		if (mem > cap || grow > (uint64_t)(cap - mem))

@@ -366,7 +366,7 @@ int64_t mli_tree_memory(void)
 	return __atomic_load_n(&seg->total, __ATOMIC_RELAXED);
 }
 
-/* A block of 64 KiB or more is put into this process's part of the total
+/* A block of 16 KiB or more is put into this process's part of the total
  * when it is admitted, with a compare-and-swap on the total, so that big
  * blocks that processes (or threads) ask for at the same moment each count
  * in the others' decisions: 4 processes' malloc(8 MiB) at once under a 20M
@@ -374,7 +374,7 @@ int64_t mli_tree_memory(void)
  * its part already counting the block. */
 static bool reserve(struct mli_thread *t, struct mli_adm *a, int64_t limit)
 {
-	if (!mine || a->kind != MLI_ADM_ALLOC || a->grow < (uint64_t)MLI_PUB_QUANTUM)
+	if (!mine || a->kind != MLI_ADM_ALLOC || a->grow < MLI_PEAK_NOTE)
 		return true;
 	int64_t own = mli_adm_mem(t, a);
 	int64_t cur = __atomic_load_n(&seg->total, __ATOMIC_RELAXED);

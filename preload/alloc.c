@@ -24,6 +24,8 @@ __attribute__((used, noinline)) void *mli_malloc_slow(size_t n)
 	void *p = mli_get_block(a, n, 0, false);
 	if (!p)
 		mli_uncharge(n);
+	else
+		mli_block_made();
 	return p;
 }
 
@@ -61,6 +63,8 @@ EXPORT void *calloc(size_t a, size_t b)
 	void *p = ad == MLI_ADMIT ? mli_je_calloc(a, b) : mli_get_block(ad, n, 0, true);
 	if (!p)
 		mli_uncharge(n);
+	else
+		mli_block_made();
 	return p;
 }
 
@@ -222,6 +226,8 @@ void *mli_aligned(size_t align, size_t n)
 	void *p = mli_get_block(ad, n, align, false);
 	if (!p)
 		mli_uncharge(charge);
+	else
+		mli_block_made();
 	return p;
 }
 

@@ -141,6 +141,14 @@ static inline void *mli_get_block(int admitted, size_t n, size_t align, bool zer
 	return p;
 }
 
+/* After a block was made: a big block reserved in the measure by its
+ * admission (memory.c) is published now, the reservation taken out. */
+static inline void mli_block_made(void)
+{
+	if (mli_unlikely(__atomic_load_n(&mli_tls.pending, __ATOMIC_RELAXED)))
+		mli_mem_publish(&mli_tls, true);
+}
+
 /* alloc.c: malloc's slow path (admission, block, uncharge on failure). */
 void *mli_malloc_slow(size_t n);
 /* alloc.c: realloc and rallocx of a sampled block (flags: jemalloc's). */
