@@ -28,6 +28,8 @@ EXPORT void *mallocx(size_t n, int flags)
 		p = mli_je_mallocx(n, flags);
 	if (!p)
 		mli_uncharge(charge);
+	else
+		mli_block_made();
 	return p;
 }
 
