@@ -105,13 +105,13 @@ $(B)/jemalloc-prof.a: preload/jemalloc-prof.syms Makefile | $(B)/.setup-build
 
 # exports.map is a prerequisite (a change relinks), not an input file.
 LINK_LIB = $(CC) -shared -o $@ $(filter-out %.map,$^) \
-	-Wl,--version-script=preload/exports.map $(CXX_ALIASES) $(LINK_EXTRA) \
+	-Wl,--version-script=preload/exports.map $(CXX_ALIASES) $(JE_FREE) \
 	-Wl,-z,relro,-z,now -Wl,--no-undefined -lpthread -ldl -lm
 
-# The sized operator delete forms of the default library tail-call free by
-# a local name (preload/cxx.c); the profiling build renames free instead.
+# The library's frees of the program's blocks (operator delete's other
+# forms, free_sized, realloc(p, 0)) tail-call free by a local name
+# (preload/alloc.h: mli_user_free).
 JE_FREE := -Wl,--defsym=mli_free_exported=free
-$(LIB) $(PORT_LIB): LINK_EXTRA = $(JE_FREE)
 
 $(LIB): $(CORE_OBJ) $(PRELOAD_OBJ) $(B)/jemalloc.a preload/exports.map
 	$(LINK_LIB)

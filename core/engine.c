@@ -301,7 +301,7 @@ int mli_admit_rest(size_t n)
 	} else {
 		/* A block the peak must note: the memory lane, or the plain
 		 * lane's refill (mli_quick_refill leaves big blocks here). */
-		size_t grow = n > (size_t)PTRDIFF_MAX ? n : mli_be_block_size(n);
+		size_t grow = mli_be_block_size(n); /* n if no class has it */
 		if ((t->mem_gen == lane || t->quick_gen == lane) &&
 		    n <= (size_t)PTRDIFF_MAX && !t->in_engine &&
 		    mli_mem_quick(t, n, grow))

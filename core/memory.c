@@ -344,11 +344,10 @@ bool mli_mem_quick(struct mli_thread *t, size_t n, size_t grow)
 	int64_t v = thread_live(t);
 	int64_t cap = mli_eng.mem_cap;
 	uint64_t g = MLI_GRANT;
-	int64_t mem = 0;
+	int64_t mem = others() + v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
 	if (cap >= 0) {
 		if (grow >= MLI_PEAK_NOTE)
 			return false; /* reserved by the meter (mli_mem_over) */
-		mem = others() + v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
 		if (mem > cap || grow > (uint64_t)(cap - mem))
 			return false; /* the meter decides: exact figure, report */
 		uint64_t free_mem = (uint64_t)(cap - mem) - grow;
@@ -359,11 +358,8 @@ bool mli_mem_quick(struct mli_thread *t, size_t n, size_t grow)
 		else
 			g = MEM_GRANT;
 	}
-	if (mli_unlikely(grow >= MLI_PEAK_NOTE)) { /* as admit_full */
-		if (cap < 0)
-			mem = others() + v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
+	if (mli_unlikely(grow >= MLI_PEAK_NOTE)) /* as admit_full (no cap here) */
 		mli_mem_note(mem + (int64_t)grow);
-	}
 	mli_engine_enter(t);
 	mli_quick_fold(t);
 	int64_t d = v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);

@@ -83,9 +83,8 @@ void *mli_resize_sampled(void *old, size_t n, int flags)
 		mli_be_sample_resize(old, n, flags);
 		return old;
 	}
-	size_t block = 0;
-	size_t grow = n > have ? mli_resize_growth(have, n, flags, &block) : 0;
-	int ad = grow ? mli_admit_resize(grow, block) : MLI_ADMIT;
+	size_t grow;
+	int ad = mli_admit_growth(have, n, flags, &grow);
 	if (!ad)
 		return mli_enomem();
 	bool zero = flags & MLI_MALLOCX_ZERO;
@@ -141,9 +140,8 @@ static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
 	if (mli_is_sampled(old))
 		return mli_resize_sampled(old, n, 0);
 	size_t have = mli_je_sallocx(old, 0);
-	size_t block = 0;
-	size_t grow = n > have ? mli_resize_growth(have, n, 0, &block) : 0;
-	int ad = grow ? mli_admit_resize(grow, block) : MLI_ADMIT;
+	size_t grow;
+	int ad = mli_admit_growth(have, n, 0, &grow);
 	if (!ad)
 		return mli_enomem();
 	void *p;
@@ -168,7 +166,7 @@ EXPORT void *realloc(void *old, size_t n)
 	if (mli_likely(old && n && !mli_is_sampled(old))) {
 		/* Charge n up front if it fits the grant; else, if no limit could
 		 * refuse even all of n (the room the limits leave), charge the
-		 * growth afterwards. Either way the growth (mli_resize_growth) is
+		 * growth afterwards. Either way the growth (mli_growth_charge) is
 		 * learnt from jemalloc's counters, to which its realloc adds the
 		 * new block's usable size and the old one's (moved or not): no
 		 * lookup of the block before. Only a limit near takes realloc_slow's exact path. What

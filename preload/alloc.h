@@ -69,17 +69,21 @@ static inline size_t mli_growth_charge(size_t have, size_t got, size_t n)
 	return g < n ? g : n;
 }
 
-/* The charge of a resize before it is made, from the size class jemalloc
- * will give; *block gets what the heap will grow by, which the memory
- * limits decide on (not capped at n). */
-static inline size_t mli_resize_growth(size_t have, size_t n, int flags,
-				       size_t *block)
+/* Admits resizing a block of `have` usable bytes to n (jemalloc's flags)
+ * before it is made: charged *grow (mli_growth_charge, from the size class
+ * jemalloc will give; 0 for a shrink, admitted), while the memory limits
+ * decide on what the heap will grow by (not capped at n). MLI_*. */
+static inline int mli_admit_growth(size_t have, size_t n, int flags,
+				   size_t *grow)
 {
+	*grow = 0;
+	if (n <= have)
+		return MLI_ADMIT;
 	size_t u = mli_je_nallocx(n, flags);
 	if (u < n)
 		u = n; /* too large for any class: the call fails */
-	*block = u > have ? u - have : 0;
-	return mli_growth_charge(have, u, n);
+	*grow = mli_growth_charge(have, u, n);
+	return *grow ? mli_admit_resize(*grow, u - have) : MLI_ADMIT;
 }
 
 /* What an aligned request is charged: with an alignment above 16, its
@@ -102,28 +106,16 @@ static inline size_t mli_flag_align(int flags)
 	return lg ? (size_t)1 << lg : 0;
 }
 
-/* Frees any block: the profiler's or jemalloc's. */
-static inline void mli_any_free(void *p)
-{
-	if (mli_is_sampled(p))
-		mli_free_sampled(p);
-	else
-		mli_je_free(p);
-}
-
 /* Frees a block the program got from the library's entry points (free
- * itself excepted). In the default library that is the exported free,
- * jemalloc's, by a local name the link gives it (the Makefile's JE_FREE): a
- * tail call into free's fast path (some 30 instructions, where
- * mli_je_free's dallocx takes jemalloc's slow path, about 90). Not for the
- * library's own blocks: a preload before this one (valgrind's) takes free's
- * address, and with it the program's allocations, never the library's. */
-#ifdef MLI_PROF_BUILD
-#define mli_user_free mli_any_free
-#else
+ * itself excepted): the exported free, by a local name the link gives it
+ * (the Makefile's JE_FREE), a tail call. In the default library that is
+ * jemalloc's free (its fast path some 30 instructions, where mli_je_free's
+ * dallocx takes jemalloc's slow path, about 90); in the profiling build,
+ * region.c's, which tells sampled blocks apart. Not for the library's own
+ * blocks: a preload before this one (valgrind's) takes free's address, and
+ * with it the program's allocations, never the library's. */
 __attribute__((visibility("hidden"))) void mli_free_exported(void *p);
 #define mli_user_free mli_free_exported
-#endif
 
 /* The block for an admitted request: from the profiler's region if it was
  * sampled (falling back to jemalloc, untracked, if the region is full). */

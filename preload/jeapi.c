@@ -38,9 +38,8 @@ EXPORT void *rallocx(void *old, size_t n, int flags)
 	if (mli_is_sampled(old))
 		return mli_resize_sampled(old, n, flags);
 	size_t have = mli_je_sallocx(old, 0);
-	size_t block = 0;
-	size_t grow = n > have ? mli_resize_growth(have, n, flags, &block) : 0;
-	int ad = grow ? mli_admit_resize(grow, block) : MLI_ADMIT;
+	size_t grow;
+	int ad = mli_admit_growth(have, n, flags, &grow);
 	if (!ad)
 		return NULL;
 	void *p;
@@ -71,9 +70,8 @@ EXPORT size_t xallocx(void *p, size_t n, size_t extra, int flags)
 	}
 	size_t have = mli_je_sallocx(p, 0);
 	size_t most = n + extra < n ? SIZE_MAX : n + extra;
-	size_t block = 0;
-	size_t grow = most > have ? mli_resize_growth(have, most, flags, &block) : 0;
-	if (grow && !mli_admit_resize(grow, block))
+	size_t grow;
+	if (!mli_admit_growth(have, most, flags, &grow))
 		return have;
 	(void)MLI_RESIZING(mli_je_xallocx(p, n, extra, flags));
 	/* The block's size is read again: jemalloc 5.3's xallocx can grow a

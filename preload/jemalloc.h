@@ -35,12 +35,6 @@ void mli_je_malloc_stats_print(void (*write_cb)(void *, const char *),
 /* The flags of that API (jemalloc's ABI, as its jemalloc.h defines them). */
 #define MLI_MALLOCX_LG_ALIGN_MASK 0x3f /* lg of the alignment; 0: none */
 #define MLI_MALLOCX_ZERO 0x40
-/* The lg-alignment flag for a power-of-two alignment. */
-static inline int mli_mallocx_align(size_t align)
-{
-	return align > 1 ? __builtin_ctzll(align) : 0;
-}
-
 #ifdef MLI_PROF_BUILD
 void mli_je_free(void *p); /* the exported free is region.c's */
 size_t mli_je_malloc_usable_size(void *p);

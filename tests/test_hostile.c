@@ -283,22 +283,36 @@ static void exit_handlers_allocate_report_stderr(void **state)
 	mlt_run_free(&t.r);
 }
 
+/* An empty file for a report (path: a mkstemp template). */
+static void report_file(char *path)
+{
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+}
+
+/* The report's text (at most size - 1 bytes), the file removed; its
+ * length. */
+static size_t read_report(const char *path, char *buf, size_t size)
+{
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t n = fread(buf, 1, size - 1, f);
+	fclose(f);
+	unlink(path);
+	buf[n] = '\0';
+	return n;
+}
+
 static void exit_handlers_allocate_report_file(void **state)
 {
 	(void)state;
 	char path[] = "/tmp/mlt_hostile_report_XXXXXX";
-	int fd = mkstemp(path);
-	assert_true(fd >= 0);
-	close(fd);
+	report_file(path);
 	struct timed t = run_atexit(path);
 	assert_null(strstr(t.r.err, "memlimits: report"));
-	char buf[8192] = "";
-	FILE *f = fopen(path, "r");
-	assert_non_null(f);
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	unlink(path);
-	buf[n] = '\0';
+	char buf[8192];
+	read_report(path, buf, sizeof buf);
 	if (!strstr(buf, "\"live_heap_bytes\": ") || buf[0] != '{')
 		printf("report file: %s\n", buf);
 	assert_int_equal(buf[0], '{');
@@ -315,9 +329,7 @@ static void sigterm_while_writing_report(void **state)
 {
 	(void)state;
 	char path[] = "/tmp/mlt_term_report_XXXXXX";
-	int fd = mkstemp(path);
-	assert_true(fd >= 0);
-	close(fd);
+	report_file(path);
 	char pre[4096], rep[1100];
 	snprintf(pre, sizeof pre, "%s %s", prog("libterm_on_truncate.so"), mlt_lib());
 	snprintf(rep, sizeof rep, "MEMLIMITS_REPORT=%s", path);
@@ -325,13 +337,8 @@ static void sigterm_while_writing_report(void **state)
 	char *argv[] = { prog("hostile_atexit"), NULL };
 	struct timed t;
 	assert_int_equal(run_timed(argv, env, pre, 30, &t), 0);
-	char buf[8192] = "";
-	FILE *f = fopen(path, "r");
-	assert_non_null(f);
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	unlink(path);
-	buf[n] = '\0';
+	char buf[8192];
+	size_t n = read_report(path, buf, sizeof buf);
 	printf("status %d, report of %zu bytes\n", t.r.status, n);
 	if (t.r.status != 128 + SIGTERM || n < 2 || buf[n - 2] != '}')
 		show(&t, "hostile_atexit");
