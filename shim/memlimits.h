@@ -210,16 +210,23 @@ struct ml_api {
 };
 
 /* The library's one exported entry: returns its table, or NULL if it does
- * not speak `abi_version`. */
+ * not speak `abi_version`. Versions only append, so the library answers
+ * every version from 1 up with its own table, whose `size` tells a newer
+ * caller which members it has; NULL for 0. */
 typedef const struct ml_api *(*ml_engine_fn)(uint32_t abi_version);
 
 #ifndef MEMLIMITS_ENGINE /* the library itself needs only the types above */
 
-/* Resolved once per program image. Racing first calls may both look it up;
- * both store the same value. A null table with `looked` set means "not
+/* Resolved once per translation unit. Racing first calls may both look it
+ * up; both store the same value. A null table with `looked` set means "not
  * loaded". */
 static const struct ml_api *ml__table;
 static int ml__looked;
+/* The table again, shared by all the translation units of a program image
+ * that include this header (a weak definition: the linker keeps one), so
+ * that ml_token_set finds it without dlsym in a file that made no other
+ * call: a signal handler's, a watchdog's. */
+__attribute__((weak, visibility("default"))) const struct ml_api *ml__shared_table;
 
 static inline const struct ml_api *ml__api(void)
 {
@@ -242,6 +249,8 @@ static inline const struct ml_api *ml__api(void)
 	a = f ? f(ML_ABI_VERSION) : (const struct ml_api *)0;
 	if (a && a->version < 1)
 		a = (const struct ml_api *)0;
+	if (a)
+		__atomic_store_n(&ml__shared_table, a, __ATOMIC_RELEASE);
 	__atomic_store_n(&ml__table, a, __ATOMIC_RELEASE);
 	__atomic_store_n(&ml__looked, 1, __ATOMIC_RELEASE);
 	return a;
@@ -349,11 +358,19 @@ static inline ml_token *ml_token_create(void)
 }
 
 /* Sets t: a lock-free atomic store, safe from a signal handler and from any
- * thread. (A token exists only once the engine was looked up, so this never
- * calls dlsym.) */
+ * thread. A token exists only once the engine was looked up, in the image
+ * (the executable or shared library) that created it: a call from any file
+ * of that image finds the engine without dlsym. The first call from
+ * another image that never called the API (a plugin given the token) looks
+ * the engine up with dlsym, which is not async-signal-safe: make one call
+ * there first (ml_loaded()) if its signal handlers set tokens. */
 static inline void ml_token_set(ml_token *t)
 {
 	const struct ml_api *a = __atomic_load_n(&ml__table, __ATOMIC_ACQUIRE);
+	if (!a)
+		a = __atomic_load_n(&ml__shared_table, __ATOMIC_ACQUIRE);
+	if (!a && t)
+		a = ml__api();
 	if (t && ML__HAS(a, token_set))
 		a->token_set(t);
 }

@@ -1966,6 +1966,20 @@ static void example_watchdog(void **state)
 	mlt_run_free(&r);
 }
 
+/* A token set by a file or a shared library that made no other ml_* call
+ * (the header's table is per translation unit: such a set did nothing). */
+static void token_set_elsewhere(void **state)
+{
+	(void)state;
+	struct mlt_run r;
+	run_prog("token_elsewhere", 1, &r);
+	assert_non_null(strstr(r.out, "ok other-file\n"));
+	assert_non_null(strstr(r.out, "ok other-file-signal-handler\n"));
+	assert_non_null(strstr(r.out, "ok shared-library\n"));
+	assert_int_equal(r.status, 0);
+	mlt_run_free(&r);
+}
+
 static void example_handler(void **state)
 {
 	(void)state;
@@ -2013,6 +2027,7 @@ int main(void)
 		cmocka_unit_test(cxx_bad_alloc_unwinds),
 		cmocka_unit_test(no_preload_neutral),
 		cmocka_unit_test(example_watchdog),
+		cmocka_unit_test(token_set_elsewhere),
 		cmocka_unit_test(example_handler),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -8,7 +8,7 @@
 TEST_CFLAGS := -O1 -g $(WARN) -std=gnu11 -pthread -I. -MMD -MP
 UNIT_SRC    := $(wildcard tests/unit_*.c)
 TEST_SRC    := $(wildcard tests/test_*.c)
-HELPER_SRC  := $(filter-out tests/progs/lib%.c,$(wildcard tests/progs/*.c))
+HELPER_SRC  := $(filter-out tests/progs/lib%.c tests/progs/tu_%.c,$(wildcard tests/progs/*.c))
 HELPERLIB_SRC := $(wildcard tests/progs/lib*.c)
 HELPERXXLIB_SRC := $(wildcard tests/progs/lib*.cc)
 HELPERXX_SRC:= $(filter-out tests/progs/lib%.cc,$(wildcard tests/progs/*.cc))
@@ -51,6 +51,11 @@ $(B)/tests/progs/prof_peak: $(B)/tests/progs/libpeaksym.so
 $(B)/tests/progs/prof_peak_stripped: $(B)/tests/progs/prof_peak
 	strip -o $@ $<
 HELPER_BIN += $(B)/tests/progs/prof_peak_stripped
+# token_elsewhere: a second translation unit (tests/progs/tu_*.c are never
+# programs of their own) and a shared library found by its RUNPATH.
+$(B)/tests/progs/token_elsewhere: tests/progs/tu_token_set.c $(B)/tests/progs/libtokset.so
+$(B)/tests/progs/token_elsewhere: PROG_LDFLAGS = tests/progs/tu_token_set.c \
+	-L$(B)/tests/progs -ltokset -Wl,--enable-new-dtags,-rpath,'$$ORIGIN'
 
 # Shared libraries for the tests (tests/progs/libNAME.c -> libNAME.so).
 $(B)/tests/progs/lib%.so: tests/progs/lib%.c | $(B)/.setup-test
