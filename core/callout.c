@@ -6,10 +6,12 @@
 
 void mli_callout_begin(struct mli_thread *t, int mode)
 {
-	if (mode == MLI_CALLOUT_INVISIBLE) {
+	if (mode != MLI_CALLOUT_MASKED) {
 		/* Every allocation of the thread to the slow path, which admits it
-		 * without counting, sampling or refusing it. */
+		 * without counting or sampling it (nor refusing it, but at the
+		 * hard cap for the tracker). */
 		t->callout++;
+		t->tracker += mode == MLI_CALLOUT_TRACKER;
 		mli_poke(t);
 	} else
 		t->mask_depth++; /* counted, but no task limit refuses it */
@@ -17,7 +19,8 @@ void mli_callout_begin(struct mli_thread *t, int mode)
 
 void mli_callout_end(struct mli_thread *t, int mode)
 {
-	if (mode == MLI_CALLOUT_INVISIBLE) {
+	if (mode != MLI_CALLOUT_MASKED) {
+		t->tracker -= mode == MLI_CALLOUT_TRACKER;
 		/* Not from a signal handler that interrupted the engine (a
 		 * sampled block freed there): the refill may measure memory under
 		 * the registry's lock, which the interrupted code may hold. That

@@ -342,8 +342,18 @@ static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n,
 		MLI_TLS_ADD(count, n);
 		return MLI_ADMIT;
 	}
-	if (t->callout)
-		return MLI_ADMIT; /* a profiler callback: invisible to the limits */
+	if (t->callout) {
+		/* Invisible to the limits (a profiler callback, the library's
+		 * own needs), but a tracker's tables are the process's memory:
+		 * MEMLIMITS_GLOBAL_MEMORY is a hard cap for them too. */
+		if (t->tracker && over_cap(t, grow)) {
+			t->breach_count++;
+			mli_report_breach(MLI_BREACH_GLOBAL, n, grow,
+					  mli_mem_estimate(t));
+			return MLI_REFUSE;
+		}
+		return MLI_ADMIT;
+	}
 	if (t->state != MLI_T_LIVE && (t->state == MLI_T_DEAD || t->initialising)) {
 		/* A thread past its exit destructor (other destructors, a signal
 		 * handler there), or the start-up's own: the same. */
@@ -416,6 +426,8 @@ bool mli_admit_mapped(uint64_t bytes)
 	struct mli_thread *t = &mli_tls;
 	if (t->in_engine || t->callout ||
 	    t->initialising || t->state == MLI_T_DEAD) {
+		if (t->tracker && !t->in_engine && over_cap(t, bytes))
+			return false; /* as admit_full */
 		mli_mem_mapped_add((int64_t)bytes);
 		return true;
 	}
@@ -484,6 +496,8 @@ void mli_uncharge(size_t n)
 		meters[i]->uncharge(t, n);
 	mli_mem_settle(t); /* the block admitted and reserved was not made */
 	mli_engine_leave(t);
+	if (mli_unlikely(t->soft_pending)) /* held back while it was reserved */
+		mli_soft_run(t);
 }
 
 void mli_thread_retire(struct mli_thread *t)

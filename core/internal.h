@@ -150,6 +150,7 @@ struct mli_thread {
 	uint8_t soft_running; /* running memory-pressure callbacks (soft.c) */
 	uint8_t resizing;     /* inside the backend's realloc (memory.c) */
 	uint16_t soft_pending; /* thresholds crossed, callbacks to run */
+	uint8_t tracker;      /* of which the profiler's (callout.c) */
 	uint32_t mask_depth;
 	uint32_t limits_gen;  /* mli_eng.limits_gen at the last refill */
 	/* limits_gen + 1 if the thread's next slow path may be a plain
@@ -518,6 +519,7 @@ static inline void mli_mem_settle(struct mli_thread *t)
  * or PUB_SLACK of growth at a slow path. */
 #define MLI_PUB_QUANTUM ((int64_t)64 << 10)
 #define MLI_PUB_SLACK ((int64_t)8 << 10)
+void mli_soft_run(struct mli_thread *t); /* core/soft.c, below */
 /* After a resize that the activity callback ignored (t->resizing): its
  * net change published by the slow path's rule, in a few instructions
  * when there is nothing to publish. */
@@ -532,6 +534,8 @@ static inline void mli_mem_after_resize(struct mli_thread *t)
 		mli_mem_publish(t, false);
 	else
 		mli_mem_settle(t); /* a reserved growth another's walk published */
+	if (mli_unlikely(t->soft_pending)) /* held back while it was reserved */
+		mli_soft_run(t);
 }
 /* Would the admission's n bytes take the memory over limit? Asks for the
  * exact figure before saying yes. */
@@ -677,10 +681,14 @@ static inline void mli_after_call(void)
  * thread (the profiler's tracker, a memory-pressure callback): never inside
  * the engine or under one of its locks; the thread's grant is cut so that
  * its allocations come to the slow path, which, per mode, admits them
- * without counting or refusing them (MLI_CALLOUT_INVISIBLE: the profiler,
- * which must change nothing the limits see) or counts them but lets no task
- * limit refuse them (MLI_CALLOUT_MASKED). */
-enum { MLI_CALLOUT_INVISIBLE = 1, MLI_CALLOUT_MASKED = 2 };
+ * without counting or refusing them (MLI_CALLOUT_INVISIBLE: the library's
+ * own needs on the way to a refusal), the same but refused at the hard cap
+ * of MEMLIMITS_GLOBAL_MEMORY (MLI_CALLOUT_TRACKER: the profiler's tracker,
+ * which must change nothing the tasks see, but whose tables are the
+ * process's memory), or counts them but lets no task limit refuse them
+ * (MLI_CALLOUT_MASKED). */
+enum { MLI_CALLOUT_INVISIBLE = 1, MLI_CALLOUT_MASKED = 2,
+       MLI_CALLOUT_TRACKER = 3 };
 void mli_callout_begin(struct mli_thread *t, int mode);
 void mli_callout_end(struct mli_thread *t, int mode);
 

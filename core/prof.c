@@ -154,12 +154,12 @@ static void callback_enter(struct mli_thread *t, int *cancel_state)
 {
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, cancel_state);
 	prof_depth++;
-	mli_callout_begin(t, MLI_CALLOUT_INVISIBLE);
+	mli_callout_begin(t, MLI_CALLOUT_TRACKER);
 }
 
 static void callback_leave(struct mli_thread *t, int cancel_state)
 {
-	mli_callout_end(t, MLI_CALLOUT_INVISIBLE);
+	mli_callout_end(t, MLI_CALLOUT_TRACKER);
 	prof_depth--;
 	pthread_setcancelstate(cancel_state, NULL);
 }

@@ -93,8 +93,14 @@ const struct mli_meter mli_meter_soft = {
 /* The callbacks of the thresholds this thread crossed. */
 void mli_soft_run(struct mli_thread *t)
 {
-	if (t->in_engine || t->soft_running)
-		return; /* later: from the outermost place that can */
+	/* Later: from the outermost place that can; and not between a big
+	 * block's admission and its making, while it is reserved: the
+	 * callbacks' own blocks, published, would settle its reservation
+	 * (t->pending is the thread's sum), and callbacks keeping 2 MiB each
+	 * took the heap a block over a 20M cap. mli_block_made runs them. */
+	if (t->in_engine || t->soft_running ||
+	    __atomic_load_n(&t->pending, __ATOMIC_RELAXED))
+		return;
 	t->soft_running = 1;
 	while (t->soft_pending) {
 		unsigned i = (unsigned)__builtin_ctz(t->soft_pending);

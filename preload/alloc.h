@@ -139,6 +139,10 @@ static inline void mli_block_made(void)
 {
 	if (mli_unlikely(__atomic_load_n(&mli_tls.pending, __ATOMIC_RELAXED)))
 		mli_mem_publish(&mli_tls, true);
+	/* Held back while it was reserved (published by the backend's
+	 * activity callback meanwhile, or just now). */
+	if (mli_unlikely(mli_tls.soft_pending))
+		mli_soft_run(&mli_tls);
 }
 
 /* alloc.c: malloc's slow path (admission, block, uncharge on failure). */

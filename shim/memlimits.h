@@ -581,8 +581,10 @@ static inline ml_status ml_on_memory_pressure(int64_t threshold_bytes,
  * block with at least one sample is reported to tracker->alloc with up to
  * callstack_size (<= ML_MAX_CALLSTACK) return addresses. Callbacks run with
  * sampling off in their thread, never under a lock of the engine, and may
- * allocate: what they allocate is neither counted nor refused by any limit,
- * so profiling changes nothing the limits do. They run with cancellation
+ * allocate: what they allocate is counted by no task and refused by no
+ * task, so profiling changes nothing the tasks see; but it is the process's
+ * memory, and MEMLIMITS_GLOBAL_MEMORY, a hard cap, refuses it too (a
+ * tracker must handle NULL from malloc). They run with cancellation
  * disabled (a pending pthread_cancel acts at the thread's next cancellation
  * point after the callback), so that ml_memprof_stop, which waits for the
  * callbacks in flight, never waits for a cancelled one. With MEMLIMITS_SEED set, a

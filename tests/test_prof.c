@@ -655,6 +655,44 @@ static void sampled_blocks_held_to_the_limit(void **state)
 	mlt_run_free(&r);
 }
 
+/* What a tracker allocates is the process's memory: MEMLIMITS_GLOBAL_MEMORY,
+ * a hard cap, refuses it too (a tracker keeping 20 MiB a sample took the
+ * heap to 80 MiB under 64M). */
+static void tracker_held_to_the_cap(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("prof_cap"), "tracker", "1e-4", "20", NULL };
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=64M", NULL };
+	struct mlt_run r;
+	run_prof(argv, env, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT_KV(r, "tracker_refused", 1);
+	EXPECT_KV(r, "kept", 3);
+	EXPECT(r, kv(&r, "live") <= kv(&r, "limit"));
+	EXPECT(r, kv(&r, "peak") <= kv(&r, "limit"));
+	EXPECT(r, strstr(r.err, "MEMLIMITS_GLOBAL_MEMORY=64.0 MiB reached"));
+	mlt_run_free(&r);
+}
+
+/* And a memory-pressure callback's (which are counted, as the task's): a
+ * callback that ran between a big block's admission and its making settled
+ * the block's reservation with its own, and callbacks keeping 2 MiB each
+ * took the heap to 22 MiB under 20M. */
+static void pressure_callbacks_held_to_the_cap(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("prof_cap"), "pressure", "0", "0", NULL };
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=20M", NULL };
+	struct mlt_run r;
+	run_prof(argv, env, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT_KV(r, "tracker_refused", 1);
+	EXPECT_KV(r, "kept", 10);
+	EXPECT(r, kv(&r, "live") <= kv(&r, "limit"));
+	EXPECT(r, kv(&r, "peak") <= kv(&r, "limit"));
+	mlt_run_free(&r);
+}
+
 /* A sampled block that realloc moves is counted once, as jemalloc's: the
  * old one is out of the measure while it is copied. Counting both took
  * the measure of a buffer grown to 12 MiB to 15 MiB at a move, over a 14M
@@ -1385,6 +1423,8 @@ int main(void)
 		cmocka_unit_test(dealloc_via_realloc),
 		cmocka_unit_test(sampled_blocks_held_to_the_limit),
 		cmocka_unit_test(moving_sampled_block_counted_once),
+		cmocka_unit_test(tracker_held_to_the_cap),
+		cmocka_unit_test(pressure_callbacks_held_to_the_cap),
 		cmocka_unit_test(callbacks_allocate_without_recursion),
 		cmocka_unit_test(callbacks_in_allocating_thread),
 		cmocka_unit_test(no_callback_after_stop),

@@ -9,7 +9,13 @@
  *   prof_cap move RATE MB: thread A grows a buffer by 64 KiB steps to MB
  *     MiB, three times, while thread B allocates and frees 1 KiB blocks;
  *     the buffer is sampled early and moves at each doubling of its
- *     size. Prints A's and B's failures and the measure's peak. */
+ *     size. Prints A's and B's failures and the measure's peak.
+ *   prof_cap tracker RATE MB: the tracker keeps MB MiB (written) at each
+ *     sample, while the program allocates and frees 1000-byte blocks, up to
+ *     64 samples or the first refusal in the tracker. Prints the limit,
+ *     the tracker's refusals, the heap's peak and its size at the end.
+ *     Also with memory-pressure callbacks (pressure THRESHOLD), which
+ *     keep the same there: MEMLIMITS_* caps hold for them too. */
 #include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -60,6 +66,55 @@ static int grow(int nbuf)
 	return 0;
 }
 
+static size_t keep_bytes;
+static void *kept[64];
+static int nkept, tracker_refused;
+
+static void keep(void)
+{
+	if (nkept >= 64 || tracker_refused)
+		return;
+	int i = nkept++; /* a pressure callback may run inside this malloc */
+	void *p = malloc(keep_bytes);
+	if (!p) {
+		nkept--;
+		tracker_refused++;
+		return;
+	}
+	memset(p, 1, keep_bytes);
+	kept[i] = p;
+}
+
+static void *tracker_alloc(const ml_sample *s, void *data)
+{
+	(void)s;
+	(void)data;
+	keep();
+	return NULL;
+}
+
+static void on_pressure(int64_t mem, int64_t threshold, void *arg)
+{
+	(void)mem;
+	(void)threshold;
+	(void)arg;
+	keep();
+}
+
+static int tracker(void)
+{
+	for (long i = 0; i < 10000000 && nkept < 64 && !tracker_refused; i++) {
+		void *volatile p = malloc(1000);
+		free(p);
+	}
+	struct ml_stats s;
+	ml_stats(&s);
+	printf("limit %ld\nkept %d\ntracker_refused %d\npeak %ld\nlive %ld\n",
+	       (long)ml_global_memory_limit(), nkept, tracker_refused,
+	       (long)s.peak_bytes, (long)s.live_bytes);
+	return 0;
+}
+
 static size_t move_bytes;
 static volatile int done;
 static long a_failures, b_failures;
@@ -103,12 +158,27 @@ int main(int argc, char **argv)
 	if (argc < 4)
 		return 2;
 	ml_tracker tr = { on_alloc, NULL, NULL };
+	if (strcmp(argv[1], "tracker") == 0)
+		tr.alloc = tracker_alloc;
+	keep_bytes = (size_t)atol(argv[3]) << 20;
+	if (strcmp(argv[1], "pressure") == 0) {
+		/* A threshold every MiB up to 16 MiB: each crossing keeps 2 MiB
+		 * more, which crosses the next. */
+		keep_bytes = 2 << 20;
+		for (int mb = 1; mb <= 16; mb++)
+			ml_on_memory_pressure((int64_t)mb << 20, on_pressure, NULL);
+		for (int i = 0; i < 64 && !tracker_refused; i++)
+			keep();
+		return tracker();
+	}
 	if (ml_memprof_start(atof(argv[2]), 8, &tr) != ML_OK) {
 		printf("start failed\n");
 		return 1;
 	}
 	if (strcmp(argv[1], "grow") == 0)
 		return grow(atoi(argv[3]));
+	if (strcmp(argv[1], "tracker") == 0)
+		return tracker();
 	move_bytes = (size_t)atol(argv[3]) << 20;
 	pthread_t a, b;
 	pthread_create(&b, NULL, smalls, NULL);
