@@ -648,6 +648,8 @@ struct mli_scope {
 };
 /* The library's one exported entry (see shim/memlimits.h). */
 const struct ml_api *ml_engine(uint32_t abi_version);
+/* A longjmp discards the stack in [lo, hi): the scopes there are left. */
+void mli_scopes_discarded(uintptr_t lo, uintptr_t hi);
 
 /* ---- core/token.c: tokens in type-stable storage ------------------------ */
 void mli_token_init_once(void); /* atfork handlers */

@@ -228,6 +228,22 @@ static ml_status leave(ml_scope *pub, uint64_t *allocated)
 	return st;
 }
 
+/* A longjmp whose target's stack pointer is `hi` discards the stack
+ * below it (preload/longjmp.c): the thread's scopes that lie in [lo, hi)
+ * are left, innermost first, their status lost with the frames. Not from
+ * a signal handler that interrupted the engine: its state is the
+ * interrupted code's, and a jump out of it is undefined anyway. */
+void mli_scopes_discarded(uintptr_t lo, uintptr_t hi)
+{
+	struct mli_thread *t = &mli_tls;
+	if (t->in_engine)
+		return;
+	struct mli_scope *s;
+	while ((s = t->top) && (uintptr_t)s >= lo && (uintptr_t)s < hi &&
+	       leave((ml_scope *)s, NULL) != ML_INVALID)
+		;
+}
+
 /* A C++ exception or a thread cancellation that unwinds through a task
  * leaves its scope (this file is built with -fexceptions); the status is
  * lost with the exception. */

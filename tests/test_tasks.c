@@ -1966,6 +1966,26 @@ static void example_watchdog(void **state)
 	mlt_run_free(&r);
 }
 
+/* A longjmp out of a task leaves its scopes (held-out check: the next
+ * task at the same depth was refused, then the next slow path crashed
+ * reading the dead frame). Also _longjmp, siglongjmp from a signal
+ * handler, __longjmp_chk; a jump within a task keeps it. */
+static void longjmp_out_of_task(void **state)
+{
+	(void)state;
+	struct mlt_run r;
+	run_prog("task_longjmp", 1, &r);
+	static const char *cases[] = { "out", "signal", "_longjmp", "__longjmp_chk",
+				       "inside", "nested", "nested-after" };
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		char line[64];
+		snprintf(line, sizeof line, "ok %s\n", cases[i]);
+		assert_non_null(strstr(r.out, line));
+	}
+	assert_int_equal(r.status, 0);
+	mlt_run_free(&r);
+}
+
 /* A token set by a file or a shared library that made no other ml_* call
  * (the header's table is per translation unit: such a set did nothing). */
 static void token_set_elsewhere(void **state)
@@ -2028,6 +2048,7 @@ int main(void)
 		cmocka_unit_test(no_preload_neutral),
 		cmocka_unit_test(example_watchdog),
 		cmocka_unit_test(token_set_elsewhere),
+		cmocka_unit_test(longjmp_out_of_task),
 		cmocka_unit_test(example_handler),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

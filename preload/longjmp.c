@@ -1,0 +1,118 @@
+/* longjmp.c: a longjmp out of a task leaves the task's scopes.
+ *
+ * A scope is a record in its task's stack frame, linked into the thread's
+ * list (core/task.c). A longjmp (or siglongjmp: the alarm-timeout pattern)
+ * out of the task discards that frame without ml_leave, and the list then
+ * points into dead stack: the next task at the same depth was refused as
+ * "in use" (ML_INVALID), and the next slow path read whatever the stack
+ * held there by then (a held-out check: SIGSEGV in check_scopes). So the
+ * exported longjmp family first leaves, unreported, every scope of the
+ * thread that lies in the stack the jump discards: below its target's
+ * stack pointer, in the same stack (within STACK_SPAN of it). A jump within
+ * a task, to a setjmp made inside it, discards no scope; with no scope
+ * entered, the jump costs one load more.
+ *
+ * glibc keeps the target's stack pointer in the jmp_buf mangled with the
+ * thread's pointer guard; the constructor checks that it reads it back
+ * right on a jmp_buf of its own (else the scopes are left alone, as
+ * before). x86-64 only; elsewhere the functions are glibc's. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <setjmp.h>
+#include <stdint.h>
+
+#include "../core/internal.h"
+
+#if defined(__x86_64__) && defined(__GLIBC__)
+
+#define EXPORT __attribute__((visibility("default")))
+/* How far below a jump's target a scope may lie and still be on its
+ * stack (scopes live on their caller's stack: the header says so). */
+#define STACK_SPAN ((uintptr_t)1 << 30)
+
+typedef void (*jump_fn)(struct __jmp_buf_tag *, int);
+static jump_fn real_longjmp, real_underscore_longjmp, real_siglongjmp,
+	real_longjmp_chk;
+static int readable; /* the jmp_buf's stack pointer is read right */
+
+/* glibc's PTR_DEMANGLE on x86-64: rotate right by 17, xor with the
+ * pointer guard (tcbhead_t.pointer_guard, %fs:0x30). jmp_buf word 6 is
+ * the stack pointer (JB_RSP). */
+static uintptr_t target_sp(struct __jmp_buf_tag *env)
+{
+	uintptr_t v = (uintptr_t)env->__jmpbuf[6], guard;
+	__asm__("movq %%fs:0x30, %0" : "=r"(guard));
+	v = (v >> 17) | (v << (64 - 17));
+	return v ^ guard;
+}
+
+static void leave_discarded(struct __jmp_buf_tag env[1])
+{
+	if (mli_likely(!mli_tls.top) || !__atomic_load_n(&readable, __ATOMIC_RELAXED))
+		return;
+	uintptr_t to = target_sp(env);
+	mli_scopes_discarded(to > STACK_SPAN ? to - STACK_SPAN : 0, to);
+}
+
+__attribute__((noinline)) static uintptr_t sp_here(void)
+{
+	return (uintptr_t)__builtin_frame_address(0);
+}
+
+__attribute__((constructor)) static void longjmp_init(void)
+{
+	real_longjmp = (jump_fn)dlsym(RTLD_NEXT, "longjmp");
+	real_underscore_longjmp = (jump_fn)dlsym(RTLD_NEXT, "_longjmp");
+	real_siglongjmp = (jump_fn)dlsym(RTLD_NEXT, "siglongjmp");
+	real_longjmp_chk = (jump_fn)dlsym(RTLD_NEXT, "__longjmp_chk");
+	/* setjmp saves the stack pointer of this frame: it must come back
+	 * between the frame of a function called from here and this frame's
+	 * own top. */
+	jmp_buf env;
+	if (setjmp(env) == 0) {
+		uintptr_t sp = target_sp(env), below = sp_here();
+		uintptr_t top = (uintptr_t)__builtin_frame_address(0);
+		__atomic_store_n(&readable, below < sp && sp <= top + 16,
+				 __ATOMIC_RELAXED);
+	}
+}
+
+/* Called before the constructor (another library's constructor): found
+ * then. */
+static jump_fn next(jump_fn *fn, const char *name)
+{
+	if (!*fn)
+		*fn = (jump_fn)dlsym(RTLD_NEXT, name);
+	return *fn;
+}
+
+EXPORT __attribute__((noreturn)) void longjmp(struct __jmp_buf_tag env[1], int val)
+{
+	leave_discarded(env);
+	next(&real_longjmp, "longjmp")(env, val);
+	__builtin_unreachable();
+}
+
+EXPORT __attribute__((noreturn)) void _longjmp(struct __jmp_buf_tag env[1], int val)
+{
+	leave_discarded(env);
+	next(&real_underscore_longjmp, "_longjmp")(env, val);
+	__builtin_unreachable();
+}
+
+EXPORT __attribute__((noreturn)) void siglongjmp(struct __jmp_buf_tag env[1], int val)
+{
+	leave_discarded(env);
+	next(&real_siglongjmp, "siglongjmp")(env, val);
+	__builtin_unreachable();
+}
+
+/* What longjmp becomes with _FORTIFY_SOURCE. */
+EXPORT __attribute__((noreturn)) void __longjmp_chk(struct __jmp_buf_tag env[1], int val)
+{
+	leave_discarded(env);
+	next(&real_longjmp_chk, "__longjmp_chk")(env, val);
+	__builtin_unreachable();
+}
+
+#endif

@@ -1,0 +1,157 @@
+/* task_longjmp.c: leaving tasks by longjmp. Each case prints "ok NAME" or
+ * "FAIL NAME: why"; a case that breaks the thread's scopes crashes a later
+ * one (the dead frames are overwritten before each check).
+ *
+ *   out        longjmp from inside an allocation task to before it
+ *   signal     siglongjmp from a signal handler out of a token task
+ *   _longjmp, __longjmp_chk   the other two entries, out of a scope
+ *   inside     a longjmp within a task: its limit still holds
+ *   nested     a longjmp out of an inner scope into its outer task: the
+ *              outer's limit still holds, and its leave reports it */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim/memlimits.h"
+
+void __longjmp_chk(struct __jmp_buf_tag *env, int val) __attribute__((noreturn));
+
+static void *(*volatile v_malloc)(size_t) = malloc;
+static jmp_buf jb;
+static sigjmp_buf sjb;
+static int failures;
+
+static void check(const char *name, int ok, const char *why)
+{
+	printf(ok ? "ok %s\n" : "FAIL %s: %s\n", name, why);
+	failures += !ok;
+}
+
+/* Overwrites the stack where the abandoned frames were. */
+__attribute__((noinline)) static void scribble(void)
+{
+	volatile char buf[16384];
+	memset((char *)buf, 0xa5, sizeof buf);
+}
+
+static void *small(void *arg)
+{
+	(void)arg;
+	void *p = v_malloc(100);
+	free(p);
+	return p ? arg : NULL;
+}
+
+/* After a jump: a new task runs and reports its own status, and the slow
+ * path (big blocks) finds the thread's scopes sound. */
+static void after(const char *name)
+{
+	scribble();
+	int ok = 1;
+	for (int i = 0; i < 50; i++) {
+		void *p = v_malloc((size_t)1 << 20);
+		ok &= p != NULL;
+		free(p);
+	}
+	void *r = NULL;
+	uint64_t used = 0;
+	ml_status st = ml_limit_allocations(1000, small, &used, &r, &used);
+	ok &= st == ML_OK && r == &used && used == 100 && !ml_is_interrupted();
+	check(name, ok, "the thread's scopes were left broken");
+}
+
+static void *jump_out(void *arg)
+{
+	(void)arg;
+	free(v_malloc(500));
+	longjmp(jb, 1);
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	siglongjmp(sjb, 1);
+}
+
+static void *wait_for_signal(void *arg)
+{
+	(void)arg;
+	raise(SIGALRM);
+	return NULL;
+}
+
+static void *jump_inside(void *arg)
+{
+	jmp_buf here;
+	int *ok = arg;
+	if (setjmp(here) == 0) {
+		free(v_malloc(600));
+		longjmp(here, 1);
+	}
+	/* 600 of 1000 used: 500 more must fail */
+	void *p = v_malloc(500);
+	*ok = p == NULL;
+	free(p);
+	return NULL;
+}
+
+/* A scope entered in this frame, which the jump discards. */
+__attribute__((noinline)) static void enter_and_jump(int how, size_t alloc)
+{
+	ml_scope s;
+	if (ml_enter_allocations(&s, 1 << 20) != ML_OK)
+		return;
+	free(v_malloc(alloc));
+	if (how == 0)
+		longjmp(jb, 1);
+	if (how == 1)
+		_longjmp(jb, 1);
+	__longjmp_chk(jb, 1);
+}
+
+int main(void)
+{
+	if (ml_start() != ML_OK) {
+		printf("FAIL start: engine not loaded\n");
+		return 1;
+	}
+	if (setjmp(jb) == 0)
+		ml_limit_allocations(1000, jump_out, NULL, NULL, NULL);
+	after("out");
+
+	signal(SIGALRM, on_alarm);
+	if (sigsetjmp(sjb, 1) == 0) {
+		ml_token *t = ml_token_create();
+		ml_limit_with_token(t, wait_for_signal, NULL, NULL);
+	}
+	after("signal");
+
+	if (setjmp(jb) == 0)
+		enter_and_jump(1, 10);
+	after("_longjmp");
+	if (setjmp(jb) == 0)
+		enter_and_jump(2, 10);
+	after("__longjmp_chk");
+
+	int ok = 0;
+	ml_status st = ml_limit_allocations(1000, jump_inside, &ok, NULL, NULL);
+	check("inside", ok && st == ML_ALLOCATION_LIMIT, "the task's limit was lost");
+
+	ml_scope outer;
+	ml_enter_allocations(&outer, 1000);
+	free(v_malloc(600));
+	if (setjmp(jb) == 0)
+		enter_and_jump(0, 100);
+	scribble();
+	void *p = v_malloc(500); /* 700 + 500 > 1000 */
+	uint64_t used = 0;
+	st = ml_leave(&outer, &used);
+	check("nested", p == NULL && st == ML_ALLOCATION_LIMIT && used == 700,
+	      "the outer task lost its limit or count");
+	free(p);
+	after("nested-after");
+	return failures;
+}
