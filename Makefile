@@ -81,8 +81,14 @@ $(B)/preload/%.o: preload/%.cc | $(B)/.setup-build
 
 # operator delete(void *) and operator delete(void *, std::align_val_t) are
 # free itself (jemalloc's in the default library, region.c's in the
-# profiling one): the same address, no extra call.
-CXX_ALIASES := -Wl,--defsym=_ZdlPv=free -Wl,--defsym=_ZdlPvSt11align_val_t=free
+# profiling one): the same address, no extra call. So are glibc's
+# __libc_malloc ... __libc_free, which some tools call (a free of such a
+# block crashed when they were glibc's).
+CXX_ALIASES := -Wl,--defsym=_ZdlPv=free -Wl,--defsym=_ZdlPvSt11align_val_t=free \
+	-Wl,--defsym=__libc_malloc=malloc -Wl,--defsym=__libc_calloc=calloc \
+	-Wl,--defsym=__libc_realloc=realloc -Wl,--defsym=__libc_memalign=memalign \
+	-Wl,--defsym=__libc_valloc=valloc -Wl,--defsym=__libc_pvalloc=pvalloc \
+	-Wl,--defsym=__libc_free=free
 
 # jemalloc's PIC archive with its public names renamed (preload/jemalloc.syms):
 # linked into the library, called directly, never exported. Two of its

@@ -146,6 +146,30 @@ static void c23_forms_exported(void **state)
 	assert_non_null(strstr(info.dli_fname, "libmemlimits"));
 }
 
+/* glibc's other names of the malloc family are the library's functions
+ * (glibc's own __libc_malloc block freed by free crashed). */
+static void libc_names_are_ours(void **state)
+{
+	(void)state;
+	static const char *pairs[][2] = {
+		{ "__libc_malloc", "malloc" }, { "__libc_calloc", "calloc" },
+		{ "__libc_realloc", "realloc" }, { "__libc_memalign", "memalign" },
+		{ "__libc_valloc", "valloc" }, { "__libc_pvalloc", "pvalloc" },
+		{ "__libc_free", "free" },
+	};
+	for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+		void *a = dlsym(RTLD_DEFAULT, pairs[i][0]);
+		void *b = dlsym(RTLD_DEFAULT, pairs[i][1]);
+		assert_non_null(a);
+		assert_ptr_equal(a, b);
+	}
+	void *(*lm)(size_t) = (void *(*)(size_t))dlsym(RTLD_DEFAULT, "__libc_malloc");
+	void *p = lm(100);
+	assert_non_null(p);
+	assert_true(malloc_usable_size(p) >= 100);
+	f_free(p);
+}
+
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -154,7 +178,8 @@ static int cmp_str(const void *a, const void *b)
 /* Both builds export exactly the malloc family, the C++ operators
  * (cxx.c), jemalloc's API (jeapi.c), glibc's information calls
  * (mallinfo.c), dlopen (dlopen.c), the mmap family (mmap.c), _exit and
- * _Exit (exit.c), the thread wrappers and ml_engine. */
+ * _Exit (exit.c), the longjmp family (longjmp.c), glibc's __libc_ names
+ * of the malloc family, the thread wrappers and ml_engine. */
 static void exports_exact(const char *cmd)
 {
 	static const char *want[] = {
@@ -164,15 +189,18 @@ static void exports_exact(const char *cmd)
 		"_ZdlPvSt11align_val_tRKSt9nothrow_t", "_ZdlPvm", "_ZdlPvmSt11align_val_t",
 		"_Znam", "_ZnamRKSt9nothrow_t", "_ZnamSt11align_val_t",
 		"_ZnamSt11align_val_tRKSt9nothrow_t", "_Znwm", "_ZnwmRKSt9nothrow_t",
-		"_ZnwmSt11align_val_t", "_ZnwmSt11align_val_tRKSt9nothrow_t", "_exit",
-		"abort", "aligned_alloc", "calloc", "dallocx", "dlopen", "free",
-		"free_aligned_sized", "free_sized", "mallctl", "mallctlbymib",
-		"mallctlnametomib", "mallinfo", "mallinfo2", "malloc", "malloc_info",
-		"malloc_stats", "malloc_stats_print", "malloc_trim", "malloc_usable_size",
-		"mallocx", "mallopt", "memalign", "ml_engine", "mmap", "mmap64", "mprotect",
-		"mremap", "munmap", "nallocx", "pkey_mprotect", "posix_memalign",
-		"pthread_create", "pthread_exit", "pvalloc", "rallocx", "realloc",
-		"reallocarray", "sallocx", "sdallocx", "valloc", "xallocx",
+		"_ZnwmSt11align_val_t", "_ZnwmSt11align_val_tRKSt9nothrow_t",
+		"__libc_calloc", "__libc_free", "__libc_malloc", "__libc_memalign",
+		"__libc_pvalloc", "__libc_realloc", "__libc_valloc", "__longjmp_chk",
+		"_exit", "_longjmp", "abort", "aligned_alloc", "calloc", "dallocx", "dlopen",
+		"free", "free_aligned_sized", "free_sized", "longjmp", "mallctl",
+		"mallctlbymib", "mallctlnametomib", "mallinfo", "mallinfo2", "malloc",
+		"malloc_info", "malloc_stats", "malloc_stats_print", "malloc_trim",
+		"malloc_usable_size", "mallocx", "mallopt", "memalign", "ml_engine", "mmap",
+		"mmap64", "mprotect", "mremap", "munmap", "nallocx", "pkey_mprotect",
+		"posix_memalign", "pthread_create", "pthread_exit", "pvalloc", "rallocx",
+		"realloc", "reallocarray", "sallocx", "sdallocx", "siglongjmp", "valloc",
+		"xallocx",
 	};
 	const size_t nwant = sizeof want / sizeof *want;
 	struct mlt_run r;
@@ -1447,6 +1475,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(engine_loaded),
 		cmocka_unit_test(exported_symbols_exact),
+		cmocka_unit_test(libc_names_are_ours),
 		cmocka_unit_test(c23_forms_exported),
 		cmocka_unit_test(malloc_zero_unique),
 		cmocka_unit_test_setup(malloc_usable, setup_sizes),
