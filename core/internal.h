@@ -551,6 +551,7 @@ int64_t mli_mem_mapped(void);
 int mli_tree_attach(const char *path, char *err, size_t errlen);
 void mli_tree_start(void); /* from the constructor: exit and fork hooks */
 void mli_tree_exiting(void); /* from _exit: async-signal-safe */
+void mli_tree_fork_child(void); /* in a forked child: its own share */
 void mli_tree_abandon(void); /* a configuration error before main */
 void mli_tree_fired(void);   /* a limit fired in this process */
 bool mli_tree_any_fired(void); /* in any process of the tree */

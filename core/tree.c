@@ -212,8 +212,11 @@ static void leave(void)
 		unlink(path); /* the last one out: nobody new can join now */
 }
 
-/* fork: the child is a new process of the tree, with what it inherited. */
-static void fork_child(void)
+/* fork: the child is a new process of the tree, with what it inherited.
+ * Also from _Fork's child (preload/fork.c), which runs no atfork handler:
+ * no allocation, no stdio (a claim reads /proc and takes the segment's
+ * lock, which only the tree's bookkeeping holds, briefly). */
+void mli_tree_fork_child(void)
 {
 	if (!seg)
 		return;
@@ -335,7 +338,7 @@ void mli_tree_start(void)
 {
 	if (!seg)
 		return;
-	pthread_atfork(NULL, NULL, fork_child);
+	pthread_atfork(NULL, NULL, mli_tree_fork_child);
 	atexit(leave);
 }
 

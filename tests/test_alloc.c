@@ -178,12 +178,12 @@ static int cmp_str(const void *a, const void *b)
 /* Both builds export exactly the malloc family, the C++ operators
  * (cxx.c), jemalloc's API (jeapi.c), glibc's information calls
  * (mallinfo.c), dlopen (dlopen.c), the mmap family (mmap.c), _exit and
- * _Exit (exit.c), the longjmp family (longjmp.c), glibc's __libc_ names
+ * _Exit (exit.c), _Fork (fork.c), the longjmp family (longjmp.c), glibc's __libc_ names
  * of the malloc family, the thread wrappers and ml_engine. */
 static void exports_exact(const char *cmd)
 {
 	static const char *want[] = {
-		"_Exit", "_ZdaPv", "_ZdaPvRKSt9nothrow_t", "_ZdaPvSt11align_val_t",
+		"_Exit", "_Fork", "_ZdaPv", "_ZdaPvRKSt9nothrow_t", "_ZdaPvSt11align_val_t",
 		"_ZdaPvSt11align_val_tRKSt9nothrow_t", "_ZdaPvm", "_ZdaPvmSt11align_val_t",
 		"_ZdlPv", "_ZdlPvRKSt9nothrow_t", "_ZdlPvSt11align_val_t",
 		"_ZdlPvSt11align_val_tRKSt9nothrow_t", "_ZdlPvm", "_ZdlPvmSt11align_val_t",

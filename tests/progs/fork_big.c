@@ -1,11 +1,16 @@
-/* fork_big N MIB: N processes of one tree (run under memlimit) ask for a
- * block of MIB MiB at the same moment (all wake on one pipe's end of file)
- * and hold it a while. Prints "got K" (how many were given theirs). */
+/* fork_big N MIB [_Fork]: N processes of one tree (run under memlimit) ask
+ * for a block of MIB MiB at the same moment (all wake on one pipe's end of
+ * file) and hold it a while. Prints "got K" (how many were given theirs).
+ * With _Fork, the children are made by glibc's _Fork (no atfork handlers)
+ * instead of fork. */
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+pid_t _Fork(void);
 
 int main(int argc, char **argv)
 {
@@ -16,8 +21,9 @@ int main(int argc, char **argv)
 	int go[2], res[2];
 	if (pipe(go) || pipe(res))
 		return 1;
+	int bare = argc > 3 && strcmp(argv[3], "_Fork") == 0;
 	for (int i = 0; i < n; i++)
-		if (fork() == 0) {
+		if ((bare ? _Fork() : fork()) == 0) {
 			close(go[1]);
 			char c;
 			if (read(go[0], &c, 1) < 0)
