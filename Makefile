@@ -17,7 +17,8 @@ JE_PIC  ?= /usr/lib/$(ARCH)/libjemalloc_pic.a
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
 ENGINE_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=hidden \
-	-fno-plt -ftls-model=initial-exec -DMEMLIMITS_ENGINE -MMD -MP
+	-fno-plt -ftls-model=initial-exec -DMEMLIMITS_ENGINE -MMD -MP \
+	-Dsyscall=mli_syscall
 
 CORE_SRC    := $(wildcard core/*.c)
 PRELOAD_SRC := $(wildcard preload/*.c)

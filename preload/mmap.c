@@ -132,7 +132,7 @@ static void lock_give(void)
 }
 
 /* false: bypass the account (see the top of the file). */
-static bool acct_enter(void)
+bool mli_acct_enter(void)
 {
 	if (acct_held || mli_tls.in_engine)
 		return false;
@@ -142,7 +142,7 @@ static bool acct_enter(void)
 	return true;
 }
 
-static void acct_leave(void)
+void mli_acct_leave(void)
 {
 	lock_give();
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -175,7 +175,7 @@ static void fork_prepare(void)
 static void fork_parent(void)
 {
 	if (fork_took)
-		acct_leave();
+		mli_acct_leave();
 }
 
 static void fork_child(void)
@@ -193,7 +193,7 @@ __attribute__((constructor)) static void mmap_init(void)
 
 /* ---- Helpers ------------------------------------------------------------- */
 
-static size_t page_round(size_t len)
+size_t mli_page_round(size_t len)
 {
 	static size_t page;
 	size_t p = __atomic_load_n(&page, __ATOMIC_RELAXED);
@@ -225,7 +225,7 @@ static enum mli_prot_kind prot_kind(int prot)
 /* Admits the bytes the query says the call would add (none if it adds
  * none). false: refused, or no room in the account; errno is then ENOMEM
  * and the caller fails without making the call. */
-static bool admit(int64_t pre, size_t ranges)
+bool mli_acct_admit(int64_t pre, size_t ranges)
 {
 	if (!mli_maps_reserve(ranges) || (pre > 0 && !mli_mapped_charge((uint64_t)pre))) {
 		errno = ENOMEM;
@@ -239,7 +239,7 @@ static bool admit(int64_t pre, size_t ranges)
  * lock kept the account as the query saw it and each query bounds its
  * update from above (exact where the addresses are known, the whole
  * growth where the kernel chooses them); the last branch is for safety. */
-static void settle(int64_t pre, int64_t d)
+void mli_acct_settle(int64_t pre, int64_t d)
 {
 	int64_t charged = pre > 0 ? pre : 0;
 	if (d < charged)
@@ -248,7 +248,7 @@ static void settle(int64_t pre, int64_t d)
 		mli_mapped_charge((uint64_t)(d - charged));
 }
 
-static void unadmit(int64_t pre)
+void mli_acct_unadmit(int64_t pre)
 {
 	if (pre > 0)
 		mli_mapped_sub((uint64_t)pre);
@@ -259,9 +259,9 @@ static void unadmit(int64_t pre)
 EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	int saved = errno; /* taking the lock may set it (a futex wait) */
-	if (!acct_enter())
+	if (!mli_acct_enter())
 		return mli_sys_mmap(addr, len, prot, flags, fd, off);
-	size_t rlen = page_round(len);
+	size_t rlen = mli_page_round(len);
 	enum mli_map_kind k = map_kind(prot, flags);
 	/* MAP_FIXED: exactly there. Otherwise (a hint, MAP_FIXED_NOREPLACE,
 	 * which old kernels take as a hint) addresses the kernel chooses,
@@ -269,20 +269,20 @@ EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 	int64_t pre = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) == MAP_FIXED
 			      ? mli_maps_q_map((uintptr_t)addr, rlen, k)
 		      : k == MLI_MAP_COUNTED ? (int64_t)rlen : 0;
-	if (!admit(pre, 6)) {
-		acct_leave();
+	if (!mli_acct_admit(pre, 6)) {
+		mli_acct_leave();
 		return MAP_FAILED;
 	}
 	void *r = mli_sys_mmap(addr, len, prot, flags, fd, off);
 	if (r == MAP_FAILED) {
 		int e = errno;
-		unadmit(pre);
-		acct_leave();
+		mli_acct_unadmit(pre);
+		mli_acct_leave();
 		errno = e;
 		return r;
 	}
-	settle(pre, mli_maps_map((uintptr_t)r, rlen, k));
-	acct_leave();
+	mli_acct_settle(pre, mli_maps_map((uintptr_t)r, rlen, k));
+	mli_acct_leave();
 	errno = saved;
 	return r;
 }
@@ -293,17 +293,17 @@ EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd,
 EXPORT int munmap(void *addr, size_t len)
 {
 	int saved = errno;
-	if (!acct_enter())
+	if (!mli_acct_enter())
 		return mli_sys_munmap(addr, len);
-	if (!admit(0, 6)) {
-		acct_leave();
+	if (!mli_acct_admit(0, 6)) {
+		mli_acct_leave();
 		return -1;
 	}
 	int r = mli_sys_munmap(addr, len);
 	int e = errno;
 	if (r == 0)
-		settle(0, mli_maps_unmap((uintptr_t)addr, page_round(len)));
-	acct_leave();
+		mli_acct_settle(0, mli_maps_unmap((uintptr_t)addr, mli_page_round(len)));
+	mli_acct_leave();
 	errno = r == 0 ? saved : e;
 	return r;
 }
@@ -313,22 +313,22 @@ EXPORT int munmap(void *addr, size_t len)
 static int protect(void *addr, size_t len, int prot, int pkey)
 {
 	int saved = errno;
-	if (!acct_enter())
+	if (!mli_acct_enter())
 		return sys_pkey_mprotect(addr, len, prot, pkey);
-	size_t rlen = page_round(len);
+	size_t rlen = mli_page_round(len);
 	enum mli_prot_kind p = prot_kind(prot);
 	int64_t pre = mli_maps_q_protect((uintptr_t)addr, rlen, p);
-	if (!admit(pre, 6)) {
-		acct_leave();
+	if (!mli_acct_admit(pre, 6)) {
+		mli_acct_leave();
 		return -1;
 	}
 	int r = sys_pkey_mprotect(addr, len, prot, pkey);
 	int e = errno;
 	if (r == 0)
-		settle(pre, mli_maps_protect((uintptr_t)addr, rlen, p));
+		mli_acct_settle(pre, mli_maps_protect((uintptr_t)addr, rlen, p));
 	else
-		unadmit(pre);
-	acct_leave();
+		mli_acct_unadmit(pre);
+	mli_acct_leave();
 	errno = r == 0 ? saved : e;
 	return r;
 }
@@ -353,10 +353,10 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 		va_end(ap);
 	}
 	int saved = errno;
-	if (!acct_enter())
+	if (!mli_acct_enter())
 		return sys_mremap(old, old_len, new_len, flags, to);
 	uintptr_t o = (uintptr_t)old;
-	size_t ol = page_round(old_len), nl = page_round(new_len);
+	size_t ol = mli_page_round(old_len), nl = mli_page_round(new_len);
 	bool dontunmap = flags & MREMAP_DONTUNMAP;
 	int64_t pre;
 	if (flags & MREMAP_FIXED) {
@@ -370,17 +370,17 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 			pre = moved > pre ? moved : pre;
 		}
 	}
-	if (!admit(pre, 10 + (dontunmap ? mli_maps_ranges_in(o, ol) : 0))) {
-		acct_leave();
+	if (!mli_acct_admit(pre, 10 + (dontunmap ? mli_maps_ranges_in(o, ol) : 0))) {
+		mli_acct_leave();
 		return MAP_FAILED;
 	}
 	void *r = sys_mremap(old, old_len, new_len, flags, to);
 	int e = errno;
 	if (r != MAP_FAILED)
-		settle(pre, mli_maps_remap(o, ol, nl, (uintptr_t)r, dontunmap));
+		mli_acct_settle(pre, mli_maps_remap(o, ol, nl, (uintptr_t)r, dontunmap));
 	else
-		unadmit(pre);
-	acct_leave();
+		mli_acct_unadmit(pre);
+	mli_acct_leave();
 	errno = r != MAP_FAILED ? saved : e;
 	return r;
 }

@@ -18,4 +18,19 @@ int mli_sys_mprotect(void *addr, size_t len, int prot);
 void *mli_sys_mremap(void *old, size_t old_len, size_t new_len, int flags, ...);
 int mli_sys_madvise(void *addr, size_t len, int advice);
 
+/* The account's lock and its steps (preload/mmap.c), for the other calls
+ * that change what is counted (memfd.c). enter: false if the call must
+ * bypass the account (a signal handler inside it); admit: before the
+ * system call, the bytes its query says it adds (false: refused, errno
+ * ENOMEM); settle: after it succeeded, the update's change against what
+ * was admitted; unadmit: after it failed. */
+#include <stdbool.h>
+#include <stdint.h>
+bool mli_acct_enter(void);
+void mli_acct_leave(void);
+bool mli_acct_admit(int64_t pre, size_t ranges);
+void mli_acct_settle(int64_t pre, int64_t d);
+void mli_acct_unadmit(int64_t pre);
+size_t mli_page_round(size_t len); /* up to whole pages, 0 on overflow */
+
 #endif

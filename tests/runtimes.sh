@@ -2,7 +2,8 @@
 # shellcheck disable=SC2016  # the programs below are for the runtimes, not the shell
 # runtimes: real runtimes, each growing towards 500 MB, under
 # `scripts/memlimit --global-memory 100M`: python3 (its own allocator, which
-# maps arenas), node (V8's heap), java (HotSpot's heap), php -n (the Zend
+# maps arenas), node (V8's heap), java (HotSpot's heap; with ZGC, a memfd
+# it commits with fallocate), php -n (the Zend
 # allocator), ruby, perl, lua5.4, sqlite3, go (a cgo program: dynamically
 # linked, its runtime maps its heap through libc's mmap), a C++ program using
 # new and a C program calling mmap; php also with Debian's php.ini (its extensions are
@@ -109,6 +110,7 @@ cases=(
 	"python3|MemoryError|python3${TAB}-c${TAB}$PY|python3${TAB}-c${TAB}pass"
 	"node|JavaScript heap out of memory|node${TAB}-e${TAB}$JS|node${TAB}-e${TAB}0"
 	"java|insufficient memory for the Java Runtime Environment|$(printf '%s\t' "${JAVA[@]}")Grow|$(printf '%s\t' "${JAVA[@]}")Empty"
+	"java ZGC|java.lang.OutOfMemoryError|$(printf '%s\t' "${JAVA[@]}")-XX:+UseZGC${TAB}Grow|$(printf '%s\t' "${JAVA[@]}")-XX:+UseZGC${TAB}Empty"
 	"php|Out of memory|php${TAB}-n${TAB}-d${TAB}memory_limit=-1${TAB}-r${TAB}$PHP|php${TAB}-n${TAB}-r${TAB};"
 	"php.ini|Out of memory|php${TAB}-d${TAB}memory_limit=-1${TAB}-r${TAB}$PHP|php${TAB}-r${TAB};"
 	"ruby|failed to allocate memory|ruby${TAB}-e${TAB}$RUBY|ruby${TAB}-e${TAB}0"

@@ -177,7 +177,8 @@ static int cmp_str(const void *a, const void *b)
 
 /* Both builds export exactly the malloc family, the C++ operators
  * (cxx.c), jemalloc's API (jeapi.c), glibc's information calls
- * (mallinfo.c), dlopen (dlopen.c), the mmap family (mmap.c), _exit and
+ * (mallinfo.c), dlopen (dlopen.c), the mmap family (mmap.c), memfd files'
+ * commits (memfd.c) and syscall (syscall.c), _exit and
  * _Exit (exit.c), _Fork (fork.c), the longjmp family (longjmp.c), glibc's __libc_ names
  * of the malloc family, the thread wrappers and ml_engine. */
 static void exports_exact(const char *cmd)
@@ -192,15 +193,16 @@ static void exports_exact(const char *cmd)
 		"_ZnwmSt11align_val_t", "_ZnwmSt11align_val_tRKSt9nothrow_t",
 		"__libc_calloc", "__libc_free", "__libc_malloc", "__libc_memalign",
 		"__libc_pvalloc", "__libc_realloc", "__libc_valloc", "__longjmp_chk",
-		"_exit", "_longjmp", "abort", "aligned_alloc", "calloc", "dallocx", "dlopen",
-		"free", "free_aligned_sized", "free_sized", "longjmp", "mallctl",
+		"_exit", "_longjmp", "abort", "aligned_alloc", "calloc", "close", "dallocx",
+		"dlopen", "fallocate", "fallocate64", "free", "free_aligned_sized",
+		"free_sized", "ftruncate", "ftruncate64", "longjmp", "mallctl",
 		"mallctlbymib", "mallctlnametomib", "mallinfo", "mallinfo2", "malloc",
 		"malloc_info", "malloc_stats", "malloc_stats_print", "malloc_trim",
-		"malloc_usable_size", "mallocx", "mallopt", "memalign", "ml_engine", "mmap",
-		"mmap64", "mprotect", "mremap", "munmap", "nallocx", "pkey_mprotect",
-		"posix_memalign", "pthread_create", "pthread_exit", "pvalloc", "rallocx",
-		"realloc", "reallocarray", "sallocx", "sdallocx", "siglongjmp", "valloc",
-		"xallocx",
+		"malloc_usable_size", "mallocx", "mallopt", "memalign", "memfd_create",
+		"ml_engine", "mmap", "mmap64", "mprotect", "mremap", "munmap", "nallocx",
+		"pkey_mprotect", "posix_memalign", "pthread_create", "pthread_exit",
+		"pvalloc", "rallocx", "realloc", "reallocarray", "sallocx", "sdallocx",
+		"siglongjmp", "syscall", "valloc", "xallocx",
 	};
 	const size_t nwant = sizeof want / sizeof *want;
 	struct mlt_run r;

@@ -22,7 +22,7 @@ HELPER_BIN  := $(HELPER_SRC:tests/progs/%.c=$(B)/tests/progs/%) \
 # backend and links all of core/, the others only what needs no backend.
 UNIT_OBJ    := $(B)/core/config.o $(B)/core/fmt.o $(B)/core/sysmem.o
 $(B)/tests/unit_engine: UNIT_OBJ := $(CORE_OBJ)
-$(B)/tests/unit_maps: UNIT_OBJ := $(B)/core/maps.o
+$(B)/tests/unit_maps: UNIT_OBJ := $(B)/core/maps.o $(B)/core/rawsys.o
 
 $(B)/tests/unit_%: tests/unit_%.c $(CORE_OBJ) | $(B)/.setup-test
 	@mkdir -p $(dir $@)

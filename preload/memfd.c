@@ -1,0 +1,219 @@
+/* memfd.c: the memory a program commits in memfd files it created, in the
+ * global measure with its mapped memory.
+ *
+ * Java's ZGC keeps its heap in a memfd ("java_heap"): it sizes the file to
+ * the maximum heap with ftruncate, commits with fallocate, uncommits by
+ * punching holes, and maps the file shared (three views of it in java 17).
+ * Shared mappings are not counted, so under a 100M limit ZGC took 1673 MiB
+ * with no refusal (a held-out check). So the pages that fallocate gives a
+ * memfd this process created count, from the call until a hole is punched
+ * there, the file is truncated below them, or its descriptor is closed; an
+ * fallocate that would take the measure over the limit fails with ENOSPC
+ * (the kernel's error for a full tmpfs), as mmap fails with ENOMEM. ZGC
+ * then collects and, if it must, throws OutOfMemoryError.
+ *
+ * The account is core/maps.c's, under the mmap family's lock: a memfd's
+ * file offsets are pseudo-addresses there, far above any user address
+ * (1 << 62, plus the descriptor's number << 44, for descriptors below
+ * MAX_FD and files below 16 TiB). A page is tracked (not counted) up to
+ * the extent the file was sized or allocated to, and counted once
+ * allocated, so an fallocate over allocated pages adds nothing.
+ *
+ * Not seen (README): pages a memfd gets by write(2) or by touching a
+ * mapping of it; a memfd received from another process or kept after its
+ * descriptor is closed (mapped); descriptors closed other than by close()
+ * (dup2 over them, close_range, libc's internal closes), which stay counted
+ * until the number is reused by memfd_create. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "../core/internal.h"
+#include "../core/maps.h"
+#include "sys.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define MAX_FD 4096
+#define FD_SPAN ((uintptr_t)1 << 44)
+#define BASE ((uintptr_t)1 << 62)
+
+/* The tracked extent of each memfd this process created (page-rounded
+ * bytes from offset 0), and whether the descriptor is one. Under the
+ * account's lock. */
+static uint64_t extent[MAX_FD];
+static uint64_t is_memfd[MAX_FD / 64];
+
+static bool tracked(int fd)
+{
+	return fd >= 0 && fd < MAX_FD &&
+	       (__atomic_load_n(&is_memfd[fd / 64], __ATOMIC_RELAXED) >> (fd % 64) & 1);
+}
+
+static void set_tracked(int fd, bool on)
+{
+	uint64_t bit = (uint64_t)1 << (fd % 64);
+	if (on)
+		__atomic_or_fetch(&is_memfd[fd / 64], bit, __ATOMIC_RELAXED);
+	else
+		__atomic_and_fetch(&is_memfd[fd / 64], ~bit, __ATOMIC_RELAXED);
+}
+
+static uintptr_t at(int fd, uint64_t off)
+{
+	return BASE + (uintptr_t)fd * FD_SPAN + (uintptr_t)off;
+}
+
+/* Forgets a memfd: its counted pages leave the measure. */
+static void drop(int fd)
+{
+	if (extent[fd])
+		mli_acct_settle(0, mli_maps_unmap(at(fd, 0), extent[fd]));
+	extent[fd] = 0;
+	set_tracked(fd, false);
+}
+
+/* Tracks the file's pages up to `end` (bytes, page-rounded). */
+static void track_to(int fd, uint64_t end)
+{
+	if (end <= extent[fd])
+		return;
+	mli_acct_settle(0, mli_maps_map(at(fd, extent[fd]), end - extent[fd],
+					 MLI_MAP_TRACKED));
+	extent[fd] = end;
+}
+
+EXPORT int memfd_create(const char *name, unsigned int flags)
+{
+	if (!mli_acct_enter())
+		return (int)syscall(SYS_memfd_create, name, flags);
+	int fd = (int)syscall(SYS_memfd_create, name, flags);
+	int e = errno;
+	if (fd >= 0 && fd < MAX_FD && mli_maps_reserve(3)) {
+		if (tracked(fd)) /* its last owner was closed behind our back */
+			drop(fd);
+		set_tracked(fd, true);
+	}
+	mli_acct_leave();
+	errno = e;
+	return fd;
+}
+
+static int sys_fallocate(int fd, int mode, off_t off, off_t len)
+{
+	return (int)syscall(SYS_fallocate, fd, mode, off, len);
+}
+
+EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
+{
+	if (!tracked(fd) || off < 0 || len <= 0 ||
+	    (uint64_t)off + (uint64_t)len > FD_SPAN || !mli_acct_enter())
+		return sys_fallocate(fd, mode, off, len);
+	int saved = errno;
+	uint64_t page = mli_page_round(1);
+	uint64_t lo = (uint64_t)off & ~(page - 1);
+	uint64_t hi = mli_page_round((size_t)((uint64_t)off + (uint64_t)len));
+	int r;
+	if (!tracked(fd)) { /* closed meanwhile */
+		r = sys_fallocate(fd, mode, off, len);
+	} else if (mode & FALLOC_FL_PUNCH_HOLE) {
+		r = sys_fallocate(fd, mode, off, len);
+		int e = errno;
+		/* Only whole pages inside the hole are freed. */
+		uint64_t in_lo = mli_page_round((size_t)off);
+		uint64_t in_hi = ((uint64_t)off + (uint64_t)len) & ~(page - 1);
+		if (r == 0 && in_hi > in_lo)
+			mli_acct_settle(0, mli_maps_protect(at(fd, in_lo), in_hi - in_lo,
+							    MLI_PROT_NONE));
+		errno = r ? e : saved;
+	} else if ((mode & ~FALLOC_FL_KEEP_SIZE) == 0) { /* allocates */
+		if (!mli_maps_reserve(6)) {
+			mli_acct_leave();
+			errno = ENOSPC;
+			return -1;
+		}
+		track_to(fd, hi);
+		int64_t pre = mli_maps_q_protect(at(fd, lo), hi - lo, MLI_PROT_WRITE);
+		if (!mli_acct_admit(pre, 6)) {
+			mli_acct_leave();
+			errno = ENOSPC;
+			return -1;
+		}
+		r = sys_fallocate(fd, mode, off, len);
+		int e = errno;
+		if (r == 0)
+			mli_acct_settle(pre, mli_maps_protect(at(fd, lo), hi - lo, MLI_PROT_WRITE));
+		else
+			mli_acct_unadmit(pre);
+		errno = r ? e : saved;
+	} else {
+		r = sys_fallocate(fd, mode, off, len);
+	}
+	mli_acct_leave();
+	return r;
+}
+
+EXPORT int fallocate64(int fd, int mode, off_t off, off_t len) __attribute__((alias("fallocate")));
+
+EXPORT int ftruncate(int fd, off_t len)
+{
+	if (!tracked(fd) || len < 0 || !mli_acct_enter())
+		return (int)syscall(SYS_ftruncate, fd, len);
+	int r = (int)syscall(SYS_ftruncate, fd, len);
+	int e = errno;
+	if (r == 0 && tracked(fd)) {
+		uint64_t end = mli_page_round((size_t)len);
+		if (end > FD_SPAN)
+			end = FD_SPAN;
+		if (end < extent[fd]) { /* the pages past the end are freed */
+			mli_acct_settle(0, mli_maps_unmap(at(fd, end), extent[fd] - end));
+			extent[fd] = end;
+		} else if (mli_maps_reserve(3))
+			track_to(fd, end);
+	}
+	mli_acct_leave();
+	errno = e;
+	return r;
+}
+
+
+EXPORT int ftruncate64(int fd, off_t len) __attribute__((alias("ftruncate")));
+
+/* close is a cancellation point: descriptors that are no memfd of ours go
+ * to libc's (found by the constructor; until then a plain system call). */
+int mli_close_memfd(int fd);
+typedef int (*close_fn)(int);
+static close_fn real_close;
+
+__attribute__((constructor)) static void memfd_init(void)
+{
+	real_close = (close_fn)dlsym(RTLD_NEXT, "close");
+}
+
+/* The close of a memfd of ours (and syscall(SYS_close), syscall.c). */
+int mli_close_memfd(int fd)
+{
+	if (!tracked(fd) || !mli_acct_enter())
+		return (int)syscall(SYS_close, fd);
+	int r = (int)syscall(SYS_close, fd);
+	int e = errno;
+	/* Linux releases the descriptor even when close fails (EINTR). */
+	if (tracked(fd))
+		drop(fd);
+	mli_acct_leave();
+	errno = e;
+	return r;
+}
+
+EXPORT int close(int fd)
+{
+	if (mli_unlikely(tracked(fd)))
+		return mli_close_memfd(fd);
+	close_fn f = __atomic_load_n(&real_close, __ATOMIC_RELAXED);
+	return f ? f(fd) : (int)syscall(SYS_close, fd);
+}

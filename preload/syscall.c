@@ -1,0 +1,53 @@
+/* syscall.c: the program's raw system calls that change what the global
+ * limit counts go where the libc functions go. HotSpot calls
+ * memfd_create, fallocate and ftruncate with syscall(2) (its ZGC heap is a
+ * memfd, see memfd.c), and some runtimes map memory that way. Every other
+ * number goes straight to the kernel. (The library's own system calls are
+ * mli_syscall's: core/rawsys.c.) A system call made by the instruction
+ * itself, not through libc's syscall(), is still not seen. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#undef syscall
+long mli_syscall(long n, ...);
+int memfd_create(const char *name, unsigned int flags);
+int fallocate(int fd, int mode, off_t off, off_t len);
+int ftruncate(int fd, off_t len);
+int mli_close_memfd(int fd);
+
+#if defined(__x86_64__)
+__attribute__((visibility("default"))) long syscall(long n, ...)
+{
+	va_list ap;
+	va_start(ap, n);
+	long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long);
+	long a4 = va_arg(ap, long), a5 = va_arg(ap, long), a6 = va_arg(ap, long);
+	va_end(ap);
+	switch (n) {
+	case SYS_mmap: {
+		void *p = mmap((void *)a1, (size_t)a2, (int)a3, (int)a4, (int)a5, (off_t)a6);
+		return (long)p; /* MAP_FAILED is -1, as the system call's */
+	}
+	case SYS_munmap:
+		return munmap((void *)a1, (size_t)a2);
+	case SYS_mprotect:
+		return mprotect((void *)a1, (size_t)a2, (int)a3);
+	case SYS_mremap:
+		return (long)mremap((void *)a1, (size_t)a2, (size_t)a3, (int)a4, (void *)a5);
+	case SYS_memfd_create:
+		return memfd_create((const char *)a1, (unsigned int)a2);
+	case SYS_fallocate:
+		return fallocate((int)a1, (int)a2, (off_t)a3, (off_t)a4);
+	case SYS_ftruncate:
+		return ftruncate((int)a1, (off_t)a2);
+	case SYS_close:
+		return mli_close_memfd((int)a1); /* not a cancellation point */
+	default:
+		return mli_syscall(n, a1, a2, a3, a4, a5, a6);
+	}
+}
+#endif
