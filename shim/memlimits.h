@@ -89,8 +89,9 @@ struct ml_stats {
 	int64_t live_bytes;          /* process heap now (allocator's usable bytes,
 					less memlimits' own blocks) */
 	int64_t peak_bytes;          /* highest live_bytes the engine observed */
-	uint64_t thread_allocated;   /* requested bytes allocated by this thread */
-	uint64_t process_allocated;  /* requested bytes allocated by all threads */
+	uint64_t thread_allocated;   /* bytes allocated by this thread, counted
+					as ml_limit_allocations counts them */
+	uint64_t process_allocated;  /* the same, by all threads */
 	/* Since the first version (a program built earlier gets the fields
 	 * above only): */
 	int64_t allocator_bytes;     /* the allocator's own count of live bytes
