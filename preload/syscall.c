@@ -2,10 +2,13 @@
  * limit counts go where the libc functions go. HotSpot calls
  * memfd_create, fallocate and ftruncate with syscall(2) (its ZGC heap is a
  * memfd, see memfd.c), and some runtimes map memory that way. Every other
- * number goes straight to the kernel. (The library's own system calls are
+ * number goes straight to the kernel; a fork by SYS_fork or SYS_clone
+ * gives its child its own share of the tree's budget, as fork does. (The
+ * library's own system calls are
  * mli_syscall's: core/rawsys.c.) A system call made by the instruction
  * itself, not through libc's syscall(), is still not seen. */
 #define _GNU_SOURCE
+#include <sched.h>
 #include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -18,6 +21,17 @@ int memfd_create(const char *name, unsigned int flags);
 int fallocate(int fd, int mode, off_t off, off_t len);
 int ftruncate(int fd, off_t len);
 int mli_close_memfd(int fd);
+void mli_tree_fork_child(void);
+
+/* A fork by system call: the child takes its own share of the tree's
+ * budget, as after _Fork (fork.c). A clone that shares the memory
+ * (CLONE_VM: a thread, or vfork) is not a new process of the tree. */
+static long forked(long r, long clone_flags)
+{
+	if (r == 0 && !(clone_flags & CLONE_VM))
+		mli_tree_fork_child();
+	return r;
+}
 
 #if defined(__x86_64__)
 __attribute__((visibility("default"))) long syscall(long n, ...)
@@ -46,6 +60,10 @@ __attribute__((visibility("default"))) long syscall(long n, ...)
 		return ftruncate((int)a1, (off_t)a2);
 	case SYS_close:
 		return mli_close_memfd((int)a1); /* not a cancellation point */
+	case SYS_fork:
+		return forked(mli_syscall(n), 0);
+	case SYS_clone:
+		return forked(mli_syscall(n, a1, a2, a3, a4, a5), a1);
 	default:
 		return mli_syscall(n, a1, a2, a3, a4, a5, a6);
 	}

@@ -2,12 +2,13 @@
  * for a block of MIB MiB at the same moment (all wake on one pipe's end of
  * file) and hold it a while. Prints "got K" (how many were given theirs).
  * With _Fork, the children are made by glibc's _Fork (no atfork handlers)
- * instead of fork. */
+ * instead of fork; with syscall, by syscall(SYS_fork). */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 pid_t _Fork(void);
@@ -22,8 +23,9 @@ int main(int argc, char **argv)
 	if (pipe(go) || pipe(res))
 		return 1;
 	int bare = argc > 3 && strcmp(argv[3], "_Fork") == 0;
+	int sys = argc > 3 && strcmp(argv[3], "syscall") == 0;
 	for (int i = 0; i < n; i++)
-		if ((bare ? _Fork() : fork()) == 0) {
+		if ((bare ? _Fork() : sys ? (pid_t)syscall(SYS_fork) : fork()) == 0) {
 			close(go[1]);
 			char c;
 			if (read(go[0], &c, 1) < 0)
