@@ -31,8 +31,13 @@
 #define STACK_SPAN ((uintptr_t)1 << 30)
 
 typedef void (*jump_fn)(struct __jmp_buf_tag *, int);
-static jump_fn real_longjmp, real_underscore_longjmp, real_siglongjmp,
-	real_longjmp_chk;
+/* glibc's four entries (__longjmp_chk: what longjmp becomes with
+ * _FORTIFY_SOURCE), found by the constructor, before a signal handler can
+ * jump (dlsym is not async-signal-safe). */
+enum { J_LONGJMP, J__LONGJMP, J_SIGLONGJMP, J_LONGJMP_CHK, NJUMPS };
+static const char *const names[NJUMPS] = { "longjmp", "_longjmp", "siglongjmp",
+					   "__longjmp_chk" };
+static jump_fn real[NJUMPS];
 static int readable; /* the jmp_buf's stack pointer is read right */
 
 /* glibc's PTR_DEMANGLE on x86-64: rotate right by 17, xor with the
@@ -59,12 +64,19 @@ __attribute__((noinline)) static uintptr_t sp_here(void)
 	return (uintptr_t)__builtin_frame_address(0);
 }
 
+/* glibc's function i; looked up here if another library's constructor
+ * jumps before ours ran. */
+static jump_fn next(int i)
+{
+	if (!real[i])
+		real[i] = (jump_fn)dlsym(RTLD_NEXT, names[i]);
+	return real[i];
+}
+
 __attribute__((constructor)) static void longjmp_init(void)
 {
-	real_longjmp = (jump_fn)dlsym(RTLD_NEXT, "longjmp");
-	real_underscore_longjmp = (jump_fn)dlsym(RTLD_NEXT, "_longjmp");
-	real_siglongjmp = (jump_fn)dlsym(RTLD_NEXT, "siglongjmp");
-	real_longjmp_chk = (jump_fn)dlsym(RTLD_NEXT, "__longjmp_chk");
+	for (int i = 0; i < NJUMPS; i++)
+		next(i);
 	/* setjmp saves the stack pointer of this frame: it must come back
 	 * between the frame of a function called from here and this frame's
 	 * own top. */
@@ -77,42 +89,17 @@ __attribute__((constructor)) static void longjmp_init(void)
 	}
 }
 
-/* Called before the constructor (another library's constructor): found
- * then. */
-static jump_fn next(jump_fn *fn, const char *name)
-{
-	if (!*fn)
-		*fn = (jump_fn)dlsym(RTLD_NEXT, name);
-	return *fn;
-}
-
-EXPORT __attribute__((noreturn)) void longjmp(struct __jmp_buf_tag env[1], int val)
-{
-	leave_discarded(env);
-	next(&real_longjmp, "longjmp")(env, val);
-	__builtin_unreachable();
-}
-
-EXPORT __attribute__((noreturn)) void _longjmp(struct __jmp_buf_tag env[1], int val)
-{
-	leave_discarded(env);
-	next(&real_underscore_longjmp, "_longjmp")(env, val);
-	__builtin_unreachable();
-}
-
-EXPORT __attribute__((noreturn)) void siglongjmp(struct __jmp_buf_tag env[1], int val)
-{
-	leave_discarded(env);
-	next(&real_siglongjmp, "siglongjmp")(env, val);
-	__builtin_unreachable();
-}
-
-/* What longjmp becomes with _FORTIFY_SOURCE. */
-EXPORT __attribute__((noreturn)) void __longjmp_chk(struct __jmp_buf_tag env[1], int val)
-{
-	leave_discarded(env);
-	next(&real_longjmp_chk, "__longjmp_chk")(env, val);
-	__builtin_unreachable();
-}
+#define JUMP(name, i)                                                        \
+	EXPORT __attribute__((noreturn)) void name(struct __jmp_buf_tag env[1], \
+						   int val)                     \
+	{                                                                    \
+		leave_discarded(env);                                        \
+		next(i)(env, val);                                           \
+		__builtin_unreachable();                                     \
+	}
+JUMP(longjmp, J_LONGJMP)
+JUMP(_longjmp, J__LONGJMP)
+JUMP(siglongjmp, J_SIGLONGJMP)
+JUMP(__longjmp_chk, J_LONGJMP_CHK)
 
 #endif

@@ -90,10 +90,11 @@ static void track_to(int fd, uint64_t end)
 
 EXPORT int memfd_create(const char *name, unsigned int flags)
 {
+	int saved = errno; /* taking the lock may set it (a futex wait) */
 	if (!mli_acct_enter())
 		return (int)syscall(SYS_memfd_create, name, flags);
 	int fd = (int)syscall(SYS_memfd_create, name, flags);
-	int e = errno;
+	int e = fd < 0 ? errno : saved;
 	if (fd >= 0 && fd < MAX_FD && mli_maps_reserve(3)) {
 		if (tracked(fd)) /* its last owner was closed behind our back */
 			drop(fd);
@@ -111,50 +112,49 @@ static int sys_fallocate(int fd, int mode, off_t off, off_t len)
 
 EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
 {
+	int saved = errno; /* taking the lock may set it (a futex wait) */
 	if (!tracked(fd) || off < 0 || len <= 0 ||
 	    (uint64_t)off + (uint64_t)len > FD_SPAN || !mli_acct_enter())
 		return sys_fallocate(fd, mode, off, len);
-	int saved = errno;
 	uint64_t page = mli_page_round(1);
 	uint64_t lo = (uint64_t)off & ~(page - 1);
 	uint64_t hi = mli_page_round((size_t)((uint64_t)off + (uint64_t)len));
-	int r;
-	if (!tracked(fd)) { /* closed meanwhile */
-		r = sys_fallocate(fd, mode, off, len);
-	} else if (mode & FALLOC_FL_PUNCH_HOLE) {
-		r = sys_fallocate(fd, mode, off, len);
-		int e = errno;
-		/* Only whole pages inside the hole are freed. */
-		uint64_t in_lo = mli_page_round((size_t)off);
-		uint64_t in_hi = ((uint64_t)off + (uint64_t)len) & ~(page - 1);
-		if (r == 0 && in_hi > in_lo)
-			mli_acct_settle(0, mli_maps_protect(at(fd, in_lo), in_hi - in_lo,
-							    MLI_PROT_NONE));
-		errno = r ? e : saved;
-	} else if ((mode & ~FALLOC_FL_KEEP_SIZE) == 0) { /* allocates */
+	bool allocates = (mode & ~FALLOC_FL_KEEP_SIZE) == 0;
+	int64_t pre = 0;
+	if (allocates && tracked(fd)) {
 		if (!mli_maps_reserve(6)) {
 			mli_acct_leave();
 			errno = ENOSPC;
 			return -1;
 		}
 		track_to(fd, hi);
-		int64_t pre = mli_maps_q_protect(at(fd, lo), hi - lo, MLI_PROT_WRITE);
+		pre = mli_maps_q_protect(at(fd, lo), hi - lo, MLI_PROT_WRITE);
 		if (!mli_acct_admit(pre, 6)) {
 			mli_acct_leave();
-			errno = ENOSPC;
+			errno = ENOSPC; /* the kernel's error for a full tmpfs */
 			return -1;
 		}
-		r = sys_fallocate(fd, mode, off, len);
-		int e = errno;
+	}
+	int r = sys_fallocate(fd, mode, off, len);
+	int e = errno;
+	if (!tracked(fd)) {
+		/* closed meanwhile: nothing of it in the account */
+	} else if (allocates) {
 		if (r == 0)
-			mli_acct_settle(pre, mli_maps_protect(at(fd, lo), hi - lo, MLI_PROT_WRITE));
+			mli_acct_settle(pre, mli_maps_protect(at(fd, lo), hi - lo,
+							      MLI_PROT_WRITE));
 		else
 			mli_acct_unadmit(pre);
-		errno = r ? e : saved;
-	} else {
-		r = sys_fallocate(fd, mode, off, len);
+	} else if (r == 0 && (mode & FALLOC_FL_PUNCH_HOLE)) {
+		/* Only whole pages inside the hole are freed. */
+		uint64_t in_lo = mli_page_round((size_t)off);
+		uint64_t in_hi = ((uint64_t)off + (uint64_t)len) & ~(page - 1);
+		if (in_hi > in_lo)
+			mli_acct_settle(0, mli_maps_protect(at(fd, in_lo), in_hi - in_lo,
+							    MLI_PROT_NONE));
 	}
 	mli_acct_leave();
+	errno = r ? e : saved;
 	return r;
 }
 
@@ -162,10 +162,11 @@ EXPORT int fallocate64(int fd, int mode, off_t off, off_t len) __attribute__((al
 
 EXPORT int ftruncate(int fd, off_t len)
 {
+	int saved = errno;
 	if (!tracked(fd) || len < 0 || !mli_acct_enter())
 		return (int)syscall(SYS_ftruncate, fd, len);
 	int r = (int)syscall(SYS_ftruncate, fd, len);
-	int e = errno;
+	int e = r ? errno : saved;
 	if (r == 0 && tracked(fd)) {
 		uint64_t end = mli_page_round((size_t)len);
 		if (end > FD_SPAN)
@@ -186,7 +187,6 @@ EXPORT int ftruncate64(int fd, off_t len) __attribute__((alias("ftruncate")));
 
 /* close is a cancellation point: descriptors that are no memfd of ours go
  * to libc's (found by the constructor; until then a plain system call). */
-int mli_close_memfd(int fd);
 typedef int (*close_fn)(int);
 static close_fn real_close;
 
@@ -198,10 +198,11 @@ __attribute__((constructor)) static void memfd_init(void)
 /* The close of a memfd of ours (and syscall(SYS_close), syscall.c). */
 int mli_close_memfd(int fd)
 {
+	int saved = errno;
 	if (!tracked(fd) || !mli_acct_enter())
 		return (int)syscall(SYS_close, fd);
 	int r = (int)syscall(SYS_close, fd);
-	int e = errno;
+	int e = r ? errno : saved;
 	/* Linux releases the descriptor even when close fails (EINTR). */
 	if (tracked(fd))
 		drop(fd);

@@ -32,5 +32,8 @@ bool mli_acct_admit(int64_t pre, size_t ranges);
 void mli_acct_settle(int64_t pre, int64_t d);
 void mli_acct_unadmit(int64_t pre);
 size_t mli_page_round(size_t len); /* up to whole pages, 0 on overflow */
+/* close(2) for syscall(SYS_close): a memfd of the account's is forgotten
+ * (memfd.c); not a cancellation point. */
+int mli_close_memfd(int fd);
 
 #endif

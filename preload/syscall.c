@@ -4,24 +4,22 @@
  * memfd, see memfd.c), and some runtimes map memory that way. Every other
  * number goes straight to the kernel; a fork by SYS_fork or SYS_clone
  * gives its child its own share of the tree's budget, as fork does. (The
- * library's own system calls are
- * mli_syscall's: core/rawsys.c.) A system call made by the instruction
- * itself, not through libc's syscall(), is still not seen. */
+ * library's own system calls are mli_syscall's: core/rawsys.c.) A system
+ * call made by the instruction itself, not through libc's syscall(), is
+ * still not seen. */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <sys/types.h>
 #include <unistd.h>
+
+#include "../core/internal.h"
+#include "sys.h"
 
 #undef syscall
 long mli_syscall(long n, ...);
-int memfd_create(const char *name, unsigned int flags);
-int fallocate(int fd, int mode, off_t off, off_t len);
-int ftruncate(int fd, off_t len);
-int mli_close_memfd(int fd);
-void mli_tree_fork_child(void);
 
 /* A fork by system call: the child takes its own share of the tree's
  * budget, as after _Fork (fork.c). A clone that shares the memory

@@ -655,21 +655,31 @@ static void sampled_blocks_held_to_the_limit(void **state)
 	mlt_run_free(&r);
 }
 
+/* prof_cap MODE RATE MB under MEMLIMITS_GLOBAL_MEMORY=LIMIT: the callbacks
+ * kept `kept` blocks, the next was refused, and the heap never went over
+ * the limit. */
+static void expect_callbacks_held(const char *mode, const char *rate,
+				  const char *mb, const char *limit_env,
+				  double kept, struct mlt_run *r)
+{
+	char *argv[] = { prog("prof_cap"), (char *)mode, (char *)rate, (char *)mb, NULL };
+	const char *env[] = { limit_env, NULL };
+	run_prof(argv, env, r);
+	EXPECT((*r), r->status == 0);
+	EXPECT_KV((*r), "tracker_refused", 1);
+	EXPECT_KV((*r), "kept", kept);
+	EXPECT((*r), kv(r, "live") <= kv(r, "limit"));
+	EXPECT((*r), kv(r, "peak") <= kv(r, "limit"));
+}
+
 /* What a tracker allocates is the process's memory: MEMLIMITS_GLOBAL_MEMORY,
  * a hard cap, refuses it too (a tracker keeping 20 MiB a sample took the
  * heap to 80 MiB under 64M). */
 static void tracker_held_to_the_cap(void **state)
 {
 	(void)state;
-	char *argv[] = { prog("prof_cap"), "tracker", "1e-4", "20", NULL };
-	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=64M", NULL };
 	struct mlt_run r;
-	run_prof(argv, env, &r);
-	EXPECT(r, r.status == 0);
-	EXPECT_KV(r, "tracker_refused", 1);
-	EXPECT_KV(r, "kept", 3);
-	EXPECT(r, kv(&r, "live") <= kv(&r, "limit"));
-	EXPECT(r, kv(&r, "peak") <= kv(&r, "limit"));
+	expect_callbacks_held("tracker", "1e-4", "20", "MEMLIMITS_GLOBAL_MEMORY=64M", 3, &r);
 	EXPECT(r, strstr(r.err, "MEMLIMITS_GLOBAL_MEMORY=64.0 MiB reached"));
 	mlt_run_free(&r);
 }
@@ -681,15 +691,8 @@ static void tracker_held_to_the_cap(void **state)
 static void pressure_callbacks_held_to_the_cap(void **state)
 {
 	(void)state;
-	char *argv[] = { prog("prof_cap"), "pressure", "0", "0", NULL };
-	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=20M", NULL };
 	struct mlt_run r;
-	run_prof(argv, env, &r);
-	EXPECT(r, r.status == 0);
-	EXPECT_KV(r, "tracker_refused", 1);
-	EXPECT_KV(r, "kept", 10);
-	EXPECT(r, kv(&r, "live") <= kv(&r, "limit"));
-	EXPECT(r, kv(&r, "peak") <= kv(&r, "limit"));
+	expect_callbacks_held("pressure", "0", "0", "MEMLIMITS_GLOBAL_MEMORY=20M", 10, &r);
 	mlt_run_free(&r);
 }
 
