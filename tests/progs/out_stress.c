@@ -325,6 +325,7 @@ static int mode_signal(int ms, int nidle)
 int main(int argc, char **argv)
 {
 	alarm(30);
+	say_crashes();
 	const char *mode = argc > 1 ? argv[1] : "";
 	int r;
 	if (strcmp(mode, "fork") == 0)
