@@ -29,6 +29,16 @@ bool mli_budget_take(struct mli_budget *b, uint64_t need, uint64_t *got)
 	}
 }
 
+/* Takes n bytes, or all there are if fewer: bytes already allocated. */
+static void take_upto(struct mli_budget *b, uint64_t n)
+{
+	uint64_t avail = __atomic_load_n(&b->avail, __ATOMIC_RELAXED);
+	while (!__atomic_compare_exchange_n(&b->avail, &avail,
+					    avail > n ? avail - n : 0, true,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
 void mli_budget_return(struct mli_budget *b, uint64_t n)
 {
 	if (n)
@@ -135,10 +145,22 @@ static void pb_bound(struct mli_thread *t, struct mli_adm *a)
 	a->room = mli_min(a->room, t->proc_held);
 }
 
+/* The grant never exceeds proc_held, but `used` can, by a signal
+ * handler's allocations that took the fast path while `left` was wrapped
+ * (see sampler_fold in prof.c): the excess comes out of the budget now, as
+ * far as it goes. proc_held wrapped instead, and the thread had a budget
+ * of 2^64 bytes (a handler allocating 256 bytes on a 30 us timer under
+ * MEMLIMITS_ALLOCATIONS=100M: 1 GB allocated, 10 refusals). */
 static void pb_fold(struct mli_thread *t, uint64_t used)
 {
-	if (on())
-		t->proc_held -= used; /* the grant never exceeds it */
+	if (!on())
+		return;
+	if (used <= t->proc_held) {
+		t->proc_held -= used;
+		return;
+	}
+	take_upto(pool, used - t->proc_held);
+	t->proc_held = 0;
 }
 
 static void pb_uncharge(struct mli_thread *t, uint64_t n)

@@ -475,7 +475,7 @@ void mli_charge_after(uint64_t n)
 	struct mli_thread *t = &mli_tls;
 	mli_engine_enter(t);
 	t->count += n;
-	t->headroom -= n;
+	t->headroom = t->headroom > n ? t->headroom - n : 0;
 	fold_meters(t, active(t), n);
 	/* The grant may not outlast the room that is left. */
 	uint64_t used = t->grant - t->left;

@@ -339,10 +339,17 @@ static void sampler_bound(struct mli_thread *t, struct mli_adm *a)
 	a->room = 0; /* the sampler sees every byte */
 }
 
+/* The grant never exceeds sample_left, but `used` can: a signal handler
+ * that lands between the fast path's subtraction that wrapped `left` and
+ * the slow path's undoing of it finds `left` huge and takes the fast path
+ * itself. Those bytes passed unsampled; the next allocation is sampled. A
+ * wrapped sample_left was near UINT64_MAX: the thread was never sampled
+ * again, and its blocks came from jemalloc, into which the test's handler
+ * then re-entered (CI's one SIGSEGV in test_outputs' signal stress). */
 static void sampler_fold(struct mli_thread *t, uint64_t used)
 {
 	if (t->sample_left != UINT64_MAX)
-		t->sample_left -= used; /* the grant never exceeds it */
+		t->sample_left = used < t->sample_left ? t->sample_left - used : 0;
 }
 
 const struct mli_meter mli_meter_sampler = {
