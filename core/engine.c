@@ -270,6 +270,23 @@ void mli_poke(struct mli_thread *t)
 static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n,
 				   size_t grow);
 
+/* A signal handler that allocated between the fast path's subtraction that
+ * wrapped `left` and its undoing (above in admit_full) found `left` huge
+ * and took the fast path: if it took more than was left, `left` is still
+ * wrapped after the undo. The paths that return without a refill (a request
+ * over PTRDIFF_MAX, a callout, a dead thread) left it so, and the thread's
+ * every allocation took the fast path from then on: no limit, no sample
+ * (test_prof handler_allocations_keep_meters_whole, "huge"). The bytes it
+ * took stay in grant - left, for the next fold. */
+static void unwrap(struct mli_thread *t)
+{
+	if (mli_likely(__atomic_load_n(&t->left, __ATOMIC_RELAXED) <= t->grant))
+		return;
+	mli_engine_enter(t); /* a handler's allocation now only counts */
+	t->grant -= __atomic_exchange_n(&t->left, 0, __ATOMIC_RELAXED);
+	mli_engine_leave(t);
+}
+
 /* Where no meter may run: would n bytes take the memory over
  * MEMLIMITS_GLOBAL_MEMORY, by the O(1) estimate alone? */
 static bool over_cap(const struct mli_thread *t, size_t n)
@@ -330,6 +347,8 @@ static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n,
 				   size_t grow)
 {
 	mli_left_add(n); /* undo the fast path's wrapped subtraction */
+	if (!t->in_engine)
+		unwrap(t);
 	if (n > (size_t)PTRDIFF_MAX)
 		return MLI_REFUSE; /* no allocator can serve it: not a limit's doing */
 	if (mli_unlikely(t->in_engine)) {

@@ -721,15 +721,19 @@ static void moving_sampled_block_counted_once(void **state)
  * left of theirs and wrapped. Before: the main thread's blocks were sampled
  * 109 to 3,682 times in 4.3 million at rate 1 (then the handler re-entered
  * jemalloc: CI's SIGSEGV in test_outputs), and an 8M budget gave 0.8-2.4 GB
- * with 4-10 refusals. Each refusal gives 100 KiB of grace. */
+ * with 4-10 refusals. Each refusal gives 100 KiB of grace. And a request
+ * over PTRDIFF_MAX, refused before any refill, left the grant wrapped for
+ * good when a handler allocated in it (sampled 9 to 19 of 400,000). */
 static void handler_allocations_keep_meters_whole(void **state)
 {
 	(void)state;
 	char *argv[] = { prog("handler_slip"), NULL };
+	char *hargv[] = { prog("handler_slip"), "30", "1000", "huge", NULL };
 	const char *env[] = { "MEMLIMITS_ALLOCATIONS=8M", NULL };
-	for (int budget = 0; budget < 2; budget++) {
+	for (int run = 0; run < 3; run++) {
+		bool budget = run == 1;
 		struct mlt_run r;
-		run_prof(argv, budget ? env : NULL, &r);
+		run_prof(run == 2 ? hargv : argv, budget ? env : NULL, &r);
 		EXPECT(r, r.status == 0);
 		EXPECT(r, kv(&r, "main") > 10000);
 		EXPECT(r, kv(&r, "sampled") == kv(&r, "main"));
