@@ -271,8 +271,8 @@ static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n,
 				   size_t grow);
 
 /* A signal handler that allocated between the fast path's subtraction that
- * wrapped `left` and its undoing (above in admit_full) found `left` huge
- * and took the fast path: if it took more than was left, `left` is still
+ * wrapped `left` and its undoing (mli_admit_fast) found `left` huge and
+ * took the fast path: if it took more than was left, `left` is still
  * wrapped after the undo. The paths that return without a refill (a request
  * over PTRDIFF_MAX, a callout, a dead thread) left it so, and the thread's
  * every allocation took the fast path from then on: no limit, no sample
@@ -346,7 +346,6 @@ int mli_admit_resize(size_t n, size_t grow)
 static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n,
 				   size_t grow)
 {
-	mli_left_add(n); /* undo the fast path's wrapped subtraction */
 	if (!t->in_engine)
 		unwrap(t);
 	if (n > (size_t)PTRDIFF_MAX)

@@ -340,7 +340,6 @@ void mli_mem_bound(struct mli_thread *t, struct mli_adm *a,
  * (the block's size class from MLI_PEAK_NOTE up). */
 bool mli_mem_quick(struct mli_thread *t, size_t n, size_t grow)
 {
-	(void)n; /* counted with the grant it wrapped (mli_quick_fold) */
 	int64_t v = thread_live(t);
 	int64_t cap = mli_eng.mem_cap;
 	uint64_t g = MLI_GRANT;
@@ -361,7 +360,7 @@ bool mli_mem_quick(struct mli_thread *t, size_t n, size_t grow)
 	if (mli_unlikely(grow >= MLI_PEAK_NOTE)) /* as admit_full (no cap here) */
 		mli_mem_note(mem + (int64_t)grow);
 	mli_engine_enter(t);
-	mli_quick_fold(t);
+	mli_quick_fold(t, n);
 	int64_t d = v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
 	if (mli_unlikely(d > PUB_SLACK || d <= -PUB_QUANTUM))
 		publish(t, v, true, false);

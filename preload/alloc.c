@@ -41,6 +41,7 @@ EXPORT __attribute__((naked)) void *malloc(size_t n)
 	__asm__("movq mli_tls@gottpoff(%rip), %rax\n\t"
 		"subq %rdi, %fs:(%rax)\n\t"
 		"jae mli_je_malloc\n\t"
+		"addq %rdi, %fs:(%rax)\n\t" /* undone at once: mli_admit_fast */
 		"jmp mli_malloc_slow\n\t");
 }
 #else

@@ -354,7 +354,7 @@ _Static_assert(MODE_OURS == 1, "new[]'s check of mode");
 #define NEW_FAST                                \
 	"movq mli_tls@gottpoff(%rip), %rax\n"   \
 	"subq %rdi, %fs:(%rax)\n"               \
-	"jb mli_new_slow\n"                     \
+	"jb 1f\n"                               \
 	"pushq %rdi\n"                          \
 	".cfi_adjust_cfa_offset 8\n"            \
 	"call mli_je_malloc\n"                  \
@@ -362,7 +362,9 @@ _Static_assert(MODE_OURS == 1, "new[]'s check of mode");
 	".cfi_adjust_cfa_offset -8\n"           \
 	"testq %rax, %rax\n"                    \
 	"jz mli_new_oom\n"                      \
-	"ret\n"
+	"ret\n"                                 \
+	"1: addq %rdi, %fs:(%rax)\n"            \
+	"jmp mli_new_slow\n"
 __asm__(".text\n"
 	".globl _Znwm\n"
 	".type _Znwm, @function\n"
