@@ -4,10 +4,12 @@
  * the same way, once per process: at exit, or on the way to abort()
  * (MEMLIMITS_ON_LIMIT=abort, a C++ program's uncaught exception, the
  * program's own abort; preload/abort.c), whichever comes first. */
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -291,6 +293,49 @@ static pid_t tid(void)
 	return (pid_t)syscall(SYS_gettid);
 }
 
+/* Where a report to stderr goes: fd 2, or the copy of it exit() began
+ * with. A program may close its stderr in an exit handler, before the
+ * report (whose handler was registered before main, so runs after
+ * theirs): coreutils' close_stdout (cat, ls, sort, grep, find, tar...)
+ * fcloses stderr to see its write errors, and the report then went nowhere.
+ * exit() runs the exiting thread's thread_local destructors before any
+ * atexit handler, so one registered on the main thread marks the start of
+ * exit, and keeps a close-on-exec copy of fd 2 from then on. Not earlier:
+ * a copy held while the program runs would keep a pipe open after the
+ * program closed its end (a daemon's `$(cmd 2>&1)` would never see EOF). */
+static int report_fd = 2;
+static struct stat report_fd_is;
+
+extern int __cxa_thread_atexit_impl(void (*fn)(void *), void *obj,
+				    void *dso);
+extern void *__dso_handle;
+
+static void exit_begins(void *unused)
+{
+	(void)unused;
+	/* Not in a vfork child, which shares this memory but not the fd
+	 * table with its parent. */
+	if (report_fd != 2 || getpid() != report_pid)
+		return;
+	int fd = fcntl(2, F_DUPFD_CLOEXEC, 10);
+	if (fd < 0)
+		fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+	if (fd >= 0 && fstat(fd, &report_fd_is) == 0)
+		report_fd = fd;
+}
+
+/* The copy, if an exit handler has not put something else in its place
+ * (dup2 onto it): the report never goes into a file it was not given. */
+static int report_stderr(void)
+{
+	struct stat now;
+	if (report_fd != 2 &&
+	    (fstat(report_fd, &now) != 0 || now.st_dev != report_fd_is.st_dev ||
+	     now.st_ino != report_fd_is.st_ino))
+		return 2;
+	return report_fd;
+}
+
 static bool claim(void)
 {
 	int expect = 0;
@@ -313,7 +358,7 @@ static void emit(const char *ended_by, bool measure)
 			mli_file_close(&report_file);
 		}
 	} else
-		mli_write_all(2, m.p, m.len);
+		mli_write_all(report_stderr(), m.p, m.len);
 	__atomic_store_n(&report_state, 2, __ATOMIC_RELEASE);
 }
 
@@ -418,6 +463,10 @@ void mli_report_startup(void)
 	}
 	if (m.len)
 		mli_write_all(2, m.p, m.len);
+	/* From the constructor, on the main thread (it allocates, through
+	 * the engine, which is ready). */
+	if (!strcmp(c->report, "stderr"))
+		__cxa_thread_atexit_impl(exit_begins, NULL, &__dso_handle);
 }
 
 /* MEMLIMITS_SOFT_MEMORY crossed: once per crossing, a line on stderr, the

@@ -575,6 +575,61 @@ static void report_to_stderr(void **state)
 	mlt_run_free(&r);
 }
 
+/* coreutils close their stderr in an exit handler (gnulib's close_stdout),
+ * before the report's: it still reaches the stderr exit began with. */
+static void report_to_stderr_closed_by_exit_handler(void **state)
+{
+	(void)state;
+	const char *env[] = { "MEMLIMITS_REPORT=stderr", NULL };
+	char *cat[] = { "cat", NULL };
+	char *ls[] = { "ls", "/", NULL };
+	char *sort[] = { "sort", NULL };
+	char *const *progs[] = { cat, ls, sort };
+	for (size_t i = 0; i < sizeof progs / sizeof progs[0]; i++) {
+		struct mlt_run r;
+		run(progs[i], env, 1, "b\na\n", &r);
+		EXPECT(r, r.status == 0);
+		EXPECT(r, strstr(r.err, "memlimits: report (exit)") != NULL);
+		EXPECT(r, strstr(r.err, "peak_memory_bytes: ") != NULL);
+		mlt_run_free(&r);
+	}
+}
+
+/* ...but no copy of stderr is held while the program runs: a program that
+ * closes its stderr gives its reader EOF at once (a daemon started as
+ * `$(cmd 2>&1)` must not keep the caller waiting). */
+static void report_to_stderr_holds_no_pipe(void **state)
+{
+	(void)state;
+	int pe[2];
+	assert_int_equal(pipe2(pe, O_CLOEXEC), 0);
+	char pre[4200];
+	snprintf(pre, sizeof pre, "LD_PRELOAD=%s", mlt_lib());
+	char *env[] = { pre, "MEMLIMITS_REPORT=stderr", NULL };
+	char *argv[] = { PYTHON, "-c",
+			 "import os, time\nos.close(2)\ntime.sleep(8)\n", NULL };
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
+	pid_t pid;
+	assert_int_equal(posix_spawn(&pid, PYTHON, &fa, NULL, argv, env), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pe[1]);
+	/* EOF within 5 s, long before the program ends. */
+	struct pollfd p = { pe[0], POLLIN, 0 };
+	bool eof = false;
+	for (int waited = 0; waited < 5000 && !eof; waited += 100) {
+		if (poll(&p, 1, 100) > 0) {
+			char b[256];
+			eof = read(pe[0], b, sizeof b) == 0;
+		}
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(pe[0]);
+	assert_true(eof);
+}
+
 /* ---- 9: several threads under one global limit ------------------------- */
 
 static void threads_global_limit(void **state)
@@ -696,6 +751,8 @@ int main(void)
 		cmocka_unit_test(on_limit_abort_and_fail),
 		cmocka_unit_test(report_to_file),
 		cmocka_unit_test(report_to_stderr),
+		cmocka_unit_test(report_to_stderr_closed_by_exit_handler),
+		cmocka_unit_test(report_to_stderr_holds_no_pipe),
 		cmocka_unit_test(threads_global_limit),
 		cmocka_unit_test(python_threads_at_limit_end),
 		cmocka_unit_test(short_threads_do_not_refault),
