@@ -630,6 +630,62 @@ static void report_to_stderr_holds_no_pipe(void **state)
 	assert_true(eof);
 }
 
+/* A cleared environment does not lift a limit: every exec and spawn
+ * function gives the child back LD_PRELOAD and the MEMLIMITS_* variables it
+ * lacks, keeps what it sets itself (a tighter limit, another preload after
+ * this library); with no limit set, the environment passes as it is. */
+static void exec_keeps_the_limit(void **state)
+{
+	(void)state;
+	static const char *const modes[] = {
+		"execve", "execvpe", "execle", "fexecve", "vfork", "posix_spawn",
+		"posix_spawnp", "execv", "execvp", "execl", "execlp",
+	};
+	char want_pre[4200];
+	snprintf(want_pre, sizeof want_pre, "LD_PRELOAD=%s\n", mlt_lib());
+	const char *limited[] = { "MEMLIMITS_GLOBAL_MEMORY=1G", NULL };
+	const char *unlimited[] = { "MEMLIMITS_REPORT=/dev/null", NULL };
+	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+		char *argv[] = { prog("exec_clean"), (char *)modes[i], NULL };
+		struct mlt_run r;
+		run(argv, limited, 1, NULL, &r);
+		EXPECT(r, r.status == 0);
+		EXPECT(r, strstr(r.out, "MEMLIMITS_GLOBAL_MEMORY=1G\n") != NULL);
+		EXPECT(r, strstr(r.out, want_pre) != NULL);
+		mlt_run_free(&r);
+		run(argv, unlimited, 1, NULL, &r);
+		EXPECT(r, r.status == 0);
+		EXPECT(r, strcmp(r.out, "") == 0);
+		mlt_run_free(&r);
+	}
+	char *argv[] = { prog("exec_clean"), "execve-other", NULL };
+	struct mlt_run r;
+	run(argv, limited, 1, NULL, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT(r, strstr(r.out, "MEMLIMITS_GLOBAL_MEMORY=50M\n") != NULL);
+	EXPECT(r, strstr(r.out, "MEMLIMITS_GLOBAL_MEMORY=1G") == NULL);
+	snprintf(want_pre, sizeof want_pre,
+		 "LD_PRELOAD=%s:/lib/x86_64-linux-gnu/libm.so.6\n", mlt_lib());
+	EXPECT(r, strstr(r.out, want_pre) != NULL);
+	EXPECT(r, strstr(r.out, "KEEP=1\n") != NULL);
+	mlt_run_free(&r);
+	/* The real thing: `env -i`, and python's subprocess with env={}. */
+	char *envi[] = { "env", "-i", PYTHON, "-c", "x = bytearray(400 << 20)", NULL };
+	const char *cap[] = { "MEMLIMITS_GLOBAL_MEMORY=100M", NULL };
+	run(envi, cap, 1, NULL, &r);
+	EXPECT(r, r.status == 1);
+	EXPECT(r, strstr(r.err, "MemoryError") != NULL);
+	mlt_run_free(&r);
+	char *sub[] = { PYTHON, "-c",
+			"import subprocess, sys\n"
+			"sys.exit(subprocess.run([sys.executable, '-c',"
+			" 'x = bytearray(400 << 20)'], env={}).returncode)\n", NULL };
+	run(sub, cap, 1, NULL, &r);
+	EXPECT(r, r.status == 1);
+	EXPECT(r, strstr(r.err, "MemoryError") != NULL);
+	mlt_run_free(&r);
+}
+
 /* ---- 9: several threads under one global limit ------------------------- */
 
 static void threads_global_limit(void **state)
@@ -753,6 +809,7 @@ int main(void)
 		cmocka_unit_test(report_to_stderr),
 		cmocka_unit_test(report_to_stderr_closed_by_exit_handler),
 		cmocka_unit_test(report_to_stderr_holds_no_pipe),
+		cmocka_unit_test(exec_keeps_the_limit),
 		cmocka_unit_test(threads_global_limit),
 		cmocka_unit_test(python_threads_at_limit_end),
 		cmocka_unit_test(short_threads_do_not_refault),

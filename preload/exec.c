@@ -1,0 +1,328 @@
+/* exec.c: a limit is not lifted by clearing the environment.
+ *
+ * A limit reaches a program's children through the environment: LD_PRELOAD
+ * and the MEMLIMITS_* variables. A child started with a cleared or rebuilt
+ * environment (`env -i CMD`, python's subprocess with env={}, a sandbox, a
+ * build tool that whitelists variables) would run with no limit at all, and
+ * a process tree's budget (MEMLIMITS_TREE) would not see it. So in a process
+ * started under a limit, every exec and posix_spawn puts back what the new
+ * environment lacks of what this process started with:
+ *   - each MEMLIMITS_* variable it does not set (one it sets keeps its
+ *     value: a parent may give a child a tighter limit);
+ *   - LD_PRELOAD: the whole start-up value if the variable is missing, or
+ *     this library ahead of the new value if that lacks it.
+ * A process with no limit set (only a report, a profile, or nothing: a test
+ * harness under the preload that runs children without it) passes every
+ * environment through as it is. Bear's libexec does the same for its
+ * compiler wrappers, for the same reason.
+ *
+ * Not covered: system() and popen() after the program cleared its own
+ * environment (glibc runs the shell with environ, internally), and a raw
+ * syscall(SYS_execve). The README says so.
+ *
+ * An exec may come from a vfork child, which shares the parent's memory
+ * and must not allocate or take locks: the new environment is built on the
+ * stack, from what the constructor copied into static storage, and glibc's
+ * functions were looked up then. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <string.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../core/internal.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+extern char **environ;
+
+/* NAME=value strings this process started with, in `kept_text`. */
+#define KEPT_MAX 32
+static char kept_text[16 << 10];
+static const char *kept[KEPT_MAX];
+static int nkept;
+static const char *self;        /* this library's path, as loaded */
+static size_t self_len;
+
+typedef int (*execve_fn)(const char *, char *const[], char *const[]);
+typedef int (*fexecve_fn)(int, char *const[], char *const[]);
+typedef int (*execveat_fn)(int, const char *, char *const[], char *const[], int);
+typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+			const posix_spawnattr_t *, char *const[], char *const[]);
+static execve_fn real_execve, real_execvpe;
+static fexecve_fn real_fexecve;
+static execveat_fn real_execveat;
+static spawn_fn real_spawn, real_spawnp;
+
+static size_t name_len(const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+	return eq ? (size_t)(eq - kv) + 1 : strlen(kv);
+}
+
+static struct stat self_is;     /* its file */
+
+/* Is the path v[0..n) this library (by name, or by its file)? */
+static bool is_self(const char *v, size_t n)
+{
+	if (n == self_len && !memcmp(v, self, n))
+		return true;
+	char path[PATH_MAX];
+	struct stat st;
+	if (!n || n >= sizeof path)
+		return false;
+	memcpy(path, v, n);
+	path[n] = 0;
+	return stat(path, &st) == 0 && st.st_ino == self_is.st_ino &&
+	       st.st_dev == self_is.st_dev;
+}
+
+/* The entry of the LD_PRELOAD list `v` (':' or ' ' separated, as ld.so
+ * reads it) that names this library, or NULL. */
+static const char *lists_self(const char *v, size_t *len)
+{
+	while (*v) {
+		size_t n = strcspn(v, ": ");
+		if (is_self(v, n)) {
+			*len = n;
+			return v;
+		}
+		v += n;
+		v += *v != 0;
+	}
+	return NULL;
+}
+
+static size_t keep(char *at, size_t room, const char *kv)
+{
+	size_t n = strlen(kv) + 1;
+	if (nkept == KEPT_MAX || n > room)
+		return 0;
+	memcpy(at, kv, n);
+	kept[nkept++] = at;
+	return n;
+}
+
+/* Which variables are limits: with none of them set, nothing is kept. */
+static bool sets_a_limit(const char *kv)
+{
+	static const char *const limits[] = {
+		"MEMLIMITS_GLOBAL_MEMORY=", "MEMLIMITS_ALLOCATIONS=",
+		"MEMLIMITS_THREAD_ALLOCATIONS=", "MEMLIMITS_TREE=",
+	};
+	for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
+		if (!strncmp(kv, limits[i], strlen(limits[i])) && kv[strlen(limits[i])])
+			return true;
+	return false;
+}
+
+__attribute__((constructor)) static void exec_start(void)
+{
+	real_execve = (execve_fn)dlsym(RTLD_NEXT, "execve");
+	real_execvpe = (execve_fn)dlsym(RTLD_NEXT, "execvpe");
+	real_fexecve = (fexecve_fn)dlsym(RTLD_NEXT, "fexecve");
+	real_execveat = (execveat_fn)dlsym(RTLD_NEXT, "execveat");
+	real_spawn = (spawn_fn)dlsym(RTLD_NEXT, "posix_spawn");
+	real_spawnp = (spawn_fn)dlsym(RTLD_NEXT, "posix_spawnp");
+	bool limited = false;
+	for (char **e = environ; e && *e; e++)
+		limited |= sets_a_limit(*e);
+	Dl_info info;
+	if (!limited || !dladdr((void *)exec_start, &info) || !info.dli_fname ||
+	    stat(info.dli_fname, &self_is) != 0)
+		return;
+	self = info.dli_fname;
+	self_len = strlen(self);
+	size_t used = 0;
+	for (char **e = environ; e && *e; e++) {
+		size_t n;
+		const char *entry;
+		if (!strncmp(*e, "LD_PRELOAD=", 11) &&
+		    (entry = lists_self(*e + 11, &n)) != NULL) {
+			/* This library as the start-up list spells it. */
+			size_t got = keep(kept_text + used, sizeof kept_text - used, *e);
+			if (got) {
+				self = kept_text + used + (entry - *e);
+				self_len = n;
+			}
+			used += got;
+		} else if (!strncmp(*e, "MEMLIMITS_", 10))
+			used += keep(kept_text + used, sizeof kept_text - used, *e);
+	}
+}
+
+/* The longest LD_PRELOAD value merged with this library's path. */
+#define MERGE_MAX 8192
+
+/* `e` with what it lacks of `kept` added, in `out` (room for n(e) + nkept
+ * + 1 pointers), LD_PRELOAD merged in `merged`; or `e` itself when nothing
+ * is missing. */
+static char *const *restore(char *const *e, const char **out, char *merged)
+{
+	static char *const empty[] = { NULL };
+	if (!e)
+		e = empty;
+	if (!nkept)
+		return e;
+	size_t n = 0;
+	for (; e[n]; n++)
+		out[n] = e[n];
+	size_t k = n, len;
+	bool changed = false;
+	for (int i = 0; i < nkept; i++) {
+		size_t name = name_len(kept[i]);
+		size_t j = 0;
+		while (j < n && strncmp(e[j], kept[i], name))
+			j++;
+		if (j == n) {
+			out[k++] = kept[i];
+			changed = true;
+			continue;
+		}
+		if (strncmp(kept[i], "LD_PRELOAD=", 11) || lists_self(e[j] + 11, &len))
+			continue;
+		size_t theirs = strlen(e[j] + 11);
+		if (11 + self_len + 1 + theirs + 1 > MERGE_MAX)
+			continue;
+		memcpy(merged, "LD_PRELOAD=", 11);
+		memcpy(merged + 11, self, self_len);
+		merged[11 + self_len] = ':';
+		memcpy(merged + 12 + self_len, e[j] + 11, theirs + 1);
+		out[j] = merged;
+		changed = true;
+	}
+	if (!changed)
+		return e;
+	out[k] = NULL;
+	return (char *const *)out;
+}
+
+static size_t count(char *const *v)
+{
+	size_t n = 0;
+	while (v && v[n])
+		n++;
+	return n;
+}
+
+/* The new environment, on the caller's stack. Too many variables to copy
+ * on a thread's stack (over 64k): passed as it is. */
+#define RESTORED(e, name)                                                     \
+	size_t name##_n = count(e);                                           \
+	const char *name##_out[name##_n < 65536 ? name##_n + KEPT_MAX + 1 : 1]; \
+	char name##_merged[MERGE_MAX];                                        \
+	char *const *name = name##_n < 65536                                  \
+		? restore(e, name##_out, name##_merged) : (e)
+
+static int no_function(void)
+{
+	errno = ENOSYS;
+	return -1;
+}
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	if (!real_execve)
+		return no_function();
+	RESTORED(envp, env);
+	return real_execve(path, argv, env);
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	if (!real_execvpe)
+		return no_function();
+	RESTORED(envp, env);
+	return real_execvpe(file, argv, env);
+}
+
+EXPORT int execv(const char *path, char *const argv[])
+{
+	return execve(path, argv, environ);
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+	return execvpe(file, argv, environ);
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	if (!real_fexecve)
+		return no_function();
+	RESTORED(envp, env);
+	return real_fexecve(fd, argv, env);
+}
+
+EXPORT int execveat(int dirfd, const char *path, char *const argv[],
+		    char *const envp[], int flags)
+{
+	if (!real_execveat)
+		return no_function();
+	RESTORED(envp, env);
+	return real_execveat(dirfd, path, argv, env, flags);
+}
+
+/* execl, execlp, execle: their arguments as an array on the stack. */
+#define ARGV_FROM_LIST(first, ap, argv)                                       \
+	size_t argc_ = 1;                                                     \
+	va_start(ap, first);                                                  \
+	while (va_arg(ap, const char *))                                      \
+		argc_++;                                                      \
+	va_end(ap);                                                           \
+	char *argv[argc_ + 1];                                                \
+	argv[0] = (char *)(first);                                            \
+	va_start(ap, first);                                                  \
+	for (size_t i_ = 1; i_ <= argc_; i_++)                                \
+		argv[i_] = va_arg(ap, char *)
+
+EXPORT int execl(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	ARGV_FROM_LIST(arg, ap, argv);
+	va_end(ap);
+	return execve(path, argv, environ);
+}
+
+EXPORT int execlp(const char *file, const char *arg, ...)
+{
+	va_list ap;
+	ARGV_FROM_LIST(arg, ap, argv);
+	va_end(ap);
+	return execvpe(file, argv, environ);
+}
+
+EXPORT int execle(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	ARGV_FROM_LIST(arg, ap, argv);
+	char *const *envp = va_arg(ap, char *const *);
+	va_end(ap);
+	return execve(path, argv, envp);
+}
+
+EXPORT int posix_spawn(pid_t *pid, const char *path,
+		       const posix_spawn_file_actions_t *fa,
+		       const posix_spawnattr_t *attr, char *const argv[],
+		       char *const envp[])
+{
+	if (!real_spawn)
+		return ENOSYS;
+	RESTORED(envp, env);
+	return real_spawn(pid, path, fa, attr, argv, env);
+}
+
+EXPORT int posix_spawnp(pid_t *pid, const char *file,
+			const posix_spawn_file_actions_t *fa,
+			const posix_spawnattr_t *attr, char *const argv[],
+			char *const envp[])
+{
+	if (!real_spawnp)
+		return ENOSYS;
+	RESTORED(envp, env);
+	return real_spawnp(pid, file, fa, attr, argv, env);
+}
