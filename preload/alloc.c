@@ -9,6 +9,7 @@
  * alignment up as glibc does. */
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -126,6 +127,55 @@ void *mli_resize_sampled(void *old, size_t n, int flags)
 	return p;
 }
 
+/* Under a memory limit, a big buffer grown by realloc (python reading a
+ * pipe to its end, perl's `.=`) moves to a new block whenever jemalloc
+ * cannot grow it in place, and while it is copied both blocks are
+ * resident: the measure counts the growth only (see mli_resize_sampled),
+ * so a buffer that met a 100M limit at 90 MiB had taken the process to
+ * 165 MiB of resident memory (glibc grows such blocks with mremap, without
+ * a copy). Here, when both blocks would not fit under the limit, the
+ * move copies in steps, and gives each step of the old
+ * block back to the system (MADV_DONTNEED) once copied: the process holds
+ * the new block and one step more. The old block's pages are zero pages
+ * when jemalloc takes it back, which its dirty extents may be.
+ * Large blocks start on a page, plus jemalloc's cache-oblivious offset of
+ * a few cache lines: only whole pages are given back. */
+#define MOVE_MIN ((size_t)1 << 20)
+#define MOVE_STEP ((size_t)2 << 20)
+
+static void *move_big(void *old, size_t have, size_t n)
+{
+	if (mli_je_xallocx(old, n, 0, 0) >= n)
+		return old;
+	char *p = mli_je_mallocx(n, 0), *from = old;
+	if (!p)
+		return NULL;
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t given = ((uintptr_t)from + page - 1) & ~(page - 1);
+	for (size_t off = 0; off < have; off += MOVE_STEP) {
+		size_t len = have - off < MOVE_STEP ? have - off : MOVE_STEP;
+		memcpy(p + off, from + off, len);
+		uintptr_t end = ((uintptr_t)from + off + len) & ~(page - 1);
+		if (end > given) {
+			madvise((void *)given, end - given, MADV_DONTNEED);
+			given = end;
+		}
+	}
+	mli_je_free(old);
+	return p;
+}
+
+/* Would both blocks at once take the process over its memory limit (the
+ * lowest in force: the cap, a task's, the tree's)? Away from it the move
+ * is jemalloc's own, whose old block stays resident for reuse. */
+static bool move_in_steps(size_t n)
+{
+	int64_t lim = mli_task_mem_limit(), tree = mli_tree_limit();
+	if (tree >= 0 && (lim < 0 || tree < lim))
+		lim = tree;
+	return lim >= 0 && mli_mem_estimate(&mli_tls) + (int64_t)n > lim;
+}
+
 /* Everything realloc's fast path does not handle: NULL, 0, huge sizes,
  * the profiler's blocks, sizes over the grant, and sampling. */
 static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
@@ -151,7 +201,10 @@ static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
 		mli_je_free(old);
 		return p;
 	}
-	p = MLI_RESIZING(mli_je_realloc(old, n));
+	if (ad == MLI_ADMIT && have >= MOVE_MIN && n > have && move_in_steps(n))
+		p = MLI_RESIZING(move_big(old, have, n));
+	else
+		p = MLI_RESIZING(mli_je_realloc(old, n));
 	if (ad == MLI_SAMPLE)
 		mli_region_unplaced(p);
 	if (!p) {

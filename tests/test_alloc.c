@@ -178,7 +178,8 @@ static int cmp_str(const void *a, const void *b)
 /* Both builds export exactly the malloc family, the C++ operators
  * (cxx.c), jemalloc's API (jeapi.c), glibc's information calls
  * (mallinfo.c), dlopen (dlopen.c), the mmap family (mmap.c), memfd files'
- * commits (memfd.c) and syscall (syscall.c), _exit and
+ * commits (memfd.c) and syscall (syscall.c), the exec and spawn family
+ * (exec.c), _exit and
  * _Exit (exit.c), _Fork (fork.c), the longjmp family (longjmp.c), glibc's __libc_ names
  * of the malloc family, the thread wrappers and ml_engine. */
 static void exports_exact(const char *cmd)
@@ -194,13 +195,16 @@ static void exports_exact(const char *cmd)
 		"__libc_calloc", "__libc_free", "__libc_malloc", "__libc_memalign",
 		"__libc_pvalloc", "__libc_realloc", "__libc_valloc", "__longjmp_chk",
 		"_exit", "_longjmp", "abort", "aligned_alloc", "calloc", "close", "dallocx",
-		"dlopen", "fallocate", "fallocate64", "free", "free_aligned_sized",
+		"dlopen", "execl", "execle", "execlp", "execv", "execve", "execveat",
+		"execvp", "execvpe", "fallocate", "fallocate64", "fexecve", "free",
+		"free_aligned_sized",
 		"free_sized", "ftruncate", "ftruncate64", "longjmp", "mallctl",
 		"mallctlbymib", "mallctlnametomib", "mallinfo", "mallinfo2", "malloc",
 		"malloc_info", "malloc_stats", "malloc_stats_print", "malloc_trim",
 		"malloc_usable_size", "mallocx", "mallopt", "memalign", "memfd_create",
 		"ml_engine", "mmap", "mmap64", "mprotect", "mremap", "munmap", "nallocx",
-		"pkey_mprotect", "posix_memalign", "pthread_create", "pthread_exit",
+		"pkey_mprotect", "posix_memalign", "posix_spawn", "posix_spawnp",
+		"pthread_create", "pthread_exit",
 		"pvalloc", "rallocx", "realloc", "reallocarray", "sallocx", "sdallocx",
 		"siglongjmp", "syscall", "valloc", "xallocx",
 	};

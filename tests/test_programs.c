@@ -686,6 +686,42 @@ static void exec_keeps_the_limit(void **state)
 	mlt_run_free(&r);
 }
 
+/* A buffer grown by realloc under a memory limit: the copy of each move
+ * gives the old block's pages back as it goes, so the resident peak stays
+ * near the limit (it was 1.6x: old and new blocks both resident at every
+ * move); the buffer still reaches near the limit. python's bytearray too. */
+static void realloc_growth_resident_bounded(void **state)
+{
+	(void)state;
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=100M", NULL };
+	static const char *const modes[][2] = { { "12", "64" }, { "0", "64" } };
+	for (size_t i = 0; i < 2; i++) {
+		char *argv[] = { prog("realloc_grow"), (char *)modes[i][0],
+				 (char *)modes[i][1], NULL };
+		struct mlt_run r;
+		run(argv, env, 1, NULL, &r);
+		long reached = -1, maxrss = -1;
+		EXPECT(r, sscanf(r.out, "reached=%ld maxrss=%ld", &reached, &maxrss) == 2);
+		EXPECT(r, reached >= 80);
+		EXPECT(r, maxrss <= (100 + 12) * 1024);
+		mlt_run_free(&r);
+	}
+	char *py[] = { PYTHON, "-c",
+		       "import resource\nb = bytearray()\ntry:\n"
+		       "    while True: b += b'y' * (100 << 10)\n"
+		       "except MemoryError:\n"
+		       "    print(len(b) >> 20, resource.getrusage("
+		       "resource.RUSAGE_SELF).ru_maxrss)\n", NULL };
+	struct mlt_run r;
+	run(py, env, 1, NULL, &r);
+	long reached = -1, maxrss = -1;
+	EXPECT(r, sscanf(r.out, "%ld %ld", &reached, &maxrss) == 2);
+	EXPECT(r, reached >= 70);
+	/* python's own 10 MiB or so. */
+	EXPECT(r, maxrss <= (100 + 24) * 1024);
+	mlt_run_free(&r);
+}
+
 /* ---- 9: several threads under one global limit ------------------------- */
 
 static void threads_global_limit(void **state)
@@ -810,6 +846,7 @@ int main(void)
 		cmocka_unit_test(report_to_stderr_closed_by_exit_handler),
 		cmocka_unit_test(report_to_stderr_holds_no_pipe),
 		cmocka_unit_test(exec_keeps_the_limit),
+		cmocka_unit_test(realloc_growth_resident_bounded),
 		cmocka_unit_test(threads_global_limit),
 		cmocka_unit_test(python_threads_at_limit_end),
 		cmocka_unit_test(short_threads_do_not_refault),
