@@ -641,6 +641,15 @@ static void config_memory_percentages_and_keywords(void **state)
 	assert_int_equal(c.global_memory, c.sysmem / 2);
 	/* the soft limit's percentage is of the hard limit */
 	assert_int_equal(c.soft_memory, (int64_t)((__int128)c.global_memory * 8 / 10));
+	/* A soft limit above the hard one could never be crossed: refused,
+	 * both named; at the hard limit it is accepted. */
+	char *above[] = { "MEMLIMITS_GLOBAL_MEMORY=100M",
+			  "MEMLIMITS_SOFT_MEMORY=200M", NULL };
+	check_rejected(above, "MEMLIMITS_SOFT_MEMORY", "200.0 MiB");
+	check_names(errbuf, "MEMLIMITS_GLOBAL_MEMORY");
+	char *at[] = { "MEMLIMITS_GLOBAL_MEMORY=100M",
+		       "MEMLIMITS_SOFT_MEMORY=100M", NULL };
+	assert_int_equal(read_env(at, &c), 0);
 	char *off[] = { "MEMLIMITS_GLOBAL_MEMORY=off", NULL };
 	assert_int_equal(read_env(off, &c), 0);
 	assert_int_equal(c.global_memory, -1);
