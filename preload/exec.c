@@ -155,12 +155,19 @@ __attribute__((constructor)) static void exec_start(void)
 	}
 }
 
-/* The longest LD_PRELOAD value merged with this library's path. */
-#define MERGE_MAX 8192
+/* Room for the LD_PRELOAD entry restore() may write: this library's path
+ * ahead of the value in e; 1 if e has none to merge. */
+static size_t merge_room(char *const *e)
+{
+	for (size_t j = 0; nkept && e && e[j]; j++)
+		if (!strncmp(e[j], "LD_PRELOAD=", 11))
+			return strlen(e[j]) + self_len + 2;
+	return 1;
+}
 
 /* `e` with what it lacks of `kept` added, in `out` (room for n(e) + nkept
- * + 1 pointers), LD_PRELOAD merged in `merged`; or `e` itself when nothing
- * is missing. */
+ * + 1 pointers), LD_PRELOAD merged in `merged` (merge_room bytes); or `e`
+ * itself when nothing is missing. */
 static char *const *restore(char *const *e, const char **out, char *merged)
 {
 	static char *const empty[] = { NULL };
@@ -186,8 +193,6 @@ static char *const *restore(char *const *e, const char **out, char *merged)
 		if (strncmp(kept[i], "LD_PRELOAD=", 11) || lists_self(e[j] + 11, &len))
 			continue;
 		size_t theirs = strlen(e[j] + 11);
-		if (11 + self_len + 1 + theirs + 1 > MERGE_MAX)
-			continue;
 		memcpy(merged, "LD_PRELOAD=", 11);
 		memcpy(merged + 11, self, self_len);
 		merged[11 + self_len] = ':';
@@ -209,13 +214,15 @@ static size_t count(char *const *v)
 	return n;
 }
 
-/* The new environment, on the caller's stack. Too many variables to copy
- * on a thread's stack (over 64k): passed as it is. */
+/* The new environment, on the caller's stack (a vfork child's, a small
+ * thread's: what it needs only). Too many variables to copy on a stack
+ * (over 64k): passed as it is. */
 #define RESTORED(e, name)                                                     \
 	size_t name##_n = count(e);                                           \
-	const char *name##_out[name##_n < 65536 ? name##_n + KEPT_MAX + 1 : 1]; \
-	char name##_merged[MERGE_MAX];                                        \
-	char *const *name = name##_n < 65536                                  \
+	bool name##_fits = name##_n < 65536;                                  \
+	const char *name##_out[name##_fits ? name##_n + KEPT_MAX + 1 : 1];    \
+	char name##_merged[name##_fits ? merge_room(e) : 1];                  \
+	char *const *name = name##_fits                                       \
 		? restore(e, name##_out, name##_merged) : (e)
 
 static int no_function(void)
