@@ -31,10 +31,13 @@
 #include <stdarg.h>
 #include <string.h>
 #include <limits.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/internal.h"
+#include "sys.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -45,8 +48,9 @@ extern char **environ;
 static char kept_text[16 << 10];
 static const char *kept[KEPT_MAX];
 static int nkept;
-static const char *self;        /* this library's path, as loaded */
+static char self[PATH_MAX];    /* this library's absolute path */
 static size_t self_len;
+static struct stat self_is;    /* its file */
 
 typedef int (*execve_fn)(const char *, char *const[], char *const[]);
 typedef int (*fexecve_fn)(int, char *const[], char *const[]);
@@ -64,12 +68,19 @@ static size_t name_len(const char *kv)
 	return eq ? (size_t)(eq - kv) + 1 : strlen(kv);
 }
 
-static struct stat self_is;     /* its file */
-
-/* Is the path v[0..n) this library (by name, or by its file)? */
-static bool is_self(const char *v, size_t n)
+/* Is the LD_PRELOAD entry v[0..n) memlimits: this file (by name or by its
+ * inode), or any libmemlimits*.so* (the profiling build a child asks for,
+ * another copy)? Two of them in one process would both load. */
+static bool is_memlimits(const char *v, size_t n)
 {
 	if (n == self_len && !memcmp(v, self, n))
+		return true;
+	const char *base = v + n;
+	while (base > v && base[-1] != '/')
+		base--;
+	size_t bn = (size_t)(v + n - base);
+	if (bn > 12 && !memcmp(base, "libmemlimits", 12) &&
+	    memmem(base, bn, ".so", 3))
 		return true;
 	char path[PATH_MAX];
 	struct stat st;
@@ -81,20 +92,18 @@ static bool is_self(const char *v, size_t n)
 	       st.st_dev == self_is.st_dev;
 }
 
-/* The entry of the LD_PRELOAD list `v` (':' or ' ' separated, as ld.so
- * reads it) that names this library, or NULL. */
-static const char *lists_self(const char *v, size_t *len)
+/* Does the LD_PRELOAD list `v` (':' or ' ' separated, as ld.so reads it)
+ * name memlimits? */
+static bool lists_memlimits(const char *v)
 {
 	while (*v) {
 		size_t n = strcspn(v, ": ");
-		if (is_self(v, n)) {
-			*len = n;
-			return v;
-		}
+		if (n && is_memlimits(v, n))
+			return true;
 		v += n;
 		v += *v != 0;
 	}
-	return NULL;
+	return false;
 }
 
 static size_t keep(char *at, size_t room, const char *kv)
@@ -105,6 +114,33 @@ static size_t keep(char *at, size_t room, const char *kv)
 	memcpy(at, kv, n);
 	kept[nkept++] = at;
 	return n;
+}
+
+/* The start-up LD_PRELOAD with this library's entry made absolute: a child
+ * that starts in another directory must find it. */
+static size_t keep_preload(char *at, size_t room, const char *kv)
+{
+	char buf[sizeof kept_text];
+	size_t len = 11;
+	memcpy(buf, kv, len);
+	for (const char *v = kv + 11; *v;) {
+		size_t n = strcspn(v, ": ");
+		const char *put = v;
+		size_t put_n = n;
+		if (n && is_memlimits(v, n)) {
+			put = self;
+			put_n = self_len;
+		}
+		if (len + put_n + 2 > sizeof buf)
+			return 0;
+		memcpy(buf + len, put, put_n);
+		len += put_n;
+		v += n;
+		if (*v)
+			buf[len++] = *v++;
+	}
+	buf[len] = 0;
+	return keep(at, room, buf);
 }
 
 /* Which variables are limits: with none of them set, nothing is kept. */
@@ -133,24 +169,14 @@ __attribute__((constructor)) static void exec_start(void)
 		limited |= sets_a_limit(*e);
 	Dl_info info;
 	if (!limited || !dladdr((void *)exec_start, &info) || !info.dli_fname ||
-	    stat(info.dli_fname, &self_is) != 0)
+	    !realpath(info.dli_fname, self) || stat(self, &self_is) != 0)
 		return;
-	self = info.dli_fname;
 	self_len = strlen(self);
 	size_t used = 0;
 	for (char **e = environ; e && *e; e++) {
-		size_t n;
-		const char *entry;
-		if (!strncmp(*e, "LD_PRELOAD=", 11) &&
-		    (entry = lists_self(*e + 11, &n)) != NULL) {
-			/* This library as the start-up list spells it. */
-			size_t got = keep(kept_text + used, sizeof kept_text - used, *e);
-			if (got) {
-				self = kept_text + used + (entry - *e);
-				self_len = n;
-			}
-			used += got;
-		} else if (!strncmp(*e, "MEMLIMITS_", 10))
+		if (!strncmp(*e, "LD_PRELOAD=", 11) && lists_memlimits(*e + 11))
+			used += keep_preload(kept_text + used, sizeof kept_text - used, *e);
+		else if (!strncmp(*e, "MEMLIMITS_", 10))
 			used += keep(kept_text + used, sizeof kept_text - used, *e);
 	}
 }
@@ -165,20 +191,17 @@ static size_t merge_room(char *const *e)
 	return 1;
 }
 
+static char *const empty_env[] = { NULL };
+
 /* `e` with what it lacks of `kept` added, in `out` (room for n(e) + nkept
  * + 1 pointers), LD_PRELOAD merged in `merged` (merge_room bytes); or `e`
  * itself when nothing is missing. */
 static char *const *restore(char *const *e, const char **out, char *merged)
 {
-	static char *const empty[] = { NULL };
-	if (!e)
-		e = empty;
-	if (!nkept)
-		return e;
 	size_t n = 0;
 	for (; e[n]; n++)
 		out[n] = e[n];
-	size_t k = n, len;
+	size_t k = n;
 	bool changed = false;
 	for (int i = 0; i < nkept; i++) {
 		size_t name = name_len(kept[i]);
@@ -190,7 +213,7 @@ static char *const *restore(char *const *e, const char **out, char *merged)
 			changed = true;
 			continue;
 		}
-		if (strncmp(kept[i], "LD_PRELOAD=", 11) || lists_self(e[j] + 11, &len))
+		if (strncmp(kept[i], "LD_PRELOAD=", 11) || lists_memlimits(e[j] + 11))
 			continue;
 		size_t theirs = strlen(e[j] + 11);
 		memcpy(merged, "LD_PRELOAD=", 11);
@@ -214,16 +237,60 @@ static size_t count(char *const *v)
 	return n;
 }
 
-/* The new environment, on the caller's stack (a vfork child's, a small
- * thread's: what it needs only). Too many variables to copy on a stack
- * (over 64k): passed as it is. */
-#define RESTORED(e, name)                                                     \
-	size_t name##_n = count(e);                                           \
-	bool name##_fits = name##_n < 65536;                                  \
-	const char *name##_out[name##_fits ? name##_n + KEPT_MAX + 1 : 1];    \
-	char name##_merged[name##_fits ? merge_room(e) : 1];                  \
-	char *const *name = name##_fits                                       \
-		? restore(e, name##_out, name##_merged) : (e)
+/* The new environment: on the caller's stack when it is small (a vfork
+ * child's stack, a small thread's), else in a mapping of its own (40,000
+ * variables on a 256 KiB thread stack overflowed it), unmapped by
+ * release() when the call returns. (A vfork child whose exec succeeds
+ * leaves that mapping to its parent, which shares the address space: only
+ * for environments over STACK_PTRS variables.) None to be had: the call
+ * fails with ENOMEM rather than run the child without its limit. */
+#define STACK_PTRS 256
+#define STACK_MERGE 512
+struct newenv {
+	char *const *env;
+	void *map;
+	size_t len;
+};
+
+static bool prepare(char *const *e, struct newenv *ne, const char **out,
+		    char *merged)
+{
+	ne->map = NULL;
+	ne->env = e = e ? e : empty_env;
+	if (!nkept)
+		return true;
+	size_t n = count(e), room = merge_room(e);
+	if (n + KEPT_MAX + 1 > STACK_PTRS || room > STACK_MERGE) {
+		ne->len = (n + KEPT_MAX + 1) * sizeof *out + room;
+		ne->map = mli_sys_mmap(NULL, ne->len, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (ne->map == MAP_FAILED) {
+			ne->map = NULL;
+			errno = ENOMEM;
+			return false;
+		}
+		out = ne->map;
+		merged = (char *)ne->map + (n + KEPT_MAX + 1) * sizeof *out;
+	}
+	ne->env = restore(e, out, merged);
+	return true;
+}
+
+static int release(struct newenv *ne, int r)
+{
+	if (ne->map) {
+		int saved = errno;
+		mli_sys_munmap(ne->map, ne->len);
+		errno = saved;
+	}
+	return r;
+}
+
+#define NEWENV(e, ne)                                                         \
+	const char *ne##_out[STACK_PTRS];                                     \
+	char ne##_merged[STACK_MERGE];                                        \
+	struct newenv ne;                                                     \
+	bool ne##_ok = prepare(e, &ne, ne##_out, ne##_merged)
 
 static int no_function(void)
 {
@@ -235,16 +302,16 @@ EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
 	if (!real_execve)
 		return no_function();
-	RESTORED(envp, env);
-	return real_execve(path, argv, env);
+	NEWENV(envp, ne);
+	return ne_ok ? release(&ne, real_execve(path, argv, ne.env)) : -1;
 }
 
 EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
 	if (!real_execvpe)
 		return no_function();
-	RESTORED(envp, env);
-	return real_execvpe(file, argv, env);
+	NEWENV(envp, ne);
+	return ne_ok ? release(&ne, real_execvpe(file, argv, ne.env)) : -1;
 }
 
 EXPORT int execv(const char *path, char *const argv[])
@@ -261,8 +328,8 @@ EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
 	if (!real_fexecve)
 		return no_function();
-	RESTORED(envp, env);
-	return real_fexecve(fd, argv, env);
+	NEWENV(envp, ne);
+	return ne_ok ? release(&ne, real_fexecve(fd, argv, ne.env)) : -1;
 }
 
 EXPORT int execveat(int dirfd, const char *path, char *const argv[],
@@ -270,8 +337,9 @@ EXPORT int execveat(int dirfd, const char *path, char *const argv[],
 {
 	if (!real_execveat)
 		return no_function();
-	RESTORED(envp, env);
-	return real_execveat(dirfd, path, argv, env, flags);
+	NEWENV(envp, ne);
+	return ne_ok ? release(&ne, real_execveat(dirfd, path, argv, ne.env, flags))
+		     : -1;
 }
 
 /* execl, execlp, execle: their arguments as an array on the stack. */
@@ -319,8 +387,9 @@ EXPORT int posix_spawn(pid_t *pid, const char *path,
 {
 	if (!real_spawn)
 		return ENOSYS;
-	RESTORED(envp, env);
-	return real_spawn(pid, path, fa, attr, argv, env);
+	NEWENV(envp, ne);
+	return ne_ok ? release(&ne, real_spawn(pid, path, fa, attr, argv, ne.env))
+		     : ENOMEM;
 }
 
 EXPORT int posix_spawnp(pid_t *pid, const char *file,
@@ -330,6 +399,7 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file,
 {
 	if (!real_spawnp)
 		return ENOSYS;
-	RESTORED(envp, env);
-	return real_spawnp(pid, file, fa, attr, argv, env);
+	NEWENV(envp, ne);
+	return ne_ok ? release(&ne, real_spawnp(pid, file, fa, attr, argv, ne.env))
+		     : ENOMEM;
 }

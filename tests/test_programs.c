@@ -641,7 +641,7 @@ static void exec_keeps_the_limit(void **state)
 		"execve", "execvpe", "execle", "fexecve", "vfork", "posix_spawn",
 		"posix_spawnp", "execv", "execvp", "execl", "execlp",
 	};
-	char want_pre[4200];
+	char want_pre[8400];
 	snprintf(want_pre, sizeof want_pre, "LD_PRELOAD=%s\n", mlt_lib());
 	const char *limited[] = { "MEMLIMITS_GLOBAL_MEMORY=1G", NULL };
 	const char *unlimited[] = { "MEMLIMITS_REPORT=/dev/null", NULL };
@@ -668,6 +668,28 @@ static void exec_keeps_the_limit(void **state)
 		 "LD_PRELOAD=%s:/lib/x86_64-linux-gnu/libm.so.6\n", mlt_lib());
 	EXPECT(r, strstr(r.out, want_pre) != NULL);
 	EXPECT(r, strstr(r.out, "KEEP=1\n") != NULL);
+	mlt_run_free(&r);
+	/* A child that asks for the profiling build gets it alone (two builds
+	 * in one process refuse to start). */
+	char prof[4200];
+	snprintf(prof, sizeof prof, "%s", mlt_lib());
+	char *slash = strrchr(prof, '/');
+	snprintf(slash ? slash + 1 : prof, sizeof prof - (size_t)(slash ? slash + 1 - prof : 0),
+		 "libmemlimits-prof.so");
+	char *lib[] = { prog("exec_clean"), "execve-lib", prof, NULL };
+	run(lib, limited, 1, NULL, &r);
+	EXPECT(r, r.status == 0);
+	snprintf(want_pre, sizeof want_pre, "LD_PRELOAD=%s\n", prof);
+	EXPECT(r, strstr(r.out, want_pre) != NULL);
+	EXPECT(r, strstr(r.out, "MEMLIMITS_GLOBAL_MEMORY=1G\n") != NULL);
+	mlt_run_free(&r);
+	/* 70,000 variables from a thread with a 256 KiB stack. */
+	char *big[] = { prog("exec_clean"), "bigenv-thread", NULL };
+	run(big, limited, 1, NULL, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT(r, strstr(r.out, "G=1G\n") != NULL);
+	snprintf(want_pre, sizeof want_pre, "P=%s\n", mlt_lib());
+	EXPECT(r, strstr(r.out, want_pre) != NULL);
 	mlt_run_free(&r);
 	/* The real thing: `env -i`, and python's subprocess with env={}. */
 	char *envi[] = { "env", "-i", PYTHON, "-c", "x = bytearray(400 << 20)", NULL };

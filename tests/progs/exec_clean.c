@@ -1,8 +1,12 @@
-/* exec_clean MODE: runs /usr/bin/env (which prints its environment) with an
- * empty environment, through the exec or spawn function MODE names: with
- * the library preloaded under a limit, its variables must come back. */
+/* exec_clean MODE [LIB]: runs /usr/bin/env (which prints its environment)
+ * with an empty environment, through the exec or spawn function MODE
+ * names: with the library preloaded under a limit, its variables must come
+ * back. execve-lib: with LD_PRELOAD=LIB only (another build of the
+ * library). bigenv-thread: from a thread with a 256 KiB stack, with 70,000
+ * variables, running sh to print the two. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +15,23 @@
 #include <unistd.h>
 
 #define ENV "/usr/bin/env"
+
+static void *bigenv(void *arg)
+{
+	(void)arg;
+	enum { N = 70000 };
+	char **env = calloc(N + 1, sizeof *env);
+	char *text = malloc((size_t)N * 16);
+	for (int i = 0; i < N; i++) {
+		env[i] = text + (size_t)i * 16;
+		snprintf(env[i], 16, "V%d=x", i);
+	}
+	char *const args[] = { "sh", "-c",
+			       "echo G=$MEMLIMITS_GLOBAL_MEMORY; echo P=$LD_PRELOAD", NULL };
+	execve("/bin/sh", args, env);
+	perror("execve");
+	exit(127);
+}
 
 int main(int argc, char **argv)
 {
@@ -23,6 +44,19 @@ int main(int argc, char **argv)
 		execve(ENV, args, none);
 	else if (!strcmp(m, "execve-other"))
 		execve(ENV, args, other);
+	else if (!strcmp(m, "execve-lib") && argc > 2) {
+		char pre[4200];
+		snprintf(pre, sizeof pre, "LD_PRELOAD=%s", argv[2]);
+		char *const lib[] = { pre, NULL };
+		execve(ENV, args, lib);
+	} else if (!strcmp(m, "bigenv-thread")) {
+		pthread_attr_t a;
+		pthread_attr_init(&a);
+		pthread_attr_setstacksize(&a, 256 << 10);
+		pthread_t t;
+		pthread_create(&t, &a, bigenv, NULL);
+		pthread_join(t, NULL);
+	}
 	else if (!strcmp(m, "execvpe"))
 		execvpe("env", args, none);
 	else if (!strcmp(m, "execle"))
