@@ -9,6 +9,7 @@
  * path has one branch. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -541,6 +542,7 @@ void mli_thread_start(void)
 __attribute__((constructor)) static void mli_constructor(void)
 {
 	mli_engine_init();
+	mli_say_start(!strcmp(mli_eng.cfg.report, "stderr"));
 	mli_limit_status_start(); /* first: its exit handler runs last */
 	mli_thread_init_once();
 	mli_token_init_once();

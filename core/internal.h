@@ -119,6 +119,15 @@ void mli_buf_i64(struct mli_buf *b, int64_t v);
 void mli_buf_size(struct mli_buf *b, uint64_t v); /* "64.0 MiB" style */
 void mli_write_all(int fd, const char *p, size_t n);
 
+/* ---- core/say.c: where the library's messages go ---------------------- */
+/* Records the stderr the process starts with (from the constructor);
+ * copy_at_exit: keep a copy of it from the moment exit() begins (a report
+ * to stderr). */
+void mli_say_start(bool copy_at_exit);
+void mli_say_forked(void);
+/* Writes a message to that stderr, or nowhere if it cannot be reached. */
+void mli_say(const char *p, size_t n);
+
 /* ---- core/thread.c: per-thread state and the registry of threads ------ */
 struct mli_scope;
 

@@ -612,7 +612,7 @@ static void say(const struct mli_file *f, const char *what, int e)
 		mli_buf_errno(&m, e);
 	}
 	mli_buf_str(&m, "\n");
-	mli_write_all(2, m.p, m.len);
+	mli_say(m.p, m.len);
 }
 
 bool mli_file_open(struct mli_file *f, enum mli_output which, const char *suffix)

@@ -407,7 +407,7 @@ void mli_profile_start_env(void)
 			"memlimits: MEMLIMITS_PROFILE: cannot reserve address space for"
 			" the profiler's blocks (16 MiB at least; ulimit -v?); running"
 			" without the profiler\n";
-		mli_write_all(2, msg, sizeof msg - 1);
+		mli_say(msg, sizeof msg - 1);
 		return;
 	}
 	atexit(at_exit);
@@ -671,7 +671,7 @@ void mli_profile_write(const char *why)
 			"memlimits: MEMLIMITS_PROFILE: the profile was not written (no"
 			" memory for a copy of its table, or written from a signal"
 			" handler that interrupted the profiler)\n";
-		mli_write_all(2, msg, sizeof msg - 1);
+		mli_say(msg, sizeof msg - 1);
 		pfree(o);
 		return;
 	}

@@ -152,7 +152,7 @@ void mli_report_breach(enum mli_breach which, size_t n, size_t block,
 		mli_buf_str(&m, mli_eng.cfg.on_limit == MLI_ON_LIMIT_ABORT ? "; aborting\n"
 				: n == MLI_REQ_THREAD ? " with EAGAIN\n"
 						      : " with ENOMEM\n");
-		mli_write_all(2, m.p, m.len);
+		mli_say(m.p, m.len);
 		/* Who held the memory at the breach. */
 		mli_profile_write("breach");
 	}
@@ -178,6 +178,7 @@ static pid_t report_pid;
 void mli_report_fork_child(void)
 {
 	report_pid = getpid();
+	mli_say_forked();
 	for (int i = 0; i < NREC; i++) {
 		rec[i].refused = 0;
 		rec[i].first_request = 0;
@@ -293,49 +294,6 @@ static pid_t tid(void)
 	return (pid_t)syscall(SYS_gettid);
 }
 
-/* Where a report to stderr goes: fd 2, or the copy of it exit() began
- * with. A program may close its stderr in an exit handler, before the
- * report (whose handler was registered before main, so runs after
- * theirs): coreutils' close_stdout (cat, ls, sort, grep, find, tar...)
- * fcloses stderr to see its write errors, and the report then went nowhere.
- * exit() runs the exiting thread's thread_local destructors before any
- * atexit handler, so one registered on the main thread marks the start of
- * exit, and keeps a close-on-exec copy of fd 2 from then on. Not earlier:
- * a copy held while the program runs would keep a pipe open after the
- * program closed its end (a daemon's `$(cmd 2>&1)` would never see EOF). */
-static int report_fd = 2;
-static struct stat report_fd_is;
-
-extern int __cxa_thread_atexit_impl(void (*fn)(void *), void *obj,
-				    void *dso);
-extern void *__dso_handle;
-
-static void exit_begins(void *unused)
-{
-	(void)unused;
-	/* Not in a vfork child, which shares this memory but not the fd
-	 * table with its parent. */
-	if (report_fd != 2 || getpid() != report_pid)
-		return;
-	int fd = fcntl(2, F_DUPFD_CLOEXEC, 10);
-	if (fd < 0)
-		fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
-	if (fd >= 0 && fstat(fd, &report_fd_is) == 0)
-		report_fd = fd;
-}
-
-/* The copy, if an exit handler has not put something else in its place
- * (dup2 onto it): the report never goes into a file it was not given. */
-static int report_stderr(void)
-{
-	struct stat now;
-	if (report_fd != 2 &&
-	    (fstat(report_fd, &now) != 0 || now.st_dev != report_fd_is.st_dev ||
-	     now.st_ino != report_fd_is.st_ino))
-		return 2;
-	return report_fd;
-}
-
 static bool claim(void)
 {
 	int expect = 0;
@@ -358,7 +316,7 @@ static void emit(const char *ended_by, bool measure)
 			mli_file_close(&report_file);
 		}
 	} else
-		mli_write_all(report_stderr(), m.p, m.len);
+		mli_say(m.p, m.len);
 	__atomic_store_n(&report_state, 2, __ATOMIC_RELEASE);
 }
 
@@ -462,11 +420,7 @@ void mli_report_startup(void)
 			  of);
 	}
 	if (m.len)
-		mli_write_all(2, m.p, m.len);
-	/* From the constructor, on the main thread (it allocates, through
-	 * the engine, which is ready). */
-	if (!strcmp(c->report, "stderr"))
-		__cxa_thread_atexit_impl(exit_begins, NULL, &__dso_handle);
+		mli_say(m.p, m.len);
 }
 
 /* MEMLIMITS_SOFT_MEMORY crossed: once per crossing, a line on stderr, the
@@ -484,6 +438,6 @@ void mli_report_soft(int64_t memory, int64_t threshold, void *arg)
 	mli_buf_str(&m, " crossed (memory ");
 	mli_buf_size(&m, (uint64_t)memory);
 	mli_buf_str(&m, ")\n");
-	mli_write_all(2, m.p, m.len);
+	mli_say(m.p, m.len);
 	mli_profile_write("soft");
 }

@@ -124,7 +124,7 @@ static __attribute__((noreturn)) void throw_bad_alloc(const void *caller)
 		__atomic_load_n(&rt.throw_bad_alloc, __ATOMIC_RELAXED)();
 	static const char msg[] = "memlimits: operator new failed and no C++ runtime "
 				  "was found to throw std::bad_alloc: aborting\n";
-	mli_write_all(2, msg, sizeof msg - 1);
+	mli_say(msg, sizeof msg - 1);
 	abort();
 }
 

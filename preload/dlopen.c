@@ -42,7 +42,7 @@ static void say_dropped(const char *file)
 	mli_buf_str(&b, file ? file : "(null)");
 	mli_buf_str(&b, "\") without RTLD_DEEPBIND, so that its malloc and free are "
 			"this library's (said for the first such library only)\n");
-	mli_write_all(2, b.p, b.len);
+	mli_say(b.p, b.len);
 }
 
 /* The mode to give glibc's dlopen; also finds it, the first time. */

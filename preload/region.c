@@ -193,7 +193,7 @@ static void say_full(size_t n)
 	mli_buf_size(&b, region_size);
 	mli_buf_str(&b, "): it and any others are served untracked, outside"
 			" the profile\n");
-	mli_write_all(2, b.p, b.len);
+	mli_say(b.p, b.len);
 }
 
 /* After a sampled request fell back to jemalloc (get_block in alloc.c): p

@@ -595,6 +595,43 @@ static void report_to_stderr_closed_by_exit_handler(void **state)
 	}
 }
 
+/* The report goes to the stderr the process started with, never to a file
+ * that took fd 2 after the program closed it; where stderr is a file, it is
+ * reopened for a program that closed it before exit (tar, in main). */
+static void report_to_stderr_never_elsewhere(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/mlt-say-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char cmd[2048];
+	snprintf(cmd, sizeof cmd,
+		 "cd %s && " PYTHON " -c 'import os\nos.close(2)\n"
+		 "fd = os.open(\"data\", os.O_WRONLY | os.O_CREAT)\n"
+		 "os.write(fd, b\"payload\\n\")' 2>err; "
+		 "tar cf /dev/null /etc/hostname 2>tarerr; cat data err tarerr", dir);
+	const char *env[] = { "MEMLIMITS_REPORT=stderr", NULL };
+	struct mlt_run r;
+	assert_int_equal(mlt_sh(cmd, env, 1, NULL, &r), 0);
+	EXPECT(r, r.status == 0);
+	/* data, then python's report (in err), then tar's (in tarerr). */
+	static const char first[] = "payload\nmemlimits: report (exit)\n";
+	EXPECT(r, strncmp(r.out, first, sizeof first - 1) == 0);
+	EXPECT(r, count_substr(r.out, "memlimits: report (exit)") == 2);
+	const char *tar = strstr(r.out, "\"command\": [\"tar\"");
+	EXPECT(r, tar != NULL);
+	mlt_run_free(&r);
+	/* Started with no stderr: a file that takes fd 2 gets nothing. */
+	snprintf(cmd, sizeof cmd,
+		 "cd %s && " PYTHON " -c 'import os\n"
+		 "fd = os.open(\"data2\", os.O_WRONLY | os.O_CREAT)\n"
+		 "os.write(fd, b\"fd %%d\\n\" %% fd)' 2>&-; cat data2", dir);
+	assert_int_equal(mlt_sh(cmd, env, 1, NULL, &r), 0);
+	EXPECT(r, strcmp(r.out, "fd 2\n") == 0);
+	mlt_run_free(&r);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* ...but no copy of stderr is held while the program runs: a program that
  * closes its stderr gives its reader EOF at once (a daemon started as
  * `$(cmd 2>&1)` must not keep the caller waiting). */
@@ -867,6 +904,7 @@ int main(void)
 		cmocka_unit_test(report_to_stderr),
 		cmocka_unit_test(report_to_stderr_closed_by_exit_handler),
 		cmocka_unit_test(report_to_stderr_holds_no_pipe),
+		cmocka_unit_test(report_to_stderr_never_elsewhere),
 		cmocka_unit_test(exec_keeps_the_limit),
 		cmocka_unit_test(realloc_growth_resident_bounded),
 		cmocka_unit_test(threads_global_limit),
