@@ -256,9 +256,10 @@ static bool prepare(char *const *e, struct newenv *ne, const char **out,
 		    char *merged)
 {
 	ne->map = NULL;
-	ne->env = e = e ? e : empty_env;
+	ne->env = e;
 	if (!nkept)
-		return true;
+		return true; /* as it is, NULL included */
+	e = e ? e : empty_env;
 	size_t n = count(e), room = merge_room(e);
 	if (n + KEPT_MAX + 1 > STACK_PTRS || room > STACK_MERGE) {
 		ne->len = (n + KEPT_MAX + 1) * sizeof *out + room;
