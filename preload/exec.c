@@ -68,37 +68,40 @@ static size_t name_len(const char *kv)
 	return eq ? (size_t)(eq - kv) + 1 : strlen(kv);
 }
 
-/* Is the LD_PRELOAD entry v[0..n) memlimits: this file (by name or by its
+/* Is the LD_PRELOAD entry v[0..n) a memlimits library: this file (by its
  * inode), or any libmemlimits*.so* (the profiling build a child asks for,
- * another copy)? Two of them in one process would both load. */
-static bool is_memlimits(const char *v, size_t n)
+ * another copy)? Two of them in one process would both load. `loadable`:
+ * only a path ld.so will find from here (with a '/', resolved from the
+ * current directory, as an exec keeps it): a bare name, or a relative
+ * path that does not exist here, may not load, and the child would run
+ * without the library; such an entry gets this library ahead of it. */
+static bool is_memlimits(const char *v, size_t n, bool loadable)
 {
-	if (n == self_len && !memcmp(v, self, n))
-		return true;
 	const char *base = v + n;
 	while (base > v && base[-1] != '/')
 		base--;
 	size_t bn = (size_t)(v + n - base);
-	if (bn > 12 && !memcmp(base, "libmemlimits", 12) &&
-	    memmem(base, bn, ".so", 3))
+	bool named = bn > 12 && !memcmp(base, "libmemlimits", 12) &&
+		     memmem(base, bn, ".so", 3);
+	if (named && !loadable)
 		return true;
 	char path[PATH_MAX];
 	struct stat st;
-	if (!n || n >= sizeof path)
+	if (!n || n >= sizeof path || (loadable && base == v))
 		return false;
 	memcpy(path, v, n);
 	path[n] = 0;
-	return stat(path, &st) == 0 && st.st_ino == self_is.st_ino &&
-	       st.st_dev == self_is.st_dev;
+	return stat(path, &st) == 0 &&
+	       (named || (st.st_ino == self_is.st_ino && st.st_dev == self_is.st_dev));
 }
 
 /* Does the LD_PRELOAD list `v` (':' or ' ' separated, as ld.so reads it)
- * name memlimits? */
-static bool lists_memlimits(const char *v)
+ * name memlimits (is_memlimits)? */
+static bool lists_memlimits(const char *v, bool loadable)
 {
 	while (*v) {
 		size_t n = strcspn(v, ": ");
-		if (n && is_memlimits(v, n))
+		if (n && is_memlimits(v, n, loadable))
 			return true;
 		v += n;
 		v += *v != 0;
@@ -127,7 +130,7 @@ static size_t keep_preload(char *at, size_t room, const char *kv)
 		size_t n = strcspn(v, ": ");
 		const char *put = v;
 		size_t put_n = n;
-		if (n && is_memlimits(v, n)) {
+		if (n && is_memlimits(v, n, false)) {
 			put = self;
 			put_n = self_len;
 		}
@@ -172,12 +175,26 @@ __attribute__((constructor)) static void exec_start(void)
 	    !realpath(info.dli_fname, self) || stat(self, &self_is) != 0)
 		return;
 	self_len = strlen(self);
+	/* The MEMLIMITS_* variables first: a long LD_PRELOAD must not crowd
+	 * them out. */
 	size_t used = 0;
-	for (char **e = environ; e && *e; e++) {
-		if (!strncmp(*e, "LD_PRELOAD=", 11) && lists_memlimits(*e + 11))
-			used += keep_preload(kept_text + used, sizeof kept_text - used, *e);
-		else if (!strncmp(*e, "MEMLIMITS_", 10))
+	for (char **e = environ; e && *e; e++)
+		if (!strncmp(*e, "MEMLIMITS_", 10))
 			used += keep(kept_text + used, sizeof kept_text - used, *e);
+	const char *pre = NULL;
+	for (char **e = environ; e && *e; e++)
+		if (!strncmp(*e, "LD_PRELOAD=", 11))
+			pre = *e; /* ld.so reads the last */
+	if (pre && lists_memlimits(pre + 11, false)) {
+		size_t got = keep_preload(kept_text + used, sizeof kept_text - used, pre);
+		if (!got) {
+			/* Too long to keep: this library alone. */
+			char only[sizeof self + 11];
+			memcpy(only, "LD_PRELOAD=", 11);
+			memcpy(only + 11, self, self_len + 1);
+			got = keep(kept_text + used, sizeof kept_text - used, only);
+		}
+		used += got;
 	}
 }
 
@@ -185,10 +202,11 @@ __attribute__((constructor)) static void exec_start(void)
  * ahead of the value in e; 1 if e has none to merge. */
 static size_t merge_room(char *const *e)
 {
+	size_t room = 1;
 	for (size_t j = 0; nkept && e && e[j]; j++)
 		if (!strncmp(e[j], "LD_PRELOAD=", 11))
-			return strlen(e[j]) + self_len + 2;
-	return 1;
+			room = strlen(e[j]) + self_len + 2; /* the last counts */
+	return room;
 }
 
 static char *const empty_env[] = { NULL };
@@ -204,16 +222,20 @@ static char *const *restore(char *const *e, const char **out, char *merged)
 	size_t k = n;
 	bool changed = false;
 	for (int i = 0; i < nkept; i++) {
+		/* The last entry of a name: the one ld.so and the library
+		 * read. */
 		size_t name = name_len(kept[i]);
-		size_t j = 0;
-		while (j < n && strncmp(e[j], kept[i], name))
-			j++;
-		if (j == n) {
+		size_t j = n;
+		while (j > 0 && strncmp(e[j - 1], kept[i], name))
+			j--;
+		if (j == 0) {
 			out[k++] = kept[i];
 			changed = true;
 			continue;
 		}
-		if (strncmp(kept[i], "LD_PRELOAD=", 11) || lists_memlimits(e[j] + 11))
+		j--;
+		if (strncmp(kept[i], "LD_PRELOAD=", 11) ||
+		    lists_memlimits(e[j] + 11, true))
 			continue;
 		size_t theirs = strlen(e[j] + 11);
 		memcpy(merged, "LD_PRELOAD=", 11);

@@ -12,6 +12,7 @@
 
 #include <ctype.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -674,12 +675,15 @@ static void report_to_stderr_holds_no_pipe(void **state)
 static void exec_keeps_the_limit(void **state)
 {
 	(void)state;
+	/* The library puts itself back by its real path. */
+	char lib[PATH_MAX];
+	assert_non_null(realpath(mlt_lib(), lib));
 	static const char *const modes[] = {
 		"execve", "execvpe", "execle", "fexecve", "vfork", "posix_spawn",
 		"posix_spawnp", "execv", "execvp", "execl", "execlp",
 	};
 	char want_pre[8400];
-	snprintf(want_pre, sizeof want_pre, "LD_PRELOAD=%s\n", mlt_lib());
+	snprintf(want_pre, sizeof want_pre, "LD_PRELOAD=%s\n", lib);
 	const char *limited[] = { "MEMLIMITS_GLOBAL_MEMORY=1G", NULL };
 	const char *unlimited[] = { "MEMLIMITS_REPORT=/dev/null", NULL };
 	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
@@ -702,30 +706,45 @@ static void exec_keeps_the_limit(void **state)
 	EXPECT(r, strstr(r.out, "MEMLIMITS_GLOBAL_MEMORY=50M\n") != NULL);
 	EXPECT(r, strstr(r.out, "MEMLIMITS_GLOBAL_MEMORY=1G") == NULL);
 	snprintf(want_pre, sizeof want_pre,
-		 "LD_PRELOAD=%s:/lib/x86_64-linux-gnu/libm.so.6\n", mlt_lib());
+		 "LD_PRELOAD=%s:/lib/x86_64-linux-gnu/libm.so.6\n", lib);
 	EXPECT(r, strstr(r.out, want_pre) != NULL);
 	EXPECT(r, strstr(r.out, "KEEP=1\n") != NULL);
 	mlt_run_free(&r);
 	/* A child that asks for the profiling build gets it alone (two builds
 	 * in one process refuse to start). */
 	char prof[4200];
-	snprintf(prof, sizeof prof, "%s", mlt_lib());
+	snprintf(prof, sizeof prof, "%s", lib);
 	char *slash = strrchr(prof, '/');
 	snprintf(slash ? slash + 1 : prof, sizeof prof - (size_t)(slash ? slash + 1 - prof : 0),
 		 "libmemlimits-prof.so");
-	char *lib[] = { prog("exec_clean"), "execve-lib", prof, NULL };
-	run(lib, limited, 1, NULL, &r);
+	char *other[] = { prog("exec_clean"), "execve-lib", prof, NULL };
+	run(other, limited, 1, NULL, &r);
 	EXPECT(r, r.status == 0);
 	snprintf(want_pre, sizeof want_pre, "LD_PRELOAD=%s\n", prof);
 	EXPECT(r, strstr(r.out, want_pre) != NULL);
 	EXPECT(r, strstr(r.out, "MEMLIMITS_GLOBAL_MEMORY=1G\n") != NULL);
+	mlt_run_free(&r);
+	/* ld.so reads the last LD_PRELOAD: the library goes into that one; a
+	 * bare name ld.so may not find does not count as the library. */
+	char *dup[] = { prog("exec_clean"), "execve-dup", (char *)lib, NULL };
+	run(dup, limited, 1, NULL, &r);
+	EXPECT(r, r.status == 0);
+	snprintf(want_pre, sizeof want_pre,
+		 "\nLD_PRELOAD=%s:/lib/x86_64-linux-gnu/libm.so.6\n", lib);
+	EXPECT(r, strstr(r.out, want_pre) != NULL);
+	mlt_run_free(&r);
+	char *bare[] = { prog("exec_clean"), "execve-bare", NULL };
+	run(bare, limited, 1, NULL, &r);
+	EXPECT(r, r.status == 0);
+	snprintf(want_pre, sizeof want_pre, "LD_PRELOAD=%s:libmemlimits.so\n", lib);
+	EXPECT(r, strstr(r.out, want_pre) != NULL);
 	mlt_run_free(&r);
 	/* 70,000 variables from a thread with a 256 KiB stack. */
 	char *big[] = { prog("exec_clean"), "bigenv-thread", NULL };
 	run(big, limited, 1, NULL, &r);
 	EXPECT(r, r.status == 0);
 	EXPECT(r, strstr(r.out, "G=1G\n") != NULL);
-	snprintf(want_pre, sizeof want_pre, "P=%s\n", mlt_lib());
+	snprintf(want_pre, sizeof want_pre, "P=%s\n", lib);
 	EXPECT(r, strstr(r.out, want_pre) != NULL);
 	mlt_run_free(&r);
 	/* The real thing: `env -i`, and python's subprocess with env={}. */

@@ -2,7 +2,8 @@
  * with an empty environment, through the exec or spawn function MODE
  * names: with the library preloaded under a limit, its variables must come
  * back. execve-lib: with LD_PRELOAD=LIB only (another build of the
- * library). bigenv-thread: from a thread with a 256 KiB stack, with 70,000
+ * library); execve-dup: LD_PRELOAD=LIB, then another LD_PRELOAD without it;
+ * execve-bare: LD_PRELOAD=libmemlimits.so. bigenv-thread: from a thread with a 256 KiB stack, with 70,000
  * variables, running sh to print the two. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -44,7 +45,18 @@ int main(int argc, char **argv)
 		execve(ENV, args, none);
 	else if (!strcmp(m, "execve-other"))
 		execve(ENV, args, other);
-	else if (!strcmp(m, "execve-lib") && argc > 2) {
+	else if (!strcmp(m, "execve-dup") && argc > 2) {
+		/* ld.so reads the last LD_PRELOAD: the library is not in it. */
+		char pre[4200];
+		snprintf(pre, sizeof pre, "LD_PRELOAD=%s", argv[2]);
+		char *const dup[] = { pre, "LD_PRELOAD=/lib/x86_64-linux-gnu/libm.so.6",
+				      NULL };
+		execve(ENV, args, dup);
+	} else if (!strcmp(m, "execve-bare")) {
+		/* A bare name ld.so may not find. */
+		char *const bare[] = { "LD_PRELOAD=libmemlimits.so", NULL };
+		execve(ENV, args, bare);
+	} else if (!strcmp(m, "execve-lib") && argc > 2) {
 		char pre[4200];
 		snprintf(pre, sizeof pre, "LD_PRELOAD=%s", argv[2]);
 		char *const lib[] = { pre, NULL };
