@@ -629,6 +629,31 @@ static void report_to_stderr_never_elsewhere(void **state)
 	assert_int_equal(mlt_sh(cmd, env, 1, NULL, &r), 0);
 	EXPECT(r, strcmp(r.out, "fd 2\n") == 0);
 	mlt_run_free(&r);
+	/* A stderr opened read-only gets nothing (the file was reopened for
+	 * writing); `>log 2>&1` keeps the breach line when the program closed
+	 * fd 2 and writes to stdout later (a reopened file's own offset was
+	 * overwritten by it); a stderr pipe whose reader is gone does not
+	 * kill the program with SIGPIPE. */
+	const char *cap[] = { "MEMLIMITS_GLOBAL_MEMORY=20M", NULL };
+	snprintf(cmd, sizeof cmd,
+		 "cd %s && echo orig >ro && " PYTHON " -c 'import os\nos.close(2)\n"
+		 "try: x = bytearray(50 << 20)\nexcept MemoryError: print(1)' 2<ro; "
+		 PYTHON " -c 'import os\nfor i in range(200): print(i)\nos.close(2)\n"
+		 "try: x = bytearray(50 << 20)\nexcept MemoryError: print(\"after\")'"
+		 " >log 2>&1; "
+		 /* SIGPIPE back to its default: the harness ignores it. */
+		 "{ (sleep 1; exec " PYTHON " -c 'import os, signal, sys\n"
+		 "signal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
+		 "os.execv(sys.argv[1], sys.argv[1:])' %s) 2>&1 >out; echo $? >st; } | true; "
+		 "cat ro log out st", dir, prog("prog_hog"));
+	assert_int_equal(mlt_sh(cmd, cap, 1, NULL, &r), 0);
+	static const char ro_then_log[] = "1\norig\n0\n1\n";
+	EXPECT(r, strncmp(r.out, ro_then_log, sizeof ro_then_log - 1) == 0);
+	const char *line = strstr(r.out, "\nmemlimits: MEMLIMITS_GLOBAL_MEMORY=20.0 MiB reached");
+	EXPECT(r, line != NULL && strstr(r.out, "\n199\n") != NULL &&
+		  line > strstr(r.out, "\n199\n"));
+	EXPECT(r, strstr(r.out, "after\nnull\n3\n") != NULL);
+	mlt_run_free(&r);
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
 }
