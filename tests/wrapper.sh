@@ -407,6 +407,21 @@ expect_rc "dynamic program" 4
 expect_out "dynamic program" "ran"
 expect_loaded "dynamic program" 1
 
+# A 32-bit program (an ELF32 header with a PT_INTERP program header; never
+# run) loads no 64-bit library: refused, as a static one.
+{
+    printf '\177ELF\001\001\001\000\000\000\000\000\000\000\000\000'
+    printf '\002\000\003\000\001\000\000\000\000\000\000\000\064\000\000\000'
+    printf '\000\000\000\000\000\000\000\000\064\000\040\000\001\000\000\000'
+    printf '\000\000\000\000'
+    printf '\003\000\000\000'
+    printf '\000%.0s' $(seq 28)
+} >"$tmp/progs/prog32"
+chmod +x "$tmp/progs/prog32"
+run "${ctor_env[@]}" "$ml" --global-memory 10M "$tmp/progs/prog32"
+expect_rc "32-bit refused" 125
+expect_err_has "32-bit refused" "memlimit: '$tmp/progs/prog32' is built for another architecture (ELF class 1, machine 3"
+
 if "$cc" -static -o "$tmp/progs/static-prog" "$tmp/prog.c" 2>"$tmp/cc.err"; then
     run "${ctor_env[@]}" "$ml" "$tmp/progs/static-prog" 3
     expect_rc "static refused" 125
