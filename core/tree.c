@@ -193,6 +193,23 @@ void mli_tree_publish(int64_t process_memory)
 		publish(process_memory, false);
 }
 
+/* The segment, and the directory memlimit made for it
+ * (memlimits-tree.XXXXXX, which holds nothing else). */
+static void remove_segment(const char *p)
+{
+	unlink(p);
+	char dir[sizeof path];
+	const char *slash = strrchr(p, '/');
+	size_t n = slash ? (size_t)(slash - p) : 0;
+	if (!n || n >= sizeof dir)
+		return;
+	memcpy(dir, p, n);
+	dir[n] = 0;
+	const char *base = strrchr(dir, '/');
+	if (!strncmp(base ? base + 1 : dir, "memlimits-tree.", 15))
+		rmdir(dir);
+}
+
 static void leave(void)
 {
 	/* Not a vfork child (which shares its parent's memory, and `mine`),
@@ -209,7 +226,7 @@ static void leave(void)
 	__atomic_store_n(&mine->pid, 0, __ATOMIC_RELEASE);
 	mine = NULL;
 	if (__atomic_sub_fetch(&seg->live, 1, __ATOMIC_ACQ_REL) == 0)
-		unlink(path); /* the last one out: nobody new can join now */
+		remove_segment(path); /* the last one out: nobody new can join now */
 }
 
 /* fork: the child is a new process of the tree, with what it inherited.
@@ -239,9 +256,15 @@ int mli_tree_attach(const char *p, char *err, size_t errlen)
 	if (fd < 0) {
 		mli_buf_str(&e, "memlimits: MEMLIMITS_TREE='");
 		mli_buf_str(&e, path);
-		mli_buf_str(&e, "' cannot be opened (the tree's budget is gone:"
-				" its processes all exited?); not running without"
-				" the tree's limit");
+		mli_buf_str(&e, errno == ENOENT
+			? "' cannot be opened (the tree's budget is gone:"
+			  " its processes all exited?)"
+			: errno == EACCES || errno == EPERM
+			? "' cannot be opened by this process's user (a segment"
+			  " made by hand, or by an older memlimit, readable by"
+			  " its owner only)"
+			: "' cannot be opened");
+		mli_buf_str(&e, "; not running without the tree's limit");
 		return -1;
 	}
 	flock(fd, LOCK_EX);
@@ -318,7 +341,7 @@ void mli_tree_abandon(void)
 		struct stat st;
 		if (!seg && lstat(p, &st) == 0 && S_ISREG(st.st_mode) &&
 		    st.st_size == 0)
-			unlink(p);
+			remove_segment(p);
 		return;
 	}
 }

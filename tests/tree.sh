@@ -256,7 +256,43 @@ os.kill(os.getpid(), signal.SIGKILL)' >"$tmp/killed"; } 2>/dev/null
 		fail "stale segments: no segment to test with ('$stale', '$inuse')"
 	fi
 	kill $live 2>/dev/null; wait $live 2>/dev/null
-	rm -f -- "$stale" "$inuse"
+	for s in "$stale" "$inuse"; do
+		case ${s%/*} in
+		*/memlimits-tree.*) rm -rf -- "${s%/*}" ;; # its directory
+		*) rm -f -- "$s" ;;
+		esac
+	done
+fi
+
+# A process of the tree that runs as another user (runuser, a server that
+# drops its privileges) joins the tree: a parent holding 70 MiB leaves its
+# child, run as nobody, no room for 60 MiB under 100M (the segment was
+# readable by its owner only: the child refused to start, exit 125).
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1 &&
+	setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups /bin/true 2>/dev/null; then
+	out=$("$ML" --global-memory 100M -- $PY -c '
+import subprocess, sys
+a = bytearray(70 << 20)
+for i in range(0, len(a), 4096): a[i] = 1
+sys.exit(subprocess.run(["setpriv", "--reuid=nobody", "--regid='"$(id -g nobody)"'",
+    "--clear-groups", sys.executable, "-c",
+    "x = bytearray(60 << 20); print(\"escaped\")"]).returncode)' 2>&1)
+	st=$?
+	if [ $st = 1 ] && grep -q "MemoryError" <<<"$out" && ! grep -q escaped <<<"$out"; then pass; else
+		fail "another user's process in the tree: status $st: $out"
+	fi
+	# Its last process out, nobody, cannot remove the segment (the next
+	# memlimit does, a minute later, as a killed tree's): removed here.
+	before_user=$(ls -d /dev/shm/memlimits-tree.* 2>/dev/null)
+	out=$("$ML" --global-memory 100M -- setpriv --reuid=nobody --regid="$(id -g nobody)" \
+		--clear-groups /bin/echo hi 2>&1)
+	if [ "$out" = hi ]; then pass; else fail "a tree run as another user: $out"; fi
+	for d in /dev/shm/memlimits-tree.*; do
+		[ -e "$d" ] || continue
+		grep -qxF -- "$d" <<<"$before_user" || rm -rf -- "$d"
+	done
+else
+	echo "tree: skipped the other-user checks (needs root, setpriv and a 'nobody' user)"
 fi
 
 # Every tree's segment was removed by its last process.

@@ -25,7 +25,7 @@ cleanup() {
     local f
     for f in /dev/shm/memlimits-tree.*; do
         [[ -e $f ]] || continue
-        grep -qxF -- "$f" <<<"$trees_before" || rm -f -- "$f"
+        grep -qxF -- "$f" <<<"$trees_before" || rm -rf -- "$f"
     done
 }
 trap cleanup EXIT
