@@ -39,13 +39,13 @@
 #include "internal.h"
 
 #define TREE_MAGIC 0x6d6c7472u /* "mltr" */
-#define TREE_VERSION 1
+#define TREE_VERSION 2 /* 2: slots record their pid namespace */
 #define MAX_PROCS 4096
 #define TREE_QUANTUM ((int64_t)256 << 10)
 
 struct slot {
 	int32_t pid;         /* 0: free (atomic) */
-	uint32_t pad;
+	uint32_t ns;         /* its pid namespace (the inode, low 32 bits) */
 	uint64_t start;      /* the process's start time (/proc/pid/stat) */
 	int64_t bytes;       /* its part of the total (atomic) */
 };
@@ -72,6 +72,29 @@ _Static_assert(__builtin_offsetof(struct seg, slots) == 64 &&
 static struct seg *seg;
 static struct slot *mine;
 static char path[512];
+
+/* A pid means something only in its pid namespace: a process of the tree
+ * started in another (unshare -p, bwrap, nsjail, a container) has pids the
+ * others cannot look up, and its slot looked like a dead process's: its
+ * share was reaped, and the tree went over its limit by it. So a slot
+ * records its namespace; a process matches and reaps only its own
+ * namespace's slots (another's wait for their process to leave, or for
+ * the segment to go). And /proc may be another namespace's (unshare -pf
+ * without --mount-proc): start times are read only when /proc/self is
+ * this process. Set at attach and in a forked child. */
+static uint32_t my_ns;
+static bool proc_is_mine;
+
+static void learn_ns(void)
+{
+	struct stat st;
+	my_ns = stat("/proc/self/ns/pid", &st) == 0 ? (uint32_t)st.st_ino : 0;
+	char link[32], want[32];
+	struct mli_buf w = { want, 0, sizeof want };
+	mli_buf_u64(&w, (uint64_t)getpid());
+	ssize_t n = readlink("/proc/self", link, sizeof link);
+	proc_is_mine = n > 0 && (size_t)n == w.len && !memcmp(link, want, w.len);
+}
 
 /* The start time of pid, from /proc/pid/stat (field 22), 0 if unknown;
  * *dead if it is a zombie (it has exited; its parent has not waited). */
@@ -107,16 +130,18 @@ static uint64_t start_time_of(pid_t pid, bool *dead)
 
 static uint64_t start_time(pid_t pid)
 {
-	return start_time_of(pid, NULL);
+	return proc_is_mine ? start_time_of(pid, NULL) : 0;
 }
 
 static bool gone(const struct slot *s)
 {
 	pid_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
-	if (pid <= 0)
+	if (pid <= 0 || s->ns != my_ns)
 		return false;
 	if (kill(pid, 0) != 0 && errno == ESRCH)
 		return true;
+	if (!proc_is_mine)
+		return false;
 	bool dead = false;
 	uint64_t st = start_time_of(pid, &dead);
 	return dead || (st && s->start && st != s->start);
@@ -157,7 +182,7 @@ static bool claim(void)
 	for (int i = 0; i < MAX_PROCS; i++) {
 		struct slot *s = &seg->slots[i];
 		int32_t p = __atomic_load_n(&s->pid, __ATOMIC_RELAXED);
-		if (p == pid) {
+		if (p == pid && s->ns == my_ns) {
 			mine = s;
 			break;
 		}
@@ -167,6 +192,7 @@ static bool claim(void)
 	if (!mine && free_slot) {
 		mine = free_slot;
 		mine->start = st;
+		mine->ns = my_ns;
 		__atomic_store_n(&mine->bytes, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&mine->pid, pid, __ATOMIC_RELEASE);
 		__atomic_add_fetch(&seg->live, 1, __ATOMIC_RELAXED);
@@ -238,6 +264,7 @@ void mli_tree_fork_child(void)
 	if (!seg)
 		return;
 	mine = NULL;
+	learn_ns(); /* unshare(CLONE_NEWPID) puts the children in another */
 	if (claim())
 		publish(mli_mem_estimate(NULL), true);
 }
@@ -252,6 +279,7 @@ int mli_tree_attach(const char *p, char *err, size_t errlen)
 		return -1;
 	}
 	strcpy(path, p);
+	learn_ns();
 	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		mli_buf_str(&e, "memlimits: MEMLIMITS_TREE='");

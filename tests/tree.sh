@@ -295,6 +295,25 @@ else
 	echo "tree: skipped the other-user checks (needs root, setpriv and a 'nobody' user)"
 fi
 
+# A process of the tree in a pid namespace of its own (unshare -p, a
+# sandbox) counts: its slot looked like a dead process's to the others,
+# and its 70 MiB came on top of the parent's 70 under 100M.
+if unshare -pf /bin/true 2>/dev/null; then
+	out=$("$ML" --global-memory 100M -- $PY -c '
+import subprocess, sys
+a = bytearray(70 << 20)
+for i in range(0, len(a), 4096): a[i] = 1
+sys.exit(subprocess.run(["unshare", "-pf", sys.executable, "-c",
+    "x = bytearray(70 << 20)\nfor i in range(0, len(x), 4096): x[i] = 1\n"
+    "print(\"escaped\")"]).returncode)' 2>&1)
+	st=$?
+	if [ $st = 1 ] && grep -q "MemoryError" <<<"$out" && ! grep -q escaped <<<"$out"; then pass; else
+		fail "a process of the tree in its own pid namespace: status $st: $out"
+	fi
+else
+	echo "tree: skipped the pid-namespace check (unshare -pf is not allowed here)"
+fi
+
 # Every tree's segment was removed by its last process.
 sleep 0.2
 shm_after=$(count_trees)
