@@ -567,6 +567,10 @@ struct mli_budget *mli_tree_budget(void); /* NULL if none */
 /* memory.c: the part of a memory limit left to malloc (mapped memory is
  * refused that much below it). */
 int64_t mli_map_reserve(int64_t limit);
+/* After a big block was refused: may a small one go over the limit, up to
+ * mli_collector_room (memory.c)? Arms itself on a big request. */
+bool mli_collector_grace(const struct mli_adm *a, int64_t limit, int64_t mem);
+int64_t mli_collector_room(int64_t limit);
 /* A thread's first MLI_START_GRACE bytes (allocated or mapped) are not
  * refused by a memory limit. A thread started just before the memory
  * reaches a limit (others fill it meanwhile) would fail inside its

@@ -462,7 +462,7 @@ static bool admit(struct mli_thread *t, struct mli_adm *a)
 	mem = tree_memory(t, a);
 	if ((mem <= limit && a->grow <= (uint64_t)(limit - mem) &&
 	     reserve(t, a, limit)) ||
-	    mli_start_grace(t, a))
+	    mli_start_grace(t, a) || mli_collector_grace(a, seg->limit, mem))
 		return true;
 	mli_report_breach(MLI_BREACH_TREE, a->n, a->grow, mem);
 	return false;

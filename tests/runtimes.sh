@@ -194,6 +194,27 @@ for c in "${cases[@]}"; do
 		pass
 	fi
 done
+# node filling the limit with typed arrays and Buffers (backing stores from
+# malloc): the collection V8 runs when one is refused mallocs its work
+# lists, and with no room for them it segfaulted (5 runs of 5). Now V8's own
+# out-of-memory end ("JavaScript heap out of memory", or "Fatal process out
+# of memory" by V8's trap, 133), or the RangeError the program catches.
+if command -v node >/dev/null; then
+	for js in 'const a=[]; try{for(;;)a.push(new Uint8Array(65536))}catch(e){console.log("caught",e.message)}' \
+		'const a=[]; try{for(;;)a.push(Buffer.alloc(65536))}catch(e){console.log("caught",e.message)}'; do
+		for _ in 1 2 3; do
+			out=$("$ROOT/scripts/memlimit" --global-memory 100M -- node -e "$js" 2>&1)
+			st=$?
+			if { [ $st = 0 ] && grep -q "caught Array buffer allocation failed" <<<"$out"; } ||
+				{ { [ $st = 134 ] || [ $st = 133 ]; } && grep -q "out of memory" <<<"$out"; }; then
+				pass
+			else
+				fail "node typed arrays under 100M: status $st: $(grep -v '^ *[0-9]*: 0x' <<<"$out" | tail -c 600)"
+			fi
+		done
+	done
+fi
+
 # ruby 3.1 under small limits ends as under ulimit -v with the same limit
 # (its transient heap is a 32 MiB block: "[BUG] transient_heap_block_alloc:
 # failed" below that, "[FATAL] failed to allocate memory" above); it used

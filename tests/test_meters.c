@@ -353,6 +353,15 @@ static void big_blocks_at_once(void **state)
 	mlt_run_free(&r);
 }
 
+/* After a big block's refusal, small blocks get room over the limit for a
+ * runtime's collector (node segfaulted without it), bounded, and only
+ * until the memory is under the limit again (collector_room). */
+static void collector_room_after_big_refusal(void **state)
+{
+	(void)state;
+	prog_passes("collector_room", "MEMLIMITS_GLOBAL_MEMORY=16M");
+}
+
 /* Blocks of 16 to 64 KiB from 16 threads at once stay within the bound of
  * 64 KiB a thread: such a block came on top of the thread's grant,
  * unpublished (104 KiB a thread over, from a held-out check; it shows in
@@ -513,6 +522,7 @@ int main(void)
 		cmocka_unit_test(big_blocks_at_once),
 		cmocka_unit_test(thread_start_reserves_nothing),
 		cmocka_unit_test(mid_blocks_within_bound),
+		cmocka_unit_test(collector_room_after_big_refusal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
