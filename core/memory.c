@@ -298,6 +298,8 @@ static void collector_done(int64_t limit, int64_t mem)
 
 bool mli_collector_grace(const struct mli_adm *a, int64_t limit, int64_t mem)
 {
+	if (a->n == MLI_REQ_THREAD)
+		return false; /* pthread_create's look: no block, no collector */
 	if (a->grow >= MLI_PEAK_NOTE) {
 		if (a->kind != MLI_ADM_POLL)
 			__atomic_store_n(&big_refused, 1, __ATOMIC_RELAXED);
