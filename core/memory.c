@@ -280,7 +280,7 @@ int64_t mli_map_reserve(int64_t limit)
  * Stopping big blocks below the limit instead (a reserve, as mapped
  * memory has) was tried: it took a quarter of the limit from python's and
  * ruby's big blocks to let node throw its RangeError. */
-static int big_refused;
+static int big_refused[2];   /* by limit: MLI_ROOM_CAP, MLI_ROOM_TREE */
 
 int64_t mli_collector_room(int64_t limit)
 {
@@ -289,24 +289,33 @@ int64_t mli_collector_room(int64_t limit)
 	return g < 256 * KiB ? 256 * KiB : g > 4096 * KiB ? 4096 * KiB : g;
 }
 
-static void collector_done(int64_t limit, int64_t mem)
+/* Each limit ends its own room, on its own measure: the process's memory
+ * under its cap says nothing of the tree's (a tree's refusal in a small
+ * process was undone at once by the process's own look, and node
+ * segfaulted again beside a sibling holding memory). */
+void mli_collector_done(int which, int64_t limit, int64_t mem)
 {
-	if (mli_unlikely(__atomic_load_n(&big_refused, __ATOMIC_RELAXED)) &&
+	if (mli_unlikely(__atomic_load_n(&big_refused[which], __ATOMIC_RELAXED)) &&
 	    mem < limit - mli_collector_room(limit))
-		__atomic_store_n(&big_refused, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&big_refused[which], 0, __ATOMIC_RELAXED);
 }
 
-bool mli_collector_grace(const struct mli_adm *a, int64_t limit, int64_t mem)
+bool mli_collector_grace(int which, const struct mli_adm *a, int64_t limit,
+			 int64_t mem)
 {
 	if (a->n == MLI_REQ_THREAD)
 		return false; /* pthread_create's look: no block, no collector */
 	if (a->grow >= MLI_PEAK_NOTE) {
-		if (a->kind != MLI_ADM_POLL)
-			__atomic_store_n(&big_refused, 1, __ATOMIC_RELAXED);
+		/* Every limit's room: the next small block may meet another
+		 * limit than this one (the process's cap in a tree). */
+		if (a->kind != MLI_ADM_POLL) {
+			__atomic_store_n(&big_refused[MLI_ROOM_CAP], 1, __ATOMIC_RELAXED);
+			__atomic_store_n(&big_refused[MLI_ROOM_TREE], 1, __ATOMIC_RELAXED);
+		}
 		return false;
 	}
 	return a->kind == MLI_ADM_ALLOC &&
-	       __atomic_load_n(&big_refused, __ATOMIC_RELAXED) &&
+	       __atomic_load_n(&big_refused[which], __ATOMIC_RELAXED) &&
 	       mem + (int64_t)a->grow <= limit + mli_collector_room(limit);
 }
 
@@ -325,7 +334,6 @@ bool mli_mem_over(struct mli_thread *t, struct mli_adm *a, int64_t limit)
 	bool big = a->kind == MLI_ADM_ALLOC && a->grow >= MLI_PEAK_NOTE &&
 		   !a->reserved && t->be_alloc;
 	int64_t mem = mli_adm_mem(t, a);
-	collector_done(limit, mem);
 	if (mem <= limit && a->grow <= (uint64_t)(limit - mem) &&
 	    __atomic_load_n(&watched, __ATOMIC_RELAXED) &&
 	    (!big || reserve(t, a, limit)))
@@ -368,7 +376,6 @@ void mli_mem_bound(struct mli_thread *t, struct mli_adm *a,
 		   int64_t limit)
 {
 	int64_t mem = mli_adm_mem(t, a) + (int64_t)a->grow;
-	collector_done(limit, mem);
 	uint64_t free_mem = mem < limit ? (uint64_t)(limit - mem) : 0;
 	uint32_t n = mli_thread_n();
 	uint64_t share = free_mem / (2 * (uint64_t)(n ? n : 1));
@@ -390,7 +397,7 @@ bool mli_mem_quick(struct mli_thread *t, size_t n, size_t grow)
 	uint64_t g = MLI_GRANT;
 	int64_t mem = others() + v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
 	if (cap >= 0) {
-		collector_done(cap, mem);
+		mli_collector_done(MLI_ROOM_CAP, cap, mem);
 		if (grow >= MLI_PEAK_NOTE)
 			return false; /* reserved by the meter (mli_mem_over) */
 		if (mem > cap || grow > (uint64_t)(cap - mem))
@@ -483,8 +490,13 @@ static void trim_on_refusal(void)
 static bool admit(struct mli_thread *t, struct mli_adm *a)
 {
 	int64_t cap = mli_eng.mem_cap;
-	if (cap < 0 || !mli_mem_over(t, a, cap) || mli_start_grace(t, a) ||
-	    mli_collector_grace(a, cap, a->mem))
+	if (cap < 0)
+		return true;
+	if (!mli_mem_over(t, a, cap)) {
+		mli_collector_done(MLI_ROOM_CAP, cap, a->mem);
+		return true;
+	}
+	if (mli_start_grace(t, a) || mli_collector_grace(MLI_ROOM_CAP, a, cap, a->mem))
 		return true;
 	/* A hard cap: not masked, and not any task's interrupt. */
 	mli_report_breach(MLI_BREACH_GLOBAL, a->n, a->grow, a->mem);
@@ -496,6 +508,7 @@ static void bound(struct mli_thread *t, struct mli_adm *a)
 {
 	if (mli_eng.mem_cap >= 0) {
 		mli_mem_bound(t, a, mli_eng.mem_cap);
+		mli_collector_done(MLI_ROOM_CAP, mli_eng.mem_cap, a->mem);
 		mli_mem_keep_down(t, mli_eng.mem_cap);
 	}
 }

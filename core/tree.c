@@ -449,6 +449,7 @@ static bool admit(struct mli_thread *t, struct mli_adm *a)
 	if (a->kind == MLI_ADM_MAP)
 		limit -= mli_map_reserve(limit);
 	int64_t mem = tree_memory(t, a);
+	mli_collector_done(MLI_ROOM_TREE, seg->limit, mem);
 	if (mem <= limit && a->grow <= (uint64_t)(limit - mem) &&
 	    reserve(t, a, limit))
 		return true;
@@ -462,7 +463,7 @@ static bool admit(struct mli_thread *t, struct mli_adm *a)
 	mem = tree_memory(t, a);
 	if ((mem <= limit && a->grow <= (uint64_t)(limit - mem) &&
 	     reserve(t, a, limit)) ||
-	    mli_start_grace(t, a) || mli_collector_grace(a, seg->limit, mem))
+	    mli_start_grace(t, a) || mli_collector_grace(MLI_ROOM_TREE, a, seg->limit, mem))
 		return true;
 	mli_report_breach(MLI_BREACH_TREE, a->n, a->grow, mem);
 	return false;

@@ -314,6 +314,42 @@ else
 	echo "tree: skipped the pid-namespace check (unshare -pf is not allowed here)"
 fi
 
+# The room a memory limit leaves a runtime's collector after a big block's
+# refusal (1/32 of it: 3200 KiB of 100M) holds in a tree beside a process
+# that holds memory: the small blocks' own process, far under its cap,
+# ended the tree's room at once, and node segfaulted in V8's collector.
+out=$("$ML" --global-memory 100M -- sh -c "$PROGS/room_tree hold 40 & sleep 0.5; $PROGS/room_tree fill; kill \$!; wait" 2>/dev/null)
+kib=$(sed -n 's/^small \([0-9]*\) KiB$/\1/p' <<<"$out")
+if [ -n "$kib" ] && [ "$kib" -ge 2048 ] && [ "$kib" -le $((3200 + 256)) ]; then pass; else
+	fail "collector room in a tree beside a holder: small blocks got '${kib}' KiB after the big refusal (want 2048-3456): $out"
+fi
+
+# The stale-segment cleaner and pid namespaces (root, where unshare -p is
+# allowed): run where /proc is another namespace's (unshare -pf without
+# --mount-proc), it must not take a live tree for dead; a tree left with
+# only a killed process of a namespace that is gone is removed.
+if [ "$(id -u)" = 0 ] && unshare -pf /bin/true 2>/dev/null; then
+	"$ML" --global-memory 64M -- sleep 20 &
+	live=$!
+	for _ in $(seq 50); do inuse=$(seg_of $live 2>/dev/null) && [ -n "$inuse" ] && break; sleep 0.1; done
+	touch -d '2 minutes ago' "$inuse"
+	unshare -pf "$ML" --global-memory 64M -- /bin/true
+	if [ -e "$inuse" ]; then pass; else fail "a cleaner in another pid namespace removed a live tree's segment"; fi
+	kill $live 2>/dev/null; wait $live 2>/dev/null
+	rm -rf -- "${inuse%/*}"
+	"$ML" --global-memory 64M -- sh -c "unshare -pf $PY -c 'import os, time; print(os.environ[\"MEMLIMITS_TREE\"], flush=True); time.sleep(30)' >$tmp/nsseg & sleep 1; pkill -9 -f 'import os, time; print'; wait" 2>/dev/null
+	dead=$(cat "$tmp/nsseg")
+	if [ -n "$dead" ] && [ -e "$dead" ]; then
+		touch -d '2 minutes ago' "$dead"
+		"$ML" --global-memory 64M -- /bin/true
+		if [ ! -e "$dead" ]; then pass; else fail "a tree whose last process died with its pid namespace was not cleaned"; rm -rf -- "${dead%/*}"; fi
+	else
+		fail "no segment left by a killed process of another pid namespace ('$dead')"
+	fi
+else
+	echo "tree: skipped the cleaner's pid-namespace checks (needs root and unshare -p)"
+fi
+
 # Every tree's segment was removed by its last process.
 sleep 0.2
 shm_after=$(count_trees)
