@@ -452,6 +452,15 @@ if "$cc" -static -o "$tmp/progs/static-prog" "$tmp/prog.c" 2>"$tmp/cc.err"; then
     expect_err_has "env NAME static" "runs '/usr/bin/env static-prog', which runs '$tmp/progs/static-prog', which is statically linked"
     run "${ctor_env[@]}" PATH="$tmp/progs:$PATH" "$ml" "$tmp/progs/script-envS-static"
     expect_rc "env -S NAME static" 125
+    # env -S takes quotes and a '--': "NAME" and -- NAME are NAME.
+    printf '#!/usr/bin/env -S "static-prog" 6\n' >"$tmp/progs/script-envSq-static"
+    printf '#!/usr/bin/env -S -- static-prog\n' >"$tmp/progs/script-envSdd-static"
+    chmod +x "$tmp/progs"/script-envS*
+    for v in q dd; do
+        run "${ctor_env[@]}" PATH="$tmp/progs:$PATH" "$ml" "$tmp/progs/script-envS$v-static"
+        expect_rc "env -S ($v) NAME static" 125
+        expect_err_has "env -S ($v) NAME static" "which runs '$tmp/progs/static-prog', which is statically linked"
+    done
     run "${ctor_env[@]}" "$ml" "$tmp/progs/script-script-static"
     expect_rc "script for a script with a static interpreter" 125
     expect_err_has "script for a script" "runs '$tmp/progs/script-static', which runs '$tmp/progs/static-prog'"
