@@ -568,13 +568,12 @@ struct mli_budget *mli_tree_budget(void); /* NULL if none */
  * refused that much below it). */
 int64_t mli_map_reserve(int64_t limit);
 /* After a big block was refused: may a small one go over the limit, up to
- * mli_collector_room (memory.c)? Arms itself on a big request. */
+ * 1/32 of it (memory.c)? Arms itself on a big request. */
 enum { MLI_ROOM_CAP, MLI_ROOM_TREE };
 bool mli_collector_grace(int which, const struct mli_adm *a, int64_t limit,
 			 int64_t mem);
 /* The room ends once that limit's measure is seen that far under it. */
 void mli_collector_done(int which, int64_t limit, int64_t mem);
-int64_t mli_collector_room(int64_t limit);
 /* A thread's first MLI_START_GRACE bytes (allocated or mapped) are not
  * refused by a memory limit. A thread started just before the memory
  * reaches a limit (others fill it meanwhile) would fail inside its

@@ -282,7 +282,7 @@ int64_t mli_map_reserve(int64_t limit)
  * ruby's big blocks to let node throw its RangeError. */
 static int big_refused[2];   /* by limit: MLI_ROOM_CAP, MLI_ROOM_TREE */
 
-int64_t mli_collector_room(int64_t limit)
+static int64_t collector_room(int64_t limit)
 {
 	const int64_t KiB = 1024;
 	int64_t g = limit / 32;
@@ -296,7 +296,7 @@ int64_t mli_collector_room(int64_t limit)
 void mli_collector_done(int which, int64_t limit, int64_t mem)
 {
 	if (mli_unlikely(__atomic_load_n(&big_refused[which], __ATOMIC_RELAXED)) &&
-	    mem < limit - mli_collector_room(limit))
+	    mem < limit - collector_room(limit))
 		__atomic_store_n(&big_refused[which], 0, __ATOMIC_RELAXED);
 }
 
@@ -316,7 +316,7 @@ bool mli_collector_grace(int which, const struct mli_adm *a, int64_t limit,
 	}
 	return a->kind == MLI_ADM_ALLOC &&
 	       __atomic_load_n(&big_refused[which], __ATOMIC_RELAXED) &&
-	       mem + (int64_t)a->grow <= limit + mli_collector_room(limit);
+	       mem + (int64_t)a->grow <= limit + collector_room(limit);
 }
 
 /* Would n more bytes take memory `mem` over `limit`? On a yes from the

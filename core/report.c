@@ -4,12 +4,10 @@
  * the same way, once per process: at exit, or on the way to abort()
  * (MEMLIMITS_ON_LIMIT=abort, a C++ program's uncaught exception, the
  * program's own abort; preload/abort.c), whichever comes first. */
-#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>

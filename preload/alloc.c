@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "sys.h"
 
 /* Used from malloc's assembly, hence not static. */
 __attribute__((used, noinline)) void *mli_malloc_slow(size_t n)
@@ -157,7 +158,7 @@ static void *move_big(void *old, size_t have, size_t n)
 		memcpy(p + off, from + off, len);
 		uintptr_t end = ((uintptr_t)from + off + len) & ~(page - 1);
 		if (end > given) {
-			madvise((void *)given, end - given, MADV_DONTNEED);
+			mli_sys_madvise((void *)given, end - given, MADV_DONTNEED);
 			given = end;
 		}
 	}

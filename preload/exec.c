@@ -321,20 +321,25 @@ static int no_function(void)
 	return -1;
 }
 
-EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+/* The real exec through fn with the new environment; -1 and ENOSYS or
+ * ENOMEM when it cannot be made. */
+static int exec_with(execve_fn fn, const char *path, char *const argv[],
+		     char *const envp[])
 {
-	if (!real_execve)
+	if (!fn)
 		return no_function();
 	NEWENV(envp, ne);
-	return ne_ok ? release(&ne, real_execve(path, argv, ne.env)) : -1;
+	return ne_ok ? release(&ne, fn(path, argv, ne.env)) : -1;
+}
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	return exec_with(real_execve, path, argv, envp);
 }
 
 EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
-	if (!real_execvpe)
-		return no_function();
-	NEWENV(envp, ne);
-	return ne_ok ? release(&ne, real_execvpe(file, argv, ne.env)) : -1;
+	return exec_with(real_execvpe, file, argv, envp);
 }
 
 EXPORT int execv(const char *path, char *const argv[])
@@ -403,16 +408,24 @@ EXPORT int execle(const char *path, const char *arg, ...)
 	return execve(path, argv, envp);
 }
 
+/* posix_spawn's convention: the error number is returned. */
+static int spawn_with(spawn_fn fn, pid_t *pid, const char *path,
+		      const posix_spawn_file_actions_t *fa,
+		      const posix_spawnattr_t *attr, char *const argv[],
+		      char *const envp[])
+{
+	if (!fn)
+		return ENOSYS;
+	NEWENV(envp, ne);
+	return ne_ok ? release(&ne, fn(pid, path, fa, attr, argv, ne.env)) : ENOMEM;
+}
+
 EXPORT int posix_spawn(pid_t *pid, const char *path,
 		       const posix_spawn_file_actions_t *fa,
 		       const posix_spawnattr_t *attr, char *const argv[],
 		       char *const envp[])
 {
-	if (!real_spawn)
-		return ENOSYS;
-	NEWENV(envp, ne);
-	return ne_ok ? release(&ne, real_spawn(pid, path, fa, attr, argv, ne.env))
-		     : ENOMEM;
+	return spawn_with(real_spawn, pid, path, fa, attr, argv, envp);
 }
 
 EXPORT int posix_spawnp(pid_t *pid, const char *file,
@@ -420,9 +433,5 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file,
 			const posix_spawnattr_t *attr, char *const argv[],
 			char *const envp[])
 {
-	if (!real_spawnp)
-		return ENOSYS;
-	NEWENV(envp, ne);
-	return ne_ok ? release(&ne, real_spawnp(pid, file, fa, attr, argv, ne.env))
-		     : ENOMEM;
+	return spawn_with(real_spawnp, pid, file, fa, attr, argv, envp);
 }
