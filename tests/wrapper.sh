@@ -455,8 +455,11 @@ if "$cc" -static -o "$tmp/progs/static-prog" "$tmp/prog.c" 2>"$tmp/cc.err"; then
     # env -S takes quotes and a '--': "NAME" and -- NAME are NAME.
     printf '#!/usr/bin/env -S "static-prog" 6\n' >"$tmp/progs/script-envSq-static"
     printf '#!/usr/bin/env -S -- static-prog\n' >"$tmp/progs/script-envSdd-static"
+    # And the split string after flags (-vS) or as the long option.
+    printf '#!/usr/bin/env -vS static-prog 6\n' >"$tmp/progs/script-envSv-static"
+    printf '#!/usr/bin/env --split-string=static-prog 6\n' >"$tmp/progs/script-envSlong-static"
     chmod +x "$tmp/progs"/script-envS*
-    for v in q dd; do
+    for v in q dd v long; do
         run "${ctor_env[@]}" PATH="$tmp/progs:$PATH" "$ml" "$tmp/progs/script-envS$v-static"
         expect_rc "env -S ($v) NAME static" 125
         expect_err_has "env -S ($v) NAME static" "which runs '$tmp/progs/static-prog', which is statically linked"
