@@ -16,9 +16,12 @@
  * environment through as it is. Bear's libexec does the same for its
  * compiler wrappers, for the same reason.
  *
- * Not covered: system() and popen() after the program cleared its own
- * environment (glibc runs the shell with environ, internally), and a raw
- * syscall(SYS_execve). The README says so.
+ * system() and popen() run the shell with environ through glibc's internal
+ * posix_spawn, which no interposition reaches: when environ lacks what a
+ * child needs, system() is made here (as glibc makes it, with the new
+ * environment) and popen() gets the new environment in environ for the
+ * moment of its spawn. Not covered: a raw syscall(SYS_execve). The README
+ * says so.
  *
  * An exec may come from a vfork child, which shares the parent's memory
  * and must not allocate or take locks: the new environment is built on the
@@ -31,9 +34,13 @@
 #include <stdarg.h>
 #include <string.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../core/internal.h"
@@ -57,7 +64,11 @@ typedef int (*fexecve_fn)(int, char *const[], char *const[]);
 typedef int (*execveat_fn)(int, const char *, char *const[], char *const[], int);
 typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
 			const posix_spawnattr_t *, char *const[], char *const[]);
+typedef int (*system_fn)(const char *);
+typedef FILE *(*popen_fn)(const char *, const char *);
 static execve_fn real_execve, real_execvpe;
+static system_fn real_system;
+static popen_fn real_popen;
 static fexecve_fn real_fexecve;
 static execveat_fn real_execveat;
 static spawn_fn real_spawn, real_spawnp;
@@ -159,6 +170,23 @@ static bool sets_a_limit(const char *kv)
 	return false;
 }
 
+/* system()'s count of its running calls, and popen()'s moment with the
+ * new environment in environ: one lock, taken around fork so that a child
+ * finds it free. */
+static pthread_mutex_t shell_mutex = PTHREAD_MUTEX_INITIALIZER;
+static void shell_lock(void)
+{
+	pthread_mutex_lock(&shell_mutex);
+}
+static void shell_unlock(void)
+{
+	pthread_mutex_unlock(&shell_mutex);
+}
+static void shell_reset(void)
+{
+	pthread_mutex_init(&shell_mutex, NULL);
+}
+
 __attribute__((constructor)) static void exec_start(void)
 {
 	real_execve = (execve_fn)dlsym(RTLD_NEXT, "execve");
@@ -167,6 +195,9 @@ __attribute__((constructor)) static void exec_start(void)
 	real_execveat = (execveat_fn)dlsym(RTLD_NEXT, "execveat");
 	real_spawn = (spawn_fn)dlsym(RTLD_NEXT, "posix_spawn");
 	real_spawnp = (spawn_fn)dlsym(RTLD_NEXT, "posix_spawnp");
+	real_system = (system_fn)dlsym(RTLD_NEXT, "system");
+	real_popen = (popen_fn)dlsym(RTLD_NEXT, "popen");
+	pthread_atfork(shell_lock, shell_unlock, shell_reset);
 	bool limited = false;
 	for (char **e = environ; e && *e; e++)
 		limited |= sets_a_limit(*e);
@@ -434,4 +465,135 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file,
 			char *const envp[])
 {
 	return spawn_with(real_spawnp, pid, file, fa, attr, argv, envp);
+}
+
+/* ---- system() and popen() ------------------------------------------------ */
+
+/* SIGINT and SIGQUIT are ignored while any system() runs (POSIX), and put
+ * back when the last one ends: what they were, and how many run. */
+static struct sigaction shell_int, shell_quit;
+static int shell_users;
+
+struct shell_run {
+	pid_t pid;
+	sigset_t mask; /* the caller's, SIGCHLD unblocked */
+};
+
+static void shell_leave(const struct shell_run *r)
+{
+	shell_lock();
+	if (--shell_users == 0) {
+		sigaction(SIGINT, &shell_int, NULL);
+		sigaction(SIGQUIT, &shell_quit, NULL);
+	}
+	shell_unlock();
+	sigprocmask(SIG_SETMASK, &r->mask, NULL);
+}
+
+/* A cancelled system() kills and reaps its shell (as glibc's). */
+static void shell_cancelled(void *arg)
+{
+	struct shell_run *r = arg;
+	kill(r->pid, SIGKILL);
+	while (waitpid(r->pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	shell_leave(r);
+}
+
+/* glibc's system(), with env: /bin/sh -c LINE, SIGCHLD blocked and SIGINT,
+ * SIGQUIT ignored in the caller meanwhile, the child with the caller's
+ * mask and those two at their defaults (unless they were ignored). */
+static int shell_run(const char *line, char *const env[])
+{
+	struct sigaction ign = { .sa_handler = SIG_IGN };
+	sigemptyset(&ign.sa_mask);
+	struct shell_run r = { .pid = -1 };
+	int old;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+	shell_lock();
+	if (shell_users++ == 0) {
+		sigaction(SIGINT, &ign, &shell_int);
+		sigaction(SIGQUIT, &ign, &shell_quit);
+	}
+	shell_unlock();
+	sigset_t chld, reset;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, &r.mask);
+	sigemptyset(&reset);
+	if (shell_int.sa_handler != SIG_IGN)
+		sigaddset(&reset, SIGINT);
+	if (shell_quit.sa_handler != SIG_IGN)
+		sigaddset(&reset, SIGQUIT);
+	posix_spawnattr_t attr;
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setsigmask(&attr, &r.mask);
+	posix_spawnattr_setsigdefault(&attr, &reset);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+	char *const argv[] = { "sh", "-c", "--", (char *)line, NULL };
+	int err = real_spawn ? real_spawn(&r.pid, "/bin/sh", NULL, &attr, argv, env)
+			     : ENOSYS;
+	posix_spawnattr_destroy(&attr);
+	int status = 127 << 8; /* the shell could not be run */
+	if (err == 0) {
+		pthread_cleanup_push(shell_cancelled, &r);
+		pthread_setcancelstate(old, NULL);
+		while (waitpid(r.pid, &status, 0) < 0)
+			if (errno != EINTR) {
+				status = -1;
+				break;
+			}
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+		pthread_cleanup_pop(0);
+	}
+	int saved = errno;
+	shell_leave(&r);
+	pthread_setcancelstate(old, NULL);
+	errno = saved;
+	return status;
+}
+
+EXPORT int system(const char *line)
+{
+	if (!real_system)
+		return no_function();
+	if (!line || !nkept)
+		return real_system(line); /* NULL: "is there a shell?" */
+	NEWENV(environ, ne);
+	if (!ne_ok)
+		return -1;
+	if (ne.env == environ)
+		return release(&ne, real_system(line));
+	return release(&ne, shell_run(line, ne.env));
+}
+
+/* glibc's popen, with the new environment in environ while it spawns. A
+ * thread that changes the environment meanwhile (setenv) builds on the new
+ * one, which then stays. */
+EXPORT FILE *popen(const char *cmd, const char *mode)
+{
+	if (!real_popen) {
+		errno = ENOSYS;
+		return NULL;
+	}
+	if (!nkept)
+		return real_popen(cmd, mode);
+	int old;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+	shell_lock();
+	char **saved = environ;
+	NEWENV(saved, ne);
+	FILE *f = NULL;
+	if (ne_ok) {
+		environ = (char **)ne.env;
+		f = real_popen(cmd, mode);
+		if (environ == (char **)ne.env)
+			environ = saved;
+		release(&ne, 0);
+	}
+	int e = errno;
+	shell_unlock();
+	pthread_setcancelstate(old, NULL);
+	errno = e;
+	return f;
 }

@@ -203,10 +203,10 @@ static void exports_exact(const char *cmd)
 		"malloc_info", "malloc_stats", "malloc_stats_print", "malloc_trim",
 		"malloc_usable_size", "mallocx", "mallopt", "memalign", "memfd_create",
 		"ml_engine", "mmap", "mmap64", "mprotect", "mremap", "munmap", "nallocx",
-		"pkey_mprotect", "posix_memalign", "posix_spawn", "posix_spawnp",
+		"pkey_mprotect", "popen", "posix_memalign", "posix_spawn", "posix_spawnp",
 		"pthread_create", "pthread_exit",
 		"pvalloc", "rallocx", "realloc", "reallocarray", "sallocx", "sdallocx",
-		"siglongjmp", "syscall", "valloc", "xallocx",
+		"siglongjmp", "syscall", "system", "valloc", "xallocx",
 	};
 	const size_t nwant = sizeof want / sizeof *want;
 	struct mlt_run r;

@@ -3,7 +3,8 @@
  * names: with the library preloaded under a limit, its variables must come
  * back. execve-lib: with LD_PRELOAD=LIB only (another build of the
  * library); execve-dup: LD_PRELOAD=LIB, then another LD_PRELOAD without it;
- * execve-bare: LD_PRELOAD=libmemlimits.so. bigenv-thread: from a thread with a 256 KiB stack, with 70,000
+ * execve-bare: LD_PRELOAD=libmemlimits.so; system, popen: after
+ * clearenv(), /usr/bin/env run by the shell. bigenv-thread: from a thread with a 256 KiB stack, with 70,000
  * variables, running sh to print the two. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -105,7 +106,21 @@ int main(int argc, char **argv)
 			execl(ENV, "env", (char *)NULL);
 		else if (!strcmp(m, "execlp"))
 			execlp("env", "env", (char *)NULL);
-		else {
+		else if (!strcmp(m, "system")) {
+			/* env's exit status: the shell's. */
+			int st = system(ENV);
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+		} else if (!strcmp(m, "popen")) {
+			FILE *f = popen(ENV, "r");
+			if (!f)
+				return 126;
+			char buf[4096];
+			size_t n;
+			while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+				fwrite(buf, 1, n, stdout);
+			int st = pclose(f);
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+		} else {
 			fprintf(stderr, "exec_clean: unknown mode '%s'\n", m);
 			return 2;
 		}
