@@ -71,6 +71,18 @@ static void prof_sync(struct mli_thread *t)
 		t->sample_left = UINT64_MAX;
 }
 
+/* A standard normal draw (Box-Muller). */
+static double normal_draw(struct mli_thread *t)
+{
+	double u1 = (double)((rng_next(t) >> 11) + 1) * 0x1.0p-53; /* (0, 1] */
+	double u2 = (double)(rng_next(t) >> 11) * 0x1.0p-53;
+	return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* Past this many expected samples in one block, count_samples draws their
+ * number at once rather than gap by gap. */
+#define SAMPLES_LOOP_MAX 256.0
+
 /* Samples in the next n bytes of t; updates t->sample_left. */
 static uint64_t count_samples(struct mli_thread *t, uint64_t n)
 {
@@ -85,6 +97,20 @@ static uint64_t count_samples(struct mli_thread *t, uint64_t n)
 		return k;
 	}
 	uint64_t k = 1, rem = n - t->sample_left - 1;
+	if ((double)rem * rate > SAMPLES_LOOP_MAX) {
+		/* A draw a sample would take days for malloc(1 << 62) at the
+		 * default rate (a program probing for the largest block hung
+		 * in this loop). The bytes after the first sample are
+		 * independent trials: their count is Binomial(rem, rate), drawn
+		 * from its normal approximation (a mean of 256 or more), and
+		 * the gap after the block is a fresh one (the gaps are
+		 * memoryless). */
+		double mean = (double)rem * rate;
+		double x = floor(mean + sqrt(mean * (1.0 - rate)) * normal_draw(t) + 0.5);
+		k += x <= 0.0 ? 0 : x >= (double)rem ? rem : (uint64_t)x;
+		t->sample_left = draw_gap(t, rate, log1m);
+		return k;
+	}
 	for (;;) {
 		uint64_t g = draw_gap(t, rate, log1m);
 		if (g < rem) {

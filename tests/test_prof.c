@@ -418,6 +418,42 @@ static void stat_rate_1e5(void **state)
 	check_stat(1e-5, 20L << 20);
 }
 
+/* Blocks with many samples each: their count is drawn at once (prof.c's
+ * count_samples), and must still be Binomial(bytes, rate) within 5 sd; a
+ * request of 2^62 bytes fails at once (it took days, a draw a sample). */
+static void huge_blocks_sampled_at_once(void **state)
+{
+	(void)state;
+	const double rate = 1e-3;
+	const int blocks = 16;
+	char rs[32], bs[16];
+	snprintf(rs, sizeof rs, "%g", rate);
+	snprintf(bs, sizeof bs, "%d", blocks);
+	char *argv[] = { prog("prof_huge"), rs, bs, NULL };
+	const char *env[] = { "MEMLIMITS_SEED=20261202", NULL };
+	const char *tmo = getenv("MLT_TIMEOUT");
+	char *saved = tmo ? strdup(tmo) : NULL;
+	setenv("MLT_TIMEOUT", "30", 1);
+	struct mlt_run r;
+	run_prof(argv, env, &r);
+	if (saved) {
+		setenv("MLT_TIMEOUT", saved, 1);
+		free(saved);
+	} else
+		unsetenv("MLT_TIMEOUT");
+	EXPECT(r, r.status == 0);
+	EXPECT_KV(r, "start", ML_OK);
+	EXPECT(r, strstr(r.out, "huge NULL\n") != NULL);
+	double bytes = (double)blocks * (64 << 20);
+	double sd = sqrt(bytes * rate * (1 - rate));
+	double s = kv(&r, "samples");
+	if (fabs(s - rate * bytes) > 5 * sd) {
+		dump(&r, "samples");
+		fail_msg("%.0f samples, expected %.1f +- 5 x %.1f", s, rate * bytes, sd);
+	}
+	mlt_run_free(&r);
+}
+
 /* ---- determinism ----------------------------------------------------------- */
 
 static void seq_run(const char *seed, struct mlt_run *r)
@@ -1453,6 +1489,7 @@ int main(void)
 		cmocka_unit_test(stat_rate_1e3),
 		cmocka_unit_test(stat_rate_2e2),
 		cmocka_unit_test(stat_rate_1e5),
+		cmocka_unit_test(huge_blocks_sampled_at_once),
 		cmocka_unit_test(determinism_same_seed),
 		cmocka_unit_test(determinism_other_seed_differs),
 		cmocka_unit_test(dealloc_once_per_tracked_block),
