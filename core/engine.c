@@ -244,7 +244,7 @@ void mli_refill(struct mli_thread *t)
 	mli_engine_enter(t);
 	unsigned mask = active(t);
 	fold(t, mask);
-	struct mli_adm a = { .kind = MLI_ADM_POLL, .mem = -1 };
+	struct mli_adm a = { .kind = MLI_ADM_POLL, .mem = MLI_MEM_UNKNOWN };
 	/* A poke (a token set by a signal handler) cut the grant so that the
 	 * next allocation would see it: a new grant must not skip that look. */
 	if (t->poked) {
@@ -386,7 +386,7 @@ static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n,
 	unsigned mask = active(t);
 	fold(t, mask);
 	struct mli_adm a = { .n = n, .grow = grow, .kind = MLI_ADM_ALLOC,
-			     .mem = -1 };
+			     .mem = MLI_MEM_UNKNOWN };
 	int r = MLI_REFUSE;
 	if (admit(t, &a, mask)) {
 		MLI_TLS_ADD(count, n);
@@ -426,7 +426,7 @@ bool mli_thread_may_start(void)
 		return true;
 	enter_live(t);
 	struct mli_adm a = { .n = MLI_REQ_THREAD, .grow = MLI_THREAD_ROOM,
-			     .kind = MLI_ADM_ALLOC, .mem = -1 };
+			     .kind = MLI_ADM_ALLOC, .mem = MLI_MEM_UNKNOWN };
 	bool ok = true;
 	FOR_EACH_METER(i, mask)
 		if (!meters[i]->admit(t, &a)) {
@@ -455,14 +455,14 @@ bool mli_admit_mapped(uint64_t bytes)
 	unsigned mask = active(t);
 	fold(t, mask);
 	struct mli_adm a = { .n = bytes, .grow = bytes, .kind = MLI_ADM_MAP,
-			     .mem = -1 };
+			     .mem = MLI_MEM_UNKNOWN };
 	bool ok = admit(t, &a, mask);
 	if (ok)
 		mli_mem_mapped_add((int64_t)bytes); /* notes the peak */
 	else
 		t->breach_count++;
 	a.n = a.grow = 0;
-	a.mem = -1;
+	a.mem = MLI_MEM_UNKNOWN;
 	regrant(t, &a, active(t));
 	mli_engine_leave(t);
 	/* The caller holds its lock: pressure callbacks wait for it to call
@@ -482,7 +482,7 @@ void mli_check_now(struct mli_thread *t)
 	t->poked = 0;
 	unsigned mask = active(t);
 	fold(t, mask);
-	struct mli_adm a = { .kind = MLI_ADM_POLL, .mem = -1 };
+	struct mli_adm a = { .kind = MLI_ADM_POLL, .mem = MLI_MEM_UNKNOWN };
 	admit(t, &a, mask);
 	regrant(t, &a, active(t));
 	mli_engine_leave(t);
@@ -534,7 +534,7 @@ void mli_thread_start(void)
 		return;
 	mli_engine_enter(t);
 	thread_start(t);
-	struct mli_adm a = { .kind = MLI_ADM_POLL, .mem = -1 };
+	struct mli_adm a = { .kind = MLI_ADM_POLL, .mem = MLI_MEM_UNKNOWN };
 	regrant(t, &a, active(t));
 	mli_engine_leave(t);
 }

@@ -244,7 +244,7 @@ int64_t mli_mem_mapped(void)
 
 int64_t mli_adm_mem(const struct mli_thread *t, struct mli_adm *a)
 {
-	if (a->mem < 0)
+	if (a->mem == MLI_MEM_UNKNOWN)
 		a->mem = mli_mem_estimate(t);
 	return a->mem;
 }

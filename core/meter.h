@@ -32,6 +32,9 @@ enum mli_adm_kind {
 	MLI_ADM_POLL = 4,  /* nothing: a check (ml_poll, a refill) */
 };
 
+/* mli_adm's mem before a meter asked for it. */
+#define MLI_MEM_UNKNOWN INT64_MIN
+
 /* One admission, shared by the meters as they run. */
 struct mli_adm {
 	uint64_t n;        /* bytes asked for (0 for a poll) */
@@ -42,7 +45,9 @@ struct mli_adm {
 	 * budgets charge n. */
 	uint64_t grow;
 	unsigned kind;     /* enum mli_adm_kind */
-	int64_t mem;       /* the process's memory (estimate), -1 until asked */
+	int64_t mem;       /* the process's memory (estimate), MLI_MEM_UNKNOWN
+			    * until asked (the estimate may be negative: a
+			    * thread that frees what others allocated) */
 	bool sampled;      /* the sampler picked this allocation */
 	bool reserved;     /* a memory meter reserved grow (t->pending) */
 	/* Set by the meters' bound(): */

@@ -455,7 +455,7 @@ static bool admit(struct mli_thread *t, struct mli_adm *a)
 		return true;
 	/* Before refusing: this process's exact figure, and the shares of
 	 * processes that are gone. */
-	a->mem = -1;
+	a->mem = MLI_MEM_UNKNOWN;
 	int64_t exact = mli_mem_exact();
 	if (mine)
 		publish(exact, true);

@@ -80,6 +80,7 @@ static void check_held(const char *kind, const char *limit, bool profiler)
 	assert_true(sp >= expect);
 	assert_true(rp >= expect);
 	assert_true(sp <= expect + expect / 4 + 8 * MiB);
+	assert_true(rp <= expect + expect / 4 + 8 * MiB);
 }
 
 static void big_block(void **state)
@@ -94,6 +95,15 @@ static void many_blocks(void **state)
 	check_held("many", NULL, false);
 	check_held("many", "MEMLIMITS_GLOBAL_MEMORY=1G", false);
 	check_held("many", NULL, true);
+}
+
+/* Under a limit, a thread's first block as the process's first (it was
+ * counted twice: 64 MiB for one 30 MiB block under 40M). */
+static void thread_first_block(void **state)
+{
+	check_held("thread-first", NULL, false);
+	check_held("thread-first", "MEMLIMITS_GLOBAL_MEMORY=40M", false);
+	check_held("thread-first", "MEMLIMITS_GLOBAL_MEMORY=40M", true);
 }
 
 static void calloc_block(void **state)
@@ -149,6 +159,7 @@ int main(void)
 		cmocka_unit_test(big_block),
 		cmocka_unit_test(many_blocks),
 		cmocka_unit_test(calloc_block),
+		cmocka_unit_test(thread_first_block),
 		cmocka_unit_test(consumer_thread),
 		cmocka_unit_test(python_bytearray),
 	};
