@@ -134,6 +134,45 @@ void mli_mem_publish(struct mli_thread *t, bool exact)
 		publish(t, thread_live_consistent(t), exact, true);
 }
 
+/* Could what is left of t's grant take the memory over a memory limit?
+ * A grant is counted in requests, and a request may be a block 16 times
+ * larger (malloc(1) is 16 bytes); the grant is scaled by the thread's last
+ * ratio of blocks to requests (scale_to_blocks), which says nothing of the
+ * next ones: 16 threads that had made big blocks then called malloc(1)
+ * took 896 KiB of blocks each on 56 KiB grants, 6-9.5 MB over a 150M limit.
+ * The activity callback, every 64 KiB of the thread's blocks, is where the
+ * blocks show: when the thread's unpublished bytes (unpub) and the rest of
+ * its grant at the worst ratio are more than its part of the room left (or
+ * the memory is over), the grant is cut and the thread's next allocation
+ * decides on the exact figure. Far from the limit this never holds. */
+static bool grant_may_cross(const struct mli_thread *t, int64_t unpub)
+{
+	int64_t room = INT64_MAX;
+	int64_t cap = mli_task_mem_limit(); /* the cap, or tasks' limits */
+	if (cap >= 0)
+		room = cap - others() - unpub;
+	int64_t tree = mli_tree_limit();
+	if (tree >= 0) {
+		int64_t r = tree - mli_tree_memory() - unpub;
+		room = r < room ? r : room;
+	}
+	if (room == INT64_MAX)
+		return false;
+	if (room < 0)
+		return true;
+	uint64_t n = mli_thread_n();
+	uint64_t left = __atomic_load_n(&t->left, __ATOMIC_RELAXED);
+	uint64_t worst = left > UINT64_MAX / 16 ? UINT64_MAX : left * 16;
+	return worst > (uint64_t)room / (n ? n : 1);
+}
+
+static inline bool mem_limited(void)
+{
+	return mli_eng.mem_cap >= 0 ||
+	       __atomic_load_n(&mli_eng.task_limit, __ATOMIC_RELAXED) >= 0 ||
+	       mli_tree_limit() >= 0;
+}
+
 /* The backend calls this in the thread itself, every 64 KiB of its
  * allocation and of its deallocation. It may run inside the engine (the
  * engine's own blocks) or in a signal handler: it only publishes. */
@@ -150,11 +189,18 @@ static void on_activity(void *arg, uint64_t allocated, uint64_t deallocated)
 	int64_t v = (int64_t)(allocated - deallocated);
 	int64_t d = v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
 	if (mli_likely(d < PUB_QUANTUM && d > -PUB_QUANTUM) &&
-	    !__atomic_load_n(&t->pending, __ATOMIC_RELAXED))
-		return; /* balanced: the shared sum is not touched */
+	    !__atomic_load_n(&t->pending, __ATOMIC_RELAXED)) {
+		/* Balanced: the shared sum is not touched (only read, under a
+		 * memory limit, while the thread grows). */
+		if (mli_unlikely(d > 0 && mem_limited()) && grant_may_cross(t, d))
+			mli_poke(t); /* the next allocation decides exactly */
+		return;
+	}
 	/* Published (and a reserved block settled: it was just allocated, even
 	 * if another thread's exact walk already published it, d == 0). */
 	publish(t, v, true, false);
+	if (mli_unlikely(mem_limited()) && grant_may_cross(t, 0))
+		mli_poke(t);
 }
 
 void mli_mem_settle_slow(struct mli_thread *t)

@@ -440,6 +440,23 @@ static void tiny_requests_limited(void **state)
 		assert_int_equal(r.status, 0);
 		mlt_run_free(&r);
 	}
+	/* After a big block each: the threads' last ratio of blocks to
+	 * requests was 1 (their grants were 16 times their blocks: 6-9 MB
+	 * over with 16 threads). Three rounds: the overshoot depends on how
+	 * the threads are scheduled. */
+	char path[4096];
+	snprintf(path, sizeof path, "%s/tiny_allocs", getenv("MLT_PROGS"));
+	for (int round = 0; round < 3; round++)
+		for (int k = 4; k <= 16; k *= 2) {
+			char threads[8];
+			snprintf(threads, sizeof threads, "%d", k);
+			char *argv[] = { path, threads, "big", NULL };
+			struct mlt_run r;
+			assert_int_equal(mlt_run_cmd(argv, env, 1, NULL, &r), 0);
+			printf("%s%s", r.out, r.err);
+			assert_int_equal(r.status, 0);
+			mlt_run_free(&r);
+		}
 }
 
 /* ---- a budget's grace after a refusal: 100 KiB, for both budgets -------- */
