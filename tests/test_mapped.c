@@ -462,11 +462,11 @@ static void memfd_commits_count(void **state)
 {
 	(void)state;
 	static const char *const env[] = { "MEMLIMITS_GLOBAL_MEMORY=100M", NULL };
-	const char *modes[] = { "libc", "syscall" };
+	const char *modes[] = { "libc", "syscall", "posix" };
 	char path[4096];
 	const char *d = getenv("MLT_PROGS");
 	snprintf(path, sizeof path, "%s/memfd_commit", d ? d : "build/tests/progs");
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		char *argv[] = { path, (char *)modes[i], NULL };
 		struct mlt_run r;
 		assert_int_equal(mlt_run_cmd(argv, env, 1, NULL, &r), 0);

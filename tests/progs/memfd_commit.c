@@ -4,8 +4,9 @@
  * hole, a truncation and the close, each followed by the mapped bytes the
  * library counts. Prints "name value" lines (MiB unless said).
  *
- *   memfd_commit libc|syscall   the calls through libc's functions, or
- *                               through syscall(2) as HotSpot makes them */
+ *   memfd_commit libc|syscall|posix   the calls through libc's functions,
+ *                               through syscall(2) as HotSpot makes them, or
+ *                               the commits by posix_fallocate */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -28,8 +29,15 @@ static double mapped(void)
 	return (double)s.mapped_bytes / MiB;
 }
 
+static int posix;
+
 static int falloc(int fd, int mode, off_t off, off_t len)
 {
+	if (posix && mode == 0) {
+		int e = posix_fallocate(fd, off, len);
+		errno = e;
+		return e ? -1 : 0;
+	}
 	return raw ? (int)syscall(SYS_fallocate, fd, mode, off, len)
 		   : fallocate(fd, mode, off, len);
 }
@@ -37,6 +45,7 @@ static int falloc(int fd, int mode, off_t off, off_t len)
 int main(int argc, char **argv)
 {
 	raw = argc > 1 && strcmp(argv[1], "syscall") == 0;
+	posix = argc > 1 && strcmp(argv[1], "posix") == 0;
 	double before = mapped();
 	int fd = raw ? (int)syscall(SYS_memfd_create, "heap", MFD_CLOEXEC)
 		     : memfd_create("heap", MFD_CLOEXEC);
