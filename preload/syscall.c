@@ -2,8 +2,9 @@
  * limit counts go where the libc functions go. HotSpot calls
  * memfd_create, fallocate and ftruncate with syscall(2) (its ZGC heap is a
  * memfd, see memfd.c), and some runtimes map memory that way. Every other
- * number goes straight to the kernel; a fork by SYS_fork or SYS_clone
- * gives its child its own share of the tree's budget, as fork does. (The
+ * number goes straight to the kernel; a fork by SYS_fork, SYS_clone or
+ * SYS_clone3 gives its child its own share of the tree's budget, as fork
+ * does. (The
  * library's own system calls are mli_syscall's: core/rawsys.c.) A system
  * call made by the instruction itself, not through libc's syscall(), is
  * still not seen. */
@@ -62,6 +63,15 @@ __attribute__((visibility("default"))) long syscall(long n, ...)
 		return forked(mli_syscall(n), 0);
 	case SYS_clone:
 		return forked(mli_syscall(n, a1, a2, a3, a4, a5), a1);
+#ifdef SYS_clone3
+	case SYS_clone3: {
+		/* Its flags are the first word of the struct clone_args at a1,
+		 * read in the child only (the call succeeded: it was readable),
+		 * in the copy of the memory it has without CLONE_VM. */
+		long r = mli_syscall(n, a1, a2);
+		return r == 0 ? forked(r, (long)*(const unsigned long long *)a1) : r;
+	}
+#endif
 	default:
 		return mli_syscall(n, a1, a2, a3, a4, a5, a6);
 	}
