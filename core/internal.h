@@ -181,7 +181,8 @@ struct mli_thread {
 	const uint64_t *be_alloc, *be_dealloc; /* backend's usable-byte counters */
 	int64_t pub;           /* this thread's live bytes as published (atomic) */
 	int64_t pending;       /* a big block admitted, not yet published (atomic) */
-	uint64_t unused_mark;  /* *be_dealloc at the last mli_mem_keep_down look */
+	uint64_t freed_seen;   /* *be_dealloc at its last activity callback,
+				* under a memory limit (memory.c) */
 	uint64_t graced;       /* mapped bytes admitted by mli_start_grace */
 	uint64_t scale_live, scale_count; /* live blocks and count at the last
 					   * memory grant (memory.c) */
@@ -603,19 +604,21 @@ static inline bool mli_start_grace(struct mli_thread *t,
 	return true;
 }
 /* memory.c: under a memory limit, keeps the free memory the allocator
- * holds resident within a quarter of it (looked at every limit/8, 4 to 64
- * MiB, of the thread's frees, from its slow path: the count is checked
- * here, inline, at every memory grant). d: the thread's freed bytes. */
+ * holds resident within a quarter of it: looked at every limit/8 (4 to 64
+ * MiB) of the process's frees, from any thread's slow path (the count is
+ * checked here, inline, at every memory grant). d: the freed bytes. */
+extern uint64_t mli_freed_all, mli_freed_looked;
 void mli_mem_look(struct mli_thread *t, int64_t limit, uint64_t d);
 static inline void mli_mem_keep_down(struct mli_thread *t, int64_t limit)
 {
 	const int64_t MiB = (int64_t)1 << 20;
-	if (!t->be_dealloc || limit <= 0)
+	if (limit <= 0)
 		return;
-	uint64_t d = __atomic_load_n(t->be_dealloc, __ATOMIC_RELAXED);
+	uint64_t d = __atomic_load_n(&mli_freed_all, __ATOMIC_RELAXED);
 	int64_t period = limit / 8 < 4 * MiB ? 4 * MiB
 		       : limit / 8 > 64 * MiB ? 64 * MiB : limit / 8;
-	if (mli_unlikely(d - t->unused_mark >= (uint64_t)period))
+	if (mli_unlikely(d - __atomic_load_n(&mli_freed_looked, __ATOMIC_RELAXED) >=
+			 (uint64_t)period))
 		mli_mem_look(t, limit, d);
 }
 

@@ -186,6 +186,12 @@ static void on_activity(void *arg, uint64_t allocated, uint64_t deallocated)
 	 * charges and publishes the net growth itself. */
 	if (t->resizing)
 		return;
+	if (mli_unlikely(mli_eng.mem_cap >= 0)) { /* mli_mem_keep_down's count */
+		uint64_t freed = deallocated - t->freed_seen;
+		t->freed_seen = deallocated;
+		if (freed)
+			__atomic_add_fetch(&mli_freed_all, freed, __ATOMIC_RELAXED);
+	}
 	int64_t v = (int64_t)(allocated - deallocated);
 	int64_t d = v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
 	if (mli_likely(d < PUB_QUANTUM && d > -PUB_QUANTUM) &&
@@ -475,6 +481,10 @@ bool mli_mem_quick(struct mli_thread *t, size_t n, size_t grow)
 	return true;
 }
 
+/* The process's frees, as the threads' activity callbacks see them (under
+ * a memory limit), and their figure at the last look. */
+uint64_t mli_freed_all, mli_freed_looked;
+
 /* Under a memory limit the allocator's free memory is bounded too. jemalloc
  * keeps the pages of freed blocks resident for reuse (dirty, then muzzy:
  * given back with MADV_FREE, resident until the kernel needs them) and
@@ -482,13 +492,19 @@ bool mli_mem_quick(struct mli_thread *t, size_t n, size_t grow)
  * block at each size class and leaves the old ones behind: under a 30M
  * limit its measure stayed at 24 MiB while its resident set reached 79 MiB
  * (glibc's mremap: 26); 16 threads churning under 50M reached 122 MiB.
- * So at every limit/8 (4 to 64 MiB) of a thread's frees, its next slow
- * path asks jemalloc what it keeps, and over a quarter of the limit (at
- * least 4 MiB) purges it all. The look takes jemalloc's statistics locks. */
+ * So at every limit/8 (4 to 64 MiB) of the process's frees, the next slow
+ * path of any thread asks jemalloc what it keeps, and over a quarter of the
+ * limit (at least 4 MiB) purges it all. Of the process's frees, not the
+ * thread's own: threads that take turns (python's under its lock) each
+ * fill the memory, then free it all; the pages freed stay in the freeing
+ * thread's arena, and its next slow path, which looked, came after the
+ * next thread had filled the limit with fresh pages (1.6-1.9 times the
+ * limit resident: a held-out check). The look takes jemalloc's statistics
+ * locks. */
 void mli_mem_look(struct mli_thread *t, int64_t limit, uint64_t d)
 {
+	(void)t;
 	const int64_t MiB = (int64_t)1 << 20;
-	t->unused_mark = d;
 	int64_t keep = limit / 4 > 4 * MiB ? limit / 4 : 4 * MiB;
 	/* Nothing to look for when the bound is above the machine's memory
 	 * (a limit of 1T). */
@@ -497,8 +513,10 @@ void mli_mem_look(struct mli_thread *t, int64_t limit, uint64_t d)
 		int64_t r = mli_phys_mem();
 		__atomic_store_n(&ram, r > 0 ? r : INT64_MAX, __ATOMIC_RELAXED);
 	}
-	if (keep >= __atomic_load_n(&ram, __ATOMIC_RELAXED))
+	if (keep >= __atomic_load_n(&ram, __ATOMIC_RELAXED)) {
+		__atomic_store_n(&mli_freed_looked, d, __ATOMIC_RELAXED);
 		return;
+	}
 	/* The look costs about 120,000 instructions with a few threads, and
 	 * grows with them (jemalloc merges every thread cache's statistics):
 	 * at most one every 10 ms in the process, and 10 ms more for every 64
@@ -508,7 +526,8 @@ void mli_mem_look(struct mli_thread *t, int64_t limit, uint64_t d)
 	static uint64_t last_look;
 	uint64_t gap = 10000000u * (1 + (uint64_t)mli_thread_n() / 64);
 	if (!mli_take_turn(&last_look, mli_now_ns(), gap))
-		return;
+		return; /* the next slow path looks again */
+	__atomic_store_n(&mli_freed_looked, d, __ATOMIC_RELAXED);
 	if (mli_be_unused() > keep)
 		mli_be_trim();
 }
