@@ -186,7 +186,8 @@ static void on_activity(void *arg, uint64_t allocated, uint64_t deallocated)
 	 * charges and publishes the net growth itself. */
 	if (t->resizing)
 		return;
-	if (mli_unlikely(mli_eng.mem_cap >= 0)) { /* mli_mem_keep_down's count */
+	if (mli_unlikely(mli_eng.mem_cap >= 0 || mli_tree_limit() >= 0)) {
+		/* mli_mem_keep_down's count (the cap's, the tree's) */
 		uint64_t freed = deallocated - t->freed_seen;
 		t->freed_seen = deallocated;
 		if (freed)

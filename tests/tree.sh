@@ -83,6 +83,17 @@ for how in _Fork syscall clone3 clone; do
 	fi
 done
 
+# In a tree too, jemalloc's free pages are given back within a quarter of
+# the process's share of the limit (the process's frees are counted under
+# the tree's limit as under a cap), also for threads that take turns.
+for mode in "" turns; do
+	lim=30M
+	[ -n "$mode" ] && lim=100M
+	if out=$("$ML" --global-memory $lim -- "$PROGS/keep_down" $mode 2>&1); then pass; else
+		fail "tree: free pages kept down ($mode): $out"
+	fi
+done
+
 # The tree's limit sees the block a request gets (its size class), as the
 # process's does (test_meters): 20 MiB held + a 112 MiB block > 130M.
 out=$("$ML" --global-memory 130M -- sh -c "
