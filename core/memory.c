@@ -188,10 +188,13 @@ static void on_activity(void *arg, uint64_t allocated, uint64_t deallocated)
 		return;
 	if (mli_unlikely(mli_eng.mem_cap >= 0 || mli_tree_limit() >= 0)) {
 		/* mli_mem_keep_down's count (the cap's, the tree's) */
+		/* By the MiB: a shared word, and the look's period is 4 MiB
+		 * or more. */
 		uint64_t freed = deallocated - t->freed_seen;
-		t->freed_seen = deallocated;
-		if (freed)
+		if (freed >= ((uint64_t)1 << 20)) {
+			t->freed_seen = deallocated;
 			__atomic_add_fetch(&mli_freed_all, freed, __ATOMIC_RELAXED);
+		}
 	}
 	int64_t v = (int64_t)(allocated - deallocated);
 	int64_t d = v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
