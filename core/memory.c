@@ -160,10 +160,10 @@ static bool grant_may_cross(const struct mli_thread *t, int64_t unpub)
 		return false;
 	if (room < 0)
 		return true;
+	/* left is at most MLI_GRANT and n below 2^32: no overflow. */
 	uint64_t n = mli_thread_n();
 	uint64_t left = __atomic_load_n(&t->left, __ATOMIC_RELAXED);
-	uint64_t worst = left > UINT64_MAX / 16 ? UINT64_MAX : left * 16;
-	return worst > (uint64_t)room / (n ? n : 1);
+	return left * 16 * (n ? n : 1) > (uint64_t)room;
 }
 
 static inline bool mem_limited(void)
@@ -176,6 +176,32 @@ static inline bool mem_limited(void)
 /* The backend calls this in the thread itself, every 64 KiB of its
  * allocation and of its deallocation. It may run inside the engine (the
  * engine's own blocks) or in a signal handler: it only publishes. */
+static MLI_NOINLINE void grown_half(struct mli_thread *t, int64_t d)
+{
+	if (mem_limited() && grant_may_cross(t, d))
+		mli_poke(t); /* the next allocation decides exactly */
+}
+
+static MLI_NOINLINE void unbalanced(struct mli_thread *t, int64_t v,
+				    uint64_t deallocated)
+{
+	if (mli_unlikely(mem_limited())) {
+		/* mli_mem_keep_down's count, by the MiB (a shared word; the
+		 * look's period is 4 MiB or more). A balanced thread's frees
+		 * wait: its next allocations reuse what they free. */
+		uint64_t freed = deallocated - t->freed_seen;
+		if (freed >= ((uint64_t)1 << 20)) {
+			t->freed_seen = deallocated;
+			__atomic_add_fetch(&mli_freed_all, freed, __ATOMIC_RELAXED);
+		}
+	}
+	/* Published (and a reserved block settled: it was just allocated, even
+	 * if another thread's exact walk already published it, d == 0). */
+	publish(t, v, true, false);
+	if (mli_unlikely(mem_limited()) && grant_may_cross(t, 0))
+		mli_poke(t);
+}
+
 static void on_activity(void *arg, uint64_t allocated, uint64_t deallocated)
 {
 	struct mli_thread *t = arg;
@@ -186,31 +212,19 @@ static void on_activity(void *arg, uint64_t allocated, uint64_t deallocated)
 	 * charges and publishes the net growth itself. */
 	if (t->resizing)
 		return;
-	if (mli_unlikely(mli_eng.mem_cap >= 0 || mli_tree_limit() >= 0)) {
-		/* mli_mem_keep_down's count (the cap's, the tree's) */
-		/* By the MiB: a shared word, and the look's period is 4 MiB
-		 * or more. */
-		uint64_t freed = deallocated - t->freed_seen;
-		if (freed >= ((uint64_t)1 << 20)) {
-			t->freed_seen = deallocated;
-			__atomic_add_fetch(&mli_freed_all, freed, __ATOMIC_RELAXED);
-		}
-	}
 	int64_t v = (int64_t)(allocated - deallocated);
 	int64_t d = v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
 	if (mli_likely(d < PUB_QUANTUM && d > -PUB_QUANTUM) &&
 	    !__atomic_load_n(&t->pending, __ATOMIC_RELAXED)) {
-		/* Balanced: the shared sum is not touched (only read, under a
-		 * memory limit, while the thread grows). */
-		if (mli_unlikely(d > 0 && mem_limited()) && grant_may_cross(t, d))
-			mli_poke(t); /* the next allocation decides exactly */
+		/* Balanced: the shared sum is not touched. A thread that has
+		 * grown by half the quantum since it published is looked at
+		 * (only read, under a memory limit): else a thread could grow
+		 * by twice the quantum between two looks. */
+		if (mli_unlikely(d > PUB_QUANTUM / 2))
+			grown_half(t, d);
 		return;
 	}
-	/* Published (and a reserved block settled: it was just allocated, even
-	 * if another thread's exact walk already published it, d == 0). */
-	publish(t, v, true, false);
-	if (mli_unlikely(mem_limited()) && grant_may_cross(t, 0))
-		mli_poke(t);
+	unbalanced(t, v, deallocated);
 }
 
 void mli_mem_settle_slow(struct mli_thread *t)
