@@ -98,6 +98,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -383,36 +384,79 @@ static bool scan_proc(pid_t pid, const char *file, struct scan *s,
 
 /* Has an earlier process of the tree claimed the name: is the parent a
  * process of this library whose environment, at its start, had the same
- * `var=value`? True also when that cannot be known (the parent is gone,
- * or belongs to another user, or this process was reparented to init):
- * the caller then takes a name with the pid, which clobbers nothing. */
-static bool parent_claims(const char *var, const char *value)
+ * `var=value`? 1 if so, 0 if not (or no parent in this pid namespace: the
+ * first), -1 when that cannot be known (the parent is gone, belongs to
+ * another user or user namespace, or this process was reparented to
+ * init). */
+static int parent_claim(const char *var, const char *value)
 {
 	pid_t pp = getppid();
 	if (pp == 0)
-		return false; /* no parent in this pid namespace: the first */
+		return 0;
 	if (pp == 1)
-		return true;  /* init, or an orphan reparented to it */
+		return -1;
 	struct scan e = { .a = var, .alen = strlen(var), .b = value,
 			  .blen = strlen(value), .alive = true };
 	if (!scan_proc(pp, "environ", &e, eat_environ))
-		return true;
+		return -1;
 	if (!e.found)
-		return false;
+		return 0;
 	struct scan m = { .a = "/libmemlimits", .alen = strlen("/libmemlimits") };
 	if (!scan_proc(pp, "maps", &m, eat_maps))
-		return true;
+		return -1;
 	return m.found;
+}
+
+/* The parent's effective user id (/proc's status is readable by all), or
+ * -1. */
+static long parent_euid(void)
+{
+	char path[64], buf[2048];
+	struct mli_buf pb = { path, 0, sizeof path };
+	mli_buf_str(&pb, "/proc/");
+	mli_buf_i64(&pb, getppid());
+	mli_buf_str(&pb, "/status");
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	char *u = strstr(buf, "\nUid:");
+	if (!u)
+		return -1;
+	char *end;
+	strtol(u + 5, &end, 10); /* real, then effective */
+	long e = strtol(end, &end, 10);
+	return end > u ? e : -1;
+}
+
+/* Did this process inherit the name from a process that could write it:
+ * a parent that claims it, or one that runs as another user (a server
+ * that dropped its privileges to run this one), whose environment cannot
+ * be read? Not an orphan (a service that init started) nor a parent of
+ * the same user in another user namespace (unshare -r). */
+static bool inherited(const char *var, const char *value)
+{
+	int c = parent_claim(var, value);
+	if (c >= 0)
+		return c == 1;
+	if (getppid() <= 1)
+		return false;
+	long pe = parent_euid();
+	return pe >= 0 && pe != (long)geteuid();
 }
 
 /* ---- start-up checks ---------------------------------------------------------- */
 
-static void die_output(const struct output *o, const char *name,
-		       const char *what, int e)
+static void output_message(const struct output *o, const char *name,
+			   const char *what, int e, bool warn)
 {
-	char msg[NAME_MAX_LEN + 1200];
+	char msg[NAME_MAX_LEN + 1300];
 	struct mli_buf m = { msg, 0, sizeof msg };
-	mli_buf_str(&m, "memlimits: ");
+	mli_buf_str(&m, warn ? "memlimits: warning: " : "memlimits: ");
 	mli_buf_str(&m, o->var);
 	mli_buf_str(&m, "='");
 	mli_buf_str(&m, o->value);
@@ -427,21 +471,45 @@ static void die_output(const struct output *o, const char *name,
 		mli_buf_str(&m, what[0] ? ": " : "");
 		mli_buf_errno(&m, e);
 	}
-	mli_die(msg);
+	if (!warn)
+		mli_die(msg);
+	mli_buf_str(&m, "; this process runs without it\n");
+	mli_say(msg, m.len);
 }
 
-/* Can this process write `name` as mli_file_open will? Dies if not. */
-static void check_name(const struct output *o, const char *name)
+static void die_output(const struct output *o, const char *name,
+		       const char *what, int e)
+{
+	output_message(o, name, what, e, false);
+}
+
+/* A file name this process cannot write: a configuration error (exit 125)
+ * in the process the user started, but not in one of its descendants,
+ * which inherited a name its ancestor could write: a server that drops
+ * its privileges (CPython's subprocess with user=, tested by its own
+ * suite) died with 125 at the exec of every child that runs as another
+ * user. A descendant says so once and runs without that output. False. */
+static bool refuse_output(struct output *o, const char *name, const char *what,
+			  int e)
+{
+	output_message(o, name, what, e, inherited(o->var, o->value));
+	o->on = false;
+	return false;
+}
+
+/* Can this process write `name` as mli_file_open will? refuse_output if
+ * not. */
+static bool check_name(struct output *o, const char *name)
 {
 	struct stat st;
 	if (lstat(name, &st) == 0) {
 		char what[200];
 		struct mli_buf w = { what, 0, sizeof what };
 		if (S_ISLNK(st.st_mode))
-			die_output(o, name, "it is a symbolic link, which memlimits does not"
+			return refuse_output(o, name, "it is a symbolic link, which memlimits does not"
 					    " follow (name the file itself)", 0);
 		if (S_ISDIR(st.st_mode))
-			die_output(o, name, "it is a directory (a file name is expected)", 0);
+			return refuse_output(o, name, "it is a directory (a file name is expected)", 0);
 		if (S_ISREG(st.st_mode)) {
 			if (st.st_uid != geteuid()) {
 				mli_buf_str(&w, "it belongs to user ");
@@ -450,25 +518,25 @@ static void check_name(const struct output *o, const char *name)
 						" user (");
 				mli_buf_u64(&w, geteuid());
 				mli_buf_str(&w, ")");
-				die_output(o, name, what, 0);
+				return refuse_output(o, name, what, 0);
 			}
 			if (st.st_nlink > 1) {
 				mli_buf_str(&w, "it has ");
 				mli_buf_u64(&w, st.st_nlink);
 				mli_buf_str(&w, " hard links, and memlimits does not truncate a"
 						" file that has other names");
-				die_output(o, name, what, 0);
+				return refuse_output(o, name, what, 0);
 			}
 		} else if (!S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode))
-			die_output(o, name, "it is neither a regular file, a FIFO nor a"
+			return refuse_output(o, name, "it is neither a regular file, a FIFO nor a"
 					    " character device", 0);
 		if (faccessat(AT_FDCWD, name, W_OK, AT_EACCESS) != 0)
-			die_output(o, name, "it is not writable", errno);
-		return;
+			return refuse_output(o, name, "it is not writable", errno);
+		return true;
 	}
 	int e = errno;
 	if (e != ENOENT)
-		die_output(o, name, "", e);
+		return refuse_output(o, name, "", e);
 	/* It will be created: in a directory that exists and that this
 	 * process may write (a read-only file system says EROFS). */
 	char dir[NAME_MAX_LEN];
@@ -486,17 +554,18 @@ static void check_name(const struct output *o, const char *name)
 	if (stat(dir, &st) != 0) {
 		e = errno;
 		mli_buf_str(&w, e == ENOENT ? " does not exist" : " cannot be reached");
-		die_output(o, name, what, e);
+		return refuse_output(o, name, what, e);
 	}
 	if (!S_ISDIR(st.st_mode)) {
 		mli_buf_str(&w, " is not a directory");
-		die_output(o, name, what, 0);
+		return refuse_output(o, name, what, 0);
 	}
 	if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) != 0) {
 		e = errno;
 		mli_buf_str(&w, " does not let this process create a file");
-		die_output(o, name, what, e);
+		return refuse_output(o, name, what, e);
 	}
+	return true;
 }
 
 static const char *const report_suffixes[] = { "", NULL };
@@ -545,13 +614,14 @@ static void setup(struct output *o, const char *var, const char *value,
 		die_output(o, NULL, "the name is too long", 0);
 	if (value[strlen(value) - 1] == '/')
 		die_output(o, NULL, "it names a directory (a file name is expected)", 0);
-	o->named = !o->has_pid && !parent_claims(var, value);
+	o->named = !o->has_pid && parent_claim(var, value) == 0;
 	o->on = true;
 	char name[NAME_MAX_LEN];
 	for (const char *const *s = suffixes; *s; s++) {
 		if (!expand(o, *s, name, sizeof name))
 			die_output(o, NULL, "the name is too long", 0);
-		check_name(o, name);
+		if (!check_name(o, name))
+			return;
 	}
 }
 

@@ -303,6 +303,20 @@ sys.exit(subprocess.run(["setpriv", "--reuid=nobody", "--regid='"$(id -g nobody)
 		[ -e "$d" ] || continue
 		grep -qxF -- "$d" <<<"$before_user" || rm -rf -- "$d"
 	done
+	# A report its descendant, run as nobody, cannot write in the
+	# directory it inherited: that process says so and runs without it
+	# (it exited 125 at its exec: CPython's own test_subprocess test_user
+	# failed), while the process the user started writes its report.
+	mkdir -p "$tmp/rdir" && chmod 755 "$tmp/rdir"
+	out=$(MEMLIMITS_REPORT="$tmp/rdir/r.json" LD_PRELOAD="$MEMLIMITS_LIBRARY" $PY -c '
+import subprocess, sys
+r = subprocess.run(["setpriv", "--reuid=nobody", "--regid='"$(id -g nobody)"'",
+    "--clear-groups", "/bin/echo", "hi"], capture_output=True, text=True)
+print(r.returncode, r.stdout.strip()); print(r.stderr, file=sys.stderr)' 2>&1)
+	if grep -qx "0 hi" <<<"$out" && grep -q "this process runs without it" <<<"$out" &&
+		[ -s "$tmp/rdir/r.json" ]; then pass; else
+		fail "a report another user's descendant cannot write: $out"
+	fi
 else
 	echo "tree: skipped the other-user checks (needs root, setpriv and a 'nobody' user)"
 fi
