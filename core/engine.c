@@ -263,6 +263,14 @@ void mli_poke(struct mli_thread *t)
 	t->poked = 1;
 	if (t->in_engine)
 		return; /* the engine looks when it leaves (after) */
+	/* A grant above its size is one the interrupted code has wrapped
+	 * and is about to undo (mli_admit_fast, mli_take): cutting it would
+	 * take the wrapped figure off the grant, and the next fold counted
+	 * it, some 2^64 bytes (1 TiB budgets exhausted when the activity
+	 * callback of a signal handler's allocation poked there). The
+	 * thread's next slow path looks anyway (quick_gen, poked). */
+	if (__atomic_load_n(&t->left, __ATOMIC_RELAXED) > t->grant)
+		return;
 	/* Cut the grant: the unused part of it is not counted. */
 	uint64_t left = __atomic_exchange_n(&t->left, 0, __ATOMIC_RELAXED);
 	t->grant -= left;
