@@ -181,8 +181,8 @@ struct mli_thread {
 	const uint64_t *be_alloc, *be_dealloc; /* backend's usable-byte counters */
 	int64_t pub;           /* this thread's live bytes as published (atomic) */
 	int64_t pending;       /* a big block admitted, not yet published (atomic) */
-	uint64_t freed_seen;   /* *be_dealloc at its last activity callback,
-				* under a memory limit (memory.c) */
+	uint64_t unused_mark;  /* *be_dealloc at the last mli_mem_keep_down look */
+	uint64_t freed_seen;   /* *be_dealloc last added to mli_freed_all */
 	uint64_t graced;       /* mapped bytes admitted by mli_start_grace */
 	uint64_t scale_live, scale_count; /* live blocks and count at the last
 					   * memory grant (memory.c) */
@@ -605,21 +605,24 @@ static inline bool mli_start_grace(struct mli_thread *t,
 }
 /* memory.c: under a memory limit, keeps the free memory the allocator
  * holds resident within a quarter of it: looked at every limit/8 (4 to 64
- * MiB) of the process's frees, from any thread's slow path (the count is
- * checked here, inline, at every memory grant). d: the freed bytes. */
+ * MiB) of the thread's own frees, or of the process's (those other threads'
+ * activity callbacks added up), from the thread's slow path (the counts
+ * are checked here, inline, at every memory grant). */
 extern uint64_t mli_freed_all, mli_freed_looked;
-void mli_mem_look(struct mli_thread *t, int64_t limit, uint64_t d);
+void mli_mem_look(struct mli_thread *t, int64_t limit, uint64_t own, uint64_t all);
 static inline void mli_mem_keep_down(struct mli_thread *t, int64_t limit)
 {
 	const int64_t MiB = (int64_t)1 << 20;
-	if (limit <= 0)
+	if (!t->be_dealloc || limit <= 0)
 		return;
-	uint64_t d = __atomic_load_n(&mli_freed_all, __ATOMIC_RELAXED);
-	int64_t period = limit / 8 < 4 * MiB ? 4 * MiB
-		       : limit / 8 > 64 * MiB ? 64 * MiB : limit / 8;
-	if (mli_unlikely(d - __atomic_load_n(&mli_freed_looked, __ATOMIC_RELAXED) >=
-			 (uint64_t)period))
-		mli_mem_look(t, limit, d);
+	uint64_t own = __atomic_load_n(t->be_dealloc, __ATOMIC_RELAXED);
+	uint64_t all = __atomic_load_n(&mli_freed_all, __ATOMIC_RELAXED);
+	uint64_t period = (uint64_t)(limit / 8 < 4 * MiB ? 4 * MiB
+				     : limit / 8 > 64 * MiB ? 64 * MiB : limit / 8);
+	if (mli_unlikely(own - t->unused_mark >= period ||
+			 all - __atomic_load_n(&mli_freed_looked, __ATOMIC_RELAXED) >=
+				 period))
+		mli_mem_look(t, limit, own, all);
 }
 
 /* ---- core/report.c: breach messages and the exit report --------------- */

@@ -514,19 +514,22 @@ uint64_t mli_freed_all, mli_freed_looked;
  * block at each size class and leaves the old ones behind: under a 30M
  * limit its measure stayed at 24 MiB while its resident set reached 79 MiB
  * (glibc's mremap: 26); 16 threads churning under 50M reached 122 MiB.
- * So at every limit/8 (4 to 64 MiB) of the process's frees, the next slow
- * path of any thread asks jemalloc what it keeps, and over a quarter of the
- * limit (at least 4 MiB) purges it all. Of the process's frees, not the
- * thread's own: threads that take turns (python's under its lock) each
- * fill the memory, then free it all; the pages freed stay in the freeing
- * thread's arena, and its next slow path, which looked, came after the
- * next thread had filled the limit with fresh pages (1.6-1.9 times the
- * limit resident: a held-out check). The look takes jemalloc's statistics
- * locks. */
-void mli_mem_look(struct mli_thread *t, int64_t limit, uint64_t d)
+ * So at every limit/8 (4 to 64 MiB) of a thread's frees, its next slow
+ * path asks jemalloc what it keeps, and over a quarter of the limit (at
+ * least 4 MiB) purges it all; and so does any thread's slow path at every
+ * limit/8 of the process's frees: threads that take turns (python's under
+ * its lock) each fill the memory, then free it all; the pages freed stay in
+ * the freeing thread's arena, and its next slow path, which looked, came
+ * after the next thread had filled the limit with fresh pages (1.6-1.9
+ * times the limit resident: a held-out check). (The process's count is
+ * added to by the threads' activity callbacks when they publish, which a
+ * realloc's frees skip: the thread's own count sees those.) The look
+ * takes jemalloc's statistics locks. */
+void mli_mem_look(struct mli_thread *t, int64_t limit, uint64_t own,
+		  uint64_t all)
 {
-	(void)t;
 	const int64_t MiB = (int64_t)1 << 20;
+	t->unused_mark = own;
 	int64_t keep = limit / 4 > 4 * MiB ? limit / 4 : 4 * MiB;
 	/* Nothing to look for when the bound is above the machine's memory
 	 * (a limit of 1T). */
@@ -536,7 +539,7 @@ void mli_mem_look(struct mli_thread *t, int64_t limit, uint64_t d)
 		__atomic_store_n(&ram, r > 0 ? r : INT64_MAX, __ATOMIC_RELAXED);
 	}
 	if (keep >= __atomic_load_n(&ram, __ATOMIC_RELAXED)) {
-		__atomic_store_n(&mli_freed_looked, d, __ATOMIC_RELAXED);
+		__atomic_store_n(&mli_freed_looked, all, __ATOMIC_RELAXED);
 		return;
 	}
 	/* The look costs about 120,000 instructions with a few threads, and
@@ -548,8 +551,8 @@ void mli_mem_look(struct mli_thread *t, int64_t limit, uint64_t d)
 	static uint64_t last_look;
 	uint64_t gap = 10000000u * (1 + (uint64_t)mli_thread_n() / 64);
 	if (!mli_take_turn(&last_look, mli_now_ns(), gap))
-		return; /* the next slow path looks again */
-	__atomic_store_n(&mli_freed_looked, d, __ATOMIC_RELAXED);
+		return; /* the process's frees: the next slow path looks again */
+	__atomic_store_n(&mli_freed_looked, all, __ATOMIC_RELAXED);
 	if (mli_be_unused() > keep)
 		mli_be_trim();
 }
