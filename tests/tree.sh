@@ -268,6 +268,32 @@ os.kill(os.getpid(), signal.SIGKILL)' >"$tmp/killed"; } 2>/dev/null
 		fail "stale segments: no segment to test with ('$stale', '$inuse')"
 	fi
 	kill $live 2>/dev/null; wait $live 2>/dev/null
+	# Several memlimits cleaning the same stale segments at once (make -j
+	# of commands under memlimit): one that lost a race to remove a
+	# directory exited with status 1 and no word (errexit), where its
+	# command should have run. 40 empty stale directories and 40 stale
+	# segments of dead processes, 8 memlimits at once, three rounds.
+	bad=""
+	for round in 1 2 3; do
+		for i in $(seq 40); do
+			d=$(mktemp -d /dev/shm/memlimits-tree.XXXXXX)
+			[ $((i % 2)) = 0 ] && printf '%064d' 0 >"$d/seg"
+			touch -d '2 minutes ago' "$d" "$d"/* 2>/dev/null
+		done
+		pids=""
+		for i in $(seq 8); do
+			"$ML" --global-memory 64M -- /bin/sh -c 'exit 7' 2>>"$tmp/race.err" &
+			pids="$pids $!"
+		done
+		for p in $pids; do
+			wait $p
+			st=$?
+			[ $st = 7 ] || bad="$bad $st"
+		done
+	done
+	if [ -z "$bad" ]; then pass; else
+		fail "memlimits cleaning stale segments at once: statuses$bad: $(head -c 300 "$tmp/race.err")"
+	fi
 	for s in "$stale" "$inuse"; do
 		case ${s%/*} in
 		*/memlimits-tree.*) rm -rf -- "${s%/*}" ;; # its directory
