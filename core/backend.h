@@ -7,8 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Called once at start-up, before the engine reads anything else. */
-void mli_be_init(void);
+/* Called once at start-up, after the configuration was read and before
+ * anything else: mem_limit is the memory limit the process starts under
+ * (MEMLIMITS_GLOBAL_MEMORY, -1 for none), which the backend's caches
+ * should fit. */
+void mli_be_init(int64_t mem_limit);
 /* This thread's cumulative allocated and deallocated usable bytes, as
  * pointers the owner thread updates on its own fast path; other threads read
  * them (relaxed) while the owner is registered. */

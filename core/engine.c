@@ -51,15 +51,17 @@ void mli_engine_init(void)
 	 * must not wait for this initialisation to end. */
 	self->initialising = 1;
 	hooks_init();
-	uint8_t was = self->in_engine;
-	mli_engine_enter(self);
-	mli_be_init();
-	if (!was)
-		mli_engine_leave(self);
+	/* The configuration first (it allocates nothing): the backend sizes
+	 * its caches by the memory limit. */
 	char err[512];
 	if (mli_config_read(environ, &mli_eng.cfg, err, sizeof err) != 0)
 		mli_die(err);
 	const struct mli_config *c = &mli_eng.cfg;
+	uint8_t was = self->in_engine;
+	mli_engine_enter(self);
+	mli_be_init(c->global_memory);
+	if (!was)
+		mli_engine_leave(self);
 	mli_eng.mem_cap = c->global_memory;
 	mli_eng.started = c->global_memory >= 0 || c->allocations >= 0 ||
 			  c->thread_allocations >= 0;

@@ -54,7 +54,7 @@ void *mli_be_malloc(size_t n) { return malloc(n); }
 void mli_be_free(void *p) { free(p); }
 int64_t mli_be_own_live(void) { return 0; }
 int mli_be_trim(void) { return 0; }
-void mli_be_init(void) {}
+void mli_be_init(int64_t mem_limit) { (void)mem_limit; }
 uint64_t mli_be_nrequests(void) { return 0; }
 int64_t mli_be_stats_allocated(void) { return -1; }
 size_t mli_be_usable_size(const void *p) { return 0; }
