@@ -454,6 +454,36 @@ static void huge_blocks_sampled_at_once(void **state)
 	mlt_run_free(&r);
 }
 
+/* Children forked while other threads load and unload a library: the
+ * loader's write lock, held at the fork, is reset in the child (its first
+ * sample waited for it for ever: 20 hangs in 20 runs). */
+static void fork_while_threads_dlopen(void **state)
+{
+	(void)state;
+	char libpath[4096];
+	snprintf(libpath, sizeof libpath, "%s/libpeaksym.so", getenv("MLT_PROGS"));
+	char *argv[] = { prog("prof_dlfork"), libpath, NULL };
+	char profile[4200];
+	snprintf(profile, sizeof profile, "MEMLIMITS_PROFILE=%s", tmp("dlfork.prof"));
+	const char *env[] = { profile, "MEMLIMITS_SAMPLE_INTERVAL=256", "MEMLIMITS_SEED=7",
+			      NULL };
+	const char *tmo = getenv("MLT_TIMEOUT");
+	char *saved = tmo ? strdup(tmo) : NULL;
+	setenv("MLT_TIMEOUT", "60", 1);
+	for (int round = 0; round < 3; round++) {
+		struct mlt_run r;
+		run_prof(argv, env, &r);
+		EXPECT(r, r.status == 0);
+		EXPECT(r, strstr(r.out, "children failed: 0") != NULL);
+		mlt_run_free(&r);
+	}
+	if (saved) {
+		setenv("MLT_TIMEOUT", saved, 1);
+		free(saved);
+	} else
+		unsetenv("MLT_TIMEOUT");
+}
+
 /* ---- determinism ----------------------------------------------------------- */
 
 static void seq_run(const char *seed, struct mlt_run *r)
@@ -1490,6 +1520,7 @@ int main(void)
 		cmocka_unit_test(stat_rate_2e2),
 		cmocka_unit_test(stat_rate_1e5),
 		cmocka_unit_test(huge_blocks_sampled_at_once),
+		cmocka_unit_test(fork_while_threads_dlopen),
 		cmocka_unit_test(determinism_same_seed),
 		cmocka_unit_test(determinism_other_seed_differs),
 		cmocka_unit_test(dealloc_once_per_tracked_block),
