@@ -206,7 +206,7 @@ static void exports_exact(const char *cmd)
 		"pkey_mprotect", "popen", "posix_fallocate", "posix_fallocate64",
 		"posix_memalign", "posix_spawn", "posix_spawnp",
 		"pthread_create", "pthread_exit",
-		"pvalloc", "rallocx", "realloc", "reallocarray", "sallocx", "sdallocx",
+		"pvalloc", "quick_exit", "rallocx", "realloc", "reallocarray", "sallocx", "sdallocx",
 		"siglongjmp", "syscall", "system", "valloc", "xallocx",
 	};
 	const size_t nwant = sizeof want / sizeof *want;

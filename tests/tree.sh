@@ -153,6 +153,20 @@ out=$("$ML" --limit-status 9 --thread-allocations 1M -- bash -c "$PROGS/budget_g
 st=$?
 if [ "$st" = 9 ]; then pass; else fail "--limit-status 9, a thread budget fired in a child: status $st, want 9: $out"; fi
 
+# quick_exit ends through glibc's internal _exit: the at_quick_exit
+# handlers run, and then the status, the report and the tree's exit are
+# the library's as at _exit (they were all skipped).
+for case in "200 0 99" "1 5 5"; do
+	set -- $case
+	rm -f "$tmp/qx.json"
+	out=$("$ML" --global-memory 50M --limit-status 99 --report "$tmp/qx.json" -- \
+		"$PROGS/quick_exit" "$1" "$2" 2>&1)
+	st=$?
+	if [ "$st" = "$3" ] && grep -q "handler ran" <<<"$out" && [ -s "$tmp/qx.json" ]; then pass; else
+		fail "quick_exit($2) after $1 MiB: status $st (want $3), report $(ls "$tmp/qx.json" 2>&1): $out"
+	fi
+done
+
 # Budgets are tree-wide: two processes allocating 60 MiB each (freed
 # as they go) under a 100M tree budget; the second meets it.
 ALLOC='import sys
