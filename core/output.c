@@ -96,6 +96,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -568,6 +569,30 @@ static bool check_name(struct output *o, const char *name)
 	return true;
 }
 
+/* The longest name a process this one starts may write for `suffix`: its
+ * pid (at most 7 digits: pid_max is at most 4194304) in %p, or after the
+ * name and a dot. Its last part must be a valid file name: a name a few
+ * bytes under NAME_MAX passed the first process's check, and every child
+ * was refused before main in the middle of the run (a held-out check). */
+static size_t descendant_last_part(const struct output *o, const char *suffix)
+{
+	size_t len = 0;
+	for (const char *p = o->tmpl; *p; p++) {
+		if (*p == '/') {
+			len = 0;
+			continue;
+		}
+		if (*p == '%' && (p[1] == 'p' || p[1] == '%')) {
+			len += p[1] == 'p' ? 7 : 1;
+			p++;
+		} else
+			len++;
+	}
+	if (!o->has_pid)
+		len += 1 + 7;
+	return len + strlen(suffix);
+}
+
 static const char *const report_suffixes[] = { "", NULL };
 static const char *const profile_suffixes[] = {
 	"", ".folded", ".alloc.folded", ".breach", ".folded.breach",
@@ -622,6 +647,17 @@ static void setup(struct output *o, const char *var, const char *value,
 			die_output(o, NULL, "the name is too long", 0);
 		if (!check_name(o, name))
 			return;
+		size_t last = descendant_last_part(o, *s);
+		if (last > NAME_MAX || strlen(o->tmpl) + 8 + strlen(*s) + 1 >= NAME_MAX_LEN) {
+			char what[200];
+			struct mli_buf w = { what, 0, sizeof what };
+			mli_buf_str(&w, "the name is too long for the processes this one"
+					" starts, which add their pid: up to ");
+			mli_buf_u64(&w, last);
+			mli_buf_str(&w, " bytes after the last '/', at most ");
+			mli_buf_u64(&w, NAME_MAX);
+			die_output(o, NULL, what, 0);
+		}
 	}
 }
 

@@ -610,6 +610,33 @@ static void startup_refuses_files_not_its_own(void **state)
 	mlt_run_free(&r);
 }
 
+/* A name whose children's names (NAME.PID, and the profile's suffixes)
+ * would be too long is refused by the first process, not by every child in
+ * the middle of the run; one a little shorter runs its children. */
+static void startup_refuses_names_children_cannot_have(void **state)
+{
+	(void)state;
+	char *d = subdir("long");
+	for (int len = 250; len >= 240; len -= 10) {
+		char name[300], var[4600];
+		memset(name, 'b', (size_t)len);
+		name[len] = 0;
+		snprintf(var, sizeof var, "MEMLIMITS_REPORT=%s/%s", d, name);
+		const char *env[] = { var, NULL };
+		char *argv[] = { "/bin/sh", "-c", "/bin/echo hello; echo child=$?", NULL };
+		struct mlt_run r;
+		run_in(argv, env, mlt_lib(), 30, &r);
+		if (len == 250) {
+			EXPECT(r, r.status == 125);
+			EXPECT(r, strstr(r.err, "too long for the processes this one starts") != NULL);
+		} else {
+			EXPECT(r, r.status == 0);
+			EXPECT(r, strstr(r.out, "hello\nchild=0") != NULL);
+		}
+		mlt_run_free(&r);
+	}
+}
+
 static void startup_refuses_read_only_directory(void **state)
 {
 	(void)state;
@@ -791,6 +818,7 @@ int main(void)
 		cmocka_unit_test(startup_refuses_directories_and_missing_ones),
 		cmocka_unit_test(startup_refuses_files_not_its_own),
 		cmocka_unit_test(startup_refuses_read_only_directory),
+		cmocka_unit_test(startup_refuses_names_children_cannot_have),
 		cmocka_unit_test(relative_name_stays_where_process_started),
 		cmocka_unit_test(write_error_is_reported),
 		cmocka_unit_test(report_names_process_and_command),
