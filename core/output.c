@@ -648,7 +648,7 @@ static void setup(struct output *o, const char *var, const char *value,
 		if (!check_name(o, name))
 			return;
 		size_t last = descendant_last_part(o, *s);
-		if (last > NAME_MAX || strlen(o->tmpl) + 8 + strlen(*s) + 1 >= NAME_MAX_LEN) {
+		if (last > NAME_MAX) {
 			char what[200];
 			struct mli_buf w = { what, 0, sizeof what };
 			mli_buf_str(&w, "the name is too long for the processes this one"

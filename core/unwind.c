@@ -75,15 +75,15 @@ static int find_lock_cb(struct dl_phdr_info *info, size_t size, void *arg)
 	return 1; /* one call is enough */
 }
 
-/* Finds the loader's write lock, once, in the profiling process (the first
- * fork's prepare handler, in the forking thread, none of ours iterating):
- * the lock this thread held inside the callback and does not outside. */
+/* Finds the loader's write lock, in the profiling process (a fork's
+ * prepare handler, in the forking thread, none of ours iterating): the
+ * lock this thread held inside the callback and does not outside. Until it
+ * is found: a fork from inside a dl_iterate_phdr callback of the program
+ * holds it already, twice in ours, and the next fork looks again. */
 static void find_loader_write_lock(void)
 {
-	static int done;
-	if (done || !mli_prof.enabled)
+	if (loader_write_lock || !mli_prof.enabled)
 		return;
-	done = 1;
 	void *g = dlsym(RTLD_DEFAULT, "_rtld_global");
 	Dl_info di;
 	const ElfW(Sym) *sym = NULL;

@@ -30,28 +30,47 @@ EXPORT __attribute__((noreturn)) void _Exit(int status)
 /* quick_exit runs the at_quick_exit handlers, then glibc's internal
  * _exit, which the exported one above never sees: no report, no
  * MEMLIMITS_LIMIT_STATUS, and the tree's share kept (a held-out check).
- * So the library's handler, registered before any of the program's, runs
- * last of them and ends the process as _exit does, with the status
- * quick_exit was given. */
+ * So the library's handler runs last of them and ends the process as _exit
+ * does, with the status quick_exit was given. Handlers run in the reverse
+ * order of their registration: the library's is registered before the
+ * first of anybody's, at the first registration (at_quick_exit calls
+ * __cxa_at_quick_exit, interposed here), which may come from another
+ * library's constructor, before this library's own have run. */
 typedef void (*quick_exit_fn)(int);
-static quick_exit_fn real_quick_exit;
-static int quick_status;
+typedef int (*at_quick_exit_fn)(void (*)(void), void *);
+static int quick_status, quick_registered;
 
 static void quick_exit_last(void)
 {
 	_exit(quick_status);
 }
 
+static void register_last(at_quick_exit_fn f)
+{
+	if (!__atomic_exchange_n(&quick_registered, 1, __ATOMIC_ACQ_REL))
+		f(quick_exit_last, NULL);
+}
+
+EXPORT int __cxa_at_quick_exit(void (*fn)(void), void *dso)
+{
+	at_quick_exit_fn f = (at_quick_exit_fn)dlsym(RTLD_NEXT, "__cxa_at_quick_exit");
+	if (!f)
+		return -1;
+	register_last(f);
+	return f(fn, dso);
+}
+
 __attribute__((constructor)) static void exit_init(void)
 {
-	real_quick_exit = (quick_exit_fn)dlsym(RTLD_NEXT, "quick_exit");
-	at_quick_exit(quick_exit_last);
+	at_quick_exit_fn f = (at_quick_exit_fn)dlsym(RTLD_NEXT, "__cxa_at_quick_exit");
+	if (f)
+		register_last(f);
 }
 
 EXPORT __attribute__((noreturn)) void quick_exit(int status)
 {
 	quick_status = status;
-	quick_exit_fn f = __atomic_load_n(&real_quick_exit, __ATOMIC_RELAXED);
+	quick_exit_fn f = (quick_exit_fn)dlsym(RTLD_NEXT, "quick_exit");
 	if (f)
 		f(status);
 	_exit(status);
