@@ -156,13 +156,17 @@ if [ "$st" = 9 ]; then pass; else fail "--limit-status 9, a thread budget fired 
 # quick_exit ends through glibc's internal _exit: the at_quick_exit
 # handlers run, and then the status, the report and the tree's exit are
 # the library's as at _exit (they were all skipped).
+# With a library preloaded after memlimits whose constructor registers a
+# handler before memlimits' constructor runs: that handler runs too (it
+# was skipped, memlimits' handler ending the process before it).
 for case in "200 0 99" "1 5 5"; do
 	set -- $case
 	rm -f "$tmp/qx.json"
-	out=$("$ML" --global-memory 50M --limit-status 99 --report "$tmp/qx.json" -- \
-		"$PROGS/quick_exit" "$1" "$2" 2>&1)
+	out=$(LD_PRELOAD="$PROGS/libqexit.so" "$ML" --global-memory 50M --limit-status 99 \
+		--report "$tmp/qx.json" -- "$PROGS/quick_exit" "$1" "$2" 2>&1)
 	st=$?
-	if [ "$st" = "$3" ] && grep -q "handler ran" <<<"$out" && [ -s "$tmp/qx.json" ]; then pass; else
+	if [ "$st" = "$3" ] && grep -q "^handler ran" <<<"$out" &&
+		grep -q "lib handler ran" <<<"$out" && [ -s "$tmp/qx.json" ]; then pass; else
 		fail "quick_exit($2) after $1 MiB: status $st (want $3), report $(ls "$tmp/qx.json" 2>&1): $out"
 	fi
 done
