@@ -155,7 +155,7 @@ fold(struct mli_thread *t, unsigned mask)
 	/* Exchanges, so that a signal handler's allocation on this thread
 	 * lands either before (in `used`) or after (in the slow path, which
 	 * counts it). */
-	uint64_t left = __atomic_exchange_n(&t->left, 0, __ATOMIC_RELAXED);
+	uint64_t left = mli_take_left(t);
 	uint64_t refund = mli_take_refund(t);
 	uint64_t used = t->grant - left - refund;
 	t->grant = 0;
