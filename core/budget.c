@@ -175,6 +175,51 @@ static void pb_retire(struct mli_thread *t)
 	t->proc_held = 0;
 }
 
+/* What the thread's grant handed out since the last fold (which the fold
+ * takes off proc_held); false if the grant is wrapped (a signal handler's
+ * allocation inside the fast path's window: not looked at). */
+static bool unfolded(const struct mli_thread *t, uint64_t *used)
+{
+	uint64_t left = __atomic_load_n(&t->left, __ATOMIC_RELAXED);
+	if (t->in_engine || left > t->grant)
+		return false;
+	*used = t->grant - left - __atomic_load_n(&t->refund, __ATOMIC_RELAXED);
+	return true;
+}
+
+/* fork in a tree with a budget: the child's one thread would hold its
+ * parent's reservation of the tree's budget, which the parent goes on
+ * drawing from, and both would spend it (children of a parent that had
+ * allocated 100 bytes took 21 MiB of a 10M tree budget between them). The
+ * child keeps only what the parent's grant had handed out (its next fold
+ * takes that off, as the parent's will), and its next allocation draws on
+ * the tree. A process's own budget (no tree) is the child's copy: kept. */
+void mli_budget_fork_child(struct mli_thread *t)
+{
+	uint64_t used;
+	if (pool == &proc || !unfolded(t, &used))
+		return;
+	t->proc_held = used;
+	mli_poke(t);
+}
+
+/* A process of a tree with a budget exits (tree.c, from exit and _exit):
+ * the exiting thread's reservation, less what its grant handed out, goes
+ * back to the tree: each short-lived child kept up to 4 MiB of it, and 20
+ * that allocated 1 MiB each left their parent 2 MiB of a 50M budget. The
+ * grant is cut, so that what the process still allocates (exit handlers)
+ * draws on the tree. Threads still running keep theirs, lost as a killed
+ * process's are. */
+void mli_budget_exit(struct mli_thread *t)
+{
+	uint64_t used;
+	if (pool == &proc || !unfolded(t, &used) || t->proc_held <= used)
+		return;
+	mli_budget_return(pool, t->proc_held - used);
+	t->proc_held = used;
+	mli_poke(t);
+}
+
 const struct mli_meter mli_meter_pbudget = {
 	.name = "pbudget",
 	.kinds = MLI_ADM_ALLOC,

@@ -314,6 +314,13 @@ int64_t mli_task_mem_limit(void);
 void mli_budget_init(void); /* budget.c, from mli_engine_init */
 struct mli_budget;
 void mli_budget_use(struct mli_budget *b); /* MEMLIMITS_ALLOCATIONS' pool */
+/* A tree's budget across fork and exit (budget.c): the forked child does
+ * not keep its parent's reservation, an exiting process gives its back. */
+void mli_budget_fork_child(struct mli_thread *t);
+/* report.c: how the refused call fails if not with ENOMEM (" with ENOSPC\n"),
+ * for the breach line; set around the admission by the caller. */
+extern __thread const char *mli_refusal_errno;
+void mli_budget_exit(struct mli_thread *t);
 
 /* The fast path: takes n off the thread's grant; false if that wrapped,
  * undone at once (the caller then goes to the slow path). On x86-64 one

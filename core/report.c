@@ -107,6 +107,11 @@ void mli_die(const char *msg)
 		syscall(SYS_exit_group, 125);
 }
 
+/* How the refused call fails, for the breach line, where that is not
+ * ENOMEM: set around its admission by the caller (memfd.c's fallocate,
+ * which fails with ENOSPC as a full tmpfs does). */
+__thread const char *mli_refusal_errno __attribute__((tls_model("initial-exec")));
+
 void mli_report_breach(enum mli_breach which, size_t n, size_t block,
 		       int64_t live)
 {
@@ -130,7 +135,9 @@ void mli_report_breach(enum mli_breach which, size_t n, size_t block,
 			mli_buf_size(&m, (uint64_t)live);
 			mli_buf_str(&m, ")");
 		} else
-			mli_buf_str(&m, i == 1 ? "process" : "thread");
+			mli_buf_str(&m, i == 2	       ? "thread"
+					: mli_tree_budget() ? "process tree"
+							    : "process");
 		mli_buf_str(&m, i == 0 || i == 3 ? "" : " budget)");
 		if (n == MLI_REQ_THREAD)
 			mli_buf_str(&m, ": a new thread (pthread_create) failed");
@@ -149,6 +156,7 @@ void mli_report_breach(enum mli_breach which, size_t n, size_t block,
 		}
 		mli_buf_str(&m, mli_eng.cfg.on_limit == MLI_ON_LIMIT_ABORT ? "; aborting\n"
 				: n == MLI_REQ_THREAD ? " with EAGAIN\n"
+				: mli_refusal_errno   ? mli_refusal_errno
 						      : " with ENOMEM\n");
 		mli_say(m.p, m.len);
 		/* Who held the memory at the breach. */

@@ -242,6 +242,7 @@ static void leave(void)
 	 * nor a forked one that has no slot of its own yet. */
 	if (!mine || __atomic_load_n(&mine->pid, __ATOMIC_RELAXED) != getpid())
 		return;
+	mli_budget_exit(&mli_tls);
 	/* Processes of the tree that ended without leaving (a signal) must not
 	 * keep the last one out from removing the file. From _exit, which may
 	 * be a signal handler's, only if the lock is free. */
@@ -264,6 +265,7 @@ void mli_tree_fork_child(void)
 	if (!seg)
 		return;
 	mine = NULL;
+	mli_budget_fork_child(&mli_tls);
 	learn_ns(); /* unshare(CLONE_NEWPID) puts the children in another */
 	if (claim())
 		publish(mli_mem_estimate(NULL), true);

@@ -131,7 +131,10 @@ EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
 		}
 		track_to(fd, hi);
 		pre = mli_maps_q_protect(at(fd, lo), hi - lo, MLI_PROT_WRITE);
-		if (!mli_acct_admit(pre, 6)) {
+		mli_refusal_errno = " with ENOSPC\n";
+		bool ok = mli_acct_admit(pre, 6);
+		mli_refusal_errno = NULL;
+		if (!ok) {
 			mli_acct_leave();
 			errno = ENOSPC; /* the kernel's error for a full tmpfs */
 			return -1;

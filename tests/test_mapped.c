@@ -484,6 +484,8 @@ static void memfd_commits_count(void **state)
 		assert_true(kv_of(&r, "after_truncate") == 4);
 		assert_true(kv_of(&r, "after_close") == 0);
 		assert_non_null(strstr(r.err, "MEMLIMITS_GLOBAL_MEMORY=100.0 MiB reached"));
+		/* The line names the error the call returned (it said ENOMEM). */
+		assert_non_null(strstr(r.err, "failed with ENOSPC\n"));
 		mlt_run_free(&r);
 	}
 	/* With no limit: all of it, counted. */

@@ -184,6 +184,27 @@ if [ "$(grep -c '^done' <<<"$out")" = 1 ] && grep -q '^MemoryError' <<<"$out"; t
 	fail "tree-wide budget: $out"
 fi
 
+# The tree's budget across fork: children forked one after another by a
+# parent that had allocated took, between them, 11-21 MiB of a 10M budget
+# (each kept its parent's reservation, which the parent spent as well).
+for n in 4 20; do
+	got=$("$ML" --allocations 10M -- "$PROGS/fork_budget" spend $n 2>/dev/null | sed -n 's/^got //p')
+	if [ -n "$got" ] && [ "$got" -le $((10 << 20)) ] && [ "$got" -ge $((8 << 20)) ]; then pass; else
+		fail "tree budget across fork: $n children got ${got:-nothing} of 10M"
+	fi
+done
+# ...and across exit: a child that ends (exit or _exit) gives back the part
+# of its reservation it did not use. 20 children that allocated 1 MiB each
+# left their parent 2 MiB of a 50M budget (about 3 MiB lost a child).
+left=$("$ML" --allocations 50M -- "$PROGS/fork_budget" return 20 2>"$tmp/err" | sed -n 's/^parent //p')
+if [ -n "$left" ] && [ "$left" -ge 26 ] && [ "$left" -le 30 ]; then pass; else
+	fail "tree budget across exit: the parent got ${left:-nothing} MiB of 50M after 20 children of 1 MiB"
+fi
+# The breach line says whose budget it was (it said "process budget").
+if grep -q '^memlimits: MEMLIMITS_ALLOCATIONS=50.0 MiB exhausted (process tree budget): ' "$tmp/err"; then pass; else
+	fail "tree budget's breach line: $(cat "$tmp/err")"
+fi
+
 # The overshoot bound, with 3 processes of 4 threads each allocating 4 KiB
 # blocks until refused under a 64M tree: the sum of what they hold stays
 # within the limit plus, per process, 256 KiB (its unpublished part) and
