@@ -274,6 +274,18 @@ if [ $? = 125 ] && grep -q "already inside a process tree" <<<"$out"; then pass;
 	fail "a nested --tree should be refused: $out"
 fi
 
+# Nested with the default: each process gets the inner limits on its own,
+# and the wrapper says so (it was silent: two processes took 30 MiB each
+# under an inner "50M").
+out=$("$ML" --global-memory 1G -- "$ML" --global-memory 50M -- /bin/true 2>&1)
+if [ $? = 0 ] && grep -q "^memlimit: warning: inside the process tree of another memlimit" <<<"$out"; then pass; else
+	fail "a nested default tree should warn: $out"
+fi
+out=$("$ML" --global-memory 1G -- "$ML" --per-process --global-memory 50M -- /bin/true 2>&1)
+if [ $? = 0 ] && [ -z "$out" ]; then pass; else
+	fail "a nested --per-process should be quiet: $out"
+fi
+
 # A process that aborts leaves the tree as one that exits does: a tree
 # whose only process aborted (node after V8's out-of-memory error) removes
 # its segment.
