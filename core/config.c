@@ -289,6 +289,22 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 			size_t k = nlen < sizeof name - 1 ? nlen : sizeof name - 1;
 			memcpy(name, kv, k);
 			name[k] = '\0';
+			/* One of ours within two edits: say which. */
+			for (v = 0; v < V_N; v++) {
+				const char *known = var_names[v] + sizeof prefix - 1;
+				if (distance(kv + sizeof prefix - 1, nlen - (sizeof prefix - 1),
+					     known, strlen(known)) <= 2)
+					break;
+			}
+			if (v < V_N) {
+				struct mli_buf m = { err, 0, errlen };
+				mli_buf_str(&m, "memlimits: unknown variable ");
+				mli_buf_str(&m, name);
+				mli_buf_str(&m, " (did you mean ");
+				mli_buf_str(&m, var_names[v]);
+				mli_buf_str(&m, "?)");
+				return -1;
+			}
 			errmsg(err, errlen, "unknown variable ", name,
 			       " (known: MEMLIMITS_GLOBAL_MEMORY, MEMLIMITS_SOFT_MEMORY,"
 			       " MEMLIMITS_ALLOCATIONS, MEMLIMITS_THREAD_ALLOCATIONS,"

@@ -88,7 +88,9 @@ enum { ML__SCOPE_GLOBAL = 1, ML__SCOPE_ALLOC = 2, ML__SCOPE_TOKEN = 3 };
 struct ml_stats {
 	int64_t live_bytes;          /* process heap now (allocator's usable bytes,
 					less memlimits' own blocks) */
-	int64_t peak_bytes;          /* highest live_bytes the engine observed */
+	int64_t peak_bytes;          /* highest global measure the engine
+					observed: the heap plus mapped_bytes
+					(the memory the program maps itself) */
 	uint64_t thread_allocated;   /* bytes allocated by this thread, counted
 					as ml_limit_allocations counts them */
 	uint64_t process_allocated;  /* the same, by all threads */
@@ -294,9 +296,10 @@ static inline ml_status ml_start(void)
 
 /* ---- Global memory limit ---------------------------------------------- */
 
-/* Sets the limit, in bytes of live heap (the allocator's usable bytes), over
- * which tasks run by ml_limit_global_memory are interrupted. Negative
- * disables it. Default -1, or MEMLIMITS_GLOBAL_MEMORY. */
+/* Sets the limit, in bytes of the global measure (the live heap, as the
+ * allocator's usable bytes, plus the memory the program maps itself: see
+ * the README), over which tasks run by ml_limit_global_memory are
+ * interrupted. Negative disables it. Default -1, or MEMLIMITS_GLOBAL_MEMORY. */
 static inline void ml_set_global_memory_limit(int64_t bytes)
 {
 	const struct ml_api *a = ml__api();

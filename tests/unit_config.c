@@ -563,6 +563,20 @@ static void config_near_miss_names(void **state)
 		check_rejected(env, miss[i].name, NULL);
 		check_contains(errbuf, miss[i].meant);
 	}
+	/* An unknown MEMLIMITS_ name within two edits of one of ours names it
+	 * (the message listed every variable); others get the list. */
+	static const char *const close[][2] = {
+		{ "MEMLIMITS_GLOBALMEMORY=1G", "(did you mean MEMLIMITS_GLOBAL_MEMORY?)" },
+		{ "MEMLIMITS_ALOCATIONS=1G", "(did you mean MEMLIMITS_ALLOCATIONS?)" },
+		{ "MEMLIMITS_report=x", "(did you mean MEMLIMITS_REPORT?)" },
+		{ "MEMLIMITS_FOO=1", "(known: MEMLIMITS_GLOBAL_MEMORY," },
+	};
+	for (size_t i = 0; i < N_OF(close); i++) {
+		char *env[] = { "PATH=/bin", (char *)close[i][0], NULL };
+		struct mli_config c;
+		assert_int_equal(read_env(env, &c), -1);
+		check_contains(errbuf, close[i][1]);
+	}
 }
 
 /* Fractions with a unit, rounded down to a byte. */
