@@ -203,7 +203,8 @@ void mli_budget_fork_child(struct mli_thread *t)
 	mli_poke(t);
 }
 
-/* A process of a tree with a budget exits (tree.c, from exit and _exit):
+/* A process of a tree with a budget exits (tree.c, from exit and _exit)
+ * or execs (preload/exec.c):
  * the exiting thread's reservation, less what its grant handed out, goes
  * back to the tree: each short-lived child kept up to 4 MiB of it, and 20
  * that allocated 1 MiB each left their parent 2 MiB of a 50M budget. The
