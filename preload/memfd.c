@@ -251,3 +251,13 @@ EXPORT int close(int fd)
 	close_fn f = __atomic_load_n(&real_close, __ATOMIC_RELAXED);
 	return f ? f(fd) : (int)syscall(SYS_close, fd);
 }
+
+/* For syscall.c (sys.h): bound here, whatever the symbol table says
+ * (libc's declarations are leaf and nothrow, sys.h's plain). */
+#pragma GCC diagnostic ignored "-Wmissing-attributes"
+#define SELF(name) \
+	extern __typeof__(name) mli_self_##name \
+		__attribute__((alias(#name), visibility("hidden")))
+SELF(memfd_create);
+SELF(fallocate);
+SELF(ftruncate);

@@ -35,5 +35,18 @@ size_t mli_page_round(size_t len); /* up to whole pages, 0 on overflow */
 /* close(2) for syscall(SYS_close): a memfd of the account's is forgotten
  * (memfd.c); not a cancellation point. */
 int mli_close_memfd(int fd);
+/* This library's own mmap family (hidden aliases of its exported
+ * functions), for syscall(2): called by name, the program's syscall(SYS_mmap)
+ * reached whichever mmap the symbol table finds first, and tcmalloc's (a
+ * library preloaded before this one), which makes that very call, recursed
+ * until the stack overflowed. */
+#include <sys/types.h>
+void *mli_self_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+int mli_self_munmap(void *addr, size_t len);
+int mli_self_mprotect(void *addr, size_t len, int prot);
+void *mli_self_mremap(void *old, size_t old_len, size_t new_len, int flags, ...);
+int mli_self_memfd_create(const char *name, unsigned int flags);
+int mli_self_fallocate(int fd, int mode, off_t off, off_t len);
+int mli_self_ftruncate(int fd, off_t len);
 
 #endif

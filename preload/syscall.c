@@ -42,21 +42,21 @@ __attribute__((visibility("default"))) long syscall(long n, ...)
 	va_end(ap);
 	switch (n) {
 	case SYS_mmap: {
-		void *p = mmap((void *)a1, (size_t)a2, (int)a3, (int)a4, (int)a5, (off_t)a6);
+		void *p = mli_self_mmap((void *)a1, (size_t)a2, (int)a3, (int)a4, (int)a5, (off_t)a6);
 		return (long)p; /* MAP_FAILED is -1, as the system call's */
 	}
 	case SYS_munmap:
-		return munmap((void *)a1, (size_t)a2);
+		return mli_self_munmap((void *)a1, (size_t)a2);
 	case SYS_mprotect:
-		return mprotect((void *)a1, (size_t)a2, (int)a3);
+		return mli_self_mprotect((void *)a1, (size_t)a2, (int)a3);
 	case SYS_mremap:
-		return (long)mremap((void *)a1, (size_t)a2, (size_t)a3, (int)a4, (void *)a5);
+		return (long)mli_self_mremap((void *)a1, (size_t)a2, (size_t)a3, (int)a4, (void *)a5);
 	case SYS_memfd_create:
-		return memfd_create((const char *)a1, (unsigned int)a2);
+		return mli_self_memfd_create((const char *)a1, (unsigned int)a2);
 	case SYS_fallocate:
-		return fallocate((int)a1, (int)a2, (off_t)a3, (off_t)a4);
+		return mli_self_fallocate((int)a1, (int)a2, (off_t)a3, (off_t)a4);
 	case SYS_ftruncate:
-		return ftruncate((int)a1, (off_t)a2);
+		return mli_self_ftruncate((int)a1, (off_t)a2);
 	case SYS_close:
 		return mli_close_memfd((int)a1); /* not a cancellation point */
 	case SYS_fork:

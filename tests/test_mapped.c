@@ -539,6 +539,27 @@ static void limit_refuses_mmap(void **state)
 	mlt_run_free(&r);
 }
 
+/* A library preloaded before this one whose mmap makes the system call
+ * with syscall(2), as tcmalloc's does: the library's syscall() called mmap
+ * by name, which found that library's, which called syscall() again, until
+ * the stack overflowed (SIGSEGV at the first mmap, with no limit set). The
+ * mapping is still counted. */
+static void mmap_by_syscall_before_us(void **state)
+{
+	(void)state;
+	char pre[8192];
+	const char *d = getenv("MLT_PROGS"), *lib = getenv("MLT_LIB");
+	snprintf(pre, sizeof pre, "LD_PRELOAD=%s/libmmapsys.so:%s",
+		 d ? d : "build/tests/progs", lib ? lib : "build/libmemlimits.so");
+	const char *env[] = { pre, "MEMLIMITS_GLOBAL_MEMORY=100M", NULL };
+	char *argv[] = { (char *)helper(), "mmap", NULL };
+	struct mlt_run r;
+	if (mlt_run_cmd(argv, env, 0, NULL, &r) != 0)
+		fail_msg("could not start %s", argv[0]);
+	expect_breach(&r, "mmap: MAP_FAILED ENOMEM after ");
+	mlt_run_free(&r);
+}
+
 static void library_memory_not_counted(void **state)
 {
 	(void)state;
@@ -610,6 +631,7 @@ int main(void)
 		cmocka_unit_test(signal_handler_mapping),
 		cmocka_unit_test(fork_while_mapping_under_limit),
 		cmocka_unit_test(memfd_commits_count),
+		cmocka_unit_test(mmap_by_syscall_before_us),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
