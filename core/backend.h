@@ -25,6 +25,10 @@ bool mli_be_thread_watch(void (*fn)(void *arg, uint64_t allocated,
 			 void *arg);
 /* Allocation outside any accounting, for the engine's own needs: not
  * counted, never refused, and not part of the live heap. */
+/* NULL if a call of malloc by its name reaches this library; else whose
+ * malloc the program gets (another allocator preloaded before it, the
+ * program's own, a tool that replaces it), for the start-up's refusal. */
+const char *mli_be_foreign_malloc(void);
 void *mli_be_malloc(size_t n);
 void mli_be_free(void *p);
 int64_t mli_be_own_live(void); /* bytes of those blocks, to leave out */

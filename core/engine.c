@@ -549,6 +549,41 @@ void mli_thread_start(void)
 	mli_engine_leave(t);
 }
 
+/* Refuses to run with limits that cannot hold: a malloc that is not this
+ * library's (another allocator before it in LD_PRELOAD, the program's own,
+ * valgrind's) sees none of them, silently. Without a limit, the report and
+ * the profile would miss that heap: said once. */
+static void reach_check(void)
+{
+	const struct mli_config *c = &mli_eng.cfg;
+	bool limits = c->global_memory >= 0 || c->soft_memory >= 0 ||
+		      c->allocations >= 0 || c->thread_allocations >= 0 ||
+		      mli_tree_limit() >= 0 || mli_tree_budget();
+	if (!limits && !c->report[0] && !c->profile[0])
+		return;
+	const char *who = mli_be_foreign_malloc();
+	if (!who)
+		return;
+	char b[512];
+	struct mli_buf m = { b, 0, sizeof b };
+	mli_buf_str(&m, limits ? "memlimits: " : "memlimits: warning: ");
+	mli_buf_str(&m, "malloc in this process is not memlimits' but ");
+	mli_buf_str(&m, who);
+	bool tool = strncmp(who, "a tool", 6) == 0;
+	mli_buf_str(&m, !limits ? ": the report and the profile miss its heap\n"
+			: tool	? ": the limits set cannot hold on its heap (valgrind"
+				  " --tool=none keeps the program's malloc)"
+				: ": the limits set cannot hold on its heap; put"
+				  " libmemlimits.so first in LD_PRELOAD, or run"
+				  " without the other allocator");
+	if (m.len >= sizeof b)
+		m.len = sizeof b - 1;
+	b[m.len] = '\0';
+	if (limits)
+		mli_die(b);
+	mli_say(b, m.len);
+}
+
 __attribute__((constructor)) static void mli_constructor(void)
 {
 	mli_engine_init();
@@ -559,6 +594,7 @@ __attribute__((constructor)) static void mli_constructor(void)
 	mli_output_init(); /* core/output.c: checks MEMLIMITS_REPORT/PROFILE, atfork */
 	mli_tree_start();
 	mli_thread_start();
+	reach_check();
 	if (mli_eng.cfg.report[0]) {
 		mli_report_startup();
 		atexit(mli_report_exit);

@@ -7,6 +7,8 @@
  * calloc/reallocarray gives NULL + ENOMEM; realloc(p, 0) frees p and returns
  * NULL; bad alignments give EINVAL; memalign rounds a non-power-of-two
  * alignment up as glibc does. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -353,4 +355,38 @@ EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
 	(void)align;
 	(void)size;
 	mli_user_free(p);
+}
+
+/* A probe at start-up: malloc(24) through the name the program binds,
+ * counted here or not. LD_PRELOAD=libtcmalloc.so:libmemlimits.so gave
+ * tcmalloc every malloc (its heap grown with sbrk, which is not counted:
+ * 200 MiB under MEMLIMITS_GLOBAL_MEMORY=50M without a word), and so does
+ * valgrind's memcheck (its replacement is called at this library's
+ * address, which the symbol's address alone does not show). */
+#pragma GCC diagnostic ignored "-Wmissing-attributes"
+extern __typeof__(malloc) mli_self_malloc
+	__attribute__((alias("malloc"), visibility("hidden")));
+
+const char *mli_be_foreign_malloc(void)
+{
+	void *(*m)(size_t) = (void *(*)(size_t))dlsym(RTLD_DEFAULT, "malloc");
+	void (*f)(void *) = (void (*)(void *))dlsym(RTLD_DEFAULT, "free");
+	if (!m || !f)
+		return NULL;
+	uint64_t before = mli_thread_count(&mli_tls);
+	void *p = m(24);
+	uint64_t after = mli_thread_count(&mli_tls);
+	f(p);
+	if (after - before >= 24)
+		return NULL;
+	static char who[256];
+	Dl_info info;
+	if ((void *)m == (void *)mli_self_malloc || !dladdr((void *)m, &info) ||
+	    !info.dli_fname)
+		return "a tool's that replaces it (valgrind's?)";
+	struct mli_buf b = { who, 0, sizeof who };
+	mli_buf_str(&b, info.dli_fname[0] ? info.dli_fname : "the program");
+	mli_buf_str(&b, "'s");
+	who[b.len < sizeof who ? b.len : sizeof who - 1] = '\0';
+	return who;
 }
