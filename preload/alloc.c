@@ -376,9 +376,14 @@ const char *mli_be_foreign_malloc(void)
 	uint64_t before = mli_thread_count(&mli_tls);
 	void *p = m(24);
 	uint64_t after = mli_thread_count(&mli_tls);
-	f(p);
-	if (after - before >= 24)
+	if (!p) /* refused: a budget under 24 bytes; only this library does that */
 		return NULL;
+	f(p);
+	if (after - before >= 24) {
+		/* The program did not ask for it: out of its counts and budgets. */
+		mli_uncharge(after - before);
+		return NULL;
+	}
 	static char who[256];
 	Dl_info info;
 	if ((void *)m == (void *)mli_self_malloc || !dladdr((void *)m, &info) ||
