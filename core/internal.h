@@ -320,6 +320,10 @@ void mli_budget_fork_child(struct mli_thread *t);
 /* report.c: how the refused call fails if not with ENOMEM (" with ENOSPC\n"),
  * for the breach line; set around the admission by the caller. */
 extern __thread const char *mli_refusal_errno;
+/* report.c: around the library's exit handlers' work (the report, the
+ * profile), which the last handler waits for when threads exit at once. */
+void mli_exit_work_begin(void);
+void mli_exit_work_end(void);
 void mli_budget_exit(struct mli_thread *t);
 
 /* The fast path: takes n off the thread's grant; false if that wrapped,

@@ -394,7 +394,9 @@ void mli_profile_fork_child(void)
 
 static void at_exit(void)
 {
+	mli_exit_work_begin(); /* report.c: another thread's exit() waits */
 	mli_profile_write(NULL);
+	mli_exit_work_end();
 }
 
 void mli_profile_start_env(void)
