@@ -9,6 +9,7 @@
  * alignment up as glibc does. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <link.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -357,40 +358,50 @@ EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
 	mli_user_free(p);
 }
 
-/* A probe at start-up: malloc(24) through the name the program binds,
- * counted here or not. LD_PRELOAD=libtcmalloc.so:libmemlimits.so gave
- * tcmalloc every malloc (its heap grown with sbrk, which is not counted:
- * 200 MiB under MEMLIMITS_GLOBAL_MEMORY=50M without a word), and so does
- * valgrind's memcheck (its replacement is called at this library's
- * address, which the symbol's address alone does not show). */
-#pragma GCC diagnostic ignored "-Wmissing-attributes"
-extern __typeof__(malloc) mli_self_malloc
-	__attribute__((alias("malloc"), visibility("hidden")));
+/* Whose malloc the program gets, at start-up: a malloc(24) through the
+ * name the program binds, invisible to the limits (a callout: neither
+ * counted nor refused), served by this library's jemalloc or not (the
+ * thread's allocated bytes in jemalloc's counter). LD_PRELOAD=
+ * libtcmalloc.so:libmemlimits.so gave tcmalloc every malloc (its heap grown
+ * with sbrk, not counted: 200 MiB under a 50M limit, no word), and
+ * valgrind's tools that replace malloc call their own at this library's
+ * address (a vgpreload_TOOL object is loaded; not with --tool=none). */
+static int find_vgpreload(struct dl_phdr_info *info, size_t size, void *data)
+{
+	(void)size;
+	const char *n = info->dlpi_name ? strrchr(info->dlpi_name, '/') : NULL;
+	n = n ? n + 1 : info->dlpi_name;
+	if (n && !strncmp(n, "vgpreload_", 10) && strncmp(n, "vgpreload_core", 14)) {
+		*(bool *)data = true;
+		return 1;
+	}
+	return 0;
+}
 
 const char *mli_be_foreign_malloc(void)
 {
 	void *(*m)(size_t) = (void *(*)(size_t))dlsym(RTLD_DEFAULT, "malloc");
 	void (*f)(void *) = (void (*)(void *))dlsym(RTLD_DEFAULT, "free");
-	if (!m || !f)
+	struct mli_thread *t = &mli_tls;
+	if (!m || !f || !t->be_alloc || t->in_engine)
 		return NULL;
-	uint64_t before = mli_thread_count(&mli_tls);
+	mli_callout_begin(t, MLI_CALLOUT_INVISIBLE);
+	uint64_t before = __atomic_load_n(t->be_alloc, __ATOMIC_RELAXED);
 	void *p = m(24);
-	uint64_t after = mli_thread_count(&mli_tls);
-	if (!p) /* refused: a budget under 24 bytes; only this library does that */
-		return NULL;
+	uint64_t after = __atomic_load_n(t->be_alloc, __ATOMIC_RELAXED);
 	f(p);
-	if (after - before >= 24) {
-		/* The program did not ask for it: out of its counts and budgets. */
-		mli_uncharge(after - before);
+	mli_callout_end(t, MLI_CALLOUT_INVISIBLE);
+	if (!p || after - before >= 24)
 		return NULL;
-	}
-	static char who[256];
+	bool valgrind = false;
+	dl_iterate_phdr(find_vgpreload, &valgrind);
 	Dl_info info;
-	if ((void *)m == (void *)mli_self_malloc || !dladdr((void *)m, &info) ||
-	    !info.dli_fname)
-		return "a tool's that replaces it (valgrind's?)";
+	if (valgrind || !dladdr((void *)m, &info) || !info.dli_fname ||
+	    !info.dli_fname[0])
+		return valgrind ? "a tool's that replaces it (valgrind's)" : "another's";
+	static char who[256];
 	struct mli_buf b = { who, 0, sizeof who };
-	mli_buf_str(&b, info.dli_fname[0] ? info.dli_fname : "the program");
+	mli_buf_str(&b, info.dli_fname);
 	mli_buf_str(&b, "'s");
 	who[b.len < sizeof who ? b.len : sizeof who - 1] = '\0';
 	return who;
