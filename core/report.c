@@ -173,6 +173,12 @@ void mli_report_breach(enum mli_breach which, size_t n, size_t block,
 	if (__atomic_fetch_add(&r->refused, 1, __ATOMIC_RELAXED) == 0) {
 		if (!any_breach_but(i))
 			mli_tree_fired();
+		/* In a tree, MEMLIMITS_GLOBAL_MEMORY is both the process's cap and
+		 * the tree's (the wrapper sets both): one line for the one limit
+		 * the user set, whichever fired first (it said both). */
+		int twin = i == 0 ? 3 : i == 3 ? 0 : -1;
+		bool said = twin >= 0 && limit_of(twin) == limit_of(i) &&
+			    __atomic_load_n(&rec[twin].refused, __ATOMIC_RELAXED);
 		r->first_request = n == MLI_REQ_THREAD ? 0 : n;
 		r->first_heap = live;
 		char b[320];
@@ -211,9 +217,11 @@ void mli_report_breach(enum mli_breach which, size_t n, size_t block,
 				: n == MLI_REQ_THREAD ? " with EAGAIN\n"
 				: mli_refusal_errno   ? mli_refusal_errno
 						      : " with ENOMEM\n");
-		mli_say(m.p, m.len);
-		/* Who held the memory at the breach. */
-		mli_profile_write("breach");
+		if (!said) {
+			mli_say(m.p, m.len);
+			/* Who held the memory at the breach. */
+			mli_profile_write("breach");
+		}
 	}
 	if (mli_eng.cfg.on_limit == MLI_ON_LIMIT_ABORT) {
 		/* This thread is in the engine, where abort() would leave the

@@ -275,6 +275,18 @@ if grep -q "\['MemoryError', 'ok'\]" <<<"$out"; then pass; else
 	fail "multiprocessing under a 128M tree: $out"
 fi
 
+# One breach line for one limit: with the wrapper, MEMLIMITS_GLOBAL_MEMORY
+# is the process's cap and the tree's, and gcc's cc1 was refused by both (a
+# 2 MiB block, then a 4 KiB one), each with its line (held-out check).
+awk 'BEGIN { print "int f(int *a, int n) { int s = 0;";
+	for (i = 0; i < 4000; i++)
+		printf "  if (a[%d] > n) s += a[%d] * %d; else s ^= a[%d];\n", i % 64, (i * 7) % 64, i, (i * 3) % 64;
+	print "  return s; }" }' >"$tmp/gen.c"
+lines=$(cd "$tmp" && "$ML" --global-memory 100M -- gcc -O1 -c gen.c -o gen.o 2>&1 | grep -c 'MEMLIMITS_GLOBAL_MEMORY=100.0 MiB reached')
+if [ "$lines" = 1 ]; then pass; else
+	fail "one breach line for gcc under a 100M tree: $lines"
+fi
+
 # Nested: a tree inside a tree would escape the outer one.
 out=$("$ML" --global-memory 128M -- "$ML" --tree --global-memory 1G -- /bin/true 2>&1)
 if [ $? = 125 ] && grep -q "already inside a process tree" <<<"$out"; then pass; else
