@@ -320,6 +320,9 @@ void mli_budget_fork_child(struct mli_thread *t);
 /* report.c: how the refused call fails if not with ENOMEM (" with ENOSPC\n"),
  * for the breach line; set around the admission by the caller. */
 extern __thread const char *mli_refusal_errno;
+/* report.c: the size a resize asked for, set around its admission, so that
+ * a breach line names it and not only the growth the limits decided on. */
+extern __thread size_t mli_refusal_resize;
 /* report.c: around the library's exit handlers' work (the report, the
  * profile), which the last handler waits for when threads exit at once. */
 void mli_exit_work_begin(void);

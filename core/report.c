@@ -164,6 +164,7 @@ void mli_die(const char *msg)
  * ENOMEM: set around its admission by the caller (memfd.c's fallocate,
  * which fails with ENOSPC as a full tmpfs does). */
 __thread const char *mli_refusal_errno __attribute__((tls_model("initial-exec")));
+__thread size_t mli_refusal_resize __attribute__((tls_model("initial-exec")));
 
 void mli_report_breach(enum mli_breach which, size_t n, size_t block,
 		       int64_t live)
@@ -200,7 +201,15 @@ void mli_report_breach(enum mli_breach which, size_t n, size_t block,
 		mli_buf_str(&m, i == 0 || i == 3 ? "" : " budget)");
 		if (n == MLI_REQ_THREAD)
 			mli_buf_str(&m, ": a new thread (pthread_create) failed");
-		else {
+		else if (mli_refusal_resize) {
+			/* realloc(p, 33554560) of a 20 MiB block said "an
+			 * allocation of 20971520 bytes": the growth alone. */
+			mli_buf_str(&m, ": a resize to ");
+			mli_buf_u64(&m, mli_refusal_resize);
+			mli_buf_str(&m, " bytes (");
+			mli_buf_size(&m, block > n ? block : n);
+			mli_buf_str(&m, " more) failed");
+		} else {
 			mli_buf_str(&m, ": an allocation of ");
 			mli_buf_u64(&m, n);
 			mli_buf_str(&m, " bytes");

