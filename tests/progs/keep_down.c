@@ -102,12 +102,16 @@ static int turns(void)
  * jemalloc keep, an eighth for the frees between two looks, which are at
  * most one every 10 ms, and the program's own: 112-155 MiB measured
  * under 100M, 225-263 with the caches up to 1 MiB). */
-static pthread_barrier_t caches_bar;
+static pthread_barrier_t caches_bar, caches_start;
 
 static void *cache_fill(void *arg)
 {
 	enum { MAX = 256 };
 	void *v[MAX];
+	/* All threads exist before any fills: a thread started at the limit
+	 * is refused (pthread_create's EAGAIN), and the others then waited
+	 * at the barrier for ever. */
+	pthread_barrier_wait(&caches_start);
 	for (int round = 0; round < 4; round++) {
 		int n = 0;
 		char *p;
@@ -129,9 +133,14 @@ static int caches(void)
 	const char *lim = getenv("MEMLIMITS_GLOBAL_MEMORY");
 	long limit_kib = lim ? atol(lim) * 1024 : 0; /* "NM" */
 	pthread_barrier_init(&caches_bar, NULL, T);
+	pthread_barrier_init(&caches_start, NULL, T + 1);
 	pthread_t t[T];
 	for (int i = 0; i < T; i++)
-		pthread_create(&t[i], NULL, cache_fill, NULL);
+		if (pthread_create(&t[i], NULL, cache_fill, NULL) != 0) {
+			printf("FAILED: pthread_create\n");
+			return 2;
+		}
+	pthread_barrier_wait(&caches_start);
 	for (int i = 0; i < T; i++)
 		pthread_join(t[i], NULL);
 	long hwm = status_kib("VmHWM:");
