@@ -11,7 +11,7 @@
 #include "internal.h"
 
 #define GRACE ((uint64_t)100 << 10)
-#define PROC_BATCH ((uint64_t)4 << 20)
+#define PROC_BATCH ((uint64_t)1 << 20) /* a thread takes at most this (or 1/16 of what is left) at once: others may be refused while it holds it */
 
 bool mli_budget_take(struct mli_budget *b, uint64_t need, uint64_t *got)
 {
@@ -206,7 +206,8 @@ void mli_budget_fork_child(struct mli_thread *t)
 /* A process of a tree with a budget exits (tree.c, from exit and _exit)
  * or execs (preload/exec.c):
  * the exiting thread's reservation, less what its grant handed out, goes
- * back to the tree: each short-lived child kept up to 4 MiB of it, and 20
+ * back to the tree: each short-lived child kept up to 4 MiB of it (the
+ * reservations were 4 MiB then; 1 MiB now), and 20
  * that allocated 1 MiB each left their parent 2 MiB of a 50M budget. The
  * grant is cut, so that what the process still allocates (exit handlers)
  * draws on the tree. Threads still running keep theirs, lost as a killed

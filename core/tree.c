@@ -23,7 +23,7 @@
  *
  * The tree's allocation budget is a struct mli_budget in the segment, drawn
  * on by every thread of every process in reservations (budget.c); a killed
- * process's unused reservations (at most 4 MiB a thread) are lost. */
+ * process's unused reservations (at most 1 MiB a thread) are lost. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -322,7 +322,7 @@ int mli_tree_attach(const char *p, char *err, size_t errlen)
 		seg->budget_limit = mli_eng.cfg.allocations;
 		seg->budget.avail = mli_eng.cfg.allocations >= 0
 			? (uint64_t)mli_eng.cfg.allocations : 0;
-		seg->budget.batch = (uint64_t)4 << 20;
+		seg->budget.batch = (uint64_t)1 << 20; /* as a process's (budget.c) */
 	}
 	flock(fd, LOCK_UN);
 	close(fd);
