@@ -203,6 +203,18 @@ void mli_budget_fork_child(struct mli_thread *t)
 	mli_poke(t);
 }
 
+/* fork, for each of the parent's other threads (thread.c, in the child):
+ * their reservations of a tree's budget are the parent's threads', which
+ * go on spending them; retiring the copies gave them to the tree a second
+ * time (a child of a parent with 8 threads: 79 MiB of a 20M budget over 8
+ * children, a held-out check). A process's own budget is the child's copy:
+ * retired as before. */
+void mli_budget_forget(struct mli_thread *t)
+{
+	if (pool != &proc)
+		t->proc_held = 0;
+}
+
 /* A process of a tree with a budget exits (tree.c, from exit and _exit)
  * or execs (preload/exec.c):
  * the exiting thread's reservation, less what its grant handed out, goes

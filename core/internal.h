@@ -317,6 +317,7 @@ void mli_budget_use(struct mli_budget *b); /* MEMLIMITS_ALLOCATIONS' pool */
 /* A tree's budget across fork and exit (budget.c): the forked child does
  * not keep its parent's reservation, an exiting process gives its back. */
 void mli_budget_fork_child(struct mli_thread *t);
+void mli_budget_forget(struct mli_thread *t); /* a parent's thread, in a child */
 /* report.c: how the refused call fails if not with ENOMEM (" with ENOSPC\n"),
  * for the breach line; set around the admission by the caller. */
 extern __thread const char *mli_refusal_errno;

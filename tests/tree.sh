@@ -193,6 +193,13 @@ for n in 4 20; do
 		fail "tree budget across fork: $n children got ${got:-nothing} of 10M"
 	fi
 done
+# ...also from a parent with threads: the child retired copies of the
+# parent's other threads, giving their reservations to the tree a second
+# time (79 MiB of a 20M budget with 8 threads and 8 children).
+got=$("$ML" --allocations 20M -- "$PROGS/fork_mt_budget" 8 8 2>/dev/null | sed -n 's/.* total \([0-9.]*\) MiB$/\1/p')
+if [ -n "$got" ] && awk -v g="$got" 'BEGIN { exit !(g <= 20.0 && g >= 16) }'; then pass; else
+	fail "tree budget across fork from 8 threads: the tree got ${got:-nothing} MiB of 20M"
+fi
 # ...and across exit: a child that ends (exit or _exit) gives back the part
 # of its reservation it did not use. 20 children that allocated 1 MiB each
 # left their parent 2 MiB of a 50M budget (about 3 MiB lost a child).
