@@ -570,9 +570,11 @@ static void reach_check(void)
 	mli_buf_str(&m, "malloc in this process is not memlimits' but ");
 	mli_buf_str(&m, who);
 	bool tool = strncmp(who, "a tool", 6) == 0;
+	bool own = strncmp(who, "the program's own", 17) == 0;
 	mli_buf_str(&m, !limits ? ": the report and the profile miss its heap\n"
 			: tool	? ": the limits set cannot hold on its heap (valgrind"
 				  " --tool=none keeps the program's malloc)"
+			: own	? ": the limits set cannot hold on its heap"
 				: ": the limits set cannot hold on its heap; put"
 				  " libmemlimits.so first in LD_PRELOAD, or run"
 				  " without the other allocator");

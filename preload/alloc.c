@@ -14,6 +14,7 @@
 #include <link.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -426,8 +427,12 @@ const char *mli_be_foreign_malloc(void)
 		return valgrind ? "a tool's that replaces it (valgrind's)" : "another's";
 	static char who[256];
 	struct mli_buf b = { who, 0, sizeof who };
+	Dl_info exe;
+	bool own = dladdr((void *)getauxval(AT_PHDR), &exe) &&
+		   exe.dli_fbase == info.dli_fbase;
+	mli_buf_str(&b, own ? "the program's own (" : "");
 	mli_buf_str(&b, info.dli_fname);
-	mli_buf_str(&b, "'s");
+	mli_buf_str(&b, own ? ")" : "'s");
 	who[b.len < sizeof who ? b.len : sizeof who - 1] = '\0';
 	return who;
 }

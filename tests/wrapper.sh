@@ -430,6 +430,11 @@ if "$cc" -fsanitize=address -o "$tmp/progs/asan-prog" "$tmp/prog.c" 2>"$tmp/cc.e
     expect_rc "asan refused" 125
     expect_out "asan refused: not run" ""
     expect_err_has "asan refused" "memlimit: '$tmp/progs/asan-prog' is built with AddressSanitizer"
+    # A program that only mentions the runtime's name runs.
+    printf '#include <stdio.h>\nint main(void) { puts("about __asan_init"); return 0; }\n' >"$tmp/asan-str.c"
+    "$cc" -o "$tmp/progs/asan-str" "$tmp/asan-str.c"
+    run "${ctor_env[@]}" "$ml" --global-memory 10M "$tmp/progs/asan-str"
+    expect_rc "asan name only" 0
 else
     echo "SKIP: no -fsanitize=address here: $(head -1 "$tmp/cc.err")"
 fi
