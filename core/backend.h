@@ -23,12 +23,14 @@ void mli_be_thread_counters(const uint64_t **alloc, const uint64_t **dealloc);
 bool mli_be_thread_watch(void (*fn)(void *arg, uint64_t allocated,
 				    uint64_t deallocated),
 			 void *arg);
+/* Whose malloc a call by its name reaches, for the start-up's refusal:
+ * this library's (MLI_MALLOC_OURS), or another library's preloaded before
+ * it, the program's own, a tool's that replaces it (valgrind's); *path is
+ * the object's file, where there is one. */
+enum { MLI_MALLOC_OURS, MLI_MALLOC_LIBRARY, MLI_MALLOC_PROGRAM, MLI_MALLOC_TOOL };
+int mli_be_foreign_malloc(const char **path);
 /* Allocation outside any accounting, for the engine's own needs: not
  * counted, never refused, and not part of the live heap. */
-/* NULL if a call of malloc by its name reaches this library; else whose
- * malloc the program gets (another allocator preloaded before it, the
- * program's own, a tool that replaces it), for the start-up's refusal. */
-const char *mli_be_foreign_malloc(void);
 void *mli_be_malloc(size_t n);
 void mli_be_free(void *p);
 int64_t mli_be_own_live(void); /* bytes of those blocks, to leave out */

@@ -11,7 +11,9 @@
 #include "internal.h"
 
 #define GRACE ((uint64_t)100 << 10)
-#define PROC_BATCH ((uint64_t)1 << 20) /* a thread takes at most this (or 1/16 of what is left) at once: others may be refused while it holds it */
+/* A thread's reservation: at most this (or 1/16 of what is left) at once,
+ * since other threads may be refused while it holds it. */
+#define PROC_BATCH ((uint64_t)1 << 20)
 
 bool mli_budget_take(struct mli_budget *b, uint64_t need, uint64_t *got)
 {
@@ -216,11 +218,10 @@ void mli_budget_forget(struct mli_thread *t)
 }
 
 /* A process of a tree with a budget exits (tree.c, from exit and _exit)
- * or execs (preload/exec.c):
- * the exiting thread's reservation, less what its grant handed out, goes
- * back to the tree: each short-lived child kept up to 4 MiB of it (the
- * reservations were 4 MiB then; 1 MiB now), and 20
- * that allocated 1 MiB each left their parent 2 MiB of a 50M budget. The
+ * or execs (preload/exec.c): the calling thread's reservation, less what
+ * its grant handed out, goes back to the tree (with reservations of 4 MiB,
+ * 20 children that allocated 1 MiB each left their parent 2 MiB of a 50M
+ * budget; every exec of a shell loop lost one too). The
  * grant is cut, so that what the process still allocates (exit handlers)
  * draws on the tree. Threads still running keep theirs, lost as a killed
  * process's are. */

@@ -561,20 +561,25 @@ static void reach_check(void)
 		      mli_tree_limit() >= 0 || mli_tree_budget();
 	if (!limits && !c->report[0] && !c->profile[0])
 		return;
-	const char *who = mli_be_foreign_malloc();
-	if (!who)
+	const char *path;
+	int kind = mli_be_foreign_malloc(&path);
+	if (kind == MLI_MALLOC_OURS)
 		return;
 	char b[512];
 	struct mli_buf m = { b, 0, sizeof b };
 	mli_buf_str(&m, limits ? "memlimits: " : "memlimits: warning: ");
 	mli_buf_str(&m, "malloc in this process is not memlimits' but ");
-	mli_buf_str(&m, who);
-	bool tool = strncmp(who, "a tool", 6) == 0;
-	bool own = strncmp(who, "the program's own", 17) == 0;
+	mli_buf_str(&m, kind == MLI_MALLOC_TOOL	   ? "a tool's that replaces it (valgrind's)"
+			: kind == MLI_MALLOC_PROGRAM ? "the program's own ("
+						     : "");
+	mli_buf_str(&m, kind == MLI_MALLOC_TOOL ? "" : path[0] ? path : "another library");
+	mli_buf_str(&m, kind == MLI_MALLOC_PROGRAM ? ")" : kind == MLI_MALLOC_TOOL ? "" : "'s");
 	mli_buf_str(&m, !limits ? ": the report and the profile miss its heap\n"
-			: tool	? ": the limits set cannot hold on its heap (valgrind"
+			: kind == MLI_MALLOC_TOOL
+				? ": the limits set cannot hold on its heap (valgrind"
 				  " --tool=none keeps the program's malloc)"
-			: own	? ": the limits set cannot hold on its heap"
+			: kind == MLI_MALLOC_PROGRAM
+				? ": the limits set cannot hold on its heap"
 				: ": the limits set cannot hold on its heap; put"
 				  " libmemlimits.so first in LD_PRELOAD, or run"
 				  " without the other allocator");

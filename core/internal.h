@@ -314,10 +314,12 @@ int64_t mli_task_mem_limit(void);
 void mli_budget_init(void); /* budget.c, from mli_engine_init */
 struct mli_budget;
 void mli_budget_use(struct mli_budget *b); /* MEMLIMITS_ALLOCATIONS' pool */
-/* A tree's budget across fork and exit (budget.c): the forked child does
- * not keep its parent's reservation, an exiting process gives its back. */
+/* A tree's budget across fork, exit and exec (budget.c): the forked child
+ * does not keep its parent's reservations, an exiting or exec'ing process
+ * gives its thread's back. */
 void mli_budget_fork_child(struct mli_thread *t);
 void mli_budget_forget(struct mli_thread *t); /* a parent's thread, in a child */
+void mli_budget_exit(struct mli_thread *t); /* exit and exec */
 /* report.c: how the refused call fails if not with ENOMEM (" with ENOSPC\n"),
  * for the breach line; set around the admission by the caller. */
 extern __thread const char *mli_refusal_errno;
@@ -328,7 +330,6 @@ extern __thread size_t mli_refusal_resize;
  * profile), which the last handler waits for when threads exit at once. */
 void mli_exit_work_begin(void);
 void mli_exit_work_end(void);
-void mli_budget_exit(struct mli_thread *t);
 
 /* The fast path: takes n off the thread's grant; false if that wrapped,
  * undone at once (the caller then goes to the slow path). On x86-64 one

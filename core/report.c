@@ -61,9 +61,8 @@ bool mli_report_any_breach(void)
 
 /* MEMLIMITS_LIMIT_STATUS: the process ends with that status if a limit
  * fired in it, or in any process of its tree (as timeout(1) ends with 124
- * when the time ran out), whatever status it chose itself. Its exit
- * handler is registered first, so it runs after every other (the report's,
- * the program's): stdio is flushed, then _exit. */
+ * when the time ran out), whatever status it chose itself (final_exit,
+ * below). */
 static bool limit_status_mine(void)
 {
 	const struct mli_config *c = &mli_eng.cfg;

@@ -404,13 +404,14 @@ static int find_vgpreload(struct dl_phdr_info *info, size_t size, void *data)
 	return 0;
 }
 
-const char *mli_be_foreign_malloc(void)
+int mli_be_foreign_malloc(const char **path)
 {
 	void *(*m)(size_t) = (void *(*)(size_t))dlsym(RTLD_DEFAULT, "malloc");
 	void (*f)(void *) = (void (*)(void *))dlsym(RTLD_DEFAULT, "free");
 	struct mli_thread *t = &mli_tls;
+	*path = "";
 	if (!m || !f || !t->be_alloc || t->in_engine)
-		return NULL;
+		return MLI_MALLOC_OURS;
 	mli_callout_begin(t, MLI_CALLOUT_INVISIBLE);
 	uint64_t before = __atomic_load_n(t->be_alloc, __ATOMIC_RELAXED);
 	void *p = m(24);
@@ -418,21 +419,13 @@ const char *mli_be_foreign_malloc(void)
 	f(p);
 	mli_callout_end(t, MLI_CALLOUT_INVISIBLE);
 	if (!p || after - before >= 24)
-		return NULL;
+		return MLI_MALLOC_OURS;
 	bool valgrind = false;
 	dl_iterate_phdr(find_vgpreload, &valgrind);
-	Dl_info info;
-	if (valgrind || !dladdr((void *)m, &info) || !info.dli_fname ||
-	    !info.dli_fname[0])
-		return valgrind ? "a tool's that replaces it (valgrind's)" : "another's";
-	static char who[256];
-	struct mli_buf b = { who, 0, sizeof who };
-	Dl_info exe;
-	bool own = dladdr((void *)getauxval(AT_PHDR), &exe) &&
-		   exe.dli_fbase == info.dli_fbase;
-	mli_buf_str(&b, own ? "the program's own (" : "");
-	mli_buf_str(&b, info.dli_fname);
-	mli_buf_str(&b, own ? ")" : "'s");
-	who[b.len < sizeof who ? b.len : sizeof who - 1] = '\0';
-	return who;
+	Dl_info info, exe;
+	if (valgrind || !dladdr((void *)m, &info) || !info.dli_fname)
+		return valgrind ? MLI_MALLOC_TOOL : MLI_MALLOC_LIBRARY;
+	*path = info.dli_fname;
+	return dladdr((void *)getauxval(AT_PHDR), &exe) && exe.dli_fbase == info.dli_fbase
+		? MLI_MALLOC_PROGRAM : MLI_MALLOC_LIBRARY;
 }

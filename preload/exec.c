@@ -358,20 +358,17 @@ static int no_function(void)
 	return -1;
 }
 
-/* Before an exec: the new image starts with no reservation of the tree's
- * budget, so the old one's unused part goes back (core/budget.c); a shell
- * loop of 20 commands lost 38 MiB of a 50M budget to the children's execs.
- * A failed exec draws again. */
-#define BEFORE_EXEC() mli_budget_exit(&mli_tls)
-
 /* The real exec through fn with the new environment; -1 and ENOSYS or
- * ENOMEM when it cannot be made. */
+ * ENOMEM when it cannot be made. Before each exec, the thread's unused
+ * reservation of a tree's budget goes back (core/budget.c): the new image
+ * starts with none (a shell loop of 20 commands lost 38 MiB of a 50M
+ * budget to its children's execs); a failed exec draws again. */
 static int exec_with(execve_fn fn, const char *path, char *const argv[],
 		     char *const envp[])
 {
 	if (!fn)
 		return no_function();
-	BEFORE_EXEC();
+	mli_budget_exit(&mli_tls);
 	NEWENV(envp, ne);
 	return ne_ok ? release(&ne, fn(path, argv, ne.env)) : -1;
 }
@@ -400,7 +397,7 @@ EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
 	if (!real_fexecve)
 		return no_function();
-	BEFORE_EXEC();
+	mli_budget_exit(&mli_tls);
 	NEWENV(envp, ne);
 	return ne_ok ? release(&ne, real_fexecve(fd, argv, ne.env)) : -1;
 }
@@ -410,7 +407,7 @@ EXPORT int execveat(int dirfd, const char *path, char *const argv[],
 {
 	if (!real_execveat)
 		return no_function();
-	BEFORE_EXEC();
+	mli_budget_exit(&mli_tls);
 	NEWENV(envp, ne);
 	return ne_ok ? release(&ne, real_execveat(dirfd, path, argv, ne.env, flags))
 		     : -1;

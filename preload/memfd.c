@@ -252,12 +252,8 @@ EXPORT int close(int fd)
 	return f ? f(fd) : (int)syscall(SYS_close, fd);
 }
 
-/* For syscall.c (sys.h): bound here, whatever the symbol table says
- * (libc's declarations are leaf and nothrow, sys.h's plain). */
+/* For syscall.c (sys.h): bound here, whatever the symbol table says. */
 #pragma GCC diagnostic ignored "-Wmissing-attributes"
-#define SELF(name) \
-	extern __typeof__(name) mli_self_##name \
-		__attribute__((alias(#name), visibility("hidden")))
-SELF(memfd_create);
-SELF(fallocate);
-SELF(ftruncate);
+MLI_SELF(memfd_create);
+MLI_SELF(fallocate);
+MLI_SELF(ftruncate);

@@ -385,13 +385,9 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 	return r;
 }
 
-/* For syscall.c (sys.h): bound here, whatever the symbol table says
- * (libc's declarations are leaf and nothrow, sys.h's plain). */
+/* For syscall.c (sys.h): bound here, whatever the symbol table says. */
 #pragma GCC diagnostic ignored "-Wmissing-attributes"
-#define SELF(name) \
-	extern __typeof__(name) mli_self_##name \
-		__attribute__((alias(#name), visibility("hidden")))
-SELF(mmap);
-SELF(munmap);
-SELF(mprotect);
-SELF(mremap);
+MLI_SELF(mmap);
+MLI_SELF(munmap);
+MLI_SELF(mprotect);
+MLI_SELF(mremap);

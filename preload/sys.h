@@ -48,5 +48,11 @@ void *mli_self_mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 int mli_self_memfd_create(const char *name, unsigned int flags);
 int mli_self_fallocate(int fd, int mode, off_t off, off_t len);
 int mli_self_ftruncate(int fd, off_t len);
+/* Defines mli_self_NAME as a hidden alias of the exported NAME, in NAME's
+ * file (libc's declarations are leaf and nothrow, these plain: that file
+ * ignores -Wmissing-attributes). */
+#define MLI_SELF(name)                                   \
+	extern __typeof__(name) mli_self_##name           \
+		__attribute__((alias(#name), visibility("hidden")))
 
 #endif

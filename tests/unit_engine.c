@@ -51,7 +51,7 @@ static void watch(void)
 	}
 }
 void *mli_be_malloc(size_t n) { return malloc(n); }
-const char *mli_be_foreign_malloc(void) { return NULL; }
+int mli_be_foreign_malloc(const char **path) { *path = ""; return MLI_MALLOC_OURS; }
 void mli_be_free(void *p) { free(p); }
 int64_t mli_be_own_live(void) { return 0; }
 int mli_be_trim(void) { return 0; }
