@@ -92,6 +92,8 @@ void *mli_resize_sampled(void *old, size_t n, int flags)
 		mli_be_sample_resize(old, n, flags);
 		return old;
 	}
+	if (mli_shrink_interrupted(old, have, n, align) == MLI_KEEP_REFUSE)
+		return mli_enomem(); /* a shrink that must move */
 	size_t grow;
 	int ad = mli_admit_growth(have, n, flags, &grow);
 	if (!ad)
@@ -198,6 +200,8 @@ static MLI_NOINLINE void *realloc_slow(void *old, size_t n)
 	if (mli_is_sampled(old))
 		return mli_resize_sampled(old, n, 0);
 	size_t have = mli_je_sallocx(old, 0);
+	if (mli_shrink_interrupted(old, have, n, 0) == MLI_KEEP_OLD)
+		return old;
 	size_t grow;
 	int ad = mli_admit_growth(have, n, 0, &grow);
 	if (!ad)

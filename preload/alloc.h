@@ -91,6 +91,23 @@ static inline int mli_admit_growth(size_t have, size_t n, int flags,
 	return r;
 }
 
+/* A shrink in an interrupted task (a limit of it fired, not masked): every
+ * allocation fails there, and jemalloc's realloc makes a new block for a
+ * shrink to a smaller size class, so the block stays as it is: at least n
+ * bytes already, no block made, nothing refused (glibc's realloc never
+ * fails a shrink, and programs rely on it). A shrink that must move for an
+ * alignment (rallocx) is refused. MLI_KEEP_* for the caller. */
+enum { MLI_KEEP_NO, MLI_KEEP_OLD, MLI_KEEP_REFUSE };
+static inline int mli_shrink_interrupted(const void *old, size_t have,
+					 size_t n, size_t align)
+{
+	if (mli_likely(n > have || !mli_tls.nfired || mli_tls.mask_depth))
+		return MLI_KEEP_NO;
+	if (align && ((uintptr_t)old & (align - 1)))
+		return MLI_KEEP_REFUSE;
+	return MLI_KEEP_OLD;
+}
+
 /* What an aligned request is charged: with an alignment above 16, its
  * block's usable size, which the alignment can make much larger than the
  * request (posix_memalign(&p, 8192, 1) is a 16 KiB block: 40,000 of them,

