@@ -178,6 +178,7 @@ regrant(struct mli_thread *t, struct mli_adm *a, unsigned mask)
 	uint32_t gen = __atomic_load_n(&mli_eng.limits_gen, __ATOMIC_RELAXED);
 	t->limits_gen = gen;
 	t->quick_gen = t->mem_gen = 0;
+	t->far_left = 0;
 	if (!(mask & ~MLI_METER_BIT(memory)) && !t->callout &&
 	    t->state == MLI_T_LIVE) {
 		/* A lane for the next slow path (mli_quick_refill, mli_mem_quick). */
@@ -262,6 +263,7 @@ void mli_refill(struct mli_thread *t)
 void mli_poke(struct mli_thread *t)
 {
 	t->quick_gen = t->mem_gen = 0; /* the next slow path looks */
+	t->far_left = 0;
 	t->poked = 1;
 	if (t->in_engine)
 		return; /* the engine looks when it leaves (after) */

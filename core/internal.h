@@ -167,6 +167,10 @@ struct mli_thread {
 	 * for the memory lane (no meter but MEMLIMITS_GLOBAL_MEMORY's: see
 	 * mli_mem_quick). */
 	uint32_t quick_gen, mem_gen;
+	/* The memory lane far from MEMLIMITS_GLOBAL_MEMORY: plain refills
+	 * (quick_gen) of far_grant left before the lane looks again. */
+	uint32_t far_left;
+	uint64_t far_grant;
 	/* The task meter (task.c). */
 	uint32_t nfired;  /* scopes on the stack whose limit fired */
 	uint32_t ntoken;  /* token scopes on the stack */
@@ -496,6 +500,11 @@ static inline void mli_quick_fold(struct mli_thread *t, size_t n)
  * size from MLI_PEAK_NOTE up, else n. False if the full slow path must
  * decide. */
 bool mli_mem_quick(struct mli_thread *t, size_t n, size_t grow);
+/* A plain refill of the memory lane far from the cap (mli_mem_quick says
+ * when), for a request of n bytes: publishes what must be, and returns the
+ * grant, or 0 if the memory is no longer far from the cap (the lane must
+ * decide). Inside the engine. */
+uint64_t mli_mem_far_refill(struct mli_thread *t, size_t n);
 /* The slow path after the plain refill did not apply: the memory lane, or
  * the meters. */
 MLI_NOINLINE int mli_admit_rest(size_t n);
@@ -512,9 +521,17 @@ static inline bool mli_quick_refill(size_t n)
 			 t->in_engine))
 		return false;
 	mli_engine_enter(t);
+	uint64_t g = MLI_GRANT;
+	if (mli_unlikely(t->far_left)) {
+		g = mli_mem_far_refill(t, n);
+		if (!g) {
+			mli_engine_leave(t);
+			return false; /* the memory lane decides */
+		}
+	}
 	mli_quick_fold(t, n);
-	t->grant = MLI_GRANT;
-	t->left = MLI_GRANT;
+	t->grant = g;
+	t->left = g;
 	mli_engine_leave(t);
 	if (mli_unlikely(t->poked))
 		mli_check_now(t);

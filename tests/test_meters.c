@@ -381,6 +381,25 @@ static void mid_blocks_within_bound(void **state)
 	}
 }
 
+/* A thread far from the limit refills without looking at the measure
+ * (memory.c, FAR_REFILLS): when another thread takes the room meanwhile,
+ * the activity callback's look cuts its grant, within the bound of 64 KiB
+ * a thread (2 threads; without the look, up to 8 grants of 56 KiB). */
+static void far_lane_room_taken(void **state)
+{
+	(void)state;
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=64M", NULL };
+	for (int run = 0; run < 2; run++) {
+		struct mlt_run r;
+		run_prog("far_lane", env, &r);
+		assert_int_equal(r.status, 0);
+		double worst = 0;
+		assert_true(mlt_kv(r.out, "worst_over", &worst));
+		assert_true(worst <= 2 * 64 * 1024);
+		mlt_run_free(&r);
+	}
+}
+
 /* pthread_create's look at the limits leaves nothing in the measure (it
  * admitted 64 KiB of room through the memory meter, which reserved it). */
 static void thread_start_reserves_nothing(void **state)
@@ -570,6 +589,7 @@ int main(void)
 		cmocka_unit_test(big_blocks_at_once),
 		cmocka_unit_test(thread_start_reserves_nothing),
 		cmocka_unit_test(mid_blocks_within_bound),
+		cmocka_unit_test(far_lane_room_taken),
 		cmocka_unit_test(collector_room_after_big_refusal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
