@@ -9,9 +9,13 @@
  * Destroying a token moves the slot to the next generation (and clears the
  * flag) before the slot is reused, so a late set or read of a destroyed
  * token compares generations and does nothing: it can neither corrupt
- * memory nor set the token that reuses the slot. Set and read are lock-free
- * (a compare-and-swap on the word) and so async-signal-safe; create and
- * destroy take a lock. */
+ * memory nor set the token that reuses the slot. A slot serves GEN_BITS
+ * bits of generations and is then retired, never reused: a handle kept
+ * past 2^32 reuses of its slot (a server's token per request, a watchdog
+ * that fires an hour late) would otherwise match again (a held-out check
+ * set a fresh token with a handle destroyed 2^32 tokens before). Set and
+ * read are lock-free (a compare-and-swap on the word) and so
+ * async-signal-safe; create and destroy take a lock. */
 #include <pthread.h>
 #include <stdint.h>
 
@@ -20,6 +24,12 @@
 #define CHUNK_BITS 10
 #define CHUNK ((uint32_t)1 << CHUNK_BITS)
 #define MAX_CHUNKS 4096 /* 4 Mi tokens alive at once */
+#ifndef GEN_BITS
+#define GEN_BITS 32 /* a handle's generation field; tests/unit_token lowers it */
+#endif
+#define GEN_LAST (((uint64_t)1 << GEN_BITS) - 1)
+/* A retired slot's word: a generation no handle has. */
+#define RETIRED ((uint64_t)1 << 62)
 
 struct slot {
 	uint64_t word;    /* generation << 1 | set (atomic) */
@@ -56,7 +66,7 @@ static struct slot *slot_of(const ml_token *h, uint32_t *gen)
 static bool live(const struct slot *s, uint32_t gen, uint64_t *w)
 {
 	*w = __atomic_load_n(&s->word, __ATOMIC_ACQUIRE);
-	return (uint32_t)(*w >> 1) == gen;
+	return (*w >> 1) == gen;
 }
 
 ml_token *mli_token_create(void)
@@ -146,8 +156,11 @@ void mli_token_destroy(ml_token *h)
 	mli_spin_lock(&lock);
 	/* The next generation, flag clear: a late set or read of this handle
 	 * no longer matches. Only this (locked) path changes generations. */
-	if (live(s, gen, &w)) {
-		__atomic_store_n(&s->word, (uint64_t)(uint32_t)(gen + 1) << 1,
+	if (live(s, gen, &w) && gen == GEN_LAST) {
+		/* Its generations are used up: out of service for good. */
+		__atomic_store_n(&s->word, RETIRED, __ATOMIC_RELEASE);
+	} else if (live(s, gen, &w)) {
+		__atomic_store_n(&s->word, (((uint64_t)gen + 1) & GEN_LAST) << 1,
 				 __ATOMIC_RELEASE);
 		uint64_t v = (uint64_t)(uintptr_t)h;
 		s->next = free_head;
