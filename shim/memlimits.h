@@ -153,7 +153,11 @@ struct ml_stats {
 
 /* Memprof: what the sampling profiler reports for a sampled allocation. */
 typedef struct ml_sample {
-	uint64_t nsamples;          /* samples in the block: Binomial(size, rate) >= 1 */
+	uint64_t nsamples;          /* samples in the block: Binomial(charged, rate) >= 1,
+				     * charged being the bytes the allocation is counted
+				     * (size; for an alignment above 16, the block's
+				     * usable size, so nsamples may exceed size; for a
+				     * realloc, its growth) */
 	size_t size;                /* requested bytes */
 	void *block;                /* the block's address */
 	void *const *callstack;     /* return addresses, innermost first */
@@ -581,7 +585,9 @@ static inline ml_status ml_on_memory_pressure(int64_t threshold_bytes,
 
 /* ---- Memprof: the sampling allocation profiler ---------------------------
  * Each allocated byte is sampled with probability sampling_rate (a Poisson
- * process over bytes: a block of n bytes gets Binomial(n, rate) samples); a
+ * process over the bytes counted: a block charged n bytes gets Binomial(n,
+ * rate) samples, n being the request, or the block's usable size for an
+ * alignment above 16, or a realloc's growth; see ml_sample); a
  * block with at least one sample is reported to tracker->alloc with up to
  * callstack_size (<= ML_MAX_CALLSTACK) return addresses. Callbacks run with
  * sampling off in their thread, never under a lock of the engine, and may

@@ -40,8 +40,9 @@ static void run_helper(const char *name, const char *arg, const char *const env[
 	assert_true(ok);
 }
 
-/* Each of the twenty forms is the library's, charges exactly its request,
- * aligns, and frees with each matching delete. */
+/* Each of the twenty forms is the library's, charges exactly what malloc's
+ * family would (the request; above 16 bytes of alignment, the block's
+ * usable size), aligns, and frees with each matching delete. */
 static void every_form_is_ours_and_exact(void **state)
 {
 	(void)state;

@@ -2,8 +2,10 @@
 // run under the preload by test_alloc. Prints "ok: ..." or "FAIL: ..." per
 // check and "N failures"; exit 0 iff none failed.
 //   forms    each of the twenty forms is the library's (dladdr), each new
-//            form is charged exactly its request in an ml_enter_allocations
-//            scope, aligned forms are aligned, every delete form frees
+//            form is charged exactly what malloc's family would in an
+//            ml_enter_allocations scope (its request; an alignment above 16,
+//            the block's usable size), aligned forms are aligned, every
+//            delete form frees
 //   refuse   a task's limit refuses: the throwing forms throw std::bad_alloc
 //            (after calling the new_handler), the nothrow forms give nullptr
 //   handler  (MEMLIMITS_GLOBAL_MEMORY=64M) a new_handler that frees a reserve
