@@ -271,6 +271,36 @@ void mli_tree_fork_child(void)
 		publish(mli_mem_estimate(NULL), true);
 }
 
+/* This process made the segment (it was the tree's first). */
+static bool created;
+
+/* Gives the fresh segment its pages, so that touching it cannot fault: a
+ * sparse file (ftruncate alone) on a /dev/shm with less than the segment's
+ * size free killed every process of a limited command with SIGBUS at its
+ * first touch (a container's /dev/shm is 64 MB). Written with zeros, which
+ * fails with ENOSPC where it fails; on failure the file is emptied again. */
+static int make_pages(int fd)
+{
+	static const char zeros[4096];
+	for (size_t off = 0; off < sizeof(struct seg);) {
+		size_t n = sizeof(struct seg) - off < sizeof zeros
+			? sizeof(struct seg) - off : sizeof zeros;
+		ssize_t w = pwrite(fd, zeros, n, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			int e = w < 0 ? errno : ENOSPC;
+			if (ftruncate(fd, 0) != 0) {
+				/* nothing more to do: the wrapper's sweep */
+			}
+			errno = e;
+			return -1;
+		}
+		off += (size_t)w;
+	}
+	return 0;
+}
+
 /* Opens and maps the segment; the first process initialises it. Before
  * main: no allocation, no stdio. */
 int mli_tree_attach(const char *p, char *err, size_t errlen)
@@ -300,12 +330,20 @@ int mli_tree_attach(const char *p, char *err, size_t errlen)
 	flock(fd, LOCK_EX);
 	struct stat st;
 	bool fresh = fstat(fd, &st) == 0 && st.st_size == 0;
-	if (fresh && ftruncate(fd, (off_t)sizeof(struct seg)) != 0) {
+	if (fresh && make_pages(fd) != 0) {
+		int err_no = errno;
 		flock(fd, LOCK_UN);
 		close(fd);
-		mli_buf_str(&e, "memlimits: MEMLIMITS_TREE: cannot size the segment");
+		mli_buf_str(&e, "memlimits: MEMLIMITS_TREE='");
+		mli_buf_str(&e, path);
+		mli_buf_str(&e, err_no == ENOSPC
+			? "': no room for the tree's segment (96 KiB) in its file"
+			  " system (a full /dev/shm?)"
+			: "': cannot write the tree's segment");
+		mli_buf_str(&e, "; not running without the tree's limit");
 		return -1;
 	}
+	created = fresh;
 	void *m = mmap(NULL, sizeof(struct seg), PROT_READ | PROT_WRITE,
 		       MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED) {
@@ -369,8 +407,12 @@ void mli_tree_abandon(void)
 			continue;
 		const char *p = *e + sizeof var - 1;
 		struct stat st;
-		if (!seg && lstat(p, &st) == 0 && S_ISREG(st.st_mode) &&
-		    st.st_size == 0)
+		/* Made by this process, which stops before main: nobody
+		 * has joined it (a refused MEMLIMITS_REPORT comes after the
+		 * tree, and left it behind). */
+		if ((created && !strcmp(p, path)) ||
+		    (!seg && lstat(p, &st) == 0 && S_ISREG(st.st_mode) &&
+		     st.st_size == 0))
 			remove_segment(p);
 		return;
 	}

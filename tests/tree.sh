@@ -503,6 +503,38 @@ else
 	echo "tree: skipped the cleaner's pid-namespace checks (needs root and unshare -p)"
 fi
 
+# A full /dev/shm (a container's is 64 MB): the segment was a sparse file,
+# and the first touch of a missing page killed every limited command with
+# SIGBUS. The wrapper now makes it in $TMPDIR or /tmp; a segment that cannot
+# get its pages is refused before main with 125 and the reason, and
+# removed. And a refused MEMLIMITS_REPORT (after the tree's attach) leaves
+# no segment. In a mount namespace of its own, with a 200 KiB /dev/shm.
+if [ "$(id -u)" = 0 ] && unshare -m /bin/true 2>/dev/null; then
+	out=$(unshare -m sh -c 'mount -t tmpfs -o size=200k tmpfs /dev/shm &&
+		dd if=/dev/zero of=/dev/shm/fill bs=4k count=40 2>/dev/null &&
+		"$1" --global-memory 50M -- sh -c "echo \$MEMLIMITS_TREE"; echo "rc=$?"
+		mkdir /dev/shm/memlimits-tree.t && : >/dev/shm/memlimits-tree.t/seg
+		MEMLIMITS_TREE=/dev/shm/memlimits-tree.t/seg MEMLIMITS_GLOBAL_MEMORY=50M \
+			LD_PRELOAD="$2" /bin/true; echo "direct=$?"
+		echo "left: $(ls /dev/shm | tr "\n" " ")"' sh "$ML" "$MEMLIMITS_LIBRARY" 2>&1)
+	case $out in
+	*"rc=0"*"no room for the tree's segment"*"direct=125"*) pass ;;
+	*) fail "a full /dev/shm: $out" ;;
+	esac
+	case $out in *"left: fill ") pass ;; *) fail "a refused segment was left: $out" ;; esac
+	case $out in */dev/shm/memlimits-tree*rc=0*) fail "the wrapper made its segment in a full /dev/shm: $out" ;; esac
+	out=$(unshare -m sh -c 'mount -t tmpfs tmpfs /dev/shm &&
+		"$1" --global-memory 10M --report /nonexistent-dir/r.json -- /bin/true; echo "rc=$?"
+		ls -A /dev/shm' sh "$ML" 2>&1)
+	case $out in
+	*"rc=125"*memlimits-tree*) fail "a refused report left the tree's segment: $out" ;;
+	*"rc=125"*) pass ;;
+	*) fail "a refused report: $out" ;;
+	esac
+else
+	echo "tree: skipped the full /dev/shm checks (needs root and unshare -m)"
+fi
+
 # Every tree's segment was removed by its last process.
 sleep 0.2
 shm_after=$(count_trees)
