@@ -132,13 +132,14 @@ static void errmsg(char *err, size_t errlen, const char *a, const char *b,
 /* Variables the library knows. MEMLIMITS_LIBRARY belongs to the memlimit
  * wrapper and is accepted so that nested wrappers work. */
 enum var { V_GLOBAL, V_ALLOC, V_THREAD, V_ON_LIMIT, V_REPORT, V_LIBRARY,
-	   V_PROFILE, V_INTERVAL, V_SEED, V_SOFT, V_TREE, V_LIMIT_STATUS, V_N };
+	   V_PROFILE, V_INTERVAL, V_SEED, V_SOFT, V_TREE, V_LIMIT_STATUS,
+	   V_FIRED, V_N };
 static const char *const var_names[V_N] = {
 	"MEMLIMITS_GLOBAL_MEMORY", "MEMLIMITS_ALLOCATIONS",
 	"MEMLIMITS_THREAD_ALLOCATIONS", "MEMLIMITS_ON_LIMIT",
 	"MEMLIMITS_REPORT", "MEMLIMITS_LIBRARY", "MEMLIMITS_PROFILE",
 	"MEMLIMITS_SAMPLE_INTERVAL", "MEMLIMITS_SEED", "MEMLIMITS_SOFT_MEMORY",
-	"MEMLIMITS_TREE", "MEMLIMITS_LIMIT_STATUS",
+	"MEMLIMITS_TREE", "MEMLIMITS_LIMIT_STATUS", "MEMLIMITS_FIRED",
 };
 
 /* Edit distance between a[0..la) and b[0..lb), case-insensitively, capped
@@ -406,6 +407,22 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 			}
 			c->limit_status = (int)st;
 			c->limit_status_pid = (int)pid;
+			break;
+		}
+		case V_FIRED: {
+			/* Set by the library at an exec (preload/exec.c):
+			 * the pid in which a limit fired before it. */
+			const char *p = val;
+			unsigned pid = 0;
+			for (; *p >= '0' && *p <= '9' && pid < 100000000; p++)
+				pid = pid * 10 + (unsigned)(*p - '0');
+			if (p == val || *p || !pid) {
+				errmsg(err, errlen, "MEMLIMITS_FIRED='", val,
+				       "' must be a process id (the library sets it"
+				       " at an exec after a limit fired)");
+				r = -1;
+			}
+			c->fired_pid = (int)pid;
 			break;
 		}
 		case V_INTERVAL: {

@@ -82,6 +82,8 @@ struct mli_config {
 	char tree[512];             /* MEMLIMITS_TREE, "" = none */
 	int limit_status;           /* MEMLIMITS_LIMIT_STATUS, 0 = none */
 	int limit_status_pid;       /* only in this process, 0 = any */
+	int fired_pid;              /* MEMLIMITS_FIRED: a limit fired in this
+				     * process before its last exec (exec.c) */
 	uint64_t sample_interval;   /* MEMLIMITS_SAMPLE_INTERVAL, 0 = not set */
 	uint64_t seed;              /* MEMLIMITS_SEED */
 	bool seed_set;
@@ -702,6 +704,10 @@ bool mli_report_any_breach(void); /* did a MEMLIMITS_* limit refuse? */
  * handler runs after every other. */
 void mli_limit_status_start(void);
 int mli_limit_status_of(int status); /* async-signal-safe */
+/* An exec is about to replace this process: did a limit fire in it that
+ * its next image must know of (MEMLIMITS_FIRED: its limit status and its
+ * report)? */
+bool mli_fired_for_exec(void);
 
 /* ---- core/task.c: task scopes, tokens, masking ------------------------ */
 enum mli_scope_kind { MLI_SCOPE_GLOBAL = ML__SCOPE_GLOBAL,

@@ -59,6 +59,34 @@ bool mli_report_any_breach(void)
 	return any_breach_but(-1);
 }
 
+/* The process the report state belongs to: a vfork child shares it (and
+ * this memory) with its parent, and must not write the parent's report. */
+static pid_t report_pid;
+
+/* A limit fired in this process before its last exec (MEMLIMITS_FIRED):
+ * the old image's report is replaced by this one's, and its status was
+ * lost (a held-out check: python's MemoryError, then exec of cat, ended
+ * with cat's 0 under --limit-status 99). */
+static bool fired_before_exec(void)
+{
+	int pid = mli_eng.cfg.fired_pid;
+	return pid && pid == getpid();
+}
+
+static bool fired(void)
+{
+	return mli_report_any_breach() || mli_tree_any_fired() ||
+	       fired_before_exec();
+}
+
+bool mli_fired_for_exec(void)
+{
+	const struct mli_config *c = &mli_eng.cfg;
+	/* Not in a vfork child, which shares its parent's record. */
+	return (c->limit_status || c->report[0]) && report_pid == getpid() &&
+	       (mli_report_any_breach() || fired_before_exec());
+}
+
 /* MEMLIMITS_LIMIT_STATUS: the process ends with that status if a limit
  * fired in it, or in any process of its tree (as timeout(1) ends with 124
  * when the time ran out), whatever status it chose itself (final_exit,
@@ -118,8 +146,7 @@ static void final_exit(void)
 		nanosleep(&ms, NULL);
 	/* MEMLIMITS_LIMIT_STATUS: after every other handler (the report's, the
 	 * program's): stdio is flushed, then _exit. */
-	if (limit_status_mine() &&
-	    (mli_report_any_breach() || mli_tree_any_fired())) {
+	if (limit_status_mine() && fired()) {
 		fflush(NULL);
 		_exit(mli_eng.cfg.limit_status);
 	}
@@ -127,6 +154,7 @@ static void final_exit(void)
 
 void mli_limit_status_start(void)
 {
+	report_pid = getpid();
 	const struct mli_config *c = &mli_eng.cfg;
 	/* Four gates: the thread that ends the process with the limit's
 	 * status takes one and never returns, so that up to three others
@@ -140,8 +168,7 @@ void mli_limit_status_start(void)
 /* From _exit (dash ends so): the status it should end with. */
 int mli_limit_status_of(int status)
 {
-	if (limit_status_mine() &&
-	    (mli_report_any_breach() || mli_tree_any_fired()))
+	if (limit_status_mine() && fired())
 		return mli_eng.cfg.limit_status;
 	return status;
 }
@@ -246,9 +273,6 @@ static pid_t report_tid;
 
 /* A forked child's report and breaches are its own: it has not written a
  * report yet, and the parent's breaches are in the parent's. */
-/* The process the report state belongs to: a vfork child shares it (and
- * this memory) with its parent, and must not write the parent's report. */
-static pid_t report_pid;
 
 void mli_report_fork_child(void)
 {
@@ -332,6 +356,7 @@ static void build(struct mli_buf *m, bool json, const char *ended_by,
 	kv(m, json, "memory_at_first_soft_crossing", soft_first_memory,
 	   soft_first_memory >= 0, false);
 	kv(m, json, "tree_memory_limit", mli_tree_limit(), true, false);
+	kv(m, json, "limit_fired_before_exec", fired_before_exec(), true, false);
 	kv(m, json, "tree_memory_bytes", mli_tree_memory(), true, !json);
 	if (json)
 		mli_buf_str(m, "\"breaches\": [");

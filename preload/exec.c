@@ -242,16 +242,21 @@ static size_t merge_room(char *const *e)
 
 static char *const empty_env[] = { NULL };
 
-/* `e` with what it lacks of `kept` added, in `out` (room for n(e) + nkept
- * + 1 pointers), LD_PRELOAD merged in `merged` (merge_room bytes); or `e`
- * itself when nothing is missing. */
-static char *const *restore(char *const *e, const char **out, char *merged)
+/* `e` with what it lacks of `kept` added, and `extra` (if not NULL) last,
+ * in `out` (room for n(e) + nkept + 2 pointers), LD_PRELOAD merged in
+ * `merged` (merge_room bytes); or `e` itself when nothing is missing. */
+static char *const *restore(char *const *e, const char **out, char *merged,
+			    const char *extra)
 {
 	size_t n = 0;
 	for (; e[n]; n++)
 		out[n] = e[n];
 	size_t k = n;
 	bool changed = false;
+	if (extra) {
+		out[k++] = extra;
+		changed = true;
+	}
 	for (int i = 0; i < nkept; i++) {
 		/* The last entry of a name: the one ld.so and the library
 		 * read. */
@@ -306,16 +311,16 @@ struct newenv {
 };
 
 static bool prepare_in(char *const *e, struct newenv *ne, const char **out,
-		       char *merged, bool map)
+		       char *merged, bool map, const char *extra)
 {
 	ne->map = NULL;
 	ne->env = e;
-	if (!nkept)
+	if (!nkept && !extra)
 		return true; /* as it is, NULL included */
 	e = e ? e : empty_env;
 	size_t n = count(e), room = merge_room(e);
-	if (map || n + KEPT_MAX + 1 > STACK_PTRS || room > STACK_MERGE) {
-		ne->len = (n + KEPT_MAX + 1) * sizeof *out + room;
+	if (map || n + KEPT_MAX + 2 > STACK_PTRS || room > STACK_MERGE) {
+		ne->len = (n + KEPT_MAX + 2) * sizeof *out + room;
 		ne->map = mli_sys_mmap(NULL, ne->len, PROT_READ | PROT_WRITE,
 				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (ne->map == MAP_FAILED) {
@@ -324,17 +329,37 @@ static bool prepare_in(char *const *e, struct newenv *ne, const char **out,
 			return false;
 		}
 		out = ne->map;
-		merged = (char *)ne->map + (n + KEPT_MAX + 1) * sizeof *out;
+		merged = (char *)ne->map + (n + KEPT_MAX + 2) * sizeof *out;
 	}
-	ne->env = restore(e, out, merged);
+	ne->env = restore(e, out, merged, extra);
 	return true;
 }
 
 static bool prepare(char *const *e, struct newenv *ne, const char **out,
 		    char *merged)
 {
-	return prepare_in(e, ne, out, merged, false);
+	return prepare_in(e, ne, out, merged, false, NULL);
 }
+
+/* An exec replaces this process's image: if a limit fired in it, the next
+ * image is told (MEMLIMITS_FIRED=PID, only for the same pid: a child that
+ * inherits the variable ignores it), so that --limit-status and the report
+ * still know (python's MemoryError, then exec of cat, ended with cat's 0
+ * under --limit-status 99, its report with no breach). In `buf` (32
+ * bytes, the caller's stack: a vfork child may exec); NULL if none. */
+static const char *fired_entry(char *buf)
+{
+	if (!mli_fired_for_exec())
+		return NULL;
+	struct mli_buf b = { buf, 0, 32 };
+	mli_buf_str(&b, "MEMLIMITS_FIRED=");
+	mli_buf_u64(&b, (uint64_t)getpid());
+	buf[b.len < 32 ? b.len : 31] = 0;
+	return buf;
+}
+
+/* NEWENV for an exec: with MEMLIMITS_FIRED if a limit fired here. */
+#define EXEC_NEWENV(e, ne)                                                    	const char *ne##_out[STACK_PTRS];                                     	char ne##_merged[STACK_MERGE], ne##_fired[32];                        	struct newenv ne;                                                     	bool ne##_ok = prepare_in(e, &ne, ne##_out, ne##_merged, false,       				  fired_entry(ne##_fired))
 
 static int release(struct newenv *ne, int r)
 {
@@ -369,7 +394,7 @@ static int exec_with(execve_fn fn, const char *path, char *const argv[],
 	if (!fn)
 		return no_function();
 	mli_budget_exit(&mli_tls);
-	NEWENV(envp, ne);
+	EXEC_NEWENV(envp, ne);
 	return ne_ok ? release(&ne, fn(path, argv, ne.env)) : -1;
 }
 
@@ -398,7 +423,7 @@ EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 	if (!real_fexecve)
 		return no_function();
 	mli_budget_exit(&mli_tls);
-	NEWENV(envp, ne);
+	EXEC_NEWENV(envp, ne);
 	return ne_ok ? release(&ne, real_fexecve(fd, argv, ne.env)) : -1;
 }
 
@@ -408,7 +433,7 @@ EXPORT int execveat(int dirfd, const char *path, char *const argv[],
 	if (!real_execveat)
 		return no_function();
 	mli_budget_exit(&mli_tls);
-	NEWENV(envp, ne);
+	EXEC_NEWENV(envp, ne);
 	return ne_ok ? release(&ne, real_execveat(dirfd, path, argv, ne.env, flags))
 		     : -1;
 }
@@ -601,7 +626,7 @@ EXPORT FILE *popen(const char *cmd, const char *mode)
 	char **saved = environ;
 	struct newenv ne;
 	FILE *f = NULL;
-	if (prepare_in(saved, &ne, NULL, NULL, true)) {
+	if (prepare_in(saved, &ne, NULL, NULL, true, NULL)) {
 		environ = (char **)ne.env;
 		f = real_popen(cmd, mode);
 		if (environ == (char **)ne.env) {

@@ -155,6 +155,21 @@ import os; os.abort()"
 status_is 3 "an uncaught std::bad_alloc" -- "$PROGS/cxx_new_loop"
 status_is 134 "--on-limit abort" --on-limit abort -- $PY -c "$CATCH"
 status_is 134 "abort() with no limit fired" -- $PY -c 'import os; os.abort()'
+# A limit that fired before an exec (the same process, a new image): the
+# status and the report still know (MEMLIMITS_FIRED); the exec'd image's
+# children do not inherit it. They ended with cat's 0, the report saying
+# no breach.
+EXEC_AFTER="$CATCH
+import os; os.execv('/bin/sh', ['sh', '-c', 'sh -c \"exit 5\"; echo child=\$?; exit 0'])"
+status_is 3 "a limit fired before an exec" --per-process -- $PY -c "$EXEC_AFTER"
+rm -f "$tmp/ex.json"
+out=$(MEMLIMITS_GLOBAL_MEMORY=50M MEMLIMITS_LIMIT_STATUS=3 MEMLIMITS_REPORT="$tmp/ex.json" \
+	LD_PRELOAD="$MEMLIMITS_LIBRARY" $PY -c "$EXEC_AFTER" 2>/dev/null)
+st=$?
+if [ "$st" = 3 ] && [ "$out" = child=5 ] &&
+	grep -q '"limit_fired_before_exec": 1' "$tmp/ex.json"; then pass; else
+	fail "a limit fired before an exec, plain preload: status $st (want 3), '$out' (want child=5), report $(cat "$tmp/ex.json" 2>&1)"
+fi
 # A per-thread budget alone fires in a child: the wrapper makes the
 # tree's segment for it too (it carries the news up).
 out=$("$ML" --limit-status 9 --thread-allocations 1M -- bash -c "$PROGS/budget_grace >/dev/null; exit 0" 2>&1)
