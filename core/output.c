@@ -115,6 +115,8 @@ struct output {
 	bool on;               /* a file is written */
 	bool has_pid;          /* %p in the value */
 	bool named;            /* without %p: this tree's first process */
+	bool device;           /* a character device (/dev/null): every
+				* process and every suffix writes it as named */
 	char tmpl[NAME_MAX_LEN]; /* the value, absolute */
 };
 static struct output outs[MLI_OUT_N];
@@ -294,6 +296,10 @@ static bool expand(const struct output *o, const char *suffix, char *out,
 		   size_t cap)
 {
 	struct mli_buf b = { out, 0, cap };
+	if (o->device) {
+		mli_buf_str(&b, o->tmpl);
+		return b.len + 1 < cap;
+	}
 	char one[2] = { 0, 0 };
 	for (const char *p = o->tmpl; *p; p++) {
 		if (*p == '%' && p[1] == 'p') {
@@ -639,7 +645,12 @@ static void setup(struct output *o, const char *var, const char *value,
 		die_output(o, NULL, "the name is too long", 0);
 	if (value[strlen(value) - 1] == '/')
 		die_output(o, NULL, "it names a directory (a file name is expected)", 0);
-	o->named = !o->has_pid && parent_claim(var, value) == 0;
+	/* A device is not a name to derive others from: with /dev/null every
+	 * process after the first made a regular file /dev/null.PID (and a
+	 * profile /dev/null.folded...), or warned where it could not. */
+	struct stat dev;
+	o->device = !o->has_pid && stat(o->tmpl, &dev) == 0 && S_ISCHR(dev.st_mode);
+	o->named = !o->has_pid && !o->device && parent_claim(var, value) == 0;
 	o->on = true;
 	char name[NAME_MAX_LEN];
 	for (const char *const *s = suffixes; *s; s++) {

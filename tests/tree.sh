@@ -526,6 +526,21 @@ else
 	echo "tree: skipped the cleaner's pid-namespace checks (needs root and unshare -p)"
 fi
 
+# A device as the report or the profile (/dev/null): every process writes
+# it as named; every process after the first made a regular file
+# /dev/null.PID (root) or warned that it could not, and a profile made
+# /dev/null.folded and the rest.
+touch "$tmp/devmark"
+sleep 0.01
+out=$("$ML" --report /dev/null -- bash -c '/bin/true; /bin/true' 2>&1)
+st=$?
+MEMLIMITS_PROFILE=/dev/null LD_PRELOAD="${MEMLIMITS_LIBRARY%.so}-prof.so" /bin/true
+made=$(find /dev -maxdepth 1 -name 'null.*' -newer "$tmp/devmark" 2>/dev/null)
+if [ "$st" = 0 ] && [ -z "$out" ] && [ -z "$made" ]; then pass; else
+	fail "--report /dev/null: status $st, '$out', made: $made"
+	find /dev -maxdepth 1 -name 'null.*' -type f -newer "$tmp/devmark" -delete 2>/dev/null
+fi
+
 # A full /dev/shm (a container's is 64 MB): the segment was a sparse file,
 # and the first touch of a missing page killed every limited command with
 # SIGBUS. The wrapper now makes it in $TMPDIR or /tmp; a segment that cannot
