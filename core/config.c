@@ -477,6 +477,16 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 		c->soft_memory = share_of(c->global_memory >= 0 ? c->global_memory
 								: c->sysmem,
 					  c->soft_ppm);
+	/* Nor one at 0 (or a percentage or fraction that comes to 0): the
+	 * memory is above it from the start and never crosses it. */
+	if (c->soft_memory == 0) {
+		struct mli_buf m = { err, 0, errlen };
+		mli_buf_str(&m, "memlimits: MEMLIMITS_SOFT_MEMORY is 0 bytes: the"
+				" memory is above it from the start, so it could never"
+				" be crossed (a soft limit fires when the memory rises"
+				" past it; unset it for none)");
+		return -1;
+	}
 	/* A warning above the hard limit could never be given: the limit
 	 * refuses first. Said, not ignored. */
 	if (c->soft_memory >= 0 && c->global_memory >= 0 &&

