@@ -102,6 +102,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -506,9 +507,45 @@ static bool refuse_output(struct output *o, const char *name, const char *what,
 
 /* Can this process write `name` as mli_file_open will? refuse_output if
  * not. */
+/* Kernel file systems (/proc, /sys, cgroup...) take no output. Root
+ * passes every permission check, and /proc/x, /sys/x and /proc/self/status
+ * (a regular file of root's) were accepted at start-up, the report lost at
+ * exit (a held-out check). The kernel file system `path` is on (a file, or
+ * the directory a file would be made in), or NULL. */
+static const char *kernel_fs(const char *path)
+{
+	static const struct {
+		long magic;
+		const char *name;
+	} fs[] = {
+		{ 0x9fa0, "proc" },          { 0x62656572, "sysfs" },
+		{ 0x27e0eb, "cgroup" },      { 0x63677270, "cgroup2" },
+		{ 0x64626720, "debugfs" },   { 0x74726163, "tracefs" },
+		{ 0x73636673, "securityfs" }, { (long)0xcafe4a11, "bpf" },
+	};
+	struct statfs sf;
+	if (statfs(path, &sf) != 0)
+		return NULL;
+	for (size_t i = 0; i < sizeof fs / sizeof *fs; i++)
+		if ((long)sf.f_type == fs[i].magic)
+			return fs[i].name;
+	return NULL;
+}
+
+static bool refuse_kernel_fs(struct output *o, const char *name, const char *fs)
+{
+	char what[200];
+	struct mli_buf w = { what, 0, sizeof what };
+	mli_buf_str(&w, "it is on a kernel file system (");
+	mli_buf_str(&w, fs);
+	mli_buf_str(&w, "), where memlimits writes nothing");
+	return refuse_output(o, name, what, 0);
+}
+
 static bool check_name(struct output *o, const char *name)
 {
 	struct stat st;
+	const char *kfs;
 	if (lstat(name, &st) == 0) {
 		char what[200];
 		struct mli_buf w = { what, 0, sizeof what };
@@ -534,6 +571,8 @@ static bool check_name(struct output *o, const char *name)
 						" file that has other names");
 				return refuse_output(o, name, what, 0);
 			}
+			if ((kfs = kernel_fs(name)) != NULL)
+				return refuse_kernel_fs(o, name, kfs);
 		} else if (!S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode))
 			return refuse_output(o, name, "it is neither a regular file, a FIFO nor a"
 					    " character device", 0);
@@ -567,6 +606,8 @@ static bool check_name(struct output *o, const char *name)
 		mli_buf_str(&w, " is not a directory");
 		return refuse_output(o, name, what, 0);
 	}
+	if ((kfs = kernel_fs(dir)) != NULL)
+		return refuse_kernel_fs(o, name, kfs);
 	if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) != 0) {
 		e = errno;
 		mli_buf_str(&w, " does not let this process create a file");
