@@ -176,8 +176,17 @@ int mli_limit_status_of(int status)
 void mli_die(const char *msg)
 {
 	mli_tree_abandon();
-	mli_write_all(2, msg, strlen(msg));
-	mli_write_all(2, "\n", 1);
+	/* One write: lines of processes that stop at once stay whole. */
+	size_t len = strlen(msg);
+	char line[8192];
+	if (len + 1 > sizeof line) {
+		mli_write_all(2, msg, len);
+		mli_write_all(2, "\n", 1);
+	} else {
+		memcpy(line, msg, len);
+		line[len] = '\n';
+		mli_write_all(2, line, len + 1);
+	}
 	/* Not the library's _exit: a program refused before main writes no
 	 * report (a bad MEMLIMITS_REPORT said so twice, once at start and
 	 * once as the report failed at exit), and exits 125 whatever
