@@ -532,15 +532,17 @@ static void report_script_lists_many_processes(void **state)
 	char d[1024]; /* (tmp()'s buffers are reused) */
 	snprintf(d, sizeof d, "%s", subdir("many"));
 	char line[4200];
-	snprintf(line, sizeof line, "for i in $(seq 50); do /bin/true; done; %s; true",
-		 prog("prog_hog"));
+	/* and one argument with a ']' and a '"' in it (the column was cut
+	 * at the ']') */
+	snprintf(line, sizeof line, "for i in $(seq 50); do /bin/true; done; "
+		 "/bin/true 'a\"]b'; %s; true", prog("prog_hog"));
 	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=32M",
 			      env_var("MEMLIMITS_REPORT", "%s/r.json", d), NULL };
 	struct mlt_run r;
 	bash(line, env, mlt_lib(), &r);
 	EXPECT(r, r.status == 0);
 	mlt_run_free(&r);
-	assert_int_equal(count_prefix(d, "r.json"), 53);
+	assert_int_equal(count_prefix(d, "r.json"), 54);
 	char *script = "scripts/memlimit-report";
 	char *outs[2];
 	for (int merge = 0; merge <= 1; merge++) {
@@ -560,7 +562,7 @@ static void report_script_lists_many_processes(void **state)
 	       "    t = open(d + '/' + n).read()\n"
 	       "    r = json.loads(t)\n"
 	       "    reps[r['pid']] = (r, t)\n"
-	       "assert len(reps) == 53, len(reps)\n"
+	       "assert len(reps) == 54, len(reps)\n"
 	       "rows = open(lst).read().split('\\n')\n"
 	       "assert rows[0] == '%-8s %-8s %-6s %-40s %s' % ('PID', 'PPID', 'ENDED', 'BREACHES',\n"
 	       "                                            'COMMAND'), rows[0]\n"
@@ -570,7 +572,7 @@ static void report_script_lists_many_processes(void **state)
 	       "    r, t = reps[int(row.split()[0])]\n"
 	       "    br = ','.join(b['limit'] for b in r['breaches']) or '-'\n"
 	       "    # the command line as the report has it\n"
-	       "    cmd = re.search(r'\"command\": (\\[[^]]*\\])', t).group(1)\n"
+	       "    cmd = t[t.index('\"command\": ') + 11:t.index(', \"ended_by\"')]\n"
 	       "    assert json.loads(cmd) == r['command'], (cmd, r)\n"
 	       "    want = '%-8s %-8s %-6s %-40s %s' % (r['pid'], r['ppid'], r['ended_by'], br, cmd)\n"
 	       "    assert row == want, (row, want)\n"
@@ -582,6 +584,7 @@ static void report_script_lists_many_processes(void **state)
 	       "hogs = [p for p in order if reps[p][0]['breaches']]\n"
 	       "assert len(hogs) == 1 and reps[hogs[0]][0]['command'][0].endswith('/prog_hog')\n"
 	       "assert sum(1 for p in order if reps[p][0]['command'] == ['/bin/true']) == 50\n"
+	       "assert sum(1 for p in order if reps[p][0]['command'] == ['/bin/true', 'a\"]b']) == 1\n"
 	       "m = json.load(open(mrg))\n"
 	       "assert m == {'processes': [reps[p][0] for p in order]}, m\n",
 	       args, &r);
