@@ -217,10 +217,12 @@ static bool near_miss(const char *name, size_t nlen, char *meant, size_t cap)
 
 /* An output named like a stream ("-", stdout, STDERR, "stderr ") was a
  * file of that name in the current directory, made without a word (a
- * held-out check): only "stderr", exactly, means the standard error. */
-static bool meant_a_stream(const char *val)
+ * held-out check): only "stderr", exactly, means the standard error, and
+ * only for the report (a profile is files; MEMLIMITS_PROFILE=stderr made
+ * five of them). */
+static bool meant_a_stream(const char *val, bool stderr_ok)
 {
-	if (!strcmp(val, "stderr"))
+	if (stderr_ok && !strcmp(val, "stderr"))
 		return false;
 	const char *p = val;
 	while (*p == ' ' || *p == '\t')
@@ -381,7 +383,7 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 				errmsg(err, errlen, "MEMLIMITS_REPORT='", val,
 				       "' must be 'stderr' or a file path (under 512 bytes)");
 				r = -1;
-			} else if (meant_a_stream(val)) {
+			} else if (meant_a_stream(val, true)) {
 				errmsg(err, errlen, "MEMLIMITS_REPORT='", val,
 				       "' names no file a report should go to: 'stderr'"
 				       " (exactly so) for the standard error, else a path");
@@ -396,7 +398,7 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 				errmsg(err, errlen, "MEMLIMITS_PROFILE='", val,
 				       "' must be a file path (under 512 bytes)");
 				r = -1;
-			} else if (meant_a_stream(val)) {
+			} else if (meant_a_stream(val, false)) {
 				errmsg(err, errlen, "MEMLIMITS_PROFILE='", val,
 				       "' names no file a profile should go to (a"
 				       " profile is written to files: a path)");

@@ -541,6 +541,19 @@ if [ "$st" = 0 ] && [ -z "$out" ] && [ -z "$made" ]; then pass; else
 	find /dev -maxdepth 1 -name 'null.*' -type f -newer "$tmp/devmark" -delete 2>/dev/null
 fi
 
+# Outputs named like a stream through the wrapper, which makes relative
+# names absolute: they were files of that name in the current directory.
+mkdir -p "$tmp/streams"
+for o in "--report stdout" "--report -" "--report STDERR" "--profile stderr"; do
+	(cd "$tmp/streams" && "$ML" --global-memory 1G $o -- /bin/true >/dev/null 2>&1)
+	st=$?
+	left=$(ls -A "$tmp/streams")
+	if [ "$st" = 125 ] && [ -z "$left" ]; then pass; else
+		fail "memlimit $o: status $st (want 125), files made: $left"
+		rm -f "$tmp/streams"/* "$tmp/streams"/.??* 2>/dev/null
+	fi
+done
+
 # A full /dev/shm (a container's is 64 MB): the segment was a sparse file,
 # and the first touch of a missing page killed every limited command with
 # SIGBUS. The wrapper now makes it in $TMPDIR or /tmp; a segment that cannot

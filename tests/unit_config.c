@@ -389,6 +389,9 @@ static void config_report(void **state)
 	}
 	char *named[] = { "MEMLIMITS_REPORT=stdout.json", NULL };
 	assert_int_equal(read_env(named, &c), 0);
+	/* A profile is files: stderr is no more a stream for it. */
+	char *perr[] = { "MEMLIMITS_PROFILE=stderr", NULL };
+	check_rejected(perr, "MEMLIMITS_PROFILE", "stderr");
 }
 
 static void config_report_path_length(void **state)
