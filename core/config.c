@@ -132,14 +132,13 @@ static void errmsg(char *err, size_t errlen, const char *a, const char *b,
 /* Variables the library knows. MEMLIMITS_LIBRARY belongs to the memlimit
  * wrapper and is accepted so that nested wrappers work. */
 enum var { V_GLOBAL, V_ALLOC, V_THREAD, V_ON_LIMIT, V_REPORT, V_LIBRARY,
-	   V_PROFILE, V_INTERVAL, V_SEED, V_SOFT, V_TREE, V_LIMIT_STATUS,
-	   V_FIRED, V_N };
+	   V_PROFILE, V_INTERVAL, V_SEED, V_SOFT, V_TREE, V_LIMIT_STATUS, V_N };
 static const char *const var_names[V_N] = {
 	"MEMLIMITS_GLOBAL_MEMORY", "MEMLIMITS_ALLOCATIONS",
 	"MEMLIMITS_THREAD_ALLOCATIONS", "MEMLIMITS_ON_LIMIT",
 	"MEMLIMITS_REPORT", "MEMLIMITS_LIBRARY", "MEMLIMITS_PROFILE",
 	"MEMLIMITS_SAMPLE_INTERVAL", "MEMLIMITS_SEED", "MEMLIMITS_SOFT_MEMORY",
-	"MEMLIMITS_TREE", "MEMLIMITS_LIMIT_STATUS", "MEMLIMITS_FIRED",
+	"MEMLIMITS_TREE", "MEMLIMITS_LIMIT_STATUS",
 };
 
 /* Edit distance between a[0..la) and b[0..lb), case-insensitively, capped
@@ -297,6 +296,18 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 	static const char prefix[] = "MEMLIMITS_";
 	for (char *const *e = envp; e && *e; e++) {
 		const char *kv = *e;
+		if (!strncmp(kv, MLI_FIRED_VAR "=", sizeof MLI_FIRED_VAR)) {
+			/* The library's own note across an exec (exec.c): not
+			 * a MEMLIMITS_ name, which an older library would
+			 * refuse as unknown; a value that is not a pid is
+			 * nobody's and ignored. */
+			const char *p = kv + sizeof MLI_FIRED_VAR;
+			unsigned pid = 0;
+			for (; *p >= '0' && *p <= '9' && pid < 100000000; p++)
+				pid = pid * 10 + (unsigned)(*p - '0');
+			c->fired_pid = *p ? 0 : (int)pid;
+			continue;
+		}
 		const char *eq = strchr(kv, '=');
 		size_t nlen = eq ? (size_t)(eq - kv) : strlen(kv);
 		const char *val = eq ? eq + 1 : "";
@@ -436,22 +447,6 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 			}
 			c->limit_status = (int)st;
 			c->limit_status_pid = (int)pid;
-			break;
-		}
-		case V_FIRED: {
-			/* Set by the library at an exec (preload/exec.c):
-			 * the pid in which a limit fired before it. */
-			const char *p = val;
-			unsigned pid = 0;
-			for (; *p >= '0' && *p <= '9' && pid < 100000000; p++)
-				pid = pid * 10 + (unsigned)(*p - '0');
-			if (p == val || *p || !pid) {
-				errmsg(err, errlen, "MEMLIMITS_FIRED='", val,
-				       "' must be a process id (the library sets it"
-				       " at an exec after a limit fired)");
-				r = -1;
-			}
-			c->fired_pid = (int)pid;
 			break;
 		}
 		case V_INTERVAL: {

@@ -82,13 +82,16 @@ struct mli_config {
 	char tree[512];             /* MEMLIMITS_TREE, "" = none */
 	int limit_status;           /* MEMLIMITS_LIMIT_STATUS, 0 = none */
 	int limit_status_pid;       /* only in this process, 0 = any */
-	int fired_pid;              /* MEMLIMITS_FIRED: a limit fired in this
+	int fired_pid;              /* MLI_FIRED_VAR: a limit fired in this
 				     * process before its last exec (exec.c) */
 	uint64_t sample_interval;   /* MEMLIMITS_SAMPLE_INTERVAL, 0 = not set */
 	uint64_t seed;              /* MEMLIMITS_SEED */
 	bool seed_set;
 };
 
+/* The variable an exec passes to the new image of a process in which a
+ * limit fired (preload/exec.c): PID, that process's. */
+#define MLI_FIRED_VAR "MEMLIMITS_FIRED_IN_PID"
 /* The largest size any MEMLIMITS_* size or limit may take. */
 #define MLI_SIZE_MAX ((uint64_t)INT64_MAX)
 
@@ -705,7 +708,7 @@ bool mli_report_any_breach(void); /* did a MEMLIMITS_* limit refuse? */
 void mli_limit_status_start(void);
 int mli_limit_status_of(int status); /* async-signal-safe */
 /* An exec is about to replace this process: did a limit fire in it that
- * its next image must know of (MEMLIMITS_FIRED: its limit status and its
+ * its next image must know of (MLI_FIRED_VAR: its limit status and its
  * report)? */
 bool mli_fired_for_exec(void);
 

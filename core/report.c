@@ -63,7 +63,7 @@ bool mli_report_any_breach(void)
  * this memory) with its parent, and must not write the parent's report. */
 static pid_t report_pid;
 
-/* A limit fired in this process before its last exec (MEMLIMITS_FIRED):
+/* A limit fired in this process before its last exec (MLI_FIRED_VAR):
  * the old image's report is replaced by this one's, and its status was
  * lost (a held-out check: python's MemoryError, then exec of cat, ended
  * with cat's 0 under --limit-status 99). */

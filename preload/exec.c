@@ -254,7 +254,15 @@ static char *const *restore(char *const *e, const char **out, char *merged,
 	size_t k = n;
 	bool changed = false;
 	if (extra) {
-		out[k++] = extra;
+		/* In place of one there is already (a chain of execs
+		 * added one each), else last. */
+		size_t name = name_len(extra), j = n;
+		while (j > 0 && strncmp(e[j - 1], extra, name))
+			j--;
+		if (j == 0)
+			out[k++] = extra;
+		else if (strcmp(e[j - 1], extra))
+			out[j - 1] = extra;
 		changed = true;
 	}
 	for (int i = 0; i < nkept; i++) {
@@ -342,7 +350,7 @@ static bool prepare(char *const *e, struct newenv *ne, const char **out,
 }
 
 /* An exec replaces this process's image: if a limit fired in it, the next
- * image is told (MEMLIMITS_FIRED=PID, only for the same pid: a child that
+ * image is told (MLI_FIRED_VAR=PID, only for the same pid: a child that
  * inherits the variable ignores it), so that --limit-status and the report
  * still know (python's MemoryError, then exec of cat, ended with cat's 0
  * under --limit-status 99, its report with no breach). In `buf` (32
@@ -352,13 +360,13 @@ static const char *fired_entry(char *buf)
 	if (!mli_fired_for_exec())
 		return NULL;
 	struct mli_buf b = { buf, 0, 32 };
-	mli_buf_str(&b, "MEMLIMITS_FIRED=");
+	mli_buf_str(&b, MLI_FIRED_VAR "=");
 	mli_buf_u64(&b, (uint64_t)getpid());
 	buf[b.len < 32 ? b.len : 31] = 0;
 	return buf;
 }
 
-/* NEWENV for an exec: with MEMLIMITS_FIRED if a limit fired here. */
+/* NEWENV for an exec: with MLI_FIRED_VAR if a limit fired here. */
 #define EXEC_NEWENV(e, ne)                                                    	const char *ne##_out[STACK_PTRS];                                     	char ne##_merged[STACK_MERGE], ne##_fired[32];                        	struct newenv ne;                                                     	bool ne##_ok = prepare_in(e, &ne, ne##_out, ne##_merged, false,       				  fired_entry(ne##_fired))
 
 static int release(struct newenv *ne, int r)

@@ -156,12 +156,18 @@ status_is 3 "an uncaught std::bad_alloc" -- "$PROGS/cxx_new_loop"
 status_is 134 "--on-limit abort" --on-limit abort -- $PY -c "$CATCH"
 status_is 134 "abort() with no limit fired" -- $PY -c 'import os; os.abort()'
 # A limit that fired before an exec (the same process, a new image): the
-# status and the report still know (MEMLIMITS_FIRED); the exec'd image's
+# status and the report still know (MEMLIMITS_FIRED_IN_PID, one entry
+# however many execs: it was added at each); the exec'd image's
 # children do not inherit it. They ended with cat's 0, the report saying
 # no breach.
 EXEC_AFTER="$CATCH
 import os; os.execv('/bin/sh', ['sh', '-c', 'sh -c \"exit 5\"; echo child=\$?; exit 0'])"
 status_is 3 "a limit fired before an exec" --per-process -- $PY -c "$EXEC_AFTER"
+"$ML" --global-memory 50M --limit-status 3 -- $PY -c "$CATCH
+import os; os.execv('/usr/bin/env', ['env', 'env', 'env', 'env'])" >"$tmp/envout" 2>/dev/null
+st=$?
+out=$(grep -c '^MEMLIMITS_FIRED_IN_PID=' "$tmp/envout")
+if [ "$st" = 3 ] && [ "$out" = 1 ]; then pass; else fail "four execs after a limit fired: status $st (want 3), $out entries (want 1)"; fi
 rm -f "$tmp/ex.json"
 out=$(MEMLIMITS_GLOBAL_MEMORY=50M MEMLIMITS_LIMIT_STATUS=3 MEMLIMITS_REPORT="$tmp/ex.json" \
 	LD_PRELOAD="$MEMLIMITS_LIBRARY" $PY -c "$EXEC_AFTER" 2>/dev/null)
