@@ -36,8 +36,22 @@ EXPORT __attribute__((noreturn)) void abort(void)
 	 * abort): that asks for the signal. _exit leaves the tree. */
 	if (mli_eng.cfg.on_limit != MLI_ON_LIMIT_ABORT) {
 		int st = mli_limit_status_of(-1);
-		if (st != -1)
+		if (st != -1) {
+			/* The program's SIGABRT handler first, as glibc's
+			 * abort does (a crash reporter, python's faulthandler,
+			 * a handler that longjmps out): it was skipped. If it
+			 * returns, the status. */
+			struct sigaction cur;
+			if (sigaction(SIGABRT, NULL, &cur) == 0 &&
+			    cur.sa_handler != SIG_DFL && cur.sa_handler != SIG_IGN) {
+				sigset_t s;
+				sigemptyset(&s);
+				sigaddset(&s, SIGABRT);
+				pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+				raise(SIGABRT);
+			}
 			_exit(st);
+		}
 	}
 	/* Leave the process tree (MEMLIMITS_TREE) as _exit does: a process
 	 * that aborts runs no exit handler, and a tree whose last process

@@ -155,6 +155,19 @@ import os; os.abort()"
 status_is 3 "an uncaught std::bad_alloc" -- "$PROGS/cxx_new_loop"
 status_is 134 "--on-limit abort" --on-limit abort -- $PY -c "$CATCH"
 status_is 134 "abort() with no limit fired" -- $PY -c 'import os; os.abort()'
+# The program's SIGABRT handler still runs (it was skipped: a crash
+# reporter's, python's faulthandler); one that jumps back lets the program
+# go on.
+for a in ret jump; do
+	out=$("$ML" --global-memory 100M --limit-status 3 -- "$PROGS/abort_handler" $a 2>/dev/null)
+	st=$?
+	want="handler ran"
+	[ $a = jump ] && want="handler ran
+recovered"
+	if [ "$st" = 3 ] && [ "$out" = "$want" ]; then pass; else
+		fail "abort() with a SIGABRT handler ($a): status $st (want 3), '$out' (want '$want')"
+	fi
+done
 # A limit that fired before an exec (the same process, a new image): the
 # status and the report still know (MEMLIMITS_FIRED_IN_PID, one entry
 # however many execs: it was added at each); the exec'd image's
