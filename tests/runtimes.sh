@@ -104,11 +104,13 @@ SQL="create table t(x); with recursive c(i) as (select 1 union all select i + 1 
 JAVA=(java -Xms8m -XX:ErrorFile="$tmp/hs_err.log" -cp "$tmp")
 
 # name | what must appear in its output | command growing | idle command
-# (| separates; commands are split on tabs).
+# (| separates; commands are split on tabs, and so are the ways a program
+# may fail: node's is V8's "heap out of memory", or, about 1 run in 50 to
+# 100 here, an uncaught std::bad_alloc: README, Known limits).
 TAB=$'\t'
 cases=(
 	"python3|MemoryError|python3${TAB}-c${TAB}$PY|python3${TAB}-c${TAB}pass"
-	"node|JavaScript heap out of memory|node${TAB}-e${TAB}$JS|node${TAB}-e${TAB}0"
+	"node|JavaScript heap out of memory${TAB}std::bad_alloc|node${TAB}-e${TAB}$JS|node${TAB}-e${TAB}0"
 	"java|insufficient memory for the Java Runtime Environment|$(printf '%s\t' "${JAVA[@]}")Grow|$(printf '%s\t' "${JAVA[@]}")Empty"
 	"java ZGC|java.lang.OutOfMemoryError|$(printf '%s\t' "${JAVA[@]}")-XX:+UseZGC${TAB}Grow|$(printf '%s\t' "${JAVA[@]}")-XX:+UseZGC${TAB}Empty"
 	"php|Out of memory|php${TAB}-n${TAB}-d${TAB}memory_limit=-1${TAB}-r${TAB}$PHP|php${TAB}-n${TAB}-r${TAB};"
@@ -152,7 +154,10 @@ for c in "${cases[@]}"; do
 		--report "$tmp/report.json" -- "${gcmd[@]}"
 	out=$(cat "$tmp/grow.out")
 	nbreach=$(grep -c "^$BREACH" "$tmp/grow.out")
-	how=$(grep -v '^memlimits:' "$tmp/grow.out" | grep -m1 -F "$want" | cut -c1-44)
+	IFS=$TAB read -r -a wants <<<"$want"
+	pats=()
+	for w in "${wants[@]}"; do pats+=(-e "$w"); done
+	how=$(grep -v '^memlimits:' "$tmp/grow.out" | grep -m1 -F "${pats[@]}" | cut -c1-44)
 	# The report's peak of the global measure, in KiB (the runtimes that
 	# abort write theirs on the abort path).
 	measure=$(cat "$tmp"/report.json* 2>/dev/null |
@@ -169,7 +174,7 @@ for c in "${cases[@]}"; do
 		ok=0
 	fi
 	if [ -z "$how" ]; then
-		fail "$name: no '$want' in its output"
+		fail "$name: no '${wants[*]}' in its output"
 		ok=0
 	fi
 	if [ "$nbreach" != 1 ]; then
