@@ -224,13 +224,29 @@ static bool meant_a_stream(const char *val, bool stderr_ok)
 	if (stderr_ok && !strcmp(val, "stderr"))
 		return false;
 	const char *p = val;
-	while (*p == ' ' || *p == '\t')
+	while (*p && strchr(" \t\n\v\f\r", *p))
 		p++;
 	size_t n = strlen(p);
-	while (n && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\n'))
+	while (n && strchr(" \t\n\v\f\r", p[n - 1]))
 		n--;
 	return (n == 1 && p[0] == '-') ||
 	       (n == 6 && (same_upper(p, "STDERR", 6) || same_upper(p, "STDOUT", 6)));
+}
+
+/* val, its control characters written as escapes, for a message that
+ * stays one line. */
+static const char *shown(const char *val, char *buf, size_t cap)
+{
+	struct mli_buf b = { buf, 0, cap };
+	char one[2] = { 0, 0 };
+	for (const char *p = val; *p; p++) {
+		const char *esc = *p == '\n' ? "\\n" : *p == '\r' ? "\\r"
+				: *p == '\t' ? "\\t" : *p == '\v' ? "\\v"
+				: *p == '\f' ? "\\f" : NULL;
+		one[0] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+		mli_buf_str(&b, esc ? esc : one);
+	}
+	return buf;
 }
 
 static int size_var(const char *name, const char *val, int64_t *dst,
@@ -395,7 +411,8 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 				       "' must be 'stderr' or a file path (under 512 bytes)");
 				r = -1;
 			} else if (meant_a_stream(val, true)) {
-				errmsg(err, errlen, "MEMLIMITS_REPORT='", val,
+				char b[64];
+				errmsg(err, errlen, "MEMLIMITS_REPORT='", shown(val, b, sizeof b),
 				       "' names no file a report should go to: 'stderr'"
 				       " (exactly so) for the standard error, else a path");
 				r = -1;
@@ -410,7 +427,8 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 				       "' must be a file path (under 512 bytes)");
 				r = -1;
 			} else if (meant_a_stream(val, false)) {
-				errmsg(err, errlen, "MEMLIMITS_PROFILE='", val,
+				char b[64];
+				errmsg(err, errlen, "MEMLIMITS_PROFILE='", shown(val, b, sizeof b),
 				       "' names no file a profile should go to (a"
 				       " profile is written to files: a path)");
 				r = -1;

@@ -210,7 +210,12 @@ __attribute__((constructor)) static void exec_start(void)
 	 * them out. */
 	size_t used = 0;
 	for (char **e = environ; e && *e; e++)
-		if (!strncmp(*e, "MEMLIMITS_", 10))
+		if (!strncmp(*e, "MEMLIMITS_", 10) &&
+		    strncmp(*e, MLI_FIRED_VAR "=", sizeof MLI_FIRED_VAR))
+			/* (The exec note is this pid's, not the children's:
+			 * kept, an exec with an environment of its own got
+			 * one more at each, and past 32 LD_PRELOAD fell out
+			 * of the kept ones.) */
 			used += keep(kept_text + used, sizeof kept_text - used, *e);
 	const char *pre = NULL;
 	for (char **e = environ; e && *e; e++)

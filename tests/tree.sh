@@ -181,6 +181,13 @@ import os; os.execv('/usr/bin/env', ['env', 'env', 'env', 'env'])" >"$tmp/envout
 st=$?
 out=$(grep -c '^MEMLIMITS_FIRED_IN_PID=' "$tmp/envout")
 if [ "$st" = 3 ] && [ "$out" = 1 ]; then pass; else fail "four execs after a limit fired: status $st (want 3), $out entries (want 1)"; fi
+# The same with an environment of their own (env -i: the library puts
+# back the limits): the note was kept with them, one more at each exec.
+"$ML" --global-memory 50M --limit-status 3 -- $PY -c "$CATCH
+import os; os.execve('/usr/bin/env', ['env', '-i', 'env', '-i', 'env', '-i', 'env'], {})" >"$tmp/envout" 2>/dev/null
+st=$?
+out=$(grep -c '^MEMLIMITS_FIRED_IN_PID=' "$tmp/envout")
+if [ "$st" = 3 ] && [ "$out" = 1 ]; then pass; else fail "four execs with env -i after a limit fired: status $st (want 3), $out entries (want 1)"; fi
 rm -f "$tmp/ex.json"
 out=$(MEMLIMITS_GLOBAL_MEMORY=50M MEMLIMITS_LIMIT_STATUS=3 MEMLIMITS_REPORT="$tmp/ex.json" \
 	LD_PRELOAD="$MEMLIMITS_LIBRARY" $PY -c "$EXEC_AFTER" 2>/dev/null)

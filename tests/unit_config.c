@@ -377,15 +377,17 @@ static void config_report(void **state)
 	/* Named like a stream: a file of that name in the current directory,
 	 * made without a word (a held-out check). Only "stderr" is one. */
 	static const char *const streams[] = { "stdout", "-", "STDERR", "stderr ",
-					       " stderr", "Stdout" };
+					       " stderr", "Stdout", "stderr\r",
+					       "\nstdout", "stdout\v" };
 	for (size_t i = 0; i < sizeof streams / sizeof *streams; i++) {
 		char entry[64], pentry[64];
 		snprintf(entry, sizeof entry, "MEMLIMITS_REPORT=%s", streams[i]);
 		char *env[] = { entry, NULL };
-		check_rejected(env, "MEMLIMITS_REPORT", streams[i]);
+		bool plain = !strpbrk(streams[i], "\r\n\v"); /* else shown escaped */
+		check_rejected(env, "MEMLIMITS_REPORT", plain ? streams[i] : NULL);
 		snprintf(pentry, sizeof pentry, "MEMLIMITS_PROFILE=%s", streams[i]);
 		char *penv[] = { pentry, NULL };
-		check_rejected(penv, "MEMLIMITS_PROFILE", streams[i]);
+		check_rejected(penv, "MEMLIMITS_PROFILE", plain ? streams[i] : NULL);
 	}
 	char *named[] = { "MEMLIMITS_REPORT=stdout.json", NULL };
 	assert_int_equal(read_env(named, &c), 0);
