@@ -51,6 +51,10 @@ void mli_buf_json_str(struct mli_buf *b, const char *s, size_t n);
  * any context; `measure` false when the caller may hold the registry's lock
  * (the heap figures are then left out). */
 void mli_report_abort(bool measure);
+/* That report stands: the process ends now. Until this is called, a
+ * process that went on after it (its SIGABRT handler jumped back) writes
+ * its report again at its real end. */
+void mli_report_abort_final(void);
 void mli_report_fork_child(void);
 
 /* ---- profile.c -------------------------------------------------------- */

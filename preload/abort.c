@@ -50,6 +50,7 @@ EXPORT __attribute__((noreturn)) void abort(void)
 				pthread_sigmask(SIG_UNBLOCK, &s, NULL);
 				raise(SIGABRT);
 			}
+			mli_report_abort_final();
 			_exit(st);
 		}
 	}

@@ -168,6 +168,15 @@ recovered"
 		fail "abort() with a SIGABRT handler ($a): status $st (want 3), '$out' (want '$want')"
 	fi
 done
+# A process that went on after abort() (its handler jumped back) writes its
+# report at its real end: it kept the one written at the abort ("abort",
+# and nothing after).
+rm -f "$tmp/ah.json"
+"$ML" --global-memory 100M --report "$tmp/ah.json" -- "$PROGS/abort_handler" jump >/dev/null 2>&1
+st=$?
+if [ "$st" = 5 ] && grep -q '"ended_by": "exit"' "$tmp/ah.json"; then pass; else
+	fail "a handler that jumps back from abort(): status $st (want 5), report $(cat "$tmp/ah.json" 2>&1)"
+fi
 # A limit that fired before an exec (the same process, a new image): the
 # status and the report still know (MEMLIMITS_FIRED_IN_PID, one entry
 # however many execs: it was added at each); the exec'd image's
