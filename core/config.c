@@ -214,6 +214,16 @@ static bool near_miss(const char *name, size_t nlen, char *meant, size_t cap)
 	return false;
 }
 
+/* The decimal digits at *p, up to the first value at or over `stop`;
+ * *p is left after them. */
+static unsigned digits(const char **p, unsigned stop)
+{
+	unsigned v = 0;
+	for (; **p >= '0' && **p <= '9' && v < stop; (*p)++)
+		v = v * 10 + (unsigned)(**p - '0');
+	return v;
+}
+
 /* An output named like a stream ("-", stdout, STDERR, "stderr ") was a
  * file of that name in the current directory, made without a word (a
  * held-out check): only "stderr", exactly, means the standard error, and
@@ -318,9 +328,7 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 			 * refuse as unknown; a value that is not a pid is
 			 * nobody's and ignored. */
 			const char *p = kv + sizeof MLI_FIRED_VAR;
-			unsigned pid = 0;
-			for (; *p >= '0' && *p <= '9' && pid < 100000000; p++)
-				pid = pid * 10 + (unsigned)(*p - '0');
+			unsigned pid = digits(&p, 100000000);
 			c->fired_pid = *p ? 0 : (int)pid;
 			continue;
 		}
@@ -447,14 +455,11 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 		case V_LIMIT_STATUS: {
 			/* N, or N:PID (the wrapper: only the process it started) */
 			const char *p = val;
-			unsigned st = 0, pid = 0;
-			for (; *p >= '0' && *p <= '9' && st < 1000; p++)
-				st = st * 10 + (unsigned)(*p - '0');
+			unsigned st = digits(&p, 1000), pid = 0;
 			bool ok = p > val && st >= 1 && st <= 255;
 			if (ok && *p == ':') {
 				const char *q = ++p;
-				for (; *p >= '0' && *p <= '9' && pid < 100000000; p++)
-					pid = pid * 10 + (unsigned)(*p - '0');
+				pid = digits(&p, 100000000);
 				ok = p > q && pid > 0;
 			}
 			if (!ok || *p) {

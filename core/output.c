@@ -505,8 +505,6 @@ static bool refuse_output(struct output *o, const char *name, const char *what,
 	return false;
 }
 
-/* Can this process write `name` as mli_file_open will? refuse_output if
- * not. */
 /* Kernel file systems (/proc, /sys, cgroup...) take no output. Root
  * passes every permission check, and /proc/x, /sys/x and /proc/self/status
  * (a regular file of root's) were accepted at start-up, the report lost at
@@ -542,6 +540,8 @@ static bool refuse_kernel_fs(struct output *o, const char *name, const char *fs)
 	return refuse_output(o, name, what, 0);
 }
 
+/* Can this process write `name` as mli_file_open will? refuse_output if
+ * not. */
 static bool check_name(struct output *o, const char *name)
 {
 	struct stat st;

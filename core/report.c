@@ -282,7 +282,6 @@ static pid_t report_tid;
 
 /* A forked child's report and breaches are its own: it has not written a
  * report yet, and the parent's breaches are in the parent's. */
-
 void mli_report_fork_child(void)
 {
 	report_pid = getpid();

@@ -348,12 +348,6 @@ static bool prepare_in(char *const *e, struct newenv *ne, const char **out,
 	return true;
 }
 
-static bool prepare(char *const *e, struct newenv *ne, const char **out,
-		    char *merged)
-{
-	return prepare_in(e, ne, out, merged, false, NULL);
-}
-
 /* An exec replaces this process's image: if a limit fired in it, the next
  * image is told (MLI_FIRED_VAR=PID, only for the same pid: a child that
  * inherits the variable ignores it), so that --limit-status and the report
@@ -371,8 +365,6 @@ static const char *fired_entry(char *buf)
 	return buf;
 }
 
-/* NEWENV for an exec: with MLI_FIRED_VAR if a limit fired here. */
-#define EXEC_NEWENV(e, ne)                                                    	const char *ne##_out[STACK_PTRS];                                     	char ne##_merged[STACK_MERGE], ne##_fired[32];                        	struct newenv ne;                                                     	bool ne##_ok = prepare_in(e, &ne, ne##_out, ne##_merged, false,       				  fired_entry(ne##_fired))
 
 static int release(struct newenv *ne, int r)
 {
@@ -384,11 +376,18 @@ static int release(struct newenv *ne, int r)
 	return r;
 }
 
-#define NEWENV(e, ne)                                                         \
+/* The new environment `ne` for e, on the stack if it fits; `extra` an
+ * entry to add (fired_entry), or NULL. */
+#define NEWENV_WITH(e, ne, extra)                                             \
 	const char *ne##_out[STACK_PTRS];                                     \
 	char ne##_merged[STACK_MERGE];                                        \
 	struct newenv ne;                                                     \
-	bool ne##_ok = prepare(e, &ne, ne##_out, ne##_merged)
+	bool ne##_ok = prepare_in(e, &ne, ne##_out, ne##_merged, false, extra)
+#define NEWENV(e, ne) NEWENV_WITH(e, ne, NULL)
+/* For an exec: with MLI_FIRED_VAR if a limit fired here. */
+#define EXEC_NEWENV(e, ne)                                                    \
+	char ne##_fired[32];                                                  \
+	NEWENV_WITH(e, ne, fired_entry(ne##_fired))
 
 static int no_function(void)
 {

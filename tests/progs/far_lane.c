@@ -6,9 +6,9 @@
  * MLI_PEAK_NOTE: a big block's refusal would open the collector's room); A goes on until
  * refused. Everything is freed and it starts again; 40 rounds. Prints
  * "worst_over": the most the heap went over the limit, in bytes (the
- * README's bound: 64 KiB a thread, two threads here). Without the activity
- * callback's look (grant_may_cross) A took up to 8 grants of 56 KiB past
- * the limit. */
+ * README's bound: 64 KiB a thread, two threads here). Without the room's
+ * check at each plain refill (mli_mem_far_refill), A took up to 8 grants
+ * of 56 KiB past the limit. */
 #include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
