@@ -534,6 +534,18 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 				" past it; unset it for none)");
 		return -1;
 	}
+	/* The interval is the profile's (MEMLIMITS_PROFILE): a profiler the
+	 * program starts itself (ml_memprof_start) takes its own rate, so
+	 * without the profile it would change nothing. Said, not ignored.
+	 * (MEMLIMITS_SEED alone is meant: it seeds that profiler.) */
+	if (c->sample_interval && !c->profile[0]) {
+		struct mli_buf m = { err, 0, errlen };
+		mli_buf_str(&m, "memlimits: MEMLIMITS_SAMPLE_INTERVAL is set but"
+				" MEMLIMITS_PROFILE is not: the interval is that of the"
+				" profile written to MEMLIMITS_PROFILE (ml_memprof_start"
+				" takes its own rate), so alone it would do nothing");
+		return -1;
+	}
 	/* A warning above the hard limit could never be given: the limit
 	 * refuses first. Said, not ignored. */
 	if (c->soft_memory >= 0 && c->global_memory >= 0 &&

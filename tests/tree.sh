@@ -589,6 +589,15 @@ for o in "--report stdout" "--report -" "--report STDERR" "--profile stderr"; do
 	fi
 done
 
+# --sample-interval with no --profile did nothing (the interval is the
+# written profile's; ml_memprof_start takes its own rate): refused.
+out=$("$ML" --sample-interval 64K -- /bin/true 2>&1)
+st=$?
+case "$st:$out" in
+125:*"MEMLIMITS_SAMPLE_INTERVAL is set but MEMLIMITS_PROFILE is not"*) pass ;;
+*) fail "--sample-interval alone: status $st, '$out'" ;;
+esac
+
 # A full /dev/shm (a container's is 64 MB): the segment was a sparse file,
 # and the first touch of a missing page killed every limited command with
 # SIGBUS. The wrapper now makes it in $TMPDIR or /tmp; a segment that cannot

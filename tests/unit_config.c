@@ -803,6 +803,14 @@ static void config_profiler_variables(void **state)
 		char *env[] = { "PATH=/bin", entry, NULL };
 		check_rejected(env, bad[i][0], bad[i][1]);
 	}
+	/* An interval with no profile to write would do nothing: refused,
+	 * naming both; a seed alone is meant (it seeds ml_memprof_start). */
+	char *alone[] = { "PATH=/bin", "MEMLIMITS_SAMPLE_INTERVAL=64K", NULL };
+	check_rejected(alone, "MEMLIMITS_SAMPLE_INTERVAL", NULL);
+	check_contains(errbuf, "MEMLIMITS_PROFILE");
+	char *seed[] = { "PATH=/bin", "MEMLIMITS_SEED=5", NULL };
+	assert_int_equal(read_env(seed, &c), 0);
+	assert_true(c.seed_set);
 }
 
 /* ---- the error buffer is never overflowed ----------------------------- */

@@ -219,7 +219,7 @@ expect_rc "--help after option" 0
 
 # --- locating the library --------------------------------------------------------
 # The profiler options (or variables) select the profiling build.
-for opt in "--profile /tmp/p" "--sample-interval 64K" "--seed 3"; do
+for opt in "--profile /tmp/p" "--sample-interval 64K --profile /tmp/p" "--seed 3"; do
     # shellcheck disable=SC2086
     run "${clean_env[@]}" "$ml" $opt -- sh -c 'printf %s "$LD_PRELOAD"'
     expect_out "profiling build for $opt" "$tmp/tree/build/libmemlimits-prof.so"
