@@ -773,6 +773,13 @@ static void say(const struct mli_file *f, const char *what, int e)
 	mli_say(m.p, m.len);
 }
 
+/* What ENXIO meant: a FIFO with no reader, or a device that is not there
+ * (/dev/tty with no controlling terminal), which got the FIFO's words. */
+static bool is_fifo(const char *name)
+{
+	struct stat st;
+	return stat(name, &st) == 0 && S_ISFIFO(st.st_mode);
+}
 bool mli_file_open(struct mli_file *f, enum mli_output which, const char *suffix)
 {
 	const struct output *o = &outs[which];
@@ -802,8 +809,11 @@ bool mli_file_open(struct mli_file *f, enum mli_output which, const char *suffix
 		int e = errno;
 		say(f, e == ELOOP ? "not written: it is a symbolic link, which memlimits"
 				    " does not follow"
-		       : e == ENXIO ? "not written: a FIFO that no process has open"
-				      " for reading (memlimits does not wait for one)"
+		       : e == ENXIO && is_fifo(f->name)
+			       ? "not written: a FIFO that no process has open"
+				 " for reading (memlimits does not wait for one)"
+		       : e == ENXIO ? "not written: the device is not there (/dev/tty"
+				      " is not, in a process with no controlling terminal)"
 				    : "not written: cannot open it",
 		    e);
 		goto fail;

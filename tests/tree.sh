@@ -589,6 +589,16 @@ for o in "--report stdout" "--report -" "--report STDERR" "--profile stderr"; do
 	fi
 done
 
+# /dev/tty in a process with no controlling terminal (setsid): ENXIO, as
+# a FIFO with no reader, whose words it got ("a FIFO that no process has
+# open"). The FIFO's own case is test_outputs'.
+out=$(setsid -w env MEMLIMITS_REPORT=/dev/tty LD_PRELOAD="$MEMLIMITS_LIBRARY" /bin/true </dev/null 2>&1)
+case "$out" in
+*FIFO*) fail "report to /dev/tty with no terminal said: $out" ;;
+*"/dev/tty: not written: the device is not there"*) pass ;;
+*) fail "report to /dev/tty with no terminal said: $out" ;;
+esac
+
 # --sample-interval with no --profile did nothing (the interval is the
 # written profile's; ml_memprof_start takes its own rate): refused.
 out=$("$ML" --sample-interval 64K -- /bin/true 2>&1)
