@@ -340,8 +340,11 @@ extern __thread size_t mli_refusal_resize;
 void mli_exit_work_begin(void);
 void mli_exit_work_end(void);
 
-/* The fast path: takes n off the thread's grant; false if that wrapped,
- * undone at once (the caller then goes to the slow path). On x86-64 one
+/* The fast path: takes n off the thread's grant; false if that wrapped
+ * or left nothing, undone at once (the caller then goes to the slow path).
+ * Strictly more than n must be left: a grant cut to 0 (an interrupted
+ * task, a limit near) then stops a zero-byte request too, which takes a
+ * block like any other (4,000,000 malloc(0) went through an 8 MiB cap). On x86-64 one
  * read-modify-write instruction, so that a signal handler of this thread
  * (which may cut the grant, see mli_poke) never lands between the load and
  * the store. The undo comes next: a handler that lands between the two
@@ -352,20 +355,21 @@ void mli_exit_work_end(void);
 static inline bool mli_admit_fast(size_t n)
 {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(MLI_PORTABLE_MALLOC)
-	bool borrow; /* the add that undoes a wrap carries out: CF stays set */
+	bool ok; /* taken before the undo's add changes the flags */
 	__asm__ volatile("movq mli_tls@gottpoff(%%rip), %%rax\n\t"
 			 "subq %1, %%fs:(%%rax)\n\t"
-			 "jae 1f\n\t"
+			 "seta %0\n\t"
+			 "ja 1f\n\t"
 			 "addq %1, %%fs:(%%rax)\n"
 			 "1:"
-			 : "=@ccc"(borrow)
+			 : "=&q"(ok)
 			 : "r"(n)
-			 : "rax", "memory");
-	return !borrow;
+			 : "rax", "cc", "memory");
+	return ok;
 #else
 	/* An atomic read-modify-write of a thread-local word: one instruction
 	 * or a restartable LL/SC loop, so a signal handler sees either side. */
-	if (mli_likely(__atomic_fetch_sub(&mli_tls.left, n, __ATOMIC_RELAXED) >= n))
+	if (mli_likely(__atomic_fetch_sub(&mli_tls.left, n, __ATOMIC_RELAXED) > n))
 		return true;
 	__atomic_fetch_add(&mli_tls.left, n, __ATOMIC_RELAXED);
 	return false;
@@ -425,8 +429,8 @@ static inline void mli_give_back(uint64_t n, uint64_t after)
 }
 
 /* Takes n off the grant like mli_admit_fast, and tells what `left` became
- * (*after), for mli_give_back. If it wrapped, it is undone and false
- * returned. */
+ * (*after), for mli_give_back. If it wrapped or left nothing, it is given
+ * back and false returned. */
 static inline bool mli_take(size_t n, uint64_t *after)
 {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(MLI_PORTABLE_MALLOC)
@@ -440,7 +444,7 @@ static inline bool mli_take(size_t n, uint64_t *after)
 	uint64_t old = __atomic_fetch_sub(&mli_tls.left, n, __ATOMIC_RELAXED);
 #endif
 	*after = old - n;
-	if (mli_likely(old >= n))
+	if (mli_likely(old > n))
 		return true;
 	mli_give_back(n, *after);
 	return false;

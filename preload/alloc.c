@@ -48,7 +48,7 @@ EXPORT __attribute__((naked)) void *malloc(size_t n)
 {
 	__asm__("movq mli_tls@gottpoff(%rip), %rax\n\t"
 		"subq %rdi, %fs:(%rax)\n\t"
-		"jae mli_je_malloc\n\t"
+		"ja mli_je_malloc\n\t" /* left > n: mli_admit_fast */
 		"addq %rdi, %fs:(%rax)\n\t" /* undone at once: mli_admit_fast */
 		"jmp mli_malloc_slow\n\t");
 }
@@ -243,7 +243,7 @@ EXPORT void *realloc(void *old, size_t n)
 		 * writes of the word, 12 instructions in all). The take
 		 * itself stays one instruction, so a signal handler between
 		 * the look and it changes nothing the take does not see. */
-		bool charged = mli_tls.left >= n && mli_take(n, &after);
+		bool charged = mli_tls.left > n && mli_take(n, &after);
 		if (charged || mli_within_headroom(n)) {
 			const uint64_t *alloc = mli_tls.be_alloc,
 				       *dealloc = mli_tls.be_dealloc;

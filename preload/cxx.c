@@ -354,7 +354,7 @@ _Static_assert(MODE_OURS == 1, "new[]'s check of mode");
 #define NEW_FAST                                \
 	"movq mli_tls@gottpoff(%rip), %rax\n"   \
 	"subq %rdi, %fs:(%rax)\n"               \
-	"jb 1f\n"                               \
+	"jbe 1f\n" /* left > n: mli_admit_fast */  \
 	"pushq %rdi\n"                          \
 	".cfi_adjust_cfa_offset 8\n"            \
 	"call mli_je_malloc\n"                  \

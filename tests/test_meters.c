@@ -402,6 +402,29 @@ static void far_lane_room_taken(void **state)
 		       2 * 64 * 1024, 2);
 }
 
+/* Zero-byte requests take blocks too: every form is refused at the limit,
+ * within the bound of 64 KiB a thread (they were never refused: the fast
+ * path's `left >= 0` always held, and a cut grant did not stop them). */
+static void zero_byte_blocks_refused(void **state)
+{
+	(void)state;
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=8M", NULL };
+	struct mlt_run r;
+	run_prog("zero_blocks", env, &r);
+	assert_int_equal(r.status, 0);
+	double over = -1, unrefused = -1;
+	assert_true(mlt_kv(r.out, "worst_over", &over));
+	assert_true(mlt_kv(r.out, "unrefused", &unrefused));
+	assert_true(unrefused == 0);
+	assert_true(over <= 64 * 1024);
+	mlt_run_free(&r);
+	run_prog("zero_new", env, &r); /* operator new(0) and new char[0] */
+	assert_int_equal(r.status, 0);
+	assert_true(mlt_kv(r.out, "unrefused", &unrefused));
+	assert_true(unrefused == 0);
+	mlt_run_free(&r);
+}
+
 /* pthread_create's look at the limits leaves nothing in the measure (it
  * admitted 64 KiB of room through the memory meter, which reserved it). */
 static void thread_start_reserves_nothing(void **state)
@@ -592,6 +615,7 @@ int main(void)
 		cmocka_unit_test(thread_start_reserves_nothing),
 		cmocka_unit_test(mid_blocks_within_bound),
 		cmocka_unit_test(far_lane_room_taken),
+		cmocka_unit_test(zero_byte_blocks_refused),
 		cmocka_unit_test(collector_room_after_big_refusal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

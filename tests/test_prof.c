@@ -1496,7 +1496,11 @@ static void default_build_refuses_profile(void **state)
 				 tmp("default.prof"));
 		else
 			snprintf(env0, sizeof env0, "%s", vars[i]);
-		const char *env[] = { env0, NULL };
+		/* The interval alone is refused for want of a profile (unit_config):
+		 * here with one, for want of the profiling build. */
+		char env1[600];
+		snprintf(env1, sizeof env1, "MEMLIMITS_PROFILE=%s", tmp("default.prof"));
+		const char *env[] = { env0, i == 1 ? env1 : NULL, NULL };
 		char *argv[] = { prog("prof_hot"), NULL };
 		struct mlt_run r;
 		run(argv, env, 1, &r);

@@ -746,6 +746,52 @@ static void shrink_in_interrupted_task_keeps_block(void **state)
 	free(q);
 }
 
+/* Zero-byte requests in an interrupted task fail like any other: each
+ * takes a block, and they succeeded without end (a cut grant of 0 still
+ * let `left >= 0` through the fast path; a held-out check kept 1,000,000
+ * malloc(0) blocks in a task whose limit had fired). */
+struct zeros {
+	bool refused;
+	int got[9];
+	int err_posix;
+};
+
+static void *zeros_task(void *arg)
+{
+	struct zeros *z = arg;
+	z->refused = t_malloc(4096) == NULL; /* the limit fires */
+	void *q = NULL, *p[9] = {
+		t_malloc(0), t_calloc(0, 8), t_calloc(8, 0), t_realloc(NULL, 0),
+		reallocarray(NULL, 0, 8), t_aligned_alloc(64, 0), t_memalign(16, 0),
+		t_valloc(0), NULL,
+	};
+	z->err_posix = posix_memalign(&q, 32, 0);
+	p[8] = q;
+	for (int i = 0; i < 9; i++) {
+		z->got[i] = p[i] != NULL;
+		free(p[i]);
+	}
+	return NULL;
+}
+
+static void zero_bytes_fail_in_interrupted_task(void **state)
+{
+	(void)state;
+	struct zeros z = { 0 };
+	assert_int_equal(ml_limit_allocations(1000, zeros_task, &z, NULL, NULL),
+			 ML_ALLOCATION_LIMIT);
+	assert_true(z.refused);
+	for (int i = 0; i < 9; i++)
+		if (z.got[i])
+			fail_msg("zero-byte form %d succeeded in an interrupted task", i);
+	assert_int_equal(z.err_posix, ENOMEM);
+	/* Outside a task, each of them succeeds (so the check above can fail). */
+	zeros_task(&z);
+	assert_false(z.refused);
+	for (int i = 0; i < 9; i++)
+		assert_true(z.got[i]);
+}
+
 static void limit_zero_and_out_of_range(void **state)
 {
 	(void)state;
@@ -2072,6 +2118,7 @@ int main(void)
 		cmocka_unit_test(allocation_count_identical_across_runs),
 		cmocka_unit_test(limit_fires_at_first_crossing),
 		cmocka_unit_test(shrink_in_interrupted_task_keeps_block),
+		cmocka_unit_test(zero_bytes_fail_in_interrupted_task),
 		cmocka_unit_test(limit_zero_and_out_of_range),
 		cmocka_unit_test(nested_counts_against_both),
 		cmocka_unit_test(nested_inner_cannot_exceed_outer),

@@ -114,19 +114,34 @@ static void exact_counts(void **state)
 	assert_int_equal(mli_thread_count(&mli_tls) - before, sum);
 }
 
-/* Bytes given back to the grant where `left` could not take them (it was
- * 0 after the take: what a cut also leaves) wait in `refund`, and the
- * next slow path folds them out of the count. */
+/* Bytes given back to the grant where `left` could not take them (a
+ * signal handler cut it to 0 after the take) wait in `refund`, and the
+ * next slow path folds them out of the count. A take never leaves 0
+ * itself: the fast path admits n only while left > n, so that a cut grant
+ * stops even a zero-byte request (test_meters zero_byte_blocks_refused). */
 static void refund_is_folded(void **state)
 {
 	assert_true(fake_alloc(1)); /* the thread has a grant */
 	uint64_t before = mli_thread_count(&mli_tls);
 	uint64_t after, left = mli_tls.left;
-	assert_true(left > 100);
-	assert_true(mli_take(left, &after)); /* all of it */
-	assert_int_equal(after, 0);
-	mli_give_back(left - 100, after);
-	assert_int_equal(mli_tls.refund, left - 100);
+	assert_true(left > 101);
+	/* All of it: not admitted, and given back where 0 is left. */
+	assert_false(mli_take(left, &after));
+	assert_int_equal(mli_tls.left, 0);
+	assert_int_equal(mli_tls.refund, left);
+	assert_int_equal(mli_thread_count(&mli_tls) - before, 0);
+	assert_true(fake_alloc(1)); /* the slow path folds, and refills */
+	assert_int_equal(mli_tls.refund, 0);
+	assert_int_equal(mli_thread_count(&mli_tls) - before, 1);
+	before = mli_thread_count(&mli_tls);
+	left = mli_tls.left;
+	assert_true(left > 101);
+	assert_true(mli_take(left - 1, &after));
+	assert_int_equal(after, 1);
+	mli_poke(&mli_tls); /* the handler's cut */
+	assert_int_equal(mli_tls.left, 0);
+	mli_give_back(left - 101, after);
+	assert_int_equal(mli_tls.refund, left - 101);
 	assert_int_equal(mli_thread_count(&mli_tls) - before, 100);
 	assert_true(fake_alloc(5)); /* left is 0: the slow path folds */
 	assert_int_equal(mli_tls.refund, 0);
