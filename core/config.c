@@ -76,7 +76,7 @@ int mli_parse_size(const char *s, uint64_t *out)
  * (its cgroup's limit, else physical memory: "90%", "12.5%", in (0, 100]),
  * or none ("max", "unlimited", "off"). Returns 0 with *bytes (-1 for none)
  * and *ppm (the percentage in millionths, 0 if not a percentage); -1
- * malformed; -2 out of range. */
+ * malformed; -2 out of range; -3 a percentage above 0 below a millionth. */
 int mli_parse_memory(const char *s, int64_t *bytes, uint32_t *ppm)
 {
 	*ppm = 0;
@@ -87,6 +87,7 @@ int mli_parse_memory(const char *s, int64_t *bytes, uint32_t *ppm)
 	size_t len = strlen(s);
 	if (len && s[len - 1] == '%') {
 		uint64_t whole = 0, frac = 0, scale = 1;
+		bool finer = false; /* a non-zero digit past the millionth */
 		const char *p = s;
 		if (*p < '0' || *p > '9')
 			return -1;
@@ -101,13 +102,19 @@ int mli_parse_memory(const char *s, int64_t *bytes, uint32_t *ppm)
 				if (scale < 10000) {
 					frac = frac * 10 + (uint64_t)(*p - '0');
 					scale *= 10;
-				}
+				} else if (*p != '0')
+					finer = true;
 		}
 		if (*p != '%' || p[1])
 			return -1;
+		/* Counted in millionths, further digits dropped; but not where
+		 * that moves the value into range: 100.00001% is above 100%,
+		 * and 0.00009% is not 0% (nor above it, at this resolution). */
 		uint64_t m = whole * 10000 + frac * 10000 / scale; /* millionths */
-		if (m == 0 || m > 1000000)
+		if (m > 1000000 || (m == 1000000 && finer))
 			return -2;
+		if (m == 0)
+			return finer ? -3 : -2;
 		*ppm = (uint32_t)m;
 		*bytes = 0; /* resolved by the caller */
 		return 0;
@@ -295,6 +302,8 @@ static int memory_var(const char *name, const char *val, int64_t *dst,
 	if (len && val[len - 1] == '%')
 		mli_buf_str(&m, r == -2 ? "' is out of range: a percentage must be"
 					  " above 0% and at most 100%"
+				: r == -3 ? "' is below a percentage's resolution: it is"
+					    " counted in millionths (0.0001%)"
 					: "' is not a percentage: expected e.g. 90% or"
 					  " 12.5% (no space)");
 	else

@@ -646,9 +646,24 @@ static void config_memory_percentages_and_keywords(void **state)
 		assert_int_equal(b, -1);
 	}
 	static const char *const range[] = { "0%", "0.0%", "100.01%", "150%",
-					     "1000%", "99999999999999999%" };
+					     "1000%", "99999999999999999%",
+					     "100.00001%", "100.0000000009%",
+					     "0.000000%" };
 	for (size_t i = 0; i < N_OF(range); i++)
 		assert_int_equal(mli_parse_memory(range[i], &b, &ppm), -2);
+	/* Digits past the millionth are dropped, but they do not bring a
+	 * value into range: 100.00001% is above 100%, and 0.00009% above
+	 * 0% is below the resolution (it said "must be above 0%"). */
+	assert_int_equal(mli_parse_memory("0.00009%", &b, &ppm), -3);
+	assert_int_equal(mli_parse_memory("100.000000%", &b, &ppm), 0);
+	assert_int_equal(ppm, 1000000);
+	assert_int_equal(mli_parse_memory("12.345678%", &b, &ppm), 0);
+	assert_int_equal(ppm, 123456);
+	{
+		char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=0.00009%", NULL };
+		check_rejected(env, "MEMLIMITS_GLOBAL_MEMORY", "0.00009%");
+		check_contains(errbuf, "millionths");
+	}
 	static const char *const bad[] = { "90 %", " 90%", "%", "90%%",
 					   "-5%", "9O%", ".5%", "5.%", "90%x",
 					   "Max", "MAX", "none", "90", "1.5" };
