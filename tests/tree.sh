@@ -50,6 +50,21 @@ list=$("$ROOT/scripts/memlimit-report" list "$tmp/two.json" 2>&1)
 if grep -q "MEMLIMITS_GLOBAL_MEMORY (process tree)" <<<"$list"; then pass; else
 	fail "memlimit-report list does not show the tree's breach: $list"
 fi
+# Names memlimit-report missed: '%%p' (a '%' then 'p': its %p was read as
+# a pid before %% as a '%') and a newline (names went to awk one a line).
+# Each tree of three processes lists three, and merges as JSON.
+for name in 'a%%p.json' "$(printf 'x\ny.json')" 'b%%%p.json'; do
+	mkdir -p "$tmp/names" && rm -f "$tmp/names"/*
+	"$ML" --report "$tmp/names/$name" -- sh -c '/bin/true; /bin/true'
+	list=$("$ROOT/scripts/memlimit-report" list "$tmp/names/$name" 2>&1)
+	merged=$("$ROOT/scripts/memlimit-report" merge "$tmp/names/$name" 2>&1)
+	if [ "$(grep -c '"/bin/true"\]$' <<<"$list")" = 2 ] &&
+		$PY -c 'import json, sys; assert len(json.load(sys.stdin)["processes"]) == 3' <<<"$merged"; then
+		pass
+	else
+		fail "memlimit-report on '$name': $list / $merged"
+	fi
+done
 two --global-memory 200M --per-process
 if [ "$(grep -c '^held' <<<"$out")" = 2 ]; then pass; else
 	fail "--per-process: both should hold 150 MiB: $out"
