@@ -195,6 +195,19 @@ expect_usage_error "bad --on-limit"
 run "${clean_env[@]}" "$ml" --on-limit= -- true
 expect_usage_error "empty --on-limit"
 
+# --limit-status is decimal: bash's arithmetic read 08 as octal and
+# printed its own error, then ran the command unchecked.
+for v in 0 256 00 0256 1234567890123 x; do
+    run "${clean_env[@]}" "$ml" --limit-status "$v" -- true
+    expect_usage_error "bad --limit-status $v"
+    expect_err_has "bad --limit-status $v" "invalid value for --limit-status: '$v'"
+done
+for v in 08 09 010 255; do
+    run "${clean_env[@]}" "$ml" --limit-status "$v" -- sh -c 'printf %s "$MEMLIMITS_LIMIT_STATUS"'
+    expect_rc "--limit-status $v" 0
+    if [[ $err == "" && $out == "$v"* ]]; then pass; else fail "--limit-status $v: '$out' '$err'"; fi
+done
+
 run "${clean_env[@]}" "$ml"
 expect_usage_error "no command"
 run "${clean_env[@]}" "$ml" --seed 3 --
