@@ -543,6 +543,21 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 				" past it; unset it for none)");
 		return -1;
 	}
+	/* What a limit does when it fires, with no limit to fire: the task
+	 * API's limits interrupt their task and never abort nor set the
+	 * status, so either would never act. Said, not ignored. */
+	if ((c->on_limit == MLI_ON_LIMIT_ABORT || c->limit_status) &&
+	    c->global_memory < 0 && c->allocations < 0 && c->thread_allocations < 0) {
+		struct mli_buf m = { err, 0, errlen };
+		mli_buf_str(&m, c->on_limit == MLI_ON_LIMIT_ABORT
+					? "memlimits: MEMLIMITS_ON_LIMIT=abort"
+					: "memlimits: MEMLIMITS_LIMIT_STATUS");
+		mli_buf_str(&m, " is set but no limit is (MEMLIMITS_GLOBAL_MEMORY,"
+				" MEMLIMITS_ALLOCATIONS or MEMLIMITS_THREAD_ALLOCATIONS):"
+				" it would never act (the task API's limits interrupt"
+				" their task instead)");
+		return -1;
+	}
 	/* The interval is the profile's (MEMLIMITS_PROFILE): a profiler the
 	 * program starts itself (ml_memprof_start) takes its own rate, so
 	 * without the profile it would change nothing. Said, not ignored.

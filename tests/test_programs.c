@@ -392,7 +392,8 @@ static void good_configuration_runs(void **state)
 	};
 	char *argv[] = { "/bin/true", NULL };
 	for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
-		const char *env[] = { good[i], NULL };
+		/* abort needs a limit to act on (unit_config) */
+		const char *env[] = { good[i], "MEMLIMITS_ALLOCATIONS=1T", NULL };
 		struct mlt_run r;
 		run(argv, env, 1, NULL, &r);
 		print_message("%s -> %d\n", good[i], r.status);

@@ -340,11 +340,29 @@ static void config_on_limit(void **state)
 	(void)state;
 	struct mli_config c;
 	char *fail_env[] = { "MEMLIMITS_ON_LIMIT=fail", NULL };
-	char *abort_env[] = { "MEMLIMITS_ON_LIMIT=abort", NULL };
+	char *abort_env[] = { "MEMLIMITS_ON_LIMIT=abort", "MEMLIMITS_ALLOCATIONS=1G", NULL };
 	assert_int_equal(read_env(fail_env, &c), 0);
 	assert_int_equal(c.on_limit, MLI_ON_LIMIT_FAIL);
 	assert_int_equal(read_env(abort_env, &c), 0);
 	assert_int_equal(c.on_limit, MLI_ON_LIMIT_ABORT);
+	/* abort, or an exit status, with no limit to fire would never act:
+	 * refused (with any one of the three limits, accepted). */
+	static const char *const what[] = { "MEMLIMITS_ON_LIMIT=abort",
+					    "MEMLIMITS_LIMIT_STATUS=3" };
+	static const char *const limits[] = { "MEMLIMITS_GLOBAL_MEMORY=1G",
+					      "MEMLIMITS_ALLOCATIONS=1G",
+					      "MEMLIMITS_THREAD_ALLOCATIONS=1G" };
+	for (size_t i = 0; i < 2; i++) {
+		char *alone[] = { (char *)what[i], "MEMLIMITS_GLOBAL_MEMORY=off", NULL };
+		char name[32];
+		snprintf(name, sizeof name, "%.*s", (int)strcspn(what[i], "="), what[i]);
+		check_rejected(alone, name, NULL);
+		check_contains(errbuf, "no limit is");
+		for (size_t j = 0; j < 3; j++) {
+			char *with[] = { (char *)what[i], (char *)limits[j], NULL };
+			assert_int_equal(read_env(with, &c), 0);
+		}
+	}
 
 	static const char *const bad[] = {
 		"", "Fail", "FAIL", "Abort", "ABORT", "abort ", " fail", "fail\t",
