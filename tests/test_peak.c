@@ -44,9 +44,13 @@ static void run_kind(const char *kind, const char *limit, bool profiler,
 	env[k++] = rep;
 	if (limit)
 		env[k++] = limit;
+	/* The profile's files are this run's, and removed after: a fixed
+	 * name was shared by concurrent runs and left in /tmp. */
+	char prof[300];
+	snprintf(prof, sizeof prof, "MEMLIMITS_PROFILE=/tmp/mlt-peak-%d.prof", (int)getpid());
 	if (profiler) {
 		env[k++] = pre;
-		env[k++] = "MEMLIMITS_PROFILE=/tmp/mlt-peak.prof";
+		env[k++] = prof;
 	}
 	env[k] = NULL;
 	char *argv[] = { path, (char *)kind, NULL };
@@ -56,6 +60,14 @@ static void run_kind(const char *kind, const char *limit, bool profiler,
 	    sscanf(r.out, "expect=%lld stats_peak=%lld", expect, stats_peak) != 2)
 		fail_msg("peak_work %s: status %d: %s%s", kind, r.status, r.out, r.err);
 	mlt_run_free(&r);
+	for (const char *const *sfx = (const char *const[]){ "", ".peak", ".folded",
+							      ".folded.peak", ".alloc.folded",
+							      NULL };
+	     *sfx; sfx++) {
+		char name[330];
+		snprintf(name, sizeof name, "%s%s", prof + strlen("MEMLIMITS_PROFILE="), *sfx);
+		unlink(name);
+	}
 	FILE *f = fopen(report, "r");
 	assert_non_null(f);
 	char buf[8192];
