@@ -39,7 +39,7 @@
 #include "internal.h"
 
 #define TREE_MAGIC 0x6d6c7472u /* "mltr" */
-#define TREE_VERSION 2 /* 2: slots record their pid namespace */
+#define TREE_VERSION 3 /* 2: slots record their pid namespace; 3: a robust lock */
 #define MAX_PROCS 4096
 #define TREE_QUANTUM ((int64_t)256 << 10)
 
@@ -57,10 +57,11 @@ struct seg {
 	struct mli_budget budget; /* allocations, when limited */
 	int64_t budget_limit;
 	uint32_t live;       /* processes attached (atomic) */
-	int lock;            /* slot claims and reaping */
+	uint32_t spare;      /* version 2's spin lock */
 	uint32_t fired;      /* processes in which a limit fired (atomic) */
 	uint32_t pad;
 	struct slot slots[MAX_PROCS];
+	pthread_mutex_t lock; /* slot claims and reaping: seg_lock */
 };
 
 /* scripts/memlimit reads the slots' pids with od (clean_stale_trees):
@@ -72,6 +73,37 @@ _Static_assert(__builtin_offsetof(struct seg, slots) == 64 &&
 static struct seg *seg;
 static struct slot *mine;
 static char path[512];
+
+/* The lock of the slots, held by one process of the tree at a time: a
+ * process-shared robust mutex, which the kernel hands on when its holder
+ * dies. It was a spin lock, and a process killed while holding it (by
+ * `timeout`, kill -9, SIGTERM, at the limit: reaping reads /proc for every
+ * slot, a wide window) left every other process of the tree spinning at
+ * its next refusal for ever (a held-out check: 4 runs of 4). What a dead
+ * holder left half done is at worst a slot counted in the total or in
+ * `live` after its process is gone: the total then over-counts (the limit
+ * is met early, never late) and the last process does not remove the
+ * segment (the wrapper's sweep does). No cancellation point while held:
+ * reaping opens and reads /proc. */
+static int seg_lock(bool try)
+{
+	int cs;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
+	int r = try ? pthread_mutex_trylock(&seg->lock) : pthread_mutex_lock(&seg->lock);
+	if (r == EOWNERDEAD)
+		r = pthread_mutex_consistent(&seg->lock);
+	if (r != 0) {
+		pthread_setcancelstate(cs, NULL);
+		return -1;
+	}
+	return cs;
+}
+
+static void seg_unlock(int cs)
+{
+	pthread_mutex_unlock(&seg->lock);
+	pthread_setcancelstate(cs, NULL);
+}
 
 /* A pid means something only in its pid namespace: a process of the tree
  * started in another (unshare -p, bwrap, nsjail, a container) has pids the
@@ -148,14 +180,15 @@ static bool gone(const struct slot *s)
 }
 
 /* Frees the slots of processes that are gone. */
-static void reap_locked(void);
+static void reap_locked(int cs);
 static void reap(void)
 {
-	mli_spin_lock(&seg->lock);
-	reap_locked();
+	int cs = seg_lock(false);
+	if (cs >= 0)
+		reap_locked(cs);
 }
 
-static void reap_locked(void)
+static void reap_locked(int cs)
 {
 	int saved = errno;
 	for (int i = 0; i < MAX_PROCS; i++) {
@@ -167,7 +200,7 @@ static void reap_locked(void)
 		__atomic_store_n(&s->pid, 0, __ATOMIC_RELEASE);
 		__atomic_sub_fetch(&seg->live, 1, __ATOMIC_RELAXED);
 	}
-	mli_spin_unlock(&seg->lock);
+	seg_unlock(cs);
 	errno = saved;
 }
 
@@ -177,7 +210,9 @@ static bool claim(void)
 {
 	pid_t pid = getpid();
 	uint64_t st = start_time(pid);
-	mli_spin_lock(&seg->lock);
+	int cs = seg_lock(false);
+	if (cs < 0)
+		return false;
 	struct slot *free_slot = NULL;
 	for (int i = 0; i < MAX_PROCS; i++) {
 		struct slot *s = &seg->slots[i];
@@ -198,7 +233,7 @@ static bool claim(void)
 		__atomic_add_fetch(&seg->live, 1, __ATOMIC_RELAXED);
 	} else if (mine)
 		mine->start = st;
-	mli_spin_unlock(&seg->lock);
+	seg_unlock(cs);
 	return mine != NULL;
 }
 
@@ -246,8 +281,9 @@ static void leave(void)
 	/* Processes of the tree that ended without leaving (a signal) must not
 	 * keep the last one out from removing the file. From _exit, which may
 	 * be a signal handler's, only if the lock is free. */
-	if (mli_spin_trylock(&seg->lock))
-		reap_locked();
+	int cs = seg_lock(true);
+	if (cs >= 0)
+		reap_locked(cs);
 	int64_t b = __atomic_exchange_n(&mine->bytes, 0, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&seg->total, b, __ATOMIC_RELAXED);
 	__atomic_store_n(&mine->pid, 0, __ATOMIC_RELEASE);
@@ -361,6 +397,12 @@ int mli_tree_attach(const char *p, char *err, size_t errlen)
 		seg->budget.avail = mli_eng.cfg.allocations >= 0
 			? (uint64_t)mli_eng.cfg.allocations : 0;
 		seg->budget.batch = (uint64_t)1 << 20; /* as a process's (budget.c) */
+		pthread_mutexattr_t a;
+		pthread_mutexattr_init(&a);
+		pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+		pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+		pthread_mutex_init(&seg->lock, &a);
+		pthread_mutexattr_destroy(&a);
 	}
 	flock(fd, LOCK_UN);
 	close(fd);

@@ -50,6 +50,29 @@ list=$("$ROOT/scripts/memlimit-report" list "$tmp/two.json" 2>&1)
 if grep -q "MEMLIMITS_GLOBAL_MEMORY (process tree)" <<<"$list"; then pass; else
 	fail "memlimit-report list does not show the tree's breach: $list"
 fi
+# A process killed while it held the slots' lock (reaping reads /proc for
+# every slot, at each refusal): with a spin lock, every other process of
+# the tree then spun at its next refusal for ever (4 runs of 4 hung at the
+# first or second round). Two hogs at the limit, killed at 0.5 and 0.7 s,
+# eight rounds.
+cat >"$tmp/hog.py" <<'EOF'
+l = []
+while True:
+    try: l.append(bytearray(1 << 20))
+    except MemoryError: pass
+EOF
+out=$(timeout -s KILL 60 "$ML" --global-memory 50M -- bash -c '
+for i in 1 2 3 4 5 6 7 8; do
+	timeout -s KILL 0.5 '"$PY"' "$0" 2>/dev/null &
+	timeout -s KILL 0.7 '"$PY"' "$0" 2>/dev/null
+	wait
+done 2>/dev/null; echo done' "$tmp/hog.py" 2>&1)
+st=$?
+if [ "$st" = 0 ] && [ "$out" = done ]; then pass; else
+	fail "hogs killed at the limit in a tree: status $st (137: hung), '$out'"
+	pkill -KILL -f "$tmp/hog.py" 2>/dev/null
+fi
+
 # Names memlimit-report missed: '%%p' (a '%' then 'p': its %p was read as
 # a pid before %% as a '%') and a newline (names went to awk one a line).
 # Each tree of three processes lists three, and merges as JSON.
