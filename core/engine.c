@@ -600,6 +600,7 @@ __attribute__((constructor)) static void mli_constructor(void)
 	mli_limit_status_start(); /* first: its exit handler runs last */
 	mli_thread_init_once();
 	mli_token_init_once();
+	mli_soft_init_once();
 	mli_output_init(); /* core/output.c: checks MEMLIMITS_REPORT/PROFILE, atfork */
 	mli_tree_start();
 	mli_thread_start();

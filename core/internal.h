@@ -742,6 +742,7 @@ void mli_scopes_discarded(uintptr_t lo, uintptr_t hi);
 
 /* ---- core/token.c: tokens in type-stable storage ------------------------ */
 void mli_token_init_once(void); /* atfork handlers */
+void mli_soft_init_once(void); /* atfork handlers (soft.c) */
 ml_token *mli_token_create(void);
 bool mli_token_valid(const ml_token *t);  /* created and not destroyed */
 bool mli_token_is_set(const ml_token *t); /* async-signal-safe */

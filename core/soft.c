@@ -18,6 +18,8 @@
  * it may allocate, free, and raise or lower limits. */
 #include <string.h>
 
+#include <pthread.h>
+
 #include "internal.h"
 
 #define MAX_WATCH 16
@@ -116,6 +118,24 @@ void mli_soft_run(struct mli_thread *t)
 		mli_callout_end(t, MLI_CALLOUT_MASKED);
 	}
 	t->soft_running = 0;
+}
+
+/* fork: the registration lock may be held by a thread that does not
+ * survive; a child forked then spun in its first registration for ever
+ * (test_soft fork_while_registering). */
+static void prepare(void)
+{
+	mli_spin_lock(&lock);
+}
+
+static void release(void)
+{
+	mli_spin_unlock(&lock);
+}
+
+void mli_soft_init_once(void)
+{
+	pthread_atfork(prepare, release, release);
 }
 
 /* Adds (threshold >= 0) or removes (threshold < 0: every registration of

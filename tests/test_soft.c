@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdbool.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "shim/memlimits.h"
 
@@ -251,6 +253,54 @@ static void python_soft_then_hard(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* fork while another thread registers a callback: the registration lock
+ * was not taken around fork, and a child forked while it was held spun in
+ * its first ml_on_memory_pressure for ever. */
+static volatile bool churning;
+static int watch_arg;
+
+static void nop_pressure(int64_t m, int64_t t, void *a)
+{
+	(void)m, (void)t, (void)a;
+}
+
+static void *churn_watches(void *arg)
+{
+	(void)arg;
+	while (churning) {
+		ml_on_memory_pressure((int64_t)1 << 40, nop_pressure, &watch_arg);
+		ml_on_memory_pressure(-1, nop_pressure, &watch_arg);
+	}
+	return NULL;
+}
+
+static void fork_while_registering(void **state)
+{
+	(void)state;
+	churning = true;
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, churn_watches, NULL), 0);
+	int hung = 0, forks = 300;
+	for (int i = 0; i < forks; i++) {
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			alarm(2);
+			ml_on_memory_pressure((int64_t)1 << 40, nop_pressure, NULL);
+			_exit(0);
+		}
+		int st;
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		hung += WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM;
+		assert_true(hung || (WIFEXITED(st) && WEXITSTATUS(st) == 0));
+		if (hung)
+			break;
+	}
+	churning = false;
+	pthread_join(th, NULL);
+	assert_int_equal(hung, 0);
+}
+
 int main(void)
 {
 	ml_start();
@@ -260,6 +310,7 @@ int main(void)
 		cmocka_unit_test(callback_raises_the_limit),
 		cmocka_unit_test(mapped_memory_crosses),
 		cmocka_unit_test(api_errors),
+		cmocka_unit_test(fork_while_registering),
 		cmocka_unit_test(server_sheds_load),
 		cmocka_unit_test(python_soft_then_hard),
 	};
