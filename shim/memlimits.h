@@ -621,7 +621,10 @@ static inline ml_status ml_memprof_start(double sampling_rate,
 }
 
 /* Stops the profiler started by ml_memprof_start; no callback runs after it
- * returns, and blocks tracked so far are forgotten. ML_INVALID if none runs. */
+ * returns, and blocks tracked so far are forgotten. ML_INVALID if none runs.
+ * Called from inside a callback, it does not wait for the other threads'
+ * callbacks in flight (two callbacks that stop at once would wait on each
+ * other): stop from outside the callbacks before freeing what they use. */
 static inline ml_status ml_memprof_stop(void)
 {
 	const struct ml_api *a = ml__api();

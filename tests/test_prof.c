@@ -1482,6 +1482,23 @@ static void breach_global_limit_same_with_profile(void **state)
 	mlt_run_free(&on);
 }
 
+/* Callbacks that stop and restart the profiler in three threads at once:
+ * each stop waited for the others' callbacks, which waited in their own
+ * stop, for ever (a held-out check). Now a stop inside a callback does not
+ * wait (the header says so). */
+static void stop_inside_callbacks_of_threads(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("prof_stop_cb"), NULL };
+	for (int i = 0; i < 3; i++) {
+		struct mlt_run r;
+		run_prof(argv, NULL, &r);
+		EXPECT(r, r.status == 0);
+		EXPECT(r, strstr(r.out, "done\n") != NULL);
+		mlt_run_free(&r);
+	}
+}
+
 /* ---- the default build --------------------------------------------------- */
 
 static void default_build_refuses_profile(void **state)
@@ -1556,6 +1573,7 @@ int main(void)
 		cmocka_unit_test(folded_names_python_debug_file),
 		cmocka_unit_test(breach_profile_names_the_hog),
 		cmocka_unit_test(breach_global_limit_same_with_profile),
+		cmocka_unit_test(stop_inside_callbacks_of_threads),
 		cmocka_unit_test(default_build_refuses_profile),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
