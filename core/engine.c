@@ -342,6 +342,8 @@ int mli_admit_rest(size_t n)
 	if (mli_unlikely(__atomic_load_n(&mli_be_tick_owed, __ATOMIC_RELAXED)) &&
 	    !t->in_engine)
 		mli_be_tick();
+	if (mli_unlikely(!n) && r != MLI_REFUSE && !t->in_engine)
+		mli_mem_zero_admitted(t);
 	return r;
 }
 

@@ -192,6 +192,8 @@ struct mli_thread {
 	int64_t pending;       /* a big block admitted, not yet published (atomic) */
 	uint64_t unused_mark;  /* *be_dealloc at the last mli_mem_keep_down look */
 	uint64_t freed_seen;   /* *be_dealloc last added to mli_freed_all */
+	uint64_t look_alloc, look_charged; /* *be_alloc and the count at the
+					    * last zero_look (memory.c) */
 	uint64_t graced;       /* mapped bytes admitted by mli_start_grace */
 	uint64_t scale_live, scale_count; /* live blocks and count at the last
 					   * memory grant (memory.c) */
@@ -509,6 +511,9 @@ static inline void mli_quick_fold(struct mli_thread *t, size_t n)
  * size from MLI_PEAK_NOTE up, else n. False if the full slow path must
  * decide. */
 bool mli_mem_quick(struct mli_thread *t, size_t n, size_t grow);
+/* A zero-byte request was admitted (memory.c): near a memory limit, the
+ * grant is cut so that the next ones decide too. */
+void mli_mem_zero_admitted(struct mli_thread *t);
 /* A plain refill of the memory lane far from the cap (mli_mem_quick says
  * when), for a request of n bytes: publishes what must be, and returns the
  * grant, or 0 if the memory is no longer far from the cap (the lane must
@@ -546,7 +551,7 @@ static inline bool mli_quick_refill(size_t n)
 		mli_check_now(t);
 	if (mli_unlikely(__atomic_load_n(&mli_be_tick_owed, __ATOMIC_RELAXED)))
 		mli_be_tick();
-	return true;
+	return true; /* no meter, no memory user: nothing for mli_mem_zero_admitted */
 }
 
 /* Called on the allocation path: charge n requested bytes (MLI_*). */
@@ -759,6 +764,7 @@ void mli_soft_init(void);
 void mli_soft_run(struct mli_thread *t);
 ml_status mli_soft_watch(int64_t threshold, ml_pressure_fn fn, void *arg);
 uint64_t mli_soft_crossings(ml_pressure_fn fn, void *arg);
+int64_t mli_soft_lowest(void); /* the next threshold to cross, INT64_MAX: none */
 /* For callers that hold a lock of their own across an admission (the mmap
  * interposers): what the slow path would run after it, run once the lock
  * is released. */

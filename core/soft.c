@@ -39,6 +39,11 @@ static int lock;              /* registration */
 static int64_t lowest_armed = INT64_MAX; /* atomic: the next to cross */
 static int nwatch;            /* slots in use (atomic) */
 
+int64_t mli_soft_lowest(void)
+{
+	return __atomic_load_n(&lowest_armed, __ATOMIC_ACQUIRE);
+}
+
 static void recompute(void)
 {
 	int64_t low = INT64_MAX;

@@ -417,6 +417,11 @@ static void zero_byte_blocks_refused(void **state)
 	assert_true(mlt_kv(r.out, "unrefused", &unrefused));
 	assert_true(unrefused == 0);
 	assert_true(over <= 64 * 1024);
+	double each = -1;
+	assert_true(mlt_kv(r.out, "threads_over_each", &each));
+	print_message("zero-byte blocks: %.0f bytes over, %.0f a thread over from 4 threads\n",
+		      over, each);
+	assert_true(each <= 64 * 1024);
 	mlt_run_free(&r);
 	run_prog("zero_new", env, &r); /* operator new(0) and new char[0] */
 	assert_int_equal(r.status, 0);

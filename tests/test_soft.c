@@ -253,6 +253,32 @@ static void python_soft_then_hard(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* Zero-byte requests grow the memory by their blocks (16 bytes) and are
+ * charged nothing: a heap grown by malloc(0) alone went 240 MiB past a
+ * threshold with no callback. Seen within the per-thread slack now. */
+static void zero_byte_blocks_cross(void **state)
+{
+	(void)state;
+	struct seen s = { 0 };
+	enum { N = 1 << 20 }; /* 16 MiB of blocks */
+	void **b = calloc(N, sizeof *b);
+	assert_non_null(b);
+	int64_t th = memory() + 4 * MiB;
+	assert_int_equal(ml_on_memory_pressure(th, note, &s), ML_OK);
+	int n = 0;
+	while (n < N && s.calls == 0)
+		b[n++] = malloc(0);
+	print_message("callback after %d blocks, at threshold + %lld bytes\n", n,
+		      (long long)(s.memory - th));
+	assert_int_equal(s.calls, 1);
+	assert_true(s.memory >= th);
+	assert_true(s.memory <= th + 64 * 1024);
+	while (n > 0)
+		free(b[--n]);
+	free(b);
+	assert_int_equal(ml_on_memory_pressure(-1, note, &s), ML_OK);
+}
+
 /* fork while another thread registers a callback: the registration lock
  * was not taken around fork, and a child forked while it was held spun in
  * its first ml_on_memory_pressure for ever. */
@@ -310,6 +336,7 @@ int main(void)
 		cmocka_unit_test(callback_raises_the_limit),
 		cmocka_unit_test(mapped_memory_crosses),
 		cmocka_unit_test(api_errors),
+		cmocka_unit_test(zero_byte_blocks_cross),
 		cmocka_unit_test(fork_while_registering),
 		cmocka_unit_test(server_sheds_load),
 		cmocka_unit_test(python_soft_then_hard),

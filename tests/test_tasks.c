@@ -1217,6 +1217,7 @@ struct tok_thread {
 	int done;   /* atomic */
 	bool got_null;
 	bool poll_mode;
+	bool zero_mode; /* malloc(0): blocks charged nothing */
 	ml_status poll_st;
 };
 
@@ -1233,7 +1234,7 @@ static void *tok_loop_task(void *arg)
 				break;
 			}
 		} else {
-			void *p = t_malloc(64);
+			void *p = t_malloc(s->zero_mode ? 0 : 64);
 			if (!p) {
 				s->got_null = true;
 				break;
@@ -1269,6 +1270,24 @@ static void token_set_from_other_thread(void **state)
 	assert_true(s.iters >= 1000);
 	assert_true(s.iters < TOK_BOUND);
 	assert_int_equal(st, ML_TOKEN_LIMIT);
+	ml_token_destroy(s.t);
+}
+
+/* A task that only makes zero-byte requests: they never use its grant up,
+ * and it was never stopped (19.7 million malloc(0) after the set). The
+ * activity callback's look (every 64 KiB of blocks) sends it back. */
+static void token_stops_zero_byte_requests(void **state)
+{
+	(void)state;
+	struct tok_thread s = { .t = ml_token_create(), .zero_mode = true };
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, tok_setter, &s), 0);
+	ml_status st = ml_limit_with_token(s.t, tok_loop_task, &s, NULL);
+	pthread_join(th, NULL);
+	print_message("malloc(0) task cancelled after %ld iterations\n", s.iters);
+	assert_int_equal(st, ML_TOKEN_LIMIT);
+	assert_true(s.got_null);
+	assert_true(s.iters < TOK_BOUND);
 	ml_token_destroy(s.t);
 }
 
@@ -2129,6 +2148,7 @@ int main(void)
 		cmocka_unit_test(token_set_before_start),
 		cmocka_unit_test(token_set_in_task_next_allocation_fails),
 		cmocka_unit_test(token_set_from_other_thread),
+		cmocka_unit_test(token_stops_zero_byte_requests),
 		cmocka_unit_test(token_set_from_signal_handler),
 		cmocka_unit_test(tokens_nested),
 		cmocka_unit_test(masked_allocations_succeed_and_count),
