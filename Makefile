@@ -113,7 +113,7 @@ $(B)/jemalloc-prof.a: preload/jemalloc-prof.syms Makefile | $(B)/.setup-build
 # exports.map is a prerequisite (a change relinks), not an input file.
 LINK_LIB = $(CC) -shared -o $@ $(filter-out %.map,$^) \
 	-Wl,--version-script=preload/exports.map $(CXX_ALIASES) $(JE_FREE) \
-	-Wl,-z,relro,-z,now -Wl,--no-undefined -lpthread -ldl -lm
+	-Wl,-z,relro,-z,now,-z,nodelete -Wl,--no-undefined -lpthread -ldl -lm
 
 # The library's frees of the program's blocks (operator delete's other
 # forms, free_sized, realloc(p, 0)) tail-call free by a local name

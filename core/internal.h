@@ -226,6 +226,9 @@ static inline void mli_engine_leave(struct mli_thread *t)
 
 void mli_thread_attach(struct mli_thread *t);
 void mli_thread_init_once(void); /* atfork handlers */
+/* pthread_atfork, but never unregistered (thread.c: glibc unregisters a
+ * library's handlers at its exit, under a fork of another thread). */
+void mli_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 uint64_t mli_thread_count(const struct mli_thread *t); /* exact, requested */
 extern uint32_t mli_reg_n;       /* registered threads (atomic) */
 static inline uint32_t mli_thread_n(void)

@@ -71,8 +71,9 @@
  *     close, sleep): a thread cancelled there would die holding it. Writing
  *     a file (mli_file_open .. mli_file_close) also runs with cancellation
  *     disabled, so that a cancellation does not cut a file in half.
- *  3. fork: each lock is taken by a pthread_atfork prepare handler and
- *     released in the parent and the child (registry: thread.c's handlers;
+ *  3. fork: each lock is taken by a fork prepare handler (mli_atfork:
+ *     pthread_atfork's, never unregistered at exit) and released in the
+ *     parent and the child (registry: thread.c's handlers;
  *     profile and region: the handlers here), so the child never inherits
  *     one held by a thread it does not have. Before them, the handlers here
  *     close the unwinder's gate around dl_iterate_phdr, whose lock glibc
@@ -755,7 +756,7 @@ void mli_output_init(void)
 	setup(&outs[MLI_OUT_REPORT], "MEMLIMITS_REPORT", c->report, report_suffixes);
 	setup(&outs[MLI_OUT_PROFILE], "MEMLIMITS_PROFILE", c->profile,
 	      profile_suffixes);
-	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	mli_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 /* ---- writing ------------------------------------------------------------------ */

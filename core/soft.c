@@ -140,7 +140,7 @@ static void release(void)
 
 void mli_soft_init_once(void)
 {
-	pthread_atfork(prepare, release, release);
+	mli_atfork(prepare, release, release);
 }
 
 /* Adds (threshold >= 0) or removes (threshold < 0: every registration of

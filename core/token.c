@@ -182,5 +182,5 @@ static void release(void)
 
 void mli_token_init_once(void)
 {
-	pthread_atfork(prepare, release, release);
+	mli_atfork(prepare, release, release);
 }

@@ -475,7 +475,7 @@ void mli_tree_start(void)
 {
 	if (!seg)
 		return;
-	pthread_atfork(NULL, NULL, mli_tree_fork_child);
+	mli_atfork(NULL, NULL, mli_tree_fork_child);
 	atexit(leave);
 }
 

@@ -197,7 +197,7 @@ __attribute__((constructor)) static void exec_start(void)
 	real_spawnp = (spawn_fn)dlsym(RTLD_NEXT, "posix_spawnp");
 	real_system = (system_fn)dlsym(RTLD_NEXT, "system");
 	real_popen = (popen_fn)dlsym(RTLD_NEXT, "popen");
-	pthread_atfork(shell_lock, shell_unlock, shell_reset);
+	mli_atfork(shell_lock, shell_unlock, shell_reset);
 	bool limited = false;
 	for (char **e = environ; e && *e; e++)
 		limited |= sets_a_limit(*e);

@@ -188,7 +188,7 @@ static void fork_child(void)
 
 __attribute__((constructor)) static void mmap_init(void)
 {
-	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	mli_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 /* ---- Helpers ------------------------------------------------------------- */

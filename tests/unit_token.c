@@ -25,6 +25,11 @@ void *mli_be_malloc(size_t n)
 	return malloc(n);
 }
 
+void mli_atfork(void (*pre)(void), void (*parent)(void), void (*child)(void))
+{
+	(void)pre, (void)parent, (void)child;
+}
+
 static uint32_t index_of(const ml_token *h)
 {
 	return (uint32_t)(uintptr_t)h;
