@@ -394,6 +394,7 @@ void mli_profile_fork_child(void)
 	 * been copying. */
 	peak_tab = NULL;
 	peak_n = 0;
+	peak_mem = 0; /* a child with no sample said its parent's peak */
 	peak_next = 0;
 	peak_busy = 0;
 }

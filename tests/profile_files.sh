@@ -130,5 +130,39 @@ else
 	fail "could not build hog.c"
 fi
 
+# A forked child's peak is its own: one that allocated nothing said its
+# parent's ("memory_then" of the parent's 40 MiB).
+cat >"$tmp/forkpeak.c" <<'EOF'
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(void)
+{
+	void *b[40];
+	for (int i = 0; i < 40; i++)
+		b[i] = malloc(1 << 20);
+	for (int i = 0; i < 40; i++)
+		free(b[i]);
+	pid_t p = fork();
+	if (p == 0)
+		exit(0);
+	waitpid(p, NULL, 0);
+	return 0;
+}
+EOF
+if $CC -O1 -o "$tmp/forkpeak" "$tmp/forkpeak.c"; then
+	mkdir -p "$tmp/fp"
+	LD_PRELOAD=$PROF MEMLIMITS_PROFILE="$tmp/fp/p" MEMLIMITS_SAMPLE_INTERVAL=64K "$tmp/forkpeak"
+	child=$(find "$tmp/fp" -regextype posix-extended -regex '.*/p\.[0-9]+\.peak' | head -1)
+	then_=$(sed -n 's/.*"memory_then": \([0-9]*\).*/\1/p' "$child" 2>/dev/null | head -1)
+	parent=$(sed -n 's/.*"memory_then": \([0-9]*\).*/\1/p' "$tmp/fp/p.peak" | head -1)
+	if [ -n "$then_" ] && [ -n "$parent" ] && [ "$parent" -gt $((30 << 20)) ] &&
+		[ "$then_" -lt $((20 << 20)) ]; then pass; else
+		fail "a forked child's peak: memory_then '$then_' (its parent's: '$parent')"
+	fi
+else
+	fail "could not build forkpeak.c"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
