@@ -222,19 +222,26 @@ static MLI_NOINLINE void unbalanced(struct mli_thread *t, int64_t v,
  * period), a thread whose blocks grew by more than 16 times what it was
  * charged since the last look (the most a non-zero request makes:
  * malloc(1)) is sent to the slow path, which decides on everything. No
- * cost on the fast path; every 64 KiB of blocks for such a thread. */
+ * cost on the fast path; every 64 KiB of blocks for such a thread. And a
+ * thread whose grant predates a change of the limits is sent back. */
 
-static void zero_look(struct mli_thread *t, uint64_t allocated)
+static void look(struct mli_thread *t, uint64_t allocated)
 {
 	uint64_t da = allocated - t->look_alloc;
 	if (da < (uint64_t)PUB_QUANTUM)
 		return;
-	/* Only where a zero-byte block matters: a memory limit, a token, a
-	 * soft limit (the budgets count requests: they charge it nothing). A
-	 * thread on the plain lane (quick_gen) has none of them. Else the
-	 * period starts again (the next callback, a free's, returns above). */
-	if (!t->ntoken && (t->quick_gen || (!mem_limited() &&
-					    mli_soft_lowest() == INT64_MAX))) {
+	/* A limit set or changed since the thread's grant (by another
+	 * thread): its next allocation decides. Else a thread making blocks
+	 * much larger than its requests (malloc(1): 16 bytes) went on for up
+	 * to 94 KiB of blocks on its old grant of requests. */
+	if (mli_unlikely(t->limits_gen !=
+			 __atomic_load_n(&mli_eng.limits_gen, __ATOMIC_RELAXED)))
+		mli_poke(t);
+	/* Only where a zero-byte block matters: a memory limit or a soft
+	 * limit (mem_users counts both), a token (the budgets count requests:
+	 * they charge it nothing). Else the period starts again (the next
+	 * callback, a free's, returns above). */
+	if (!t->ntoken && !__atomic_load_n(&mli_eng.mem_users, __ATOMIC_RELAXED)) {
 		t->look_alloc = allocated;
 		return;
 	}
@@ -277,14 +284,7 @@ static void on_activity(void *arg, uint64_t allocated, uint64_t deallocated)
 	 * charges and publishes the net growth itself. */
 	if (t->resizing)
 		return;
-	/* A limit set or changed since the thread's grant (by another
-	 * thread): its next allocation decides. Else a thread making blocks
-	 * much larger than its requests (malloc(1): 16 bytes) went on for up
-	 * to 94 KiB of blocks on its old grant of requests. */
-	if (mli_unlikely(t->limits_gen !=
-			 __atomic_load_n(&mli_eng.limits_gen, __ATOMIC_RELAXED)))
-		mli_poke(t);
-	zero_look(t, allocated);
+	look(t, allocated);
 	int64_t v = (int64_t)(allocated - deallocated);
 	int64_t d = v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
 	if (mli_likely(d < PUB_QUANTUM && d > -PUB_QUANTUM) &&
