@@ -408,7 +408,7 @@ static void far_lane_room_taken(void **state)
 static void zero_byte_blocks_refused(void **state)
 {
 	(void)state;
-	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=8M", NULL };
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=4M", NULL };
 	struct mlt_run r;
 	run_prog("zero_blocks", env, &r);
 	assert_int_equal(r.status, 0);

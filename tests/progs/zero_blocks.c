@@ -17,7 +17,7 @@
 
 #include "shim/memlimits.h"
 
-#define MAX_BLOCKS (1 << 20) /* 16 MiB of blocks: twice the test's limit */
+#define MAX_BLOCKS (1 << 20) /* 16 MiB of blocks: 4 times the test's limit */
 
 static void *blocks[MAX_BLOCKS * 2]; /* the threads' share MAX_BLOCKS * 2 */
 
@@ -42,12 +42,16 @@ static void *zero(int form)
  * (zero-byte requests never use a grant up; the activity callback's look
  * sends such a thread back, memory.c zero_look). */
 #define THREADS 4
-#define PER_THREAD (MAX_BLOCKS / 2) /* each alone over the test's limit */
+#define PER_THREAD (MAX_BLOCKS / 2) /* each alone twice the test's limit (4M) */
+
+static pthread_barrier_t ready;
 
 static void *zero_thread(void *arg)
 {
 	void **mine = arg;
 	int n = 0;
+	pthread_barrier_wait(&ready); /* all made before any allocates: a
+				       * thread at the limit fails (EAGAIN) */
 	void *p;
 	while (n < PER_THREAD && (p = malloc(0)) != NULL)
 		mine[n++] = p;
@@ -84,10 +88,21 @@ int main(void)
 		for (int i = 0; i < n; i++)
 			free(blocks[i]);
 	}
+	/* Small stacks: a thread's stack is memory the limit counts, and an
+	 * 8 MiB one does not fit an 8 MiB limit. */
 	pthread_t th[THREADS];
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 128 << 10);
+	pthread_barrier_init(&ready, NULL, THREADS);
 	for (int i = 0; i < THREADS; i++)
-		if (pthread_create(&th[i], NULL, zero_thread, blocks + i * PER_THREAD))
+		if (pthread_create(&th[i], &attr, zero_thread, blocks + i * PER_THREAD)) {
+			struct ml_stats st;
+			ml_stats(&st);
+			fprintf(stderr, "zero_blocks: pthread_create failed (live %lld, mapped %lld)\n",
+				(long long)st.live_bytes, (long long)st.mapped_bytes);
 			return 2;
+		}
 	int made[THREADS];
 	for (int i = 0; i < THREADS; i++) {
 		void *r;
