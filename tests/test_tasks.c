@@ -792,6 +792,27 @@ static void zero_bytes_fail_in_interrupted_task(void **state)
 		assert_true(z.got[i]);
 }
 
+/* A request refused because the inner task is already interrupted is made
+ * by no one: it fired the outer task's budget (20 MiB asked, 10 MiB
+ * budget, nothing used), and the outer then refused malloc(100). */
+static void refused_in_interrupted_inner_spares_outer(void **state)
+{
+	(void)state;
+	ml_scope outer, inner;
+	assert_int_equal(ml_enter_allocations(&outer, 10 << 20), ML_OK);
+	assert_int_equal(ml_enter_allocations(&inner, 1 << 20), ML_OK);
+	assert_null(t_malloc(2 << 20)); /* the inner limit fires */
+	assert_null(t_malloc(20 << 20)); /* refused: the inner is interrupted */
+	uint64_t used = 99;
+	assert_int_equal(ml_leave(&inner, &used), ML_ALLOCATION_LIMIT);
+	assert_false(ml_is_interrupted());
+	void *p = t_malloc(100);
+	assert_non_null(p);
+	free(p);
+	assert_int_equal(ml_leave(&outer, &used), ML_OK);
+	assert_int_equal(used, 100);
+}
+
 static void limit_zero_and_out_of_range(void **state)
 {
 	(void)state;
@@ -2138,6 +2159,7 @@ int main(void)
 		cmocka_unit_test(limit_fires_at_first_crossing),
 		cmocka_unit_test(shrink_in_interrupted_task_keeps_block),
 		cmocka_unit_test(zero_bytes_fail_in_interrupted_task),
+		cmocka_unit_test(refused_in_interrupted_inner_spares_outer),
 		cmocka_unit_test(limit_zero_and_out_of_range),
 		cmocka_unit_test(nested_counts_against_both),
 		cmocka_unit_test(nested_inner_cannot_exceed_outer),
