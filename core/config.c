@@ -545,8 +545,10 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 	}
 	/* What a limit does when it fires, with no limit to fire: the task
 	 * API's limits interrupt their task and never abort nor set the
-	 * status, so either would never act. Said, not ignored. */
-	if ((c->on_limit == MLI_ON_LIMIT_ABORT || c->limit_status) &&
+	 * status, so either would never act. Said, not ignored. Not in a
+	 * process tree, whose limits hold for a process that sets its own
+	 * off (memlimit ... -- sh -c 'MEMLIMITS_GLOBAL_MEMORY=off prog'). */
+	if ((c->on_limit == MLI_ON_LIMIT_ABORT || c->limit_status) && !c->tree[0] &&
 	    c->global_memory < 0 && c->allocations < 0 && c->thread_allocations < 0) {
 		struct mli_buf m = { err, 0, errlen };
 		mli_buf_str(&m, c->on_limit == MLI_ON_LIMIT_ABORT

