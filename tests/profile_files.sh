@@ -130,6 +130,20 @@ else
 	fail "could not build hog.c"
 fi
 
+# memlimit-report folded names each process by its command: a '&' in it
+# was sed's match (a&b became ab), and a JSON escape a line break.
+if [ -x "$tmp/grow" ]; then
+	mkdir -p "$tmp/amp"
+	cp "$tmp/grow" "$tmp/amp/a&b"
+	(cd "$tmp/amp" && MEMLIMITS_LIBRARY=$PROF "$ROOT/scripts/memlimit" --per-process \
+		--profile "$tmp/amp/p" --sample-interval 64K -- './a&b') >/dev/null 2>&1
+	first=$("$ROOT/scripts/memlimit-report" folded --alloc "$tmp/amp/p" 2>&1 | head -1)
+	case "$first" in
+	'a&b['[0-9]*'];'*) pass ;;
+	*) fail "memlimit-report folded of a command named 'a&b': $first" ;;
+	esac
+fi
+
 # A forked child's peak is its own: one that allocated nothing said its
 # parent's ("memory_then" of the parent's 40 MiB).
 cat >"$tmp/forkpeak.c" <<'EOF'
