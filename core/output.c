@@ -52,10 +52,8 @@
  *   region    preload/region.c  the sampled blocks' free lists
  *   tokens    core/token.c      the token slots' free list
  *   watches   core/soft.c       ml_on_memory_pressure's registrations
- * and the process tree's slots have a robust process-shared mutex in the
- * shared segment (core/tree.c), which the kernel hands on when a process
- * dies holding it, and which fork need not take (the child shares it).
- * They keep these rules:
+ * (the process tree's slots take none: core/tree.c). They keep these
+ * rules:
  *  1. Each lock is a leaf. A thread holding one takes no other lock: not
  *     another of these, not jemalloc's (it neither allocates nor frees),
  *     not the dynamic loader's (no dladdr, dl_iterate_phdr, dlsym: another

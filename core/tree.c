@@ -39,7 +39,7 @@
 #include "internal.h"
 
 #define TREE_MAGIC 0x6d6c7472u /* "mltr" */
-#define TREE_VERSION 3 /* 2: slots record their pid namespace; 3: a robust lock */
+#define TREE_VERSION 4 /* 2: slots record their pid namespace; 4: no lock */
 #define MAX_PROCS 4096
 #define TREE_QUANTUM ((int64_t)256 << 10)
 
@@ -61,7 +61,6 @@ struct seg {
 	uint32_t fired;      /* processes in which a limit fired (atomic) */
 	uint32_t pad;
 	struct slot slots[MAX_PROCS];
-	pthread_mutex_t lock; /* slot claims and reaping: seg_lock */
 };
 
 /* scripts/memlimit reads the slots' pids with od (clean_stale_trees):
@@ -74,36 +73,19 @@ static struct seg *seg;
 static struct slot *mine;
 static char path[512];
 
-/* The lock of the slots, held by one process of the tree at a time: a
- * process-shared robust mutex, which the kernel hands on when its holder
- * dies. It was a spin lock, and a process killed while holding it (by
- * `timeout`, kill -9, SIGTERM, at the limit: reaping reads /proc for every
- * slot, a wide window) left every other process of the tree spinning at
- * its next refusal for ever (a held-out check: 4 runs of 4). What a dead
- * holder left half done is at worst a slot counted in the total or in
- * `live` after its process is gone: the total then over-counts (the limit
- * is met early, never late) and the last process does not remove the
- * segment (the wrapper's sweep does). No cancellation point while held:
- * reaping opens and reads /proc. */
-static int seg_lock(bool try)
-{
-	int cs;
-	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
-	int r = try ? pthread_mutex_trylock(&seg->lock) : pthread_mutex_lock(&seg->lock);
-	if (r == EOWNERDEAD)
-		r = pthread_mutex_consistent(&seg->lock);
-	if (r != 0) {
-		pthread_setcancelstate(cs, NULL);
-		return -1;
-	}
-	return cs;
-}
-
-static void seg_unlock(int cs)
-{
-	pthread_mutex_unlock(&seg->lock);
-	pthread_setcancelstate(cs, NULL);
-}
+/* The slots take no lock: a slot is taken (its pid from 0 to -1, then
+ * filled, then its pid) and cleared (its pid to -1, then emptied, then 0)
+ * by compare-and-exchange, so that whoever clears a pid counts the process
+ * out, once, and a process counts itself in before its pid shows. They had
+ * a lock: a spin lock, which a process killed while reaping (reaping reads
+ * /proc for every slot at a refusal) left held, every other process of the
+ * tree spinning for ever; then a robust mutex, which the kernel hands on
+ * when its holder dies, but not when it is stopped (SIGSTOP, a debugger):
+ * the tree's forks and refusals waited for it, a shell of the tree that
+ * would continue it too (held-out checks). A pid at -1 is a slot being
+ * filled or cleared: never reaped, never taken; one whose process was
+ * killed there is lost (4096 slots), and `live` stays high by it (the
+ * segment waits for the sweep). */
 
 /* A pid means something only in its pid namespace: a process of the tree
  * started in another (unshare -p, bwrap, nsjail, a container) has pids the
@@ -179,15 +161,7 @@ static bool gone(const struct slot *s, pid_t pid)
 }
 
 /* Frees the slots of processes that are gone. */
-static void reap_locked(int cs);
 static void reap(void)
-{
-	int cs = seg_lock(false);
-	if (cs >= 0)
-		reap_locked(cs);
-}
-
-static void reap_locked(int cs)
 {
 	int saved = errno;
 	for (int i = 0; i < MAX_PROCS; i++) {
@@ -195,11 +169,10 @@ static void reap_locked(int cs)
 		int32_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
 		if (s == mine || !gone(s, pid))
 			continue;
-		/* Its process may have left by itself meanwhile (leave() takes
-		 * no lock when the lock is busy): whoever clears the pid counts
-		 * it out, once. Both did, `live` fell to 0 with processes
-		 * running, and the segment was removed under them (their
-		 * children then exited 125; a held-out check, 4 runs of 19). */
+		/* Its process may have left by itself meanwhile: whoever
+		 * clears the pid counts it out, once. Both did, `live` fell to
+		 * 0 with processes running, and the segment was removed under
+		 * them (their children then exited 125; 4 runs of 19). */
 		if (!__atomic_compare_exchange_n(&s->pid, &pid, -1, false,
 						 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 			continue;
@@ -208,7 +181,6 @@ static void reap_locked(int cs)
 		__atomic_store_n(&s->pid, 0, __ATOMIC_RELEASE);
 		__atomic_sub_fetch(&seg->live, 1, __ATOMIC_RELAXED);
 	}
-	seg_unlock(cs);
 	errno = saved;
 }
 
@@ -218,34 +190,34 @@ static bool claim(void)
 {
 	pid_t pid = getpid();
 	uint64_t st = start_time(pid);
-	int cs = seg_lock(false);
-	if (cs < 0)
-		return false;
-	struct slot *free_slot = NULL;
 	for (int i = 0; i < MAX_PROCS; i++) {
 		struct slot *s = &seg->slots[i];
-		int32_t p = __atomic_load_n(&s->pid, __ATOMIC_RELAXED);
-		if (p == pid && s->ns == my_ns) {
-			mine = s;
-			break;
+		if (__atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) == pid && s->ns == my_ns) {
+			mine = s; /* an exec: the pid's own */
+			mine->start = st;
+			return true;
 		}
-		if (!p && !free_slot)
-			free_slot = s;
 	}
-	if (!mine && free_slot) {
-		mine = free_slot;
-		/* Counted in before the slot shows: killed in between, the
-		 * process over-counts `live` (the segment waits for the sweep)
-		 * where it under-counted (removed under the others). */
-		__atomic_add_fetch(&seg->live, 1, __ATOMIC_RELAXED);
-		mine->start = st;
-		mine->ns = my_ns;
-		__atomic_store_n(&mine->bytes, 0, __ATOMIC_RELAXED);
-		__atomic_store_n(&mine->pid, pid, __ATOMIC_RELEASE);
-	} else if (mine)
-		mine->start = st;
-	seg_unlock(cs);
-	return mine != NULL;
+	/* Counted in before the slot shows: killed in between, the process
+	 * over-counts `live` (the segment waits for the sweep) where it
+	 * under-counted (removed under the others). */
+	__atomic_add_fetch(&seg->live, 1, __ATOMIC_RELAXED);
+	for (int i = 0; i < MAX_PROCS; i++) {
+		struct slot *s = &seg->slots[i];
+		int32_t free_pid = 0;
+		if (__atomic_load_n(&s->pid, __ATOMIC_RELAXED) != 0 ||
+		    !__atomic_compare_exchange_n(&s->pid, &free_pid, -1, false,
+						 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			continue;
+		s->start = st;
+		s->ns = my_ns;
+		__atomic_store_n(&s->bytes, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->pid, pid, __ATOMIC_RELEASE);
+		mine = s;
+		return true;
+	}
+	__atomic_sub_fetch(&seg->live, 1, __ATOMIC_RELAXED);
+	return false;
 }
 
 /* Publishes v, this process's memory, into its slot: always if exact, else
@@ -290,11 +262,8 @@ static void leave(void)
 		return;
 	mli_budget_exit(&mli_tls);
 	/* Processes of the tree that ended without leaving (a signal) must not
-	 * keep the last one out from removing the file. From _exit, which may
-	 * be a signal handler's, only if the lock is free. */
-	int cs = seg_lock(true);
-	if (cs >= 0)
-		reap_locked(cs);
+	 * keep the last one out from removing the file. */
+	reap();
 	int64_t b = __atomic_exchange_n(&mine->bytes, 0, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&seg->total, b, __ATOMIC_RELAXED);
 	int32_t me = __atomic_load_n(&mine->pid, __ATOMIC_RELAXED);
@@ -302,7 +271,7 @@ static void leave(void)
 							  __ATOMIC_ACQ_REL,
 							  __ATOMIC_RELAXED);
 	mine = NULL;
-	/* Counted out once (reap_locked): the last one out removes it. */
+	/* Counted out once (reap): the last one out removes it. */
 	if (ours && __atomic_sub_fetch(&seg->live, 1, __ATOMIC_ACQ_REL) == 0)
 		remove_segment(path); /* the last one out: nobody new can join now */
 }
@@ -412,12 +381,6 @@ int mli_tree_attach(const char *p, char *err, size_t errlen)
 		seg->budget.avail = mli_eng.cfg.allocations >= 0
 			? (uint64_t)mli_eng.cfg.allocations : 0;
 		seg->budget.batch = (uint64_t)1 << 20; /* as a process's (budget.c) */
-		pthread_mutexattr_t a;
-		pthread_mutexattr_init(&a);
-		pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-		pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-		pthread_mutex_init(&seg->lock, &a);
-		pthread_mutexattr_destroy(&a);
 	}
 	flock(fd, LOCK_UN);
 	close(fd);

@@ -82,6 +82,27 @@ for d in /dev/shm/memlimits-tree.*; do
 	[ -e "$d" ] && ! grep -qxF "$d" <<<"$segs_before" && rm -rf "$d"
 done
 
+# Hogs stopped (SIGSTOP) and continued by a shell of the same tree: with a
+# lock around the slots, a hog stopped while it reaped held it, and the
+# shell's next fork waited for it, so the kill -CONT never came (5 runs of
+# 6 hung). The slots take no lock now. Status 137 is the hang.
+timeout -s KILL 60 "$ML" --global-memory 50M -- bash -c '
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	pids=""
+	for k in 1 2 3; do '"$PY"' "$0" 2>/dev/null & pids="$pids $!"; done
+	sleep 0.2
+	for p in $pids; do kill -STOP $p; sleep 0.02; kill -CONT $p; done
+	kill -KILL $pids
+	wait
+done 2>/dev/null' "$tmp/hog.py" >/dev/null 2>&1
+st=$?
+if [ "$st" != 137 ]; then pass; else fail "hogs stopped and continued in a tree: hung (status 137)"; fi
+pkill -KILL -f "$tmp/hog.py" 2>/dev/null
+sleep 0.5
+for d in /dev/shm/memlimits-tree.*; do
+	[ -e "$d" ] && ! grep -qxF "$d" <<<"$segs_before" && rm -rf "$d"
+done
+
 # Children at the limit that leave by themselves while others reap: a
 # slot counted out twice (by its process and by a reaper that had read its
 # pid) took the count of live processes to 0 with processes running, and
