@@ -402,6 +402,16 @@ static void far_lane_room_taken(void **state)
 		       2 * 64 * 1024, 2);
 }
 
+/* A limit set by another thread, where threads make malloc(1) blocks (16
+ * bytes on a grant of requests): each thread gets at most 64 KiB of blocks
+ * after the set (it went on for up to 114 KiB before the activity
+ * callback looked at the limits' change; 4 runs of 8). */
+static void late_limit_tiny_blocks(void **state)
+{
+	(void)state;
+	prints_at_most("late_tiny", "LATE_TINY=1", "most_after_bytes", 64 * 1024, 4);
+}
+
 /* Zero-byte requests take blocks too: every form is refused at the limit,
  * within the bound of 64 KiB a thread (they were never refused: the fast
  * path's `left >= 0` always held, and a cut grant did not stop them). */
@@ -637,6 +647,7 @@ int main(void)
 		cmocka_unit_test(thread_start_reserves_nothing),
 		cmocka_unit_test(mid_blocks_within_bound),
 		cmocka_unit_test(far_lane_room_taken),
+		cmocka_unit_test(late_limit_tiny_blocks),
 		cmocka_unit_test(zero_byte_blocks_refused),
 		cmocka_unit_test(zero_byte_task_token_from_handler),
 		cmocka_unit_test(collector_room_after_big_refusal),
