@@ -536,11 +536,10 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 	/* Nor one at 0 (or a percentage or fraction that comes to 0): the
 	 * memory is above it from the start and never crosses it. */
 	if (c->soft_memory == 0) {
-		struct mli_buf m = { err, 0, errlen };
-		mli_buf_str(&m, "memlimits: MEMLIMITS_SOFT_MEMORY is 0 bytes: the"
-				" memory is above it from the start, so it could never"
-				" be crossed (a soft limit fires when the memory rises"
-				" past it; unset it for none)");
+		errmsg(err, errlen, "MEMLIMITS_SOFT_MEMORY is 0 bytes: the memory is"
+				    " above it from the start, so it could never be crossed",
+		       " (a soft limit fires when the memory rises past it;",
+		       " unset it for none)");
 		return -1;
 	}
 	/* What a limit does when it fires, with no limit to fire: the task
@@ -550,14 +549,11 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 	 * off (memlimit ... -- sh -c 'MEMLIMITS_GLOBAL_MEMORY=off prog'). */
 	if ((c->on_limit == MLI_ON_LIMIT_ABORT || c->limit_status) && !c->tree[0] &&
 	    c->global_memory < 0 && c->allocations < 0 && c->thread_allocations < 0) {
-		struct mli_buf m = { err, 0, errlen };
-		mli_buf_str(&m, c->on_limit == MLI_ON_LIMIT_ABORT
-					? "memlimits: MEMLIMITS_ON_LIMIT=abort"
-					: "memlimits: MEMLIMITS_LIMIT_STATUS");
-		mli_buf_str(&m, " is set but no limit is (MEMLIMITS_GLOBAL_MEMORY,"
-				" MEMLIMITS_ALLOCATIONS or MEMLIMITS_THREAD_ALLOCATIONS):"
-				" it would never act (the task API's limits interrupt"
-				" their task instead)");
+		errmsg(err, errlen, c->on_limit == MLI_ON_LIMIT_ABORT
+					    ? "MEMLIMITS_ON_LIMIT=abort" : "MEMLIMITS_LIMIT_STATUS",
+		       " is set but no limit is (MEMLIMITS_GLOBAL_MEMORY,"
+		       " MEMLIMITS_ALLOCATIONS or MEMLIMITS_THREAD_ALLOCATIONS):",
+		       " it would never act (the task API's limits interrupt their task instead)");
 		return -1;
 	}
 	/* The interval is the profile's (MEMLIMITS_PROFILE): a profiler the
@@ -565,11 +561,9 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 	 * without the profile it would change nothing. Said, not ignored.
 	 * (MEMLIMITS_SEED alone is meant: it seeds that profiler.) */
 	if (c->sample_interval && !c->profile[0]) {
-		struct mli_buf m = { err, 0, errlen };
-		mli_buf_str(&m, "memlimits: MEMLIMITS_SAMPLE_INTERVAL is set but"
-				" MEMLIMITS_PROFILE is not: the interval is that of the"
-				" profile written to MEMLIMITS_PROFILE (ml_memprof_start"
-				" takes its own rate), so alone it would do nothing");
+		errmsg(err, errlen, "MEMLIMITS_SAMPLE_INTERVAL is set but MEMLIMITS_PROFILE is not:",
+		       " the interval is that of the profile written to MEMLIMITS_PROFILE",
+		       " (ml_memprof_start takes its own rate), so alone it would do nothing");
 		return -1;
 	}
 	/* A warning above the hard limit could never be given: the limit

@@ -34,7 +34,6 @@
 /* A spin lock for the engine's slow paths: no futex, no allocation, safe to
  * take before libc is initialised. */
 void mli_spin_lock(int *l);
-bool mli_spin_trylock(int *l);
 static inline void mli_spin_unlock(int *l)
 {
 	MLI_ANNOTATE_UNLOCKING(l);
@@ -193,7 +192,7 @@ struct mli_thread {
 	uint64_t unused_mark;  /* *be_dealloc at the last mli_mem_keep_down look */
 	uint64_t freed_seen;   /* *be_dealloc last added to mli_freed_all */
 	uint64_t look_alloc, look_charged; /* *be_alloc and the count at the
-					    * last zero_look (memory.c) */
+					    * last look (memory.c) */
 	uint64_t graced;       /* mapped bytes admitted by mli_start_grace */
 	uint64_t scale_live, scale_count; /* live blocks and count at the last
 					   * memory grant (memory.c) */

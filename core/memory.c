@@ -245,11 +245,9 @@ static void look(struct mli_thread *t, uint64_t allocated)
 		t->look_alloc = allocated;
 		return;
 	}
-	uint64_t left = __atomic_load_n(&t->left, __ATOMIC_RELAXED);
-	if (t->in_engine || left > t->grant)
+	if (t->in_engine || __atomic_load_n(&t->left, __ATOMIC_RELAXED) > t->grant)
 		return; /* the engine's own blocks; the fast path's window */
-	uint64_t c = t->count + (t->grant - left) -
-		     __atomic_load_n(&t->refund, __ATOMIC_RELAXED);
+	uint64_t c = mli_thread_count(t);
 	uint64_t dc = c - t->look_charged;
 	t->look_alloc = allocated;
 	t->look_charged = c;

@@ -45,15 +45,6 @@ void mli_spin_lock(int *l)
 	MLI_ANNOTATE_LOCKED(l);
 }
 
-bool mli_spin_trylock(int *l)
-{
-	MLI_ANNOTATE_ATOMIC(l);
-	if (__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
-		return false;
-	MLI_ANNOTATE_LOCKED(l);
-	return true;
-}
-
 /* Every taker of the registry lock marks its thread as in the engine, so
  * that a signal handler's allocation on the same thread does not spin on
  * the lock its own thread holds (it is then admitted without checks). */

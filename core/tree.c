@@ -27,7 +27,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -446,7 +445,7 @@ void mli_tree_exiting(void)
 		leave();
 }
 
-/* From the library's constructor: atexit and pthread_atfork registered
+/* From the library's constructor: atexit and fork handlers registered
  * from the first malloc (which may come before libc's start-up is done)
  * are not reliably run. */
 void mli_tree_start(void)

@@ -61,7 +61,16 @@ while True:
     try: l.append(bytearray(1 << 20))
     except MemoryError: pass
 EOF
+# A killed hog's tree keeps its segment until the next memlimit sweeps it
+# (a minute old): swept here, so that the final count checks the others.
 segs_before=$(ls -d /dev/shm/memlimits-tree.* 2>/dev/null)
+sweep_killed_trees() {
+	sleep 0.5
+	local d
+	for d in /dev/shm/memlimits-tree.*; do
+		[ -e "$d" ] && ! grep -qxF "$d" <<<"$segs_before" && rm -rf "$d"
+	done
+}
 out=$(timeout -s KILL 60 "$ML" --global-memory 50M -- bash -c '
 for i in 1 2 3 4 5 6 7 8; do
 	timeout -s KILL 0.5 '"$PY"' "$0" 2>/dev/null &
@@ -74,13 +83,8 @@ if [ "$st" = 0 ] && [ "$out" = done ]; then pass; else
 	pkill -KILL -f "$tmp/hog.py" 2>/dev/null
 fi
 # timeout kills its process group: the last hog may still be dying when the
-# tree's last process leaves, and its slot keeps the segment, which the next
-# memlimit sweeps once it is a minute old. Swept here, so that the final
-# count checks the other tests.
-sleep 0.5
-for d in /dev/shm/memlimits-tree.*; do
-	[ -e "$d" ] && ! grep -qxF "$d" <<<"$segs_before" && rm -rf "$d"
-done
+# tree's last process leaves, and its slot keeps the segment.
+sweep_killed_trees
 
 # Hogs stopped (SIGSTOP) and continued by a shell of the same tree: with a
 # lock around the slots, a hog stopped while it reaped held it, and the
@@ -98,10 +102,7 @@ done 2>/dev/null' "$tmp/hog.py" >/dev/null 2>&1
 st=$?
 if [ "$st" != 137 ]; then pass; else fail "hogs stopped and continued in a tree: hung (status 137)"; fi
 pkill -KILL -f "$tmp/hog.py" 2>/dev/null
-sleep 0.5
-for d in /dev/shm/memlimits-tree.*; do
-	[ -e "$d" ] && ! grep -qxF "$d" <<<"$segs_before" && rm -rf "$d"
-done
+sweep_killed_trees
 
 # Children at the limit that leave by themselves while others reap: a
 # slot counted out twice (by its process and by a reaper that had read its
