@@ -19,7 +19,8 @@
 #define ROUNDS 40
 #define SMALL 1024
 #define MAX_SMALL 200000
-#define MAX_BIG 20000
+#define BIG 8192
+#define MAX_BIG 40000
 
 static pthread_barrier_t paused, filled, done;
 static void *small[MAX_SMALL], *big[MAX_BIG];
@@ -50,7 +51,7 @@ static void *thread_b(void *arg)
 	pthread_barrier_wait(&paused);
 	void *p;
 	nbig = 0;
-	while (nbig < MAX_BIG && (p = malloc(8192)) != NULL)
+	while (nbig < MAX_BIG && (p = malloc(BIG)) != NULL)
 		big[nbig++] = p;
 	pthread_barrier_wait(&filled);
 	pthread_barrier_wait(&done);
