@@ -753,6 +753,7 @@ struct mli_scope {
 	uint32_t magic;
 	uint8_t kind;
 	uint8_t fired; /* ml_status, 0 if not */
+	uint32_t mask_at; /* the thread's mask depth at entry */
 	struct mli_scope *outer;
 	struct mli_thread *owner;
 	uint64_t start; /* thread count at entry */

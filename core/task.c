@@ -66,6 +66,11 @@ static void check_scopes(struct mli_thread *t, struct mli_adm *a)
 		if (st != ML_OK) {
 			s->fired = (uint8_t)st;
 			t->nfired++;
+			/* Refused here (unless masked): so not made, and not
+			 * weighed against the outer scopes either (an inner
+			 * 1 MiB budget refusing 20 MiB fired its outer task's
+			 * 10 MiB budget, of which nothing was used). */
+			refused = !t->mask_depth;
 		}
 	}
 }
@@ -172,6 +177,7 @@ static ml_status enter_sized(ml_scope *pub, size_t size, int kind,
 	s->kind = (uint8_t)kind;
 	s->outer = t->top;
 	s->owner = t;
+	s->mask_at = t->mask_depth;
 	s->start = mli_thread_count(t);
 	s->limit = kind == MLI_SCOPE_TOKEN ? set_value : limit;
 	s->token = tok;
@@ -244,15 +250,68 @@ static ml_status leave(ml_scope *pub, uint64_t *allocated)
  * are left, innermost first, their status lost with the frames. Not from
  * a signal handler that interrupted the engine: its state is the
  * interrupted code's, and a jump out of it is undefined anyway. */
+/* Masks are dynamic extents: once the code that masked is gone (a task
+ * returned, a jump discarded its frames), the thread's mask depth is the
+ * one its scope started with. A jump out of a masked block (the alarm-
+ * timeout pattern, out of ml_with_resource's acquire) left the thread
+ * masked for good, and no later task's limit refused anything (a held-out
+ * check); so did a task that returned with an ml_mask() not undone. */
+static void unmask_to(struct mli_thread *t, uint32_t depth)
+{
+	if (t->mask_depth > depth) {
+		t->mask_depth = depth;
+		if (!depth && t->nfired)
+			mli_refill(t); /* the pending interrupt: grant 0 */
+	}
+}
+
 void mli_scopes_discarded(uintptr_t lo, uintptr_t hi)
 {
 	struct mli_thread *t = &mli_tls;
 	if (t->in_engine)
 		return;
 	struct mli_scope *s;
-	while ((s = t->top) && (uintptr_t)s >= lo && (uintptr_t)s < hi &&
-	       leave((ml_scope *)s, NULL) != ML_INVALID)
-		;
+	bool left = false;
+	uint32_t depth = 0;
+	while ((s = t->top) && (uintptr_t)s >= lo && (uintptr_t)s < hi) {
+		uint32_t at = s->mask_at;
+		if (leave((ml_scope *)s, NULL) == ML_INVALID)
+			break;
+		left = true;
+		depth = at;
+	}
+	if (left)
+		unmask_to(t, depth);
+}
+
+/* The scopes a task entered and did not leave, when it returns (an error
+ * path that forgot ml_leave): the task's own scope stayed linked under
+ * them after the task function's frame was gone, later tasks at the same
+ * depth were refused as "in use" and the next slow path read the dead
+ * frame and crashed (a held-out check). They are dropped: the thread's
+ * list goes back to the task's scope, and its counts are recounted from
+ * there outward, without reading the dropped scopes, which lie in dead
+ * frames a signal handler may have reused. Their storage keeps its magic:
+ * a later ml_leave of one finds it not the innermost (ML_INVALID). True if
+ * there were any. */
+static bool drop_left_open(struct mli_thread *t, struct mli_scope *sc)
+{
+	if (t->top == sc || sc->magic != SCOPE_MAGIC || sc->owner != t)
+		return false;
+	uint32_t nglobal = 0, ntoken = 0, nfired = 0;
+	mli_engine_enter(t);
+	for (const struct mli_scope *s = sc; s; s = s->outer) {
+		nglobal += s->kind == MLI_SCOPE_GLOBAL;
+		ntoken += s->kind == MLI_SCOPE_TOKEN;
+		nfired += s->fired != 0;
+	}
+	__atomic_sub_fetch(&mli_eng.mem_users, t->nglobal - nglobal, __ATOMIC_RELAXED);
+	t->nglobal = nglobal;
+	t->ntoken = ntoken;
+	t->nfired = nfired;
+	t->top = sc;
+	mli_engine_leave(t);
+	return true;
 }
 
 /* A C++ exception or a thread cancellation that unwinds through a task
@@ -261,8 +320,12 @@ void mli_scopes_discarded(uintptr_t lo, uintptr_t hi)
 static void leave_if_unwound(ml_scope *pub)
 {
 	struct mli_scope *s = (struct mli_scope *)pub;
-	if (s->magic == SCOPE_MAGIC && mli_tls.top == s)
-		leave(pub, NULL);
+	struct mli_thread *t = &mli_tls;
+	if (s->magic != SCOPE_MAGIC || s->owner != t)
+		return; /* left, or never entered */
+	drop_left_open(t, s);
+	unmask_to(t, s->mask_at);
+	leave(pub, NULL);
 }
 
 static ml_status run(int kind, uint64_t limit, ml_token *tok, ml_task_fn task,
@@ -278,7 +341,12 @@ static ml_status run(int kind, uint64_t limit, ml_token *tok, ml_task_fn task,
 	void *r = task(arg);
 	if (result)
 		*result = r;
-	return leave(&sc, allocated);
+	struct mli_thread *t = &mli_tls;
+	struct mli_scope *in = (struct mli_scope *)(void *)&sc;
+	bool open = drop_left_open(t, in);
+	unmask_to(t, in->mask_at);
+	st = leave(&sc, allocated);
+	return open ? ML_INVALID : st;
 }
 
 static ml_status limit_global_memory(ml_task_fn task, void *arg, void **result)

@@ -35,6 +35,12 @@
  * work was cut short) and the enclosing task reports it as well. When only the
  * inner task's own limit fires, the enclosing task is unaffected (ML_OK).
  *
+ * A task's extent is dynamic: when it returns (or a longjmp, an exception
+ * or a cancellation leaves it), masks taken inside it and not undone are
+ * undone, and scopes entered inside it and not left are dropped (then the
+ * task returns ML_INVALID: misuse, such as an error path that forgot
+ * ml_leave; a later ml_leave of such a scope is ML_INVALID too).
+ *
  * All functions are thread-safe. ml_token_set is async-signal-safe.
  */
 #ifndef MEMLIMITS_H
@@ -48,6 +54,14 @@
  * declaration of our own would contradict), and memcpy for its result. */
 #include <dlfcn.h>
 #include <string.h>
+#endif
+
+/* The null pointer: nullptr in C++, where a 0 is flagged by
+ * -Wzero-as-null-pointer-constant even in a cast. */
+#ifdef __cplusplus
+#define ML__NULL nullptr
+#else
+#define ML__NULL ((void *)0)
 #endif
 
 #ifdef __cplusplus
@@ -245,7 +259,7 @@ static inline const struct ml_api *ml__api(void)
 #ifdef RTLD_DEFAULT
 	void *sym = dlsym(RTLD_DEFAULT, "ml_engine");
 #else
-	void *sym = dlsym((void *)0, "ml_engine");
+	void *sym = dlsym(ML__NULL, "ml_engine");
 #endif
 	/* ISO C and C++ have no conversion from an object pointer to a
 	 * function pointer; POSIX guarantees that dlsym's void * holds one of
@@ -253,9 +267,9 @@ static inline const struct ml_api *ml__api(void)
 	ml_engine_fn f;
 	(void)sizeof(char[sizeof f == sizeof sym ? 1 : -1]);
 	memcpy(&f, &sym, sizeof f);
-	a = f ? f(ML_ABI_VERSION) : (const struct ml_api *)0;
+	a = f ? f(ML_ABI_VERSION) : ML__NULL;
 	if (a && a->version < 1)
-		a = (const struct ml_api *)0;
+		a = ML__NULL;
 	if (a)
 		__atomic_store_n(&ml__shared_table, a, __ATOMIC_RELEASE);
 	__atomic_store_n(&ml__table, a, __ATOMIC_RELEASE);
@@ -270,7 +284,7 @@ static inline const struct ml_api *ml__api(void)
 /* True iff libmemlimits.so is in the process. */
 static inline bool ml_loaded(void)
 {
-	return ml__api() != 0;
+	return ml__api() != ML__NULL;
 }
 
 /* A constant, human-readable name of s; works without the engine. */
@@ -362,7 +376,7 @@ static inline ml_status ml_limit_allocations(uint64_t limit_bytes,
 static inline ml_token *ml_token_create(void)
 {
 	const struct ml_api *a = ml__api();
-	return ML__HAS(a, token_create) ? a->token_create() : (ml_token *)0;
+	return ML__HAS(a, token_create) ? a->token_create() : ML__NULL;
 }
 
 /* Sets t: a lock-free atomic store, safe from a signal handler and from any
@@ -436,11 +450,11 @@ static inline ml_status ml__enter(ml_scope *s, int kind, uint64_t limit,
 }
 static inline ml_status ml_enter_global_memory(ml_scope *s)
 {
-	return ml__enter(s, ML__SCOPE_GLOBAL, 0, (ml_token *)0);
+	return ml__enter(s, ML__SCOPE_GLOBAL, 0, ML__NULL);
 }
 static inline ml_status ml_enter_allocations(ml_scope *s, uint64_t limit_bytes)
 {
-	return ml__enter(s, ML__SCOPE_ALLOC, limit_bytes, (ml_token *)0);
+	return ml__enter(s, ML__SCOPE_ALLOC, limit_bytes, ML__NULL);
 }
 static inline ml_status ml_enter_token(ml_scope *s, ml_token *t)
 {
@@ -566,7 +580,8 @@ static inline ml_status ml_stats(struct ml_stats *out)
  * fn(memory, threshold, arg) runs once each time the process's memory (the
  * global limit's measure: the malloc heap plus the memory it maps itself)
  * crosses threshold_bytes on its way up, and again after it fell back below
- * 90% of it and crosses again. It runs in the allocating thread, before
+ * 90% of it and crosses again (the memory is seen at allocations: below 90%
+ * before one re-arms). It runs in the allocating thread, before
  * the allocation that crossed returns, within the same per-thread slack as
  * the global limit (README); masked (no task limit refuses what it
  * allocates; MEMLIMITS_* caps still do), and never under a lock of the

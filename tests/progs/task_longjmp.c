@@ -7,7 +7,14 @@
  *   _longjmp, __longjmp_chk   the other two entries, out of a scope
  *   inside     a longjmp within a task: its limit still holds
  *   nested     a longjmp out of an inner scope into its outer task: the
- *              outer's limit still holds, and its leave reports it */
+ *              outer's limit still holds, and its leave reports it
+ *   masked     siglongjmp from a signal handler out of ml_with_resource's
+ *              acquire (masked) in a task: the thread is unmasked again
+ *   mask-left  a task that returns with an ml_mask() not undone: the same
+ *   left-open  a task that returns with a scope it entered still entered
+ *              (an error path that forgot ml_leave): ML_INVALID, and the
+ *              thread's scopes are sound (it crashed at the next slow
+ *              path); the scope's own ml_leave is ML_INVALID */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <signal.h>
@@ -63,6 +70,14 @@ static void after(const char *name)
 	check(name, ok, "the thread's scopes were left broken");
 }
 
+static void *big(void *arg)
+{
+	(void)arg;
+	void *p = v_malloc((size_t)1 << 20);
+	free(p);
+	return p ? arg : NULL;
+}
+
 static void *jump_out(void *arg)
 {
 	(void)arg;
@@ -96,6 +111,66 @@ static void *jump_inside(void *arg)
 	*ok = p == NULL;
 	free(p);
 	return NULL;
+}
+
+static void on_alarm_masked(int sig)
+{
+	(void)sig;
+	if (ml_is_blocked())
+		siglongjmp(sjb, 1);
+}
+
+static void *acquire_forever(void *arg)
+{
+	(void)arg;
+	raise(SIGALRM); /* masked here: the handler jumps out */
+	return NULL;
+}
+
+static void *use_it(void *r, void *arg)
+{
+	(void)arg;
+	return r;
+}
+
+static void drop_it(void *r, void *arg)
+{
+	(void)r;
+	(void)arg;
+}
+
+static void *with_resource_task(void *arg)
+{
+	(void)arg;
+	ml_with_resource(acquire_forever, use_it, drop_it, NULL, NULL);
+	return NULL;
+}
+
+static void *mask_and_return(void *arg)
+{
+	(void)arg;
+	ml_mask();
+	return NULL;
+}
+
+static ml_scope left_open_scope; /* static: it outlives the task */
+
+static void *enter_and_return(void *arg)
+{
+	ml_scope *s = arg ? arg : &left_open_scope;
+	ml_enter_allocations(s, 1 << 20);
+	free(v_malloc(10));
+	return NULL; /* no ml_leave */
+}
+
+/* A later task's limit refuses, and the thread is not masked. */
+static void refuses_after(const char *name)
+{
+	scribble();
+	void *r = NULL;
+	ml_status st = ml_limit_allocations(1000, big, &r, &r, NULL);
+	check(name, !ml_is_blocked() && st == ML_ALLOCATION_LIMIT && r == NULL,
+	      "the thread stayed masked: a later task's limit refused nothing");
 }
 
 /* A scope entered in this frame, which the jump discards. */
@@ -153,5 +228,24 @@ int main(void)
 	      "the outer task lost its limit or count");
 	free(p);
 	after("nested-after");
+
+	signal(SIGALRM, on_alarm_masked);
+	if (sigsetjmp(sjb, 1) == 0)
+		ml_limit_allocations(1 << 20, with_resource_task, NULL, NULL, NULL);
+	refuses_after("masked");
+	ml_limit_allocations(1 << 20, mask_and_return, NULL, NULL, NULL);
+	refuses_after("mask-left");
+
+	int left_ok = 1;
+	for (int i = 0; i < 3; i++) {
+		ml_scope on_stack;
+		st = ml_limit_allocations(64 << 20, enter_and_return,
+					  i ? &on_stack : NULL, NULL, NULL);
+		left_ok &= st == ML_INVALID;
+		scribble();
+		left_ok &= ml_leave(i ? &on_stack : &left_open_scope, NULL) == ML_INVALID;
+	}
+	check("left-open-status", left_ok, "not ML_INVALID");
+	after("left-open");
 	return failures;
 }
