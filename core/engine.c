@@ -574,11 +574,25 @@ static void reach_check(void)
 		      mli_tree_limit() >= 0 || mli_tree_budget();
 	if (!limits && !c->report[0] && !c->profile[0])
 		return;
+	char why[256], b[512];
+	if (mli_exe_unreachable(why, sizeof why)) {
+		struct mli_buf m = { b, 0, sizeof b };
+		mli_buf_str(&m, limits ? "memlimits: " : "memlimits: warning: ");
+		mli_buf_str(&m, why);
+		mli_buf_str(&m, limits ? ": the limits set cannot hold on it"
+				       : ": the report and the profile miss it\n");
+		if (m.len >= sizeof b)
+			m.len = sizeof b - 1;
+		b[m.len] = '\0';
+		if (limits)
+			mli_die(b);
+		mli_say(b, m.len);
+		return;
+	}
 	const char *path;
 	int kind = mli_be_foreign_malloc(&path);
 	if (kind == MLI_MALLOC_OURS)
 		return;
-	char b[512];
 	struct mli_buf m = { b, 0, sizeof b };
 	mli_buf_str(&m, limits ? "memlimits: " : "memlimits: warning: ");
 	mli_buf_str(&m, "malloc in this process is not memlimits' but ");

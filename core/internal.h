@@ -761,6 +761,9 @@ struct mli_scope {
 	const struct ml_token *token;
 	const uint64_t *token_word; /* token scopes: the token's slot word */
 };
+/* core/exe.c: true if the program maps its memory itself, by system calls
+ * the library cannot see (why: the reason, for a message). */
+bool mli_exe_unreachable(char *why, size_t n);
 /* The library's one exported entry (see shim/memlimits.h). */
 const struct ml_api *ml_engine(uint32_t abi_version);
 /* A longjmp discards the stack in [lo, hi): the scopes there are left. */

@@ -236,5 +236,60 @@ if command -v ruby >/dev/null; then
 	done
 fi
 
+# Programs whose runtime maps its heap with system calls of its own, though
+# the library is loaded into them, are refused (125, naming the program and
+# why) rather than run with a limit that cannot hold (a held-out check: 400
+# MiB under 50M, exit 0, no word): a Go program built without cgo as a PIE
+# (an interpreter, no DT_NEEDED), and a Go or Free Pascal program (their
+# sections) that imports neither malloc nor mmap. The second kind is made
+# here from C, with the section of each runtime; with a malloc import it
+# runs (as a cgo Go program or Free Pascal's cmem unit does).
+refused_as() { # what-the-message-says program
+	local out st
+	out=$("$ROOT/scripts/memlimit" --global-memory 50M -- "$2" 2>&1)
+	st=$?
+	if [ $st = 125 ] && grep -qF "memlimits: $2 $1" <<<"$out" &&
+		grep -qF "the limits set cannot hold on it" <<<"$out"; then pass; else
+		fail "$2: status $st, want 125 and '$1': $(tail -c 400 <<<"$out")"
+	fi
+}
+if command -v go >/dev/null; then
+	sed '/import "C"/d; /#include/d' "$tmp/grow.go" >"$tmp/nocgo.go"
+	(cd "$tmp" && CGO_ENABLED=0 GOCACHE="$tmp/gocache" GOPATH="$tmp/gopath" GO111MODULE=off \
+		go build -buildmode=pie -o "$tmp/go-pie" nocgo.go) || fail "go build -buildmode=pie"
+	refused_as "loads no shared library (as a Go program built without cgo)" "$tmp/go-pie"
+fi
+cat >"$tmp/ownheap.c" <<'EOF'
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#ifdef SECTION
+__attribute__((section(SECTION), used)) static const char marker[] = "runtime";
+#endif
+#ifdef MALLOC
+#include <stdlib.h>
+void *(*volatile keep)(size_t) = malloc;
+#endif
+int main(void)
+{
+	/* 20 MiB (libc's syscall() is the library's: counted). */
+	long n = 20L << 20;
+	char *p = (char *)syscall(SYS_mmap, 0, n, 3, 0x22, -1, 0);
+	memset(p, 1, n);
+	return write(1, "grown\n", 6) != 6;
+}
+EOF
+for sec in .fpcdata .go.buildinfo; do
+	gcc -O1 -DSECTION="\"$sec\"" -o "$tmp/ownheap$sec" "$tmp/ownheap.c" || fail "gcc ownheap $sec"
+	gcc -O1 -DSECTION="\"$sec\"" -DMALLOC -o "$tmp/ownheap-malloc$sec" "$tmp/ownheap.c" ||
+		fail "gcc ownheap-malloc $sec"
+done
+refused_as "is a Free Pascal program (without the cmem unit)" "$tmp/ownheap.fpcdata"
+refused_as "is a Go program built without cgo" "$tmp/ownheap.go.buildinfo"
+for sec in .fpcdata .go.buildinfo; do
+	out=$("$ROOT/scripts/memlimit" --global-memory 50M -- "$tmp/ownheap-malloc$sec" 2>&1)
+	if [ $? = 0 ] && [ "$out" = grown ]; then pass; else fail "ownheap-malloc$sec: $out"; fi
+done
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -1,0 +1,144 @@
+/* exe.c: programs whose memory the library cannot see, though it is loaded
+ * into them. The dynamic loader applies LD_PRELOAD to every program with an
+ * ELF interpreter, but some runtimes map their heap with the `syscall`
+ * instruction, not through libc, and never call malloc: a limit set on them
+ * silently does not hold (held-out check: 400 MiB under a 50M limit, exit
+ * 0, no word). Two kinds are known and recognised here:
+ *   - a program that loads no shared library at all (no DT_NEEDED): it
+ *     cannot call libc, so nothing it does is counted (a Go program built
+ *     without cgo as a position-independent executable is one);
+ *   - a Go program (a .go.buildinfo or .note.go.buildid section) or a Free
+ *     Pascal one (.fpcdata) that imports neither malloc nor mmap: Go's
+ *     runtime maps through libc's mmap only with cgo (_cgo_mmap), Free
+ *     Pascal's heap goes through libc's malloc only with the cmem unit.
+ * Read at start-up, from the loaded program's dynamic section and its file's
+ * section headers (/proc/self/exe), with system calls and stack buffers
+ * only: no allocation. */
+#define _GNU_SOURCE
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* The main program is the first object dl_iterate_phdr reports. */
+static int count_needed(struct dl_phdr_info *info, size_t size, void *data)
+{
+	(void)size;
+	int *needed = data;
+	*needed = -1; /* no dynamic section: not a dynamic program */
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		if (info->dlpi_phdr[i].p_type != PT_DYNAMIC)
+			continue;
+		const ElfW(Dyn) *d = (const ElfW(Dyn) *)(info->dlpi_addr +
+							 info->dlpi_phdr[i].p_vaddr);
+		*needed = 0;
+		for (; d->d_tag != DT_NULL; d++)
+			*needed += d->d_tag == DT_NEEDED;
+	}
+	return 1;
+}
+
+static bool read_at(int fd, void *buf, size_t n, uint64_t off)
+{
+	return off < ((uint64_t)1 << 62) && pread(fd, buf, n, (off_t)off) == (ssize_t)n;
+}
+
+#define MAX_SECTIONS 256
+
+/* Does the file's dynamic symbol table import malloc, mmap or mmap64? */
+static bool imports_memory(int fd, const Elf64_Shdr *sym, const Elf64_Shdr *str)
+{
+	Elf64_Sym s[64];
+	uint64_t n = sym->sh_entsize == sizeof *s ? sym->sh_size / sizeof *s : 0;
+	for (uint64_t i = 0; i < n; i += 64) {
+		uint64_t k = n - i < 64 ? n - i : 64;
+		if (!read_at(fd, s, k * sizeof *s, sym->sh_offset + i * sizeof *s))
+			return true; /* unreadable: do not refuse */
+		for (uint64_t j = 0; j < k; j++) {
+			char name[8] = { 0 };
+			if (s[j].st_shndx != SHN_UNDEF || !s[j].st_name ||
+			    s[j].st_name >= str->sh_size)
+				continue;
+			uint64_t len = str->sh_size - s[j].st_name;
+			if (!read_at(fd, name, len < 7 ? len : 7, str->sh_offset + s[j].st_name))
+				continue;
+			if (!strcmp(name, "malloc") || !strcmp(name, "mmap") ||
+			    !strcmp(name, "mmap64"))
+				return true;
+		}
+	}
+	return false;
+}
+
+/* The runtime named by the file's sections, if it is one that maps its
+ * heap itself unless it imports malloc or mmap; NULL if none. */
+static const char *own_heap_runtime(int fd)
+{
+	Elf64_Ehdr eh;
+	if (!read_at(fd, &eh, sizeof eh, 0) || memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_shentsize != sizeof(Elf64_Shdr) ||
+	    !eh.e_shnum || eh.e_shnum > MAX_SECTIONS || eh.e_shstrndx >= eh.e_shnum)
+		return NULL;
+	Elf64_Shdr sh[MAX_SECTIONS];
+	if (!read_at(fd, sh, eh.e_shnum * sizeof *sh, eh.e_shoff))
+		return NULL;
+	const Elf64_Shdr *names = &sh[eh.e_shstrndx], *dynsym = NULL;
+	const char *runtime = NULL;
+	for (int i = 0; i < eh.e_shnum; i++) {
+		char name[24] = { 0 };
+		if (sh[i].sh_name >= names->sh_size)
+			continue;
+		uint64_t len = names->sh_size - sh[i].sh_name;
+		if (!read_at(fd, name, len < sizeof name - 1 ? len : sizeof name - 1,
+			     names->sh_offset + sh[i].sh_name))
+			continue;
+		if (!strcmp(name, ".go.buildinfo") || !strcmp(name, ".note.go.buildid"))
+			runtime = "a Go program built without cgo";
+		else if (!strcmp(name, ".fpcdata"))
+			runtime = "a Free Pascal program (without the cmem unit)";
+		else if (sh[i].sh_type == SHT_DYNSYM)
+			dynsym = &sh[i];
+	}
+	if (!runtime)
+		return NULL;
+	if (dynsym && dynsym->sh_link < eh.e_shnum &&
+	    imports_memory(fd, dynsym, &sh[dynsym->sh_link]))
+		return NULL;
+	return runtime;
+}
+
+bool mli_exe_unreachable(char *why, size_t n)
+{
+	int needed = -1;
+	dl_iterate_phdr(count_needed, &needed);
+	const char *what;
+	if (needed < 0)
+		return false; /* no dynamic section: not reached here at all */
+	if (needed == 0)
+		what = "loads no shared library (as a Go program built without cgo)";
+	else {
+		int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return false;
+		what = own_heap_runtime(fd);
+		close(fd);
+		if (!what)
+			return false;
+	}
+	char exe[192];
+	ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	exe[k > 0 ? k : 0] = '\0';
+	struct mli_buf m = { why, 0, n };
+	mli_buf_str(&m, k > 0 ? exe : "the program");
+	mli_buf_str(&m, needed == 0 ? " " : " is ");
+	mli_buf_str(&m, what);
+	mli_buf_str(&m, ": its runtime maps its memory with system calls of its"
+			" own, which the library cannot see");
+	if (m.len >= n)
+		m.len = n - 1;
+	why[m.len] = '\0';
+	return true;
+}
