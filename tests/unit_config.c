@@ -658,7 +658,8 @@ static void config_memory_percentages_and_keywords(void **state)
 	assert_int_equal(b, 64 << 20);
 	assert_int_equal(ppm, 0);
 	for (const char *const *k = (const char *const[]){ "max", "unlimited",
-							    "off", NULL };
+							    "off", "MAX", "Unlimited",
+							    "Off", NULL };
 	     *k; k++) {
 		assert_int_equal(mli_parse_memory(*k, &b, &ppm), 0);
 		assert_int_equal(b, -1);
@@ -684,7 +685,7 @@ static void config_memory_percentages_and_keywords(void **state)
 	}
 	static const char *const bad[] = { "90 %", " 90%", "%", "90%%",
 					   "-5%", "9O%", ".5%", "5.%", "90%x",
-					   "Max", "MAX", "none", "90", "1.5" };
+					   "none", "maxi", "90", "1.5" };
 	for (size_t i = 0; i < N_OF(bad); i++)
 		if (strcmp(bad[i], "90") != 0)
 			assert_int_equal(mli_parse_memory(bad[i], &b, &ppm), -1);
