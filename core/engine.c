@@ -184,10 +184,8 @@ regrant(struct mli_thread *t, struct mli_adm *a, unsigned mask)
 		/* A lane for the next slow path (mli_quick_refill, mli_mem_quick). */
 		if (mask || __atomic_load_n(&mli_eng.mem_users, __ATOMIC_RELAXED))
 			t->mem_gen = gen + 1;
-		else {
+		else
 			t->quick_gen = gen + 1;
-			a->wait = mli_plain_grant(); /* no meter: no bound */
-		}
 	}
 	t->grant = a->wait;
 	t->left = a->wait;

@@ -175,9 +175,6 @@ struct mli_thread {
 	 * (quick_gen) of far_grant left before the lane looks again. */
 	uint32_t far_left;
 	uint64_t far_grant;
-	/* A long grant (MLI_FAR_GRANT) under the cap is cut when the measure
-	 * passes this (memory.c's look). */
-	int64_t far_cut;
 	/* The task meter (task.c). */
 	uint32_t nfired;  /* scopes on the stack whose limit fired */
 	uint32_t ntoken;  /* token scopes on the stack */
@@ -458,25 +455,10 @@ static inline bool mli_take(size_t n, uint64_t *after)
 }
 
 /* With no meter asking for less, a thread checks in every MLI_GRANT bytes:
- * at most the per-thread slack of a memory limit (memory.c). */
+ * at most the per-thread slack a memory limit set later, by another
+ * thread, allows (memory.c), so that such a limit holds from the moment it
+ * is set. */
 #define MLI_GRANT ((uint64_t)56 << 10)
-/* With no limit at all (the plain lane), and far from the only one there
- * is, MEMLIMITS_GLOBAL_MEMORY (memory.c), a thread checks in every
- * MLI_FAR_GRANT bytes, where the backend calls the activity callback: a
- * limit set later by another thread sends the thread back at its next
- * callback (within 64 KiB of its blocks), so its grant is not what bounds
- * the overshoot; without the callback, its grant is, and stays MLI_GRANT.
- * The refill every 56 KiB cost 3.6 of the 10.8 instructions a
- * malloc(4096)+free pair costs over jemalloc's (callgrind; 0.2 at 1 MiB). */
-#define MLI_FAR_GRANT ((uint64_t)1 << 20)
-/* memory.c: false once the backend could not install a thread's activity
- * callback (then limits set later are seen at refills only). */
-extern bool mli_mem_watched;
-static inline uint64_t mli_plain_grant(void)
-{
-	return __atomic_load_n(&mli_mem_watched, __ATOMIC_RELAXED) ? MLI_FAR_GRANT
-								    : MLI_GRANT;
-}
 
 /* Reads t->left and leaves 0 in its place, in one instruction that a
  * signal handler of this thread cannot split: an unlocked compare-and-
@@ -555,7 +537,7 @@ static inline bool mli_quick_refill(size_t n)
 			 t->in_engine))
 		return false;
 	mli_engine_enter(t);
-	uint64_t g = mli_plain_grant();
+	uint64_t g = MLI_GRANT;
 	if (mli_unlikely(t->far_left)) {
 		g = mli_mem_far_refill(t, n);
 		if (!g) {

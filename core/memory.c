@@ -48,7 +48,7 @@ static uint64_t walks;   /* exact walks completed */
 /* False if the backend cannot call on_activity: then a thread's frees are
  * published only by its own slow paths and by walks, and every decision
  * walks (O(threads), the price of an allocator without the callback). */
-bool mli_mem_watched = true;
+static bool watched = true;
 
 static int64_t thread_live(const struct mli_thread *t)
 {
@@ -166,7 +166,7 @@ static bool grant_may_cross(const struct mli_thread *t, int64_t unpub)
 		return false;
 	if (room < 0)
 		return true;
-	/* left is at most MLI_FAR_GRANT and n below 2^32: no overflow (a left
+	/* left is at most MLI_GRANT and n below 2^32: no overflow (a left
 	 * above the grant is wrapped, in the window the fast path undoes:
 	 * not looked at). */
 	uint64_t n = mli_thread_n();
@@ -252,15 +252,6 @@ static void look(struct mli_thread *t, uint64_t allocated)
 	t->look_alloc = allocated;
 	t->look_charged = c;
 	if (da / 16 > dc)
-		mli_poke(t);
-	/* A long grant (MLI_FAR_GRANT, far from the cap) is looked at every
-	 * time, on the figure its lane set: the room can go meanwhile (other
-	 * threads fill it), and the checks of the balanced callbacks wait for
-	 * half a quantum of growth (a thread went 128 KiB over where the
-	 * bound is 64 KiB; grant_may_cross here cost 5 instructions a
-	 * malloc(4096)+free pair). */
-	else if (t->grant > MLI_GRANT &&
-		 mli_mem_estimate(t) > t->far_cut)
 		mli_poke(t);
 }
 
@@ -348,7 +339,7 @@ void mli_mem_thread_attach(struct mli_thread *t)
 	 * attached late, or counters reused) is published now. */
 	mli_mem_publish(t, true);
 	if (!mli_be_thread_watch(on_activity, t))
-		__atomic_store_n(&mli_mem_watched, false, __ATOMIC_RELAXED);
+		__atomic_store_n(&watched, false, __ATOMIC_RELAXED);
 }
 
 static void publish_exact(struct mli_thread *t, void *arg)
@@ -485,7 +476,7 @@ bool mli_mem_over(struct mli_thread *t, struct mli_adm *a, int64_t limit)
 		   !a->reserved && t->be_alloc;
 	int64_t mem = mli_adm_mem(t, a);
 	if (mem <= limit && a->grow <= (uint64_t)(limit - mem) &&
-	    __atomic_load_n(&mli_mem_watched, __ATOMIC_RELAXED) &&
+	    __atomic_load_n(&watched, __ATOMIC_RELAXED) &&
 	    (!big || reserve(t, a, limit)))
 		return false;
 	a->mem = mem = mli_mem_exact();
@@ -549,14 +540,6 @@ void mli_mem_bound(struct mli_thread *t, struct mli_adm *a,
  * (limits_gen) sends the refill back to the lane. */
 #define FAR_REFILLS 8
 #define FAR_MARGIN (2 * 16 * MEM_GRANT)
-/* Farther still, with the cap the only memory limit (mem_users 1: no soft
- * limit, tree or global-memory task, whose decisions want other threads'
- * growth published at every 56 KiB), the grant is MLI_FAR_GRANT, and every
- * refill takes the lane: the same margin for that grant. A limit set or
- * a task started meanwhile (limits_gen) sends the thread back at its next
- * activity callback, and a shrinking room cuts the grant there too
- * (grant_may_cross). */
-#define FARTHER_MARGIN (2 * 16 * MLI_FAR_GRANT)
 
 /* The memory lane of the slow path: the thread's meters are MEMLIMITS_
  * GLOBAL_MEMORY's at most (or none, while other threads' tasks have memory
@@ -581,19 +564,12 @@ bool mli_mem_quick(struct mli_thread *t, size_t n, size_t grow)
 		uint64_t free_mem = (uint64_t)(cap - mem) - grow;
 		uint64_t nt = mli_thread_n();
 		nt = nt ? nt : 1;
-		bool w = __atomic_load_n(&mli_mem_watched, __ATOMIC_RELAXED);
 		if (free_mem < 2 * MEM_GRANT * nt) /* as mli_mem_bound */
 			g = free_mem / (2 * nt);
-		else if (free_mem / FARTHER_MARGIN >= nt && w &&
-			 __atomic_load_n(&mli_eng.mem_users, __ATOMIC_RELAXED) == 1) {
-			g = MLI_FAR_GRANT; /* each refill comes here */
-			/* Cut where the grant could cross (grant_may_cross,
-			 * with the whole grant left). */
-			t->far_cut = cap - (int64_t)(nt * (FARTHER_MARGIN / 2));
-		} else {
+		else
 			g = MEM_GRANT;
-			far = free_mem / FAR_MARGIN >= nt && w;
-		}
+		far = free_mem / FAR_MARGIN >= nt &&
+		      __atomic_load_n(&watched, __ATOMIC_RELAXED);
 	}
 	if (mli_unlikely(grow >= MLI_PEAK_NOTE)) /* as admit_full (no cap here) */
 		mli_mem_note(mem + (int64_t)grow);

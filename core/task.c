@@ -184,12 +184,7 @@ static ml_status enter_sized(ml_scope *pub, size_t size, int kind,
 	s->token_word = word;
 	if (kind == MLI_SCOPE_GLOBAL) {
 		t->nglobal++;
-		/* The first memory user, or the first beside the cap, ends
-		 * other threads' long grants (MLI_FAR_GRANT) at their next
-		 * activity callback: this task's decisions want their growth
-		 * published at every refill. */
-		if (__atomic_fetch_add(&mli_eng.mem_users, 1, __ATOMIC_RELAXED) <= 1)
-			__atomic_add_fetch(&mli_eng.limits_gen, 1, __ATOMIC_RELEASE);
+		__atomic_add_fetch(&mli_eng.mem_users, 1, __ATOMIC_RELAXED);
 	}
 	if (kind == MLI_SCOPE_TOKEN) {
 		t->ntoken++;

@@ -402,17 +402,6 @@ static void far_lane_room_taken(void **state)
 		       2 * 64 * 1024, 2);
 }
 
-/* Farther from the cap (more than 32 MiB a thread) a grant is 1 MiB
- * (MLI_FAR_GRANT), and the activity callback cuts it when the room goes:
- * the same bound (without that cut, 128.6 KiB over for 2 threads, every
- * run). */
-static void farther_lane_room_taken(void **state)
-{
-	(void)state;
-	prints_at_most("far_lane", "MEMLIMITS_GLOBAL_MEMORY=256M", "worst_over",
-		       2 * 64 * 1024, 1);
-}
-
 /* A limit set by another thread, where threads make malloc(1) blocks (16
  * bytes on a grant of requests): each thread gets at most 64 KiB of blocks
  * after the set (it went on for up to 114 KiB before the activity
@@ -658,7 +647,6 @@ int main(void)
 		cmocka_unit_test(thread_start_reserves_nothing),
 		cmocka_unit_test(mid_blocks_within_bound),
 		cmocka_unit_test(far_lane_room_taken),
-		cmocka_unit_test(farther_lane_room_taken),
 		cmocka_unit_test(late_limit_tiny_blocks),
 		cmocka_unit_test(zero_byte_blocks_refused),
 		cmocka_unit_test(zero_byte_task_token_from_handler),

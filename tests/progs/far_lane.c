@@ -19,8 +19,7 @@
 #define ROUNDS 40
 #define SMALL 1024
 #define MAX_SMALL 200000
-#define BIG 8192
-#define MAX_BIG 40000
+#define MAX_BIG 20000
 
 static pthread_barrier_t paused, filled, done;
 static void *small[MAX_SMALL], *big[MAX_BIG];
@@ -51,7 +50,7 @@ static void *thread_b(void *arg)
 	pthread_barrier_wait(&paused);
 	void *p;
 	nbig = 0;
-	while (nbig < MAX_BIG && (p = malloc(BIG)) != NULL)
+	while (nbig < MAX_BIG && (p = malloc(8192)) != NULL)
 		big[nbig++] = p;
 	pthread_barrier_wait(&filled);
 	pthread_barrier_wait(&done);
