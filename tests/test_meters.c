@@ -402,6 +402,29 @@ static void far_lane_room_taken(void **state)
 		       2 * 64 * 1024, 2);
 }
 
+/* A thread holding a grant taken far from the limit asks for one block of
+ * 900,000 bytes after another thread filled the room: refused by every
+ * form, within the bound of 64 KiB a thread (2 threads). The grant bounds
+ * what the fast path admits in one block: grants of 1 MiB far from the
+ * limit, tried once, granted each (890 KiB over; a held-out check). */
+static void far_grant_one_block(void **state)
+{
+	(void)state;
+	static const char *const kinds[] = { "malloc", "calloc", "memalign", "realloc" };
+	for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) {
+		const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=256M", NULL };
+		struct mlt_run r;
+		run_prog_arg("far_block", kinds[i], env, &r);
+		assert_int_equal(r.status, 0);
+		double granted = -1, over = 0;
+		assert_true(mlt_kv(r.out, "granted", &granted));
+		assert_true(mlt_kv(r.out, "worst_over", &over));
+		assert_true(granted == 0);
+		assert_true(over <= 2 * 64 * 1024);
+		mlt_run_free(&r);
+	}
+}
+
 /* A limit set by another thread, where threads make malloc(1) blocks (16
  * bytes on a grant of requests): each thread gets at most 64 KiB of blocks
  * after the set (it went on for up to 114 KiB before the activity
@@ -647,6 +670,7 @@ int main(void)
 		cmocka_unit_test(thread_start_reserves_nothing),
 		cmocka_unit_test(mid_blocks_within_bound),
 		cmocka_unit_test(far_lane_room_taken),
+		cmocka_unit_test(far_grant_one_block),
 		cmocka_unit_test(late_limit_tiny_blocks),
 		cmocka_unit_test(zero_byte_blocks_refused),
 		cmocka_unit_test(zero_byte_task_token_from_handler),

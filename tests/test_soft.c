@@ -119,6 +119,23 @@ static void rearm_before_the_request(void **state)
 	assert_int_equal(ml_on_memory_pressure(-1, note, &s), ML_OK);
 }
 
+/* A callback registered while another thread holds a grant: that thread's
+ * next block over the threshold runs it before it returns (tests/progs/
+ * soft_later.c: 1 MiB grants, tried once, ran it only at the thread's next
+ * allocation; and a callback that allocates ran for ever). */
+static void registered_while_a_thread_holds_a_grant(void **state)
+{
+	(void)state;
+	char cmd[4200];
+	snprintf(cmd, sizeof cmd, "%s/soft_later", getenv("MLT_PROGS"));
+	struct mlt_run r;
+	assert_int_equal(mlt_sh(cmd, NULL, 1, NULL, &r), 0);
+	printf("%s%s", r.out, r.err);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "fired_after_block 1\n"));
+	mlt_run_free(&r);
+}
+
 /* Inside a task whose allocation limit fired, the callback still
  * allocates (masked), and the task's status is unchanged by it. */
 static void *over_budget(void *arg)
@@ -361,6 +378,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(crossing_and_rearm),
 		cmocka_unit_test(rearm_before_the_request),
+		cmocka_unit_test(registered_while_a_thread_holds_a_grant),
 		cmocka_unit_test(masked_inside_a_task),
 		cmocka_unit_test(callback_raises_the_limit),
 		cmocka_unit_test(mapped_memory_crosses),
