@@ -158,6 +158,12 @@ struct mli_thread {
 	uint8_t in_engine;    /* recursion guard for the slow path */
 	uint8_t exiting;      /* thread-exit destructor ran once */
 	uint8_t poked;        /* asked to look again while in the engine */
+	/* Holds the mapped-memory account's lock (preload/mmap.c): no call
+	 * into the allocator that takes its locks (statistics, purges), for a
+	 * signal handler of a thread inside the allocator may be waiting for
+	 * the account's lock (the lock order is the allocator's locks, then
+	 * the account's). */
+	uint8_t in_acct;
 	uint8_t initialising; /* this thread runs mli_engine_init */
 	uint8_t callout;      /* depth of invisible callouts (callout.c) */
 	uint8_t soft_running; /* running memory-pressure callbacks (soft.c) */
@@ -686,8 +692,8 @@ void mli_mem_look(struct mli_thread *t, int64_t limit, uint64_t own, uint64_t al
 static inline void mli_mem_keep_down(struct mli_thread *t, int64_t limit)
 {
 	const int64_t MiB = (int64_t)1 << 20;
-	if (!t->be_dealloc || limit <= 0)
-		return;
+	if (!t->be_dealloc || limit <= 0 || t->in_acct)
+		return; /* in_acct: the next slow path looks */
 	uint64_t own = __atomic_load_n(t->be_dealloc, __ATOMIC_RELAXED);
 	uint64_t all = __atomic_load_n(&mli_freed_all, __ATOMIC_RELAXED);
 	uint64_t period = (uint64_t)(limit / 8 < 4 * MiB ? 4 * MiB

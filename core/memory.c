@@ -679,6 +679,8 @@ void mli_mem_look(struct mli_thread *t, int64_t limit, uint64_t own,
 static void trim_on_refusal(void)
 {
 	static uint64_t last;
+	if (mli_tls.in_acct)
+		return; /* the allocator's locks: see in_acct */
 	uint64_t now = mli_tls.count;
 	uint64_t prev = __atomic_load_n(&last, __ATOMIC_RELAXED);
 	if (prev && now - prev < ((uint64_t)16 << 20) && now >= prev)

@@ -139,11 +139,14 @@ bool mli_acct_enter(void)
 	acct_held = 1;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	lock_take();
+	mli_tls.in_acct = 1;
 	return true;
 }
 
 void mli_acct_leave(void)
 {
+	mli_tls.in_acct = 0;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	lock_give();
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	acct_held = 0;

@@ -210,6 +210,20 @@ static void malloc_in_signal_handler_env_limits(void **state)
 	helper_ok(argv, env3, 10);
 }
 
+/* A handler that only maps (ftruncate of a memfd; mmap and munmap), in a
+ * thread inside jemalloc, while another thread maps, under a global limit:
+ * no deadlock (the account's lock was held across a read of jemalloc's
+ * statistics; 10 runs of 10 hung, a held-out check). */
+static void handler_maps_while_thread_in_allocator(void **state)
+{
+	(void)state;
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=2G", NULL };
+	for (int i = 0; i < 2; i++) {
+		char *argv[] = { prog("handler_maps"), i ? "mmap" : "ftruncate", NULL };
+		helper_ok(argv, env, 20);
+	}
+}
+
 /* The handler's allocations land inside main's empty allocation tasks (1 TiB
  * limit), entered and left in a loop: every task is ML_OK and counts at most
  * what the handler allocated meanwhile. */
@@ -798,6 +812,7 @@ int main(void)
 		T(token_set_in_handler_interrupting_malloc),
 		T(token_set_in_handler_two_threads_nested),
 		T(malloc_in_signal_handler_env_limits),
+		T(handler_maps_while_thread_in_allocator),
 		T(signal_handler_allocations_inside_tasks),
 		T(malloc_in_signal_handler_during_ml_stats),
 		T(exit_handlers_allocate_report_stderr),
