@@ -747,6 +747,21 @@ static void fork_child(void)
 	mli_prof_fork_child();
 }
 
+/* The report must not be one of the profile's files: the same name for
+ * both had the report overwrite the exit profile, with no word (a
+ * held-out check). */
+static void check_apart(void)
+{
+	const struct output *r = &outs[MLI_OUT_REPORT], *p = &outs[MLI_OUT_PROFILE];
+	char rn[NAME_MAX_LEN], pn[NAME_MAX_LEN];
+	if (!r->on || !p->on || r->device || p->device || !expand(r, "", rn, sizeof rn))
+		return;
+	for (const char *const *s = profile_suffixes; *s; s++)
+		if (expand(p, *s, pn, sizeof pn) && !strcmp(rn, pn))
+			die_output(r, NULL, "it is also a file of MEMLIMITS_PROFILE's:"
+					    " the report would overwrite it", 0);
+}
+
 void mli_output_init(void)
 {
 	start_pid = getpid();
@@ -754,6 +769,7 @@ void mli_output_init(void)
 	setup(&outs[MLI_OUT_REPORT], "MEMLIMITS_REPORT", c->report, report_suffixes);
 	setup(&outs[MLI_OUT_PROFILE], "MEMLIMITS_PROFILE", c->profile,
 	      profile_suffixes);
+	check_apart();
 	mli_atfork(fork_prepare, fork_parent, fork_child);
 }
 

@@ -678,6 +678,37 @@ static void refused(const char *entry, const char *lib, const char *why)
 	mlt_run_free(&r);
 }
 
+/* The report named as the profile, or as one of its files: refused (the
+ * report overwrote the exit profile, with no word; a held-out check). A
+ * name of its own is fine. */
+static void report_apart_from_profile(void **state)
+{
+	(void)state;
+	char *d = subdir("apart");
+	char e1[4200], e2[4200], e3[4200];
+	snprintf(e1, sizeof e1, "MEMLIMITS_PROFILE=%s/pp", d);
+	const char *names[] = { "pp", "pp.peak", "pp.folded" };
+	for (int i = 0; i < 3; i++) {
+		snprintf(e2, sizeof e2, "MEMLIMITS_REPORT=%s/%s", d, names[i]);
+		char *argv[] = { "/bin/true", NULL };
+		const char *env[] = { e1, e2, NULL };
+		struct mlt_run r;
+		run_in(argv, env, prof_lib, 30, &r);
+		print_message("%s -> %d: %s", e2, r.status, r.err);
+		EXPECT(r, r.status == 125);
+		EXPECT(r, strstr(r.err, "MEMLIMITS_REPORT") &&
+			   strstr(r.err, "also a file of MEMLIMITS_PROFILE's"));
+		mlt_run_free(&r);
+	}
+	snprintf(e3, sizeof e3, "MEMLIMITS_REPORT=%s/pp.json", d);
+	char *argv[] = { "/bin/true", NULL };
+	const char *env[] = { e1, e3, NULL };
+	struct mlt_run r;
+	run_in(argv, env, prof_lib, 30, &r);
+	EXPECT(r, r.status == 0);
+	mlt_run_free(&r);
+}
+
 static void startup_refuses_symlinks(void **state)
 {
 	(void)state;
@@ -1007,6 +1038,7 @@ int main(void)
 		cmocka_unit_test(report_on_uncaught_bad_alloc),
 		cmocka_unit_test(report_on_programs_own_abort),
 		cmocka_unit_test(startup_refuses_symlinks),
+		cmocka_unit_test(report_apart_from_profile),
 		cmocka_unit_test(startup_refuses_directories_and_missing_ones),
 		cmocka_unit_test(startup_refuses_kernel_file_systems),
 		cmocka_unit_test(startup_refuses_files_not_its_own),
