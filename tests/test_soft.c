@@ -136,6 +136,21 @@ static void registered_while_a_thread_holds_a_grant(void **state)
 	mlt_run_free(&r);
 }
 
+/* A buffer grown by realloc, shrunk by realloc below 90% and grown back
+ * crosses twice (tests/progs/soft_realloc.c: once, with no limit, before). */
+static void realloc_crosses_again(void **state)
+{
+	(void)state;
+	char cmd[4200];
+	snprintf(cmd, sizeof cmd, "%s/soft_realloc", getenv("MLT_PROGS"));
+	struct mlt_run r;
+	assert_int_equal(mlt_sh(cmd, NULL, 1, NULL, &r), 0);
+	printf("%s%s", r.out, r.err);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "callbacks 2\n"));
+	mlt_run_free(&r);
+}
+
 /* Inside a task whose allocation limit fired, the callback still
  * allocates (masked), and the task's status is unchanged by it. */
 static void *over_budget(void *arg)
@@ -379,6 +394,7 @@ int main(void)
 		cmocka_unit_test(crossing_and_rearm),
 		cmocka_unit_test(rearm_before_the_request),
 		cmocka_unit_test(registered_while_a_thread_holds_a_grant),
+		cmocka_unit_test(realloc_crosses_again),
 		cmocka_unit_test(masked_inside_a_task),
 		cmocka_unit_test(callback_raises_the_limit),
 		cmocka_unit_test(mapped_memory_crosses),
