@@ -23,11 +23,18 @@
 
 #include "internal.h"
 
+struct main_prog {
+	int needed;	   /* DT_NEEDED entries, -1: no dynamic section */
+	uintptr_t phdr; /* where its program headers are mapped */
+};
+
 /* The main program is the first object dl_iterate_phdr reports. */
 static int count_needed(struct dl_phdr_info *info, size_t size, void *data)
 {
 	(void)size;
-	int *needed = data;
+	struct main_prog *mp = data;
+	int *needed = &mp->needed;
+	mp->phdr = (uintptr_t)info->dlpi_phdr;
 	*needed = -1; /* no dynamic section: not a dynamic program */
 	for (int i = 0; i < info->dlpi_phnum; i++) {
 		if (info->dlpi_phdr[i].p_type != PT_DYNAMIC)
@@ -110,30 +117,101 @@ static const char *own_heap_runtime(int fd)
 	return runtime;
 }
 
+/* Does the ELF file have a PT_INTERP program header? The dynamic loader
+ * has none: /proc/self/exe is the loader when it runs the program as a
+ * command (ld.so PROG). */
+static bool has_interp(int fd)
+{
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph[64];
+	if (!read_at(fd, &eh, sizeof eh, 0) || memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof *ph ||
+	    !eh.e_phnum || eh.e_phnum > 64 || !read_at(fd, ph, eh.e_phnum * sizeof *ph, eh.e_phoff))
+		return true; /* unknown: take the file as the program */
+	for (int i = 0; i < eh.e_phnum; i++)
+		if (ph[i].p_type == PT_INTERP)
+			return true;
+	return false;
+}
+
+/* The file mapped at addr, from /proc/self/maps, into path (NUL-ended);
+ * false if not found. */
+static bool mapped_file(uintptr_t addr, char *path, size_t n)
+{
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	char buf[4096 + 512];
+	size_t have = 0;
+	bool found = false;
+	for (;;) {
+		ssize_t k = read(fd, buf + have, sizeof buf - 1 - have);
+		if (k <= 0)
+			break;
+		have += (size_t)k;
+		buf[have] = '\0';
+		char *line = buf, *nl;
+		while ((nl = strchr(line, '\n'))) {
+			*nl = '\0';
+			uintptr_t lo = 0, hi = 0;
+			const char *p = line;
+			for (; (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'); p++)
+				lo = lo * 16 + (uintptr_t)(*p <= '9' ? *p - '0' : *p - 'a' + 10);
+			if (*p == '-')
+				for (p++; (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'); p++)
+					hi = hi * 16 + (uintptr_t)(*p <= '9' ? *p - '0' : *p - 'a' + 10);
+			const char *file = strchr(line, '/');
+			if (addr >= lo && addr < hi && file && strlen(file) < n) {
+				strcpy(path, file);
+				found = true;
+				break;
+			}
+			line = nl + 1;
+		}
+		if (found)
+			break;
+		have = (size_t)(buf + have - line);
+		if (have >= sizeof buf - 1)
+			have = 0; /* a line longer than the buffer: skipped */
+		memmove(buf, line, have);
+	}
+	close(fd);
+	return found;
+}
+
 bool mli_exe_unreachable(char *why, size_t n)
 {
-	int needed = -1;
-	dl_iterate_phdr(count_needed, &needed);
-	const char *what;
-	if (needed < 0)
+	struct main_prog mp = { -1, 0 };
+	dl_iterate_phdr(count_needed, &mp);
+	if (mp.needed < 0)
 		return false; /* no dynamic section: not reached here at all */
-	if (needed == 0)
-		what = "loads no shared library (as a Go program built without cgo)";
-	else {
-		int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return false;
-		what = own_heap_runtime(fd);
-		close(fd);
-		if (!what)
-			return false;
-	}
-	char exe[192];
+	char exe[256];
 	ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
 	exe[k > 0 ? k : 0] = '\0';
+	int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && !has_interp(fd)) {
+		/* The loader runs the program as a command: its file is the
+		 * one mapped where its program headers are (a Free Pascal
+		 * program run by ld.so got through). */
+		close(fd);
+		fd = -1;
+		if (mapped_file(mp.phdr, exe, sizeof exe))
+			fd = open(exe, O_RDONLY | O_CLOEXEC);
+		else
+			exe[0] = '\0';
+	}
+	const char *what = NULL;
+	if (mp.needed == 0)
+		what = "loads no shared library (as a Go program built without cgo)";
+	else if (fd >= 0)
+		what = own_heap_runtime(fd);
+	if (fd >= 0)
+		close(fd);
+	if (!what)
+		return false;
 	struct mli_buf m = { why, 0, n };
-	mli_buf_str(&m, k > 0 ? exe : "the program");
-	mli_buf_str(&m, needed == 0 ? " " : " is ");
+	mli_buf_str(&m, exe[0] ? exe : "the program");
+	mli_buf_str(&m, mp.needed == 0 ? " " : " is ");
 	mli_buf_str(&m, what);
 	mli_buf_str(&m, ": its runtime maps its memory with system calls of its"
 			" own, which the library cannot see");

@@ -286,6 +286,18 @@ for sec in .fpcdata .go.buildinfo; do
 done
 refused_as "is a Free Pascal program (without the cmem unit)" "$tmp/ownheap.fpcdata"
 refused_as "is a Go program built without cgo" "$tmp/ownheap.go.buildinfo"
+# Run by the loader as a command, /proc/self/exe is the loader: the
+# program's file is found where it is mapped (it got through).
+ldso=$(sed -n 's/.*interpreter: \(.*\)\]/\1/p' < <(readelf -l "$tmp/ownheap.fpcdata" 2>/dev/null) | head -1)
+if [ -x "$ldso" ]; then
+	out=$("$ROOT/scripts/memlimit" --global-memory 50M -- "$ldso" "$tmp/ownheap.fpcdata" 2>&1)
+	st=$?
+	if [ $st = 125 ] && grep -qF "memlimits: $tmp/ownheap.fpcdata is a Free Pascal program" <<<"$out"; then
+		pass
+	else
+		fail "ld.so ownheap.fpcdata: status $st: $(tail -c 400 <<<"$out")"
+	fi
+fi
 for sec in .fpcdata .go.buildinfo; do
 	out=$("$ROOT/scripts/memlimit" --global-memory 50M -- "$tmp/ownheap-malloc$sec" 2>&1)
 	if [ $? = 0 ] && [ "$out" = grown ]; then pass; else fail "ownheap-malloc$sec: $out"; fi
