@@ -183,6 +183,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+	mli_dontfork_child(); /* alone in the child: the lock is this thread's */
 	if (fork_took) {
 		__atomic_store_n(&acct_lock, 0, __ATOMIC_RELAXED);
 		acct_held = 0;
@@ -285,6 +286,7 @@ EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 		return r;
 	}
 	mli_acct_settle(pre, mli_maps_map((uintptr_t)r, rlen, k));
+	mli_dontfork_forget((uintptr_t)r, rlen);
 	mli_acct_leave();
 	errno = saved;
 	return r;
@@ -304,8 +306,10 @@ EXPORT int munmap(void *addr, size_t len)
 	}
 	int r = mli_sys_munmap(addr, len);
 	int e = errno;
-	if (r == 0)
+	if (r == 0) {
 		mli_acct_settle(0, mli_maps_unmap((uintptr_t)addr, mli_page_round(len)));
+		mli_dontfork_forget((uintptr_t)addr, mli_page_round(len));
+	}
 	mli_acct_leave();
 	errno = r == 0 ? saved : e;
 	return r;
@@ -379,9 +383,10 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 	}
 	void *r = sys_mremap(old, old_len, new_len, flags, to);
 	int e = errno;
-	if (r != MAP_FAILED)
+	if (r != MAP_FAILED) {
 		mli_acct_settle(pre, mli_maps_remap(o, ol, nl, (uintptr_t)r, dontunmap));
-	else
+		mli_dontfork_moved(o, ol, (uintptr_t)r, nl, dontunmap);
+	} else
 		mli_acct_unadmit(pre);
 	mli_acct_leave();
 	errno = r != MAP_FAILED ? saved : e;

@@ -57,6 +57,8 @@ __attribute__((visibility("default"))) long syscall(long n, ...)
 		return mli_self_fallocate((int)a1, (int)a2, (off_t)a3, (off_t)a4);
 	case SYS_ftruncate:
 		return mli_self_ftruncate((int)a1, (off_t)a2);
+	case SYS_madvise:
+		return mli_self_madvise((void *)a1, (size_t)a2, (int)a3);
 	case SYS_close:
 		return mli_close_memfd((int)a1); /* not a cancellation point */
 	case SYS_fork:

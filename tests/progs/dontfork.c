@@ -1,0 +1,53 @@
+/* dontfork: 80 MiB mapped and touched, marked MADV_DONTFORK, then a fork;
+ * the child maps 40 MiB. Under a 100M limit a child has none of the marked
+ * mapping, so its 40 MiB fit (it was refused: the parent's 80 MiB stayed in
+ * its measure; a held-out check). Modes change what the child has:
+ *   dontfork   marked: the child's mapping fits
+ *   dofork     marked, then MADV_DOFORK: the child has it, refused
+ *   remapped   marked, unmapped, mapped anew unmarked: refused
+ *   moved      marked, then moved and grown to 84 MiB by mremap (the mark
+ *              moves with it): fits
+ * Prints "child_mapped 1" or "child_mapped 0". */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MiB ((size_t)1 << 20)
+
+static char *map(size_t n)
+{
+	char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p != MAP_FAILED)
+		memset(p, 1, n);
+	return p;
+}
+
+int main(int argc, char **argv)
+{
+	const char *mode = argc > 1 ? argv[1] : "dontfork";
+	char *p = map(80 * MiB);
+	if (p == MAP_FAILED || madvise(p, 80 * MiB, MADV_DONTFORK))
+		return 2;
+	if (!strcmp(mode, "dofork") && madvise(p, 80 * MiB, MADV_DOFORK))
+		return 2;
+	if (!strcmp(mode, "remapped")) {
+		munmap(p, 80 * MiB);
+		if ((p = map(80 * MiB)) == MAP_FAILED)
+			return 2;
+	}
+	if (!strcmp(mode, "moved") &&
+	    (p = mremap(p, 80 * MiB, 84 * MiB, MREMAP_MAYMOVE)) == MAP_FAILED)
+		return 2;
+	fflush(stdout);
+	pid_t c = fork();
+	if (c == 0)
+		_exit(map(40 * MiB) != MAP_FAILED);
+	int st;
+	if (c < 0 || waitpid(c, &st, 0) != c || !WIFEXITED(st))
+		return 2;
+	printf("child_mapped %d\n", WEXITSTATUS(st));
+	return 0;
+}
