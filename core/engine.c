@@ -9,6 +9,7 @@
  * path has one branch. */
 #include <errno.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -572,7 +573,7 @@ static void reach_check(void)
 		      mli_tree_limit() >= 0 || mli_tree_budget();
 	if (!limits && !c->report[0] && !c->profile[0])
 		return;
-	char why[256], b[512];
+	char why[PATH_MAX + 256], b[PATH_MAX + 512];
 	if (mli_exe_unreachable(why, sizeof why)) {
 		struct mli_buf m = { b, 0, sizeof b };
 		mli_buf_str(&m, limits ? "memlimits: " : "memlimits: warning: ");

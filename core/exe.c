@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #include <elf.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <link.h>
 #include <string.h>
 #include <unistd.h>
@@ -141,7 +142,7 @@ static bool mapped_file(uintptr_t addr, char *path, size_t n)
 	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;
-	char buf[4096 + 512];
+	char buf[PATH_MAX + 1024]; /* a line: addresses, flags, a path */
 	size_t have = 0;
 	bool found = false;
 	for (;;) {
@@ -185,7 +186,7 @@ bool mli_exe_unreachable(char *why, size_t n)
 	dl_iterate_phdr(count_needed, &mp);
 	if (mp.needed < 0)
 		return false; /* no dynamic section: not reached here at all */
-	char exe[256];
+	char exe[PATH_MAX];
 	ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
 	exe[k > 0 ? k : 0] = '\0';
 	int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);

@@ -296,9 +296,10 @@ static void put_pid(struct mli_buf *b)
 	mli_buf_i64(b, getpid());
 }
 
-/* The name of `o`'s file for this process, plus suffix. False if too long. */
-static bool expand(const struct output *o, const char *suffix, char *out,
-		   size_t cap)
+/* The name of `o`'s file for this process (or, if descendant, for a
+ * process it starts), plus suffix. False if too long. */
+static bool expand_for(const struct output *o, const char *suffix, char *out,
+		       size_t cap, bool descendant)
 {
 	struct mli_buf b = { out, 0, cap };
 	if (o->device) {
@@ -318,12 +319,18 @@ static bool expand(const struct output *o, const char *suffix, char *out,
 			mli_buf_str(&b, one);
 		}
 	}
-	if (!o->has_pid && !(o->named && getpid() == start_pid)) {
+	if (!o->has_pid && (descendant || !(o->named && getpid() == start_pid))) {
 		mli_buf_str(&b, ".");
 		put_pid(&b);
 	}
 	mli_buf_str(&b, suffix);
 	return b.len + 1 < cap;
+}
+
+static bool expand(const struct output *o, const char *suffix, char *out,
+		   size_t cap)
+{
+	return expand_for(o, suffix, out, cap, false);
 }
 
 /* Reads /proc/PID/FILE in chunks, calling eat on each byte; false if it
@@ -750,16 +757,39 @@ static void fork_child(void)
 /* The report must not be one of the profile's files: the same name for
  * both had the report overwrite the exit profile, with no word (a
  * held-out check). */
+static bool same_place(char *a, char *b)
+{
+	char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
+	if (!sa || !sb || strcmp(sa, sb))
+		return false;
+	*sa = *sb = '\0'; /* the directories: the same one, however named */
+	struct stat da, db;
+	bool same = stat(a[0] ? a : "/", &da) == 0 && stat(b[0] ? b : "/", &db) == 0
+			    ? da.st_dev == db.st_dev && da.st_ino == db.st_ino
+			    : !strcmp(a, b);
+	*sa = *sb = '/';
+	return same;
+}
+
+/* The report must not be one of the profile's files, in this process or in
+ * those it starts (which add their pid where the name has no %p): the same
+ * name for both had the report overwrite the exit profile, with no word (a
+ * held-out check), and so did ./pp for pp, r.%p for r in a child. */
 static void check_apart(void)
 {
 	const struct output *r = &outs[MLI_OUT_REPORT], *p = &outs[MLI_OUT_PROFILE];
 	char rn[NAME_MAX_LEN], pn[NAME_MAX_LEN];
-	if (!r->on || !p->on || r->device || p->device || !expand(r, "", rn, sizeof rn))
+	if (!r->on || !p->on || r->device || p->device)
 		return;
-	for (const char *const *s = profile_suffixes; *s; s++)
-		if (expand(p, *s, pn, sizeof pn) && !strcmp(rn, pn))
-			die_output(r, NULL, "it is also a file of MEMLIMITS_PROFILE's:"
-					    " the report would overwrite it", 0);
+	for (int descendant = 0; descendant < 2; descendant++) {
+		if (!expand_for(r, "", rn, sizeof rn, descendant))
+			return;
+		for (const char *const *s = profile_suffixes; *s; s++)
+			if (expand_for(p, *s, pn, sizeof pn, descendant) && same_place(rn, pn))
+				die_output(r, NULL, "it is also a file of MEMLIMITS_PROFILE's (in"
+						    " this process or one it starts): the report"
+						    " would overwrite it", 0);
+	}
 }
 
 void mli_output_init(void)

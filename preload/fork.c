@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "../core/internal.h"
+#include "sys.h"
 
 typedef pid_t (*fork_fn)(void);
 static fork_fn real_fork;
@@ -37,8 +38,10 @@ __attribute__((visibility("default"))) pid_t _Fork(void)
 		return -1;
 	}
 	pid_t pid = f();
-	if (pid == 0)
+	if (pid == 0) {
+		mli_acct_child_alone();
 		mli_tree_fork_child();
+	}
 	return pid;
 }
 
@@ -56,6 +59,7 @@ struct clone_start {
 static int clone_child(void *p)
 {
 	struct clone_start *s = p;
+	mli_acct_child_alone();
 	mli_tree_fork_child();
 	return s->fn(s->arg);
 }

@@ -190,6 +190,20 @@ static void fork_child(void)
 	}
 }
 
+/* A child made without the atfork handlers (_Fork, syscall(SYS_fork),
+ * clone without CLONE_VM): alone in it, the account is consistent if no
+ * thread held its lock at the fork; then the child's marked ranges
+ * (dontfork.c) leave its measure. Async-signal-safe. */
+void mli_acct_child_alone(void)
+{
+	int c = 0;
+	if (!__atomic_compare_exchange_n(&acct_lock, &c, 1, false, __ATOMIC_ACQUIRE,
+					 __ATOMIC_RELAXED))
+		return; /* mid-update in a thread the child does not have */
+	mli_dontfork_child();
+	__atomic_store_n(&acct_lock, 0, __ATOMIC_RELEASE);
+}
+
 __attribute__((constructor)) static void mmap_init(void)
 {
 	mli_atfork(fork_prepare, fork_parent, fork_child);

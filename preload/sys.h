@@ -54,6 +54,7 @@ void mli_dontfork_forget(uintptr_t lo, size_t len);
 void mli_dontfork_moved(uintptr_t from, size_t from_len, uintptr_t to, size_t to_len,
 			bool keep_old);
 void mli_dontfork_child(void);
+void mli_acct_child_alone(void); /* mmap.c: a child made without atfork handlers */
 /* Defines mli_self_NAME as a hidden alias of the exported NAME, in NAME's
  * file (libc's declarations are leaf and nothrow, these plain: that file
  * ignores -Wmissing-attributes). */

