@@ -199,7 +199,7 @@ static void exports_exact(const char *cmd)
 		"dlopen", "execl", "execle", "execlp", "execv", "execve", "execveat",
 		"execvp", "execvpe", "fallocate", "fallocate64", "fexecve", "free",
 		"free_aligned_sized",
-		"free_sized", "ftruncate", "ftruncate64", "longjmp", "mallctl",
+		"free_sized", "ftruncate", "ftruncate64", "longjmp", "madvise", "mallctl",
 		"mallctlbymib", "mallctlnametomib", "mallinfo", "mallinfo2", "malloc",
 		"malloc_info", "malloc_stats", "malloc_stats_print", "malloc_trim",
 		"malloc_usable_size", "mallocx", "mallopt", "memalign", "memfd_create",
