@@ -43,6 +43,25 @@ static uint32_t rng = 2463534242u; /* priorities: xorshift32, fixed seed */
 
 #define N(i) pool[i]
 
+/* Above 0 while an update changes the tree or its storage: a fork made
+ * then by another thread without the atfork handlers (_Fork,
+ * syscall(SYS_fork)) gives a child the account half made, with no thread
+ * to finish it (mli_maps_whole). The fence keeps the update's stores after
+ * the mark, as another processor sees them; the release, before its
+ * removal. Updates nest (a remap is maps and a move; new_node may grow). */
+static int updating;
+
+static void begin(void)
+{
+	__atomic_store_n(&updating, updating + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+static void end(void)
+{
+	__atomic_store_n(&updating, updating - 1, __ATOMIC_RELEASE);
+}
+
 static uint32_t next_prio(void)
 {
 	rng ^= rng << 13;
@@ -51,7 +70,17 @@ static uint32_t next_prio(void)
 	return rng;
 }
 
+static bool grow_storage(uint64_t want);
+
 static bool grow(uint64_t want)
+{
+	begin();
+	bool ok = grow_storage(want);
+	end();
+	return ok;
+}
+
+static bool grow_storage(uint64_t want)
 {
 	if (want > UINT32_MAX / 2)
 		return false;
@@ -515,7 +544,7 @@ static bool set_fast(uintptr_t a, uintptr_t b, int state, int64_t *d)
 	return true;
 }
 
-int64_t mli_maps_map(uintptr_t a, size_t len, enum mli_map_kind k)
+static int64_t map(uintptr_t a, size_t len, enum mli_map_kind k)
 {
 	if (bad_span(a, len))
 		return 0;
@@ -546,6 +575,14 @@ int64_t mli_maps_q_map(uintptr_t a, size_t len, enum mli_map_kind k)
 	return (k == MLI_MAP_COUNTED ? (int64_t)len : 0) - (int64_t)counted_in(a, len);
 }
 
+int64_t mli_maps_map(uintptr_t a, size_t len, enum mli_map_kind k)
+{
+	begin();
+	int64_t d = map(a, len, k);
+	end();
+	return d;
+}
+
 int64_t mli_maps_unmap(uintptr_t a, size_t len)
 {
 	return mli_maps_map(a, len, MLI_MAP_OTHER);
@@ -556,7 +593,7 @@ int64_t mli_maps_q_unmap(uintptr_t a, size_t len)
 	return -(int64_t)counted_in(a, len);
 }
 
-int64_t mli_maps_protect(uintptr_t a, size_t len, enum mli_prot_kind p)
+static int64_t protect(uintptr_t a, size_t len, enum mli_prot_kind p)
 {
 	if (bad_span(a, len) || p == MLI_PROT_KEEP)
 		return 0;
@@ -583,6 +620,14 @@ int64_t mli_maps_protect(uintptr_t a, size_t len, enum mli_prot_kind p)
 	return d;
 }
 
+int64_t mli_maps_protect(uintptr_t a, size_t len, enum mli_prot_kind p)
+{
+	begin();
+	int64_t d = protect(a, len, p);
+	end();
+	return d;
+}
+
 int64_t mli_maps_q_protect(uintptr_t a, size_t len, enum mli_prot_kind p)
 {
 	uint64_t c = 0, tr = 0;
@@ -599,26 +644,26 @@ static enum mli_map_kind growth_kind(uintptr_t last)
 	return !t ? MLI_MAP_OTHER : N(t).counted ? MLI_MAP_COUNTED : MLI_MAP_TRACKED;
 }
 
-int64_t mli_maps_remap(uintptr_t old, size_t old_len, size_t new_len,
-		       uintptr_t to, bool dontunmap)
+static int64_t remap(uintptr_t old, size_t old_len, size_t new_len,
+		     uintptr_t to, bool dontunmap)
 {
 	if (!new_len || to == MLI_MAPS_ANYWHERE || bad_span(to, new_len))
 		return 0;
 	if (!old_len)
-		return mli_maps_map(to, new_len, MLI_MAP_OTHER);
+		return map(to, new_len, MLI_MAP_OTHER);
 	if (bad_span(old, old_len))
 		return 0;
 	enum mli_map_kind g = growth_kind(old + old_len - 1);
 	int64_t d = 0;
 	if (new_len < old_len)
-		d += mli_maps_unmap(old + new_len, old_len - new_len);
+		d += map(old + new_len, old_len - new_len, MLI_MAP_OTHER);
 	if (to == old) {
 		if (new_len > old_len)
-			d += mli_maps_map(old + old_len, new_len - old_len, g);
+			d += map(old + old_len, new_len - old_len, g);
 		return d;
 	}
 	size_t keep = new_len < old_len ? new_len : old_len;
-	d += mli_maps_unmap(to, new_len);
+	d += map(to, new_len, MLI_MAP_OTHER);
 	uint32_t src = extract(old, old + keep);
 	uint32_t copy = dontunmap ? clone(src) : 0;
 	shift(src, to - old);
@@ -634,7 +679,16 @@ int64_t mli_maps_remap(uintptr_t old, size_t old_len, size_t new_len,
 		total_counted += c;
 	}
 	if (new_len > old_len)
-		d += mli_maps_map(to + old_len, new_len - old_len, g);
+		d += map(to + old_len, new_len - old_len, g);
+	return d;
+}
+
+int64_t mli_maps_remap(uintptr_t old, size_t old_len, size_t new_len,
+		       uintptr_t to, bool dontunmap)
+{
+	begin();
+	int64_t d = remap(old, old_len, new_len, to, dontunmap);
+	end();
 	return d;
 }
 
@@ -749,7 +803,28 @@ int mli_maps_height(void)
 
 void mli_maps_reset(void)
 {
+	begin();
 	free_tree(root);
 	root = 0;
 	total_counted = 0;
+	end();
+}
+
+bool mli_maps_whole(void)
+{
+	return __atomic_load_n(&updating, __ATOMIC_ACQUIRE) == 0;
+}
+
+/* Nothing of the old account is read: the links of a half-made tree may
+ * lead anywhere, and a growth may have moved the storage away from `pool`.
+ * Its pages stay mapped, unused, in the child. */
+void mli_maps_forget(void)
+{
+	pool = NULL;
+	cap = 0;
+	root = 0;
+	used = 1;
+	free_head = nfree = 0;
+	total_counted = 0;
+	updating = 0;
 }

@@ -87,4 +87,10 @@ int mli_maps_height(void);
 /* Forgets everything (storage is kept). */
 void mli_maps_reset(void);
 
+/* false while an update is half made. A child forked then by another
+ * thread, without the atfork handlers, may only mli_maps_forget: the
+ * account is emptied without reading it. Async-signal-safe. */
+bool mli_maps_whole(void);
+void mli_maps_forget(void);
+
 #endif

@@ -190,16 +190,37 @@ static void fork_child(void)
 	}
 }
 
+/* Bytes the lock's holder admitted for its call and has not settled (a
+ * child forked in between gives them back: mli_acct_child_alone). */
+static int64_t held_pre;
+
 /* A child made without the atfork handlers (_Fork, syscall(SYS_fork),
- * clone without CLONE_VM): alone in it, the account is consistent if no
- * thread held its lock at the fork; then the child's marked ranges
- * (dontfork.c) leave its measure. Async-signal-safe. */
+ * clone without CLONE_VM), alone in it: the marked ranges (dontfork.c)
+ * leave its measure. If another thread of the parent held the lock at the
+ * fork, the child has it held by no thread: its first mmap waited for ever
+ * (29 of 30 such children of a parent whose threads mapped: a held-out
+ * check). Then the child takes the lock over, and the holder's call, which
+ * never ends there, is undone as far as it is known: its admitted bytes go
+ * back; if it was changing the account, the account is emptied (what the
+ * child inherited is then not counted; the parent's is). If this thread
+ * holds it (a signal handler that interrupted its call forked), the call
+ * ends in the child as in the parent. Async-signal-safe. */
 void mli_acct_child_alone(void)
 {
+	if (acct_held)
+		return;
 	int c = 0;
 	if (!__atomic_compare_exchange_n(&acct_lock, &c, 1, false, __ATOMIC_ACQUIRE,
-					 __ATOMIC_RELAXED))
-		return; /* mid-update in a thread the child does not have */
+					 __ATOMIC_RELAXED)) {
+		__atomic_store_n(&acct_lock, 1, __ATOMIC_RELAXED);
+		if (mli_maps_whole()) {
+			mli_acct_unadmit(held_pre);
+		} else {
+			mli_maps_forget();
+			mli_mapped_sub((uint64_t)mli_mapped_bytes());
+		}
+		held_pre = 0;
+	}
 	mli_dontfork_child();
 	__atomic_store_n(&acct_lock, 0, __ATOMIC_RELEASE);
 }
@@ -249,7 +270,16 @@ bool mli_acct_admit(int64_t pre, size_t ranges)
 		errno = ENOMEM;
 		return false;
 	}
+	/* After the charge: a child forked in between keeps it (over, not
+	 * under). */
+	__atomic_store_n(&held_pre, pre > 0 ? pre : 0, __ATOMIC_RELEASE);
 	return true;
+}
+
+static void pre_settled(void)
+{
+	__atomic_store_n(&held_pre, 0, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
 /* After the call: what the account's update changed, against what was
@@ -260,6 +290,7 @@ bool mli_acct_admit(int64_t pre, size_t ranges)
 void mli_acct_settle(int64_t pre, int64_t d)
 {
 	int64_t charged = pre > 0 ? pre : 0;
+	pre_settled();
 	if (d < charged)
 		mli_mapped_sub((uint64_t)(charged - d));
 	else if (d > charged)
@@ -268,6 +299,7 @@ void mli_acct_settle(int64_t pre, int64_t d)
 
 void mli_acct_unadmit(int64_t pre)
 {
+	pre_settled();
 	if (pre > 0)
 		mli_mapped_sub((uint64_t)pre);
 }
