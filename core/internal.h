@@ -640,6 +640,9 @@ void mli_tree_fork_child(void); /* in a forked child: its own share */
 void mli_tree_abandon(void); /* a configuration error before main */
 void mli_tree_fired(void);   /* a limit fired in this process */
 bool mli_tree_any_fired(void); /* in any process of the tree */
+/* This process found the tree's segment made: an earlier process of the
+ * tree started before it (or it is such a process after an exec). */
+bool mli_tree_joined(void);
 void mli_tree_publish(int64_t process_memory); /* when it moved enough */
 int64_t mli_tree_limit(void);   /* -1: none, or not in a tree */
 int64_t mli_tree_memory(void);  /* the tree's total, -1 if not in one */

@@ -291,9 +291,21 @@ void mli_buf_process_json(struct mli_buf *b)
 
 /* ---- names -------------------------------------------------------------------- */
 
+/* The pid in names: as /proc sees it. In a pid namespace of its own
+ * (`unshare -pf`, a sandbox) a process's getpid() is small and the same
+ * in every such namespace: two of a tree, both PID 1, wrote one r.1.json
+ * (a held-out check); /proc mounted outside gives the outer pid. */
 static void put_pid(struct mli_buf *b)
 {
-	mli_buf_i64(b, getpid());
+	char t[24];
+	ssize_t n = readlink("/proc/self", t, sizeof t - 1);
+	char *end = NULL;
+	long v = -1;
+	if (n > 0) {
+		t[n] = '\0';
+		v = strtol(t, &end, 10);
+	}
+	mli_buf_i64(b, n > 0 && end && *end == '\0' && v > 0 ? v : getpid());
 }
 
 /* The name of `o`'s file for this process (or, if descendant, for a
@@ -401,39 +413,19 @@ static bool scan_proc(pid_t pid, const char *file, struct scan *s,
 	return ok;
 }
 
-/* Has an earlier process of the tree claimed the name: is the parent a
- * process of this library whose environment, at its start, had the same
- * `var=value`? 1 if so, 0 if not (or no parent in this pid namespace: the
- * first), -1 when that cannot be known (the parent is gone, belongs to
- * another user or user namespace, or this process was reparented to
- * init). */
-static int parent_claim(const char *var, const char *value)
-{
-	pid_t pp = getppid();
-	if (pp == 0)
-		return 0;
-	if (pp == 1)
-		return -1;
-	struct scan e = { .a = var, .alen = strlen(var), .b = value,
-			  .blen = strlen(value), .alive = true };
-	if (!scan_proc(pp, "environ", &e, eat_environ))
-		return -1;
-	if (!e.found)
-		return 0;
-	struct scan m = { .a = "/libmemlimits", .alen = strlen("/libmemlimits") };
-	if (!scan_proc(pp, "maps", &m, eat_maps))
-		return -1;
-	return m.found;
-}
-
-/* The parent's effective user id (/proc's status is readable by all), or
- * -1. */
-static long parent_euid(void)
+/* A number field of /proc/PID/status (PID 0: self), as "\nPPid:" or
+ * "\nUid:" (its first number, or with `second` the one after: the
+ * effective uid), or -1. /proc's status is readable by all, and gives pids
+ * in the pid namespace of the /proc mounted. */
+static long status_field(pid_t pid, const char *field, bool second)
 {
 	char path[64], buf[2048];
 	struct mli_buf pb = { path, 0, sizeof path };
 	mli_buf_str(&pb, "/proc/");
-	mli_buf_i64(&pb, getppid());
+	if (pid)
+		mli_buf_i64(&pb, pid);
+	else
+		mli_buf_str(&pb, "self");
 	mli_buf_str(&pb, "/status");
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -443,26 +435,102 @@ static long parent_euid(void)
 	if (n <= 0)
 		return -1;
 	buf[n] = 0;
-	char *u = strstr(buf, "\nUid:");
+	char *u = strstr(buf, field), *end;
 	if (!u)
 		return -1;
-	char *end;
-	strtol(u + 5, &end, 10); /* real, then effective */
-	long e = strtol(end, &end, 10);
-	return end > u ? e : -1;
+	u += strlen(field);
+	long v = strtol(u, &end, 10);
+	if (second)
+		v = strtol(u = end, &end, 10);
+	return end > u ? v : -1;
+}
+
+/* Has an earlier process of the tree claimed the name? 1 if so, 0 if not,
+ * -1 when that cannot be known (an ancestor is gone, belongs to another
+ * user or user namespace, or this process was reparented to init, whose
+ * real parent may have claimed it). The parent claimed it if it has the
+ * library loaded and had the same `var=value` in its environment at its
+ * start. A parent with the assignment but not the library (a static
+ * launcher, `env -u LD_PRELOAD`, `timeout` run without it) claims
+ * nothing and passes its parent's claim on: its parent is asked in turn
+ * (a program started by a static launcher under bash took the exact
+ * name, and bash, the tree's first, wrote over it at its exit: a
+ * held-out check). A parent outside this process's pid namespace (getppid
+ * is 0: `unshare -pf`) is found through /proc when /proc is the outer
+ * namespace's; with the namespace's own /proc (a container's entrypoint)
+ * there is none: the first. A parent that is PID 1 is asked too: it may
+ * be the tree's first (a container's entrypoint, whose children were
+ * taken for orphans); without the assignment it is init, and this
+ * process an orphan. */
+static int parent_claim(const char *var, const char *value)
+{
+	pid_t p = getppid();
+	if (p == 0) { /* as /proc sees it */
+		p = (pid_t)status_field(0, "\nPPid:", false);
+		if (p <= 0)
+			return 0; /* none there either: a container's first */
+	}
+	for (int depth = 0; depth < 64; depth++) {
+		if (p <= 0)
+			return -1;
+		struct scan e = { .a = var, .alen = strlen(var), .b = value,
+				  .blen = strlen(value), .alive = true };
+		if (!scan_proc(p, "environ", &e, eat_environ))
+			return -1;
+		if (!e.found)
+			return p == 1 ? -1 : 0;
+		struct scan m = { .a = "/libmemlimits", .alen = strlen("/libmemlimits") };
+		if (!scan_proc(p, "maps", &m, eat_maps))
+			return -1;
+		if (m.found)
+			return 1;
+		if (p == 1)
+			return -1;
+		p = (pid_t)status_field(p, "\nPPid:", false);
+	}
+	return -1;
+}
+
+/* The parent's effective user id, or -1. */
+static long parent_euid(void)
+{
+	pid_t p = getppid();
+	return p > 0 ? status_field(p, "\nUid:", true) : -1;
+}
+
+/* Is this process in a pid namespace other than the system's (a
+ * container, `unshare -p`)? There PID 1 is the program the container
+ * started, which may be the tree's first; in the system's it is init. The
+ * initial namespace's inode is fixed (PROC_PID_INIT_INO). */
+static bool in_a_child_pid_ns(void)
+{
+	char t[64];
+	ssize_t n = readlink("/proc/self/ns/pid", t, sizeof t - 1);
+	if (n <= 0)
+		return false;
+	t[n] = '\0';
+	return strcmp(t, "pid:[4026531836]") != 0;
 }
 
 /* Did this process inherit the name from a process that could write it:
  * a parent that claims it, or one that runs as another user (a server
  * that dropped its privileges to run this one), whose environment cannot
- * be read? Not an orphan (a service that init started) nor a parent of
- * the same user in another user namespace (unshare -r). */
+ * be read (PID 1 too, in a container: its entrypoint)? Not an orphan (a
+ * service that init started) nor a parent of the same user in another
+ * user namespace (unshare -r). */
 static bool inherited(const char *var, const char *value)
 {
+	/* In a tree (the wrapper's default), a process that found the segment
+	 * made is not the first: whoever its parent is (PID 1 in a container
+	 * whose entrypoint is the tree's first, which another user cannot
+	 * read: such children died with 125; a held-out check). */
+	if (mli_tree_joined())
+		return true;
 	int c = parent_claim(var, value);
 	if (c >= 0)
 		return c == 1;
-	if (getppid() <= 1)
+	pid_t pp = getppid();
+	if (pp == 0 || (pp == 1 && !in_a_child_pid_ns()))
 		return false;
 	long pe = parent_euid();
 	return pe >= 0 && pe != (long)geteuid();

@@ -293,6 +293,11 @@ void mli_tree_fork_child(void)
 /* This process made the segment (it was the tree's first). */
 static bool created;
 
+bool mli_tree_joined(void)
+{
+	return seg && !created;
+}
+
 /* Gives the fresh segment its pages, so that touching it cannot fault: a
  * sparse file (ftruncate alone) on a /dev/shm with less than the segment's
  * size free killed every process of a limited command with SIGBUS at its
