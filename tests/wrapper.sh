@@ -38,7 +38,8 @@ cp -- "$script" "$tmp/inst/bin/memlimit"
 cp -- "$script" "$tmp/nolib/bin/memlimit"
 chmod +x "$tmp/tree/bin/memlimit" "$tmp/inst/bin/memlimit" "$tmp/nolib/bin/memlimit"
 
-: > "$tmp/empty.c"
+# Stand-ins for the library: the wrapper recognises one by its ml_engine.
+printf "int ml_engine;\n" > "$tmp/empty.c"
 cc=${CC:-cc}
 if ! "$cc" -shared -fPIC -o "$tmp/tree/build/libmemlimits.so" "$tmp/empty.c"; then
     echo "cannot build a test shared object with $cc" >&2
@@ -258,6 +259,16 @@ expect_out "MEMLIMITS_LIBRARY override" "$tmp/alt/other.so"
 run "${clean_env[@]}" MEMLIMITS_LIBRARY="$tmp/alt/other.so" "$ml" -- sh -c 'printf %s "$LD_PRELOAD"'
 expect_out "MEMLIMITS_LIBRARY beats source tree" "$tmp/alt/other.so"
 
+# A file there that is not a memlimits library (another shared library, a
+# text file): ld.so loaded or skipped it and the command ran with no limit
+# (a held-out check). Refused, 125.
+for notlib in /etc/passwd /usr/lib/*-linux-gnu/libz.so.1; do
+    [[ -f $notlib ]] || continue
+    run "${clean_env[@]}" MEMLIMITS_LIBRARY="$notlib" "$ml" --global-memory 10M -- true
+    expect_rc "MEMLIMITS_LIBRARY=$notlib" 125
+    expect_err_has "MEMLIMITS_LIBRARY=$notlib" "not a memlimits library: MEMLIMITS_LIBRARY=$notlib"
+done
+
 run "${clean_env[@]}" MEMLIMITS_LIBRARY="$tmp/alt/missing.so" "$ml" -- true
 expect_rc "MEMLIMITS_LIBRARY missing" 125
 expect_err_has "MEMLIMITS_LIBRARY missing" "$tmp/alt/missing.so"
@@ -397,6 +408,7 @@ chmod 755 "$tmp" "$tmp/ctor" "$tmp/progs"
 cat >"$tmp/ctor.c" <<'C'
 #include <unistd.h>
 __attribute__((constructor)) static void said(void) { write(2, "ctor-loaded\n", 12); }
+int ml_engine;
 C
 "$cc" -shared -fPIC -o "$tmp/ctor/libmemlimits.so" "$tmp/ctor.c"
 chmod 755 "$tmp/ctor/libmemlimits.so"
