@@ -198,8 +198,8 @@ static bool near_miss(const char *name, size_t nlen, char *meant, size_t cap)
 	if (nlen > 9 && same_upper(name, "MEMLIMIT_", 9)) {
 		struct mli_buf m = { meant, 0, cap };
 		mli_buf_str(&m, "MEMLIMITS_");
-		for (size_t i = 9; i < nlen && m.len + 1 < cap; i++)
-			meant[m.len++] = name[i];
+		for (size_t i = 9; i < nlen && m.len + 1 < cap; i++) /* ours are upper case */
+			meant[m.len++] = name[i] >= 'a' && name[i] <= 'z' ? (char)(name[i] - 32) : name[i];
 		meant[m.len] = '\0';
 		return true; /* MEMLIMIT_ANYTHING, in any case */
 	}

