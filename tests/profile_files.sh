@@ -126,6 +126,15 @@ if $CC -O1 -o "$tmp/hog" "$tmp/hog.c"; then
 			fail "memlimit-report folded --breach ($d: $(find "$tmp/$d" -type f -printf '%f ')): $out"
 		fi
 	done
+	# A %% in the directory is a percent sign, as the library reads it;
+	# memlimit-report found nothing there (a held-out check).
+	mkdir -p "$tmp/p%d"
+	"$ROOT/scripts/memlimit" --report "$tmp/p%%d/r.json" -- "$tmp/hog" >/dev/null 2>&1
+	out=$("$ROOT/scripts/memlimit-report" list "$tmp/p%%d/r.json" 2>&1)
+	st=$?
+	if [ "$st" = 0 ] && [ -f "$tmp/p%d/r.json" ] && grep -q '"[^"]*hog"' <<<"$out"; then pass; else
+		fail "memlimit-report list with %% in the directory: status $st: $out"
+	fi
 else
 	fail "could not build hog.c"
 fi
