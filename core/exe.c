@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <link.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -258,4 +259,59 @@ bool mli_exe_unreachable(char *why, size_t n)
 		m.len = n - 1;
 	why[m.len] = '\0';
 	return true;
+}
+
+/* ---- programs this process starts -------------------------------------- */
+
+/* Does the dynamic section at [off, off + size) of the file name a
+ * DT_SONAME? The loader (ld.so, which runs a program as a command and
+ * applies the preload to it) has one; a static-pie program has none. */
+static bool has_soname(int fd, uint64_t off, uint64_t size)
+{
+	Elf64_Dyn d[32];
+	for (uint64_t at = 0; at < size && at < 64 * 1024; at += sizeof d) {
+		uint64_t k = size - at < sizeof d ? (size - at) / sizeof *d : 32;
+		if (!k || !read_at(fd, d, k * sizeof *d, off + at))
+			return true; /* unreadable: not counted as static */
+		for (uint64_t i = 0; i < k; i++) {
+			if (d[i].d_tag == DT_NULL)
+				return false;
+			if (d[i].d_tag == DT_SONAME)
+				return true;
+		}
+	}
+	return false;
+}
+
+const char *mli_exe_unreached_file(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return NULL;
+	/* Secure execution: the loader ignores a preload given as a path. */
+	if ((st.st_mode & S_ISUID) && st.st_uid != geteuid())
+		return "is set-user-ID to another user";
+	if ((st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP) &&
+	    st.st_gid != getegid())
+		return "is set-group-ID to another group";
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph[64];
+	if (!read_at(fd, &eh, sizeof eh, 0) || memcmp(eh.e_ident, ELFMAG, SELFMAG))
+		return NULL; /* a script: its interpreter is exec'd in turn */
+	if (eh.e_ident[EI_CLASS] != ELFCLASS64)
+		return "is a 32-bit program, in which the 64-bit library cannot load";
+	if ((eh.e_type != ET_EXEC && eh.e_type != ET_DYN) || eh.e_phentsize != sizeof *ph ||
+	    !eh.e_phnum || eh.e_phnum > 64 ||
+	    !read_at(fd, ph, eh.e_phnum * sizeof *ph, eh.e_phoff))
+		return NULL;
+	const Elf64_Phdr *dyn = NULL;
+	for (int i = 0; i < eh.e_phnum; i++) {
+		if (ph[i].p_type == PT_INTERP)
+			return NULL;
+		if (ph[i].p_type == PT_DYNAMIC)
+			dyn = &ph[i];
+	}
+	if (eh.e_type == ET_DYN && (!dyn || has_soname(fd, dyn->p_offset, dyn->p_filesz)))
+		return NULL; /* the loader, or a shared library */
+	return "is statically linked";
 }

@@ -755,6 +755,11 @@ struct mli_scope {
 /* core/exe.c: true if the program maps its memory itself, by system calls
  * the library cannot see (why: the reason, for a message). */
 bool mli_exe_unreachable(char *why, size_t n);
+/* Why the program in file fd would run without the library (the loader
+ * does not apply LD_PRELOAD to it: statically linked, set-user-ID or
+ * set-group-ID to another id, another ELF class), as "is ...", or NULL.
+ * System calls only (an exec may come from a vfork child). */
+const char *mli_exe_unreached_file(int fd);
 /* The library's one exported entry (see shim/memlimits.h). */
 const struct ml_api *ml_engine(uint32_t abi_version);
 /* A longjmp discards the stack in [lo, hi): the scopes there are left. */

@@ -30,6 +30,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <string.h>
@@ -389,6 +390,75 @@ static int release(struct newenv *ne, int r)
 	char ne##_fired[32];                                                  \
 	NEWENV_WITH(e, ne, fired_entry(ne##_fired))
 
+/* ---- programs the loader will not give the library -------------------- */
+
+/* A program this process starts that the loader does not give the library
+ * (statically linked, set-user-ID to another user: core/exe.c) runs with
+ * no limit, where memlimit refuses such a command: a dynamic shell or make
+ * that started a static one ran it unlimited without a word (a held-out
+ * check). Said on stderr at the exec when a limit is set, not refused: a
+ * build that runs a static tool (go build's compile) would stop. System
+ * calls and the stack only: an exec may come from a vfork child. */
+static void say_unreached_fd(int fd, const char *shown)
+{
+	const char *why = mli_exe_unreached_file(fd);
+	if (!why)
+		return;
+	char msg[PATH_MAX + 200];
+	struct mli_buf m = { msg, 0, sizeof msg };
+	mli_buf_str(&m, "memlimits: warning: ");
+	mli_buf_str(&m, shown);
+	mli_buf_str(&m, " ");
+	mli_buf_str(&m, why);
+	mli_buf_str(&m, ": the library cannot load in it, so it runs with no limit\n");
+	mli_say(msg, m.len < sizeof msg ? m.len : sizeof msg);
+}
+
+static void say_unreached_at(int dirfd, const char *path)
+{
+	int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		say_unreached_fd(fd, path);
+		close(fd);
+	}
+}
+
+/* path as execve takes it, or (search) a file name looked up in PATH as
+ * execvp does. */
+static void say_unreached(const char *path, bool search)
+{
+	if (!nkept || !path || !*path)
+		return;
+	if (!search || strchr(path, '/')) {
+		say_unreached_at(AT_FDCWD, path);
+		return;
+	}
+	const char *dirs = getenv("PATH");
+	if (!dirs)
+		dirs = "/bin:/usr/bin";
+	size_t fl = strlen(path);
+	for (const char *d = dirs;; d++) {
+		const char *end = strchrnul(d, ':');
+		size_t dl = (size_t)(end - d);
+		char cand[PATH_MAX];
+		if (dl + 1 + fl < sizeof cand) {
+			memcpy(cand, dl ? d : ".", dl ? dl : 1);
+			size_t at = dl ? dl : 1;
+			cand[at] = '/';
+			memcpy(cand + at + 1, path, fl + 1);
+			struct stat st;
+			if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) &&
+			    access(cand, X_OK) == 0) {
+				say_unreached_at(AT_FDCWD, cand);
+				return;
+			}
+		}
+		if (!*end)
+			return;
+		d = end;
+	}
+}
+
 static int no_function(void)
 {
 	errno = ENOSYS;
@@ -412,11 +482,13 @@ static int exec_with(execve_fn fn, const char *path, char *const argv[],
 
 EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
+	say_unreached(path, false);
 	return exec_with(real_execve, path, argv, envp);
 }
 
 EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
+	say_unreached(file, true);
 	return exec_with(real_execvpe, file, argv, envp);
 }
 
@@ -434,6 +506,8 @@ EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
 	if (!real_fexecve)
 		return no_function();
+	if (nkept)
+		say_unreached_fd(fd, "the program fexecve runs");
 	mli_budget_exit(&mli_tls);
 	EXEC_NEWENV(envp, ne);
 	return ne_ok ? release(&ne, real_fexecve(fd, argv, ne.env)) : -1;
@@ -444,6 +518,10 @@ EXPORT int execveat(int dirfd, const char *path, char *const argv[],
 {
 	if (!real_execveat)
 		return no_function();
+	if (nkept && !*path && (flags & AT_EMPTY_PATH))
+		say_unreached_fd(dirfd, "the program execveat runs");
+	else if (nkept)
+		say_unreached_at(dirfd, path);
 	mli_budget_exit(&mli_tls);
 	EXEC_NEWENV(envp, ne);
 	return ne_ok ? release(&ne, real_execveat(dirfd, path, argv, ne.env, flags))
@@ -505,6 +583,7 @@ EXPORT int posix_spawn(pid_t *pid, const char *path,
 		       const posix_spawnattr_t *attr, char *const argv[],
 		       char *const envp[])
 {
+	say_unreached(path, false);
 	return spawn_with(real_spawn, pid, path, fa, attr, argv, envp);
 }
 
@@ -513,6 +592,7 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file,
 			const posix_spawnattr_t *attr, char *const argv[],
 			char *const envp[])
 {
+	say_unreached(file, true);
 	return spawn_with(real_spawnp, pid, file, fa, attr, argv, envp);
 }
 
