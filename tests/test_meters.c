@@ -425,6 +425,25 @@ static void far_grant_one_block(void **state)
 	}
 }
 
+/* A program that frees most of its memory, then makes a few small blocks
+ * and waits: what jemalloc keeps resident falls to the quarter of the
+ * limit at once, not at a slow path that never comes (140 MiB stayed
+ * resident under 200M). */
+static void freed_then_idle(void **state)
+{
+	(void)state;
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=200M", NULL };
+	struct mlt_run r;
+	run_prog("free_idle", env, &r);
+	assert_int_equal(r.status, 0);
+	double rss = -1, kept = -1;
+	assert_true(mlt_kv(r.out, "rss_mib", &rss));
+	assert_true(mlt_kv(r.out, "kept_mib", &kept));
+	assert_true(kept >= 0 && kept <= 50);
+	assert_true(rss > 0 && rss <= 70);
+	mlt_run_free(&r);
+}
+
 /* A limit set by another thread, where threads make malloc(1) blocks (16
  * bytes on a grant of requests): each thread gets at most 64 KiB of blocks
  * after the set (it went on for up to 114 KiB before the activity
@@ -671,6 +690,7 @@ int main(void)
 		cmocka_unit_test(mid_blocks_within_bound),
 		cmocka_unit_test(far_lane_room_taken),
 		cmocka_unit_test(far_grant_one_block),
+		cmocka_unit_test(freed_then_idle),
 		cmocka_unit_test(late_limit_tiny_blocks),
 		cmocka_unit_test(zero_byte_blocks_refused),
 		cmocka_unit_test(zero_byte_task_token_from_handler),
