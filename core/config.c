@@ -20,12 +20,13 @@ static unsigned unit_shift(char c)
 
 /* Bytes, or a number with a unit K, M, G or T (either case, powers of
  * 1024, optionally followed by iB): 65536, 64K, 64KiB, 1.5G. A fraction
- * needs a unit (bytes are whole) and is rounded down to a byte. */
+ * needs a unit (bytes are whole) and is rounded down to a byte; one that
+ * comes to no byte at all is refused (-4), as it is not 0 either. */
 int mli_parse_size(const char *s, uint64_t *out)
 {
 	uint64_t v = 0, frac = 0, scale = 1;
 	const char *p = s;
-	bool range = false;
+	bool range = false, nonzero = false;
 	if (!s || *p < '0' || *p > '9')
 		return -1;
 	for (; *p >= '0' && *p <= '9'; p++) {
@@ -42,11 +43,13 @@ int mli_parse_size(const char *s, uint64_t *out)
 			return -1;
 		/* Up to 9 digits count (under a byte of a TiB... almost); more
 		 * are allowed and ignored. */
-		for (; *p >= '0' && *p <= '9'; p++)
+		for (; *p >= '0' && *p <= '9'; p++) {
+			nonzero |= *p != '0';
 			if (scale < 1000000000ull) {
 				frac = frac * 10 + (uint64_t)(*p - '0');
 				scale *= 10;
 			}
+		}
 	}
 	unsigned shift = unit_shift(*p);
 	if (shift) {
@@ -69,6 +72,8 @@ int mli_parse_size(const char *s, uint64_t *out)
 			return -2;
 		bytes += part;
 	}
+	if (!bytes && nonzero)
+		return -4; /* 0.0000001K: not 0, and no byte either */
 	*out = bytes;
 	return 0;
 }
@@ -284,6 +289,8 @@ static int size_var(const char *name, const char *val, int64_t *dst,
 	mli_buf_str(&m, "='");
 	mli_buf_str(&m, val);
 	mli_buf_str(&m, r == -2 ? "' is out of range (at most 8 EiB - 1 bytes)"
+				: r == -4 ? "' is under a byte: a fraction is rounded down"
+					    " to whole bytes (0 is written 0)"
 				: "' is not a size: expected bytes, or a number with"
 				  " K, M, G or T (optionally followed by iB), e.g. 64M"
 				  " or 1.5G");
@@ -311,6 +318,8 @@ static int memory_var(const char *name, const char *val, int64_t *dst,
 					  " 12.5% (no space)");
 	else
 		mli_buf_str(&m, r == -2 ? "' is out of range (at most 8 EiB - 1 bytes)"
+				: r == -4 ? "' is under a byte: a fraction is rounded down"
+					    " to whole bytes (0 is written 0)"
 					: "' is not a size: expected bytes, a number with"
 					  " K, M, G or T (e.g. 64M, 1.5G), a percentage of"
 					  " the memory the process may have (e.g. 90%), or"

@@ -631,7 +631,9 @@ static void parse_size_fractions(void **state)
 	check_size("0.001M", 0, 1048);          /* 1048.576 */
 	check_size("1.0T", 0, T);
 	check_size("1.999999999T", 0, 2 * T - 1100); /* 9 digits count */
-	check_size("0.0000000001T", 0, 0);      /* the 10th digit is ignored */
+	check_size("0.0000000001T", -4, 0);     /* the 10th digit is ignored: no byte */
+	check_size("0.0000001K", -4, 0);        /* under a byte: not 0 (it was) */
+	check_size("0.000T", 0, 0);             /* 0, written so */
 	check_size("8388607.5T", 0, 8388607 * T + T / 2);
 	check_size("8388607.25T", 0, 8388607 * T + T / 4);
 	check_size("8388608.5T", -2, 0);
@@ -729,7 +731,7 @@ static void config_memory_percentages_and_keywords(void **state)
 		char entry[64];
 		snprintf(entry, sizeof entry, "MEMLIMITS_SOFT_MEMORY=%s", v);
 		char *zero[] = { entry, i == 2 ? "MEMLIMITS_GLOBAL_MEMORY=0" : NULL, NULL };
-		check_rejected(zero, "MEMLIMITS_SOFT_MEMORY", "0 bytes");
+		check_rejected(zero, "MEMLIMITS_SOFT_MEMORY", i == 1 ? "under a byte" : "0 bytes");
 	}
 	char *hard0[] = { "MEMLIMITS_GLOBAL_MEMORY=0", NULL };
 	assert_int_equal(read_env(hard0, &c), 0);
