@@ -7,81 +7,48 @@
  * The marked ranges are kept here, under the account's lock (mmap.c): added
  * by madvise(MADV_DONTFORK), cut by MADV_DOFORK, munmap and a mapping made
  * over them, moved with a range mremap moves (the kernel moves the mark).
- * At most MAX_RANGES ranges: past that, marks are not followed (their pages
- * stay in the child's measure, as before). */
+ * At most MLI_MARKS_MAX ranges (core/marks.c): past that, marks are not
+ * followed (their pages stay in the child's measure, as before). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "../core/internal.h"
 #include "../core/maps.h"
+#include "../core/marks.h"
 #include "sys.h"
 
 #define EXPORT __attribute__((visibility("default")))
-#define MAX_RANGES 256
 
-static struct range {
-	uintptr_t lo, hi;
-} ranges[MAX_RANGES];
-static int nranges;
-
-static void add(uintptr_t lo, uintptr_t hi)
-{
-	for (int i = 0; i < nranges; i++)
-		if (lo <= ranges[i].hi && hi >= ranges[i].lo) { /* touches: merge */
-			lo = lo < ranges[i].lo ? lo : ranges[i].lo;
-			hi = hi > ranges[i].hi ? hi : ranges[i].hi;
-			ranges[i--] = ranges[--nranges];
-		}
-	if (nranges < MAX_RANGES)
-		ranges[nranges++] = (struct range){ lo, hi };
-}
-
+static struct mli_marks marked_ranges; /* under the account's lock */
 void mli_dontfork_forget(uintptr_t lo, size_t len)
 {
-	uintptr_t hi = lo + len;
-	for (int i = 0; i < nranges; i++) {
-		struct range r = ranges[i];
-		if (hi <= r.lo || lo >= r.hi)
-			continue;
-		ranges[i--] = ranges[--nranges];
-		if (r.lo < lo)
-			add(r.lo, lo);
-		if (hi < r.hi)
-			add(hi, r.hi);
-	}
-}
-
-/* Is [lo, lo + len) all marked? */
-static bool marked(uintptr_t lo, size_t len)
-{
-	for (int i = 0; i < nranges; i++)
-		if (lo >= ranges[i].lo && lo + len <= ranges[i].hi)
-			return true;
-	return false;
+	mli_marks_forget(&marked_ranges, lo, lo + len);
 }
 
 void mli_dontfork_moved(uintptr_t from, size_t from_len, uintptr_t to, size_t to_len,
 			bool keep_old)
 {
-	bool was = marked(from, from_len);
+	bool was = mli_marks_cover(&marked_ranges, from, from + from_len);
 	if (!keep_old)
 		mli_dontfork_forget(from, from_len);
 	mli_dontfork_forget(to, to_len);
 	if (was)
-		add(to, to + to_len);
+		mli_marks_add(&marked_ranges, to, to + to_len);
 }
 
 /* In a forked child, from mmap.c's handler: the marked ranges are not
  * there. */
 void mli_dontfork_child(void)
 {
-	for (int i = 0; i < nranges; i++)
-		mli_acct_settle(0, mli_maps_unmap(ranges[i].lo, ranges[i].hi - ranges[i].lo));
-	nranges = 0;
+	const struct mli_mark *r = marked_ranges.r;
+	for (int i = 0; i < marked_ranges.n; i++)
+		mli_acct_settle(0, mli_maps_unmap(r[i].lo, r[i].hi - r[i].lo));
+	marked_ranges.n = 0;
 }
 
 EXPORT int madvise(void *addr, size_t len, int advice)
@@ -96,7 +63,7 @@ EXPORT int madvise(void *addr, size_t len, int advice)
 	size_t rlen = mli_page_round(len);
 	if (r == 0 && rlen) {
 		if (advice == MADV_DONTFORK)
-			add((uintptr_t)addr, (uintptr_t)addr + rlen);
+			mli_marks_add(&marked_ranges, (uintptr_t)addr, (uintptr_t)addr + rlen);
 		else
 			mli_dontfork_forget((uintptr_t)addr, rlen);
 	}

@@ -23,6 +23,7 @@ HELPER_BIN  := $(HELPER_SRC:tests/progs/%.c=$(B)/tests/progs/%) \
 UNIT_OBJ    := $(B)/core/config.o $(B)/core/fmt.o $(B)/core/sysmem.o
 $(B)/tests/unit_engine: UNIT_OBJ := $(CORE_OBJ)
 $(B)/tests/unit_maps: UNIT_OBJ := $(B)/core/maps.o $(B)/core/rawsys.o
+$(B)/tests/unit_marks: UNIT_OBJ := $(B)/core/marks.o
 
 $(B)/tests/unit_%: tests/unit_%.c $(CORE_OBJ) | $(B)/.setup-test
 	@mkdir -p $(dir $@)
