@@ -246,12 +246,46 @@ void mli_buf_json_str(struct mli_buf *b, const char *s, size_t n)
 	mli_buf_str(b, "\"");
 }
 
+/* The pid in names and reports: as /proc sees it. In a pid namespace of
+ * its own (`unshare -pf`, a sandbox) a process's getpid() is small and the
+ * same in every such namespace: two of a tree, both PID 1, wrote one
+ * r.1.json (a held-out check); /proc mounted outside gives the outer pid,
+ * and the report says the same pid as its file's name. */
+static long proc_pid(void)
+{
+	char t[24];
+	ssize_t n = readlink("/proc/self", t, sizeof t - 1);
+	char *end = NULL;
+	long v = -1;
+	if (n > 0) {
+		t[n] = '\0';
+		v = strtol(t, &end, 10);
+	}
+	return n > 0 && end && *end == '\0' && v > 0 ? v : (long)getpid();
+}
+
+static long status_field(pid_t pid, const char *field, bool second);
+
+/* The parent's pid in the same namespace as proc_pid's. */
+static long proc_ppid(void)
+{
+	if (proc_pid() == (long)getpid())
+		return getppid();
+	long pp = status_field(0, "\nPPid:", false);
+	return pp >= 0 ? pp : getppid();
+}
+
+static void put_pid(struct mli_buf *b)
+{
+	mli_buf_i64(b, proc_pid());
+}
+
 void mli_buf_process_json(struct mli_buf *b)
 {
 	mli_buf_str(b, "\"pid\": ");
-	mli_buf_i64(b, getpid());
+	mli_buf_i64(b, proc_pid());
 	mli_buf_str(b, ", \"ppid\": ");
-	mli_buf_i64(b, getppid());
+	mli_buf_i64(b, proc_ppid());
 	mli_buf_str(b, ", \"command\": [");
 	/* The arguments, up to the first 2 KiB of them. */
 	char cmd[2048];
@@ -301,23 +335,6 @@ void mli_buf_process_json(struct mli_buf *b)
 }
 
 /* ---- names -------------------------------------------------------------------- */
-
-/* The pid in names: as /proc sees it. In a pid namespace of its own
- * (`unshare -pf`, a sandbox) a process's getpid() is small and the same
- * in every such namespace: two of a tree, both PID 1, wrote one r.1.json
- * (a held-out check); /proc mounted outside gives the outer pid. */
-static void put_pid(struct mli_buf *b)
-{
-	char t[24];
-	ssize_t n = readlink("/proc/self", t, sizeof t - 1);
-	char *end = NULL;
-	long v = -1;
-	if (n > 0) {
-		t[n] = '\0';
-		v = strtol(t, &end, 10);
-	}
-	mli_buf_i64(b, n > 0 && end && *end == '\0' && v > 0 ? v : getpid());
-}
 
 /* The name of `o`'s file for this process (or, if descendant, for a
  * process it starts), plus suffix. False if too long. */

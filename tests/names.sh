@@ -79,6 +79,15 @@ if [ "$(id -u)" = 0 ] && unshare -pf /bin/true 2>/dev/null; then
 	d="$tmp/ns" && mkdir "$d"
 	"$ML" --global-memory 20M --report "$d/r.json" -- bash -c "unshare -pf $PROGS/prog_hog; true" >/dev/null 2>&1
 	if err=$($PY -c "$CHECK" "$d" bash 2>&1); then pass; else fail "own pid namespace: $err"; fi
+	# Each NAME.PID report says that pid, and its parent's (the report
+	# said the namespace's 1 and 0, its name the outer pid).
+	if err=$($PY -c 'import json, os, sys
+d = sys.argv[1]
+reps = {n: json.load(open(os.path.join(d, n))) for n in os.listdir(d)}
+pids = {r["pid"] for r in reps.values()}
+for n, r in reps.items():
+    if n != "r.json" and n != "r.json.%d" % r["pid"]: sys.exit("%s says pid %d" % (n, r["pid"]))
+    if n != "r.json" and r["ppid"] not in pids and r["ppid"] <= 1: sys.exit("%s says ppid %d" % (n, r["ppid"]))' "$d" 2>&1); then pass; else fail "own pid namespace, pids: $err"; fi
 	# With %p, two processes that are both PID 1 of their namespace
 	# wrote one r.1.json: names take the pid /proc gives.
 	d="$tmp/nsp" && mkdir "$d"
