@@ -20,7 +20,10 @@
 #include <limits.h>
 #include <link.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -283,21 +286,68 @@ static bool has_soname(int fd, uint64_t off, uint64_t size)
 	return false;
 }
 
+static const char *unreached(int fd, int depth);
+
+/* A script's interpreter (#!), as the kernel runs it: the file it names
+ * is what the loader starts. */
+static const char *script_unreached(int fd, int depth)
+{
+	char line[256];
+	ssize_t n = pread(fd, line, sizeof line - 1, 0);
+	if (n < 3 || line[0] != '#' || line[1] != '!' || depth >= 4)
+		return NULL;
+	line[n] = '\0';
+	char *p = line + 2;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	char *e = p;
+	while (*e && *e != ' ' && *e != '\t' && *e != '\n')
+		e++;
+	*e = '\0';
+	int ifd = *p ? open(p, O_RDONLY | O_CLOEXEC) : -1;
+	if (ifd < 0)
+		return NULL;
+	const char *why = unreached(ifd, depth + 1);
+	close(ifd);
+	return why ? "is a script for an interpreter that is statically linked or set-ID" : NULL;
+}
+
+/* Does the kernel honour a set-ID bit or file capabilities here? Not
+ * under no_new_privs, nor on a nosuid mount. */
+static bool ids_may_change(int fd)
+{
+	struct statvfs sv;
+	return prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1 &&
+	       !(fstatvfs(fd, &sv) == 0 && (sv.f_flag & ST_NOSUID));
+}
+
 const char *mli_exe_unreached_file(int fd)
+{
+	return unreached(fd, 0);
+}
+
+static const char *unreached(int fd, int depth)
 {
 	struct stat st;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
 		return NULL;
 	/* Secure execution: the loader ignores a preload given as a path. */
-	if ((st.st_mode & S_ISUID) && st.st_uid != geteuid())
-		return "is set-user-ID to another user";
-	if ((st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP) &&
-	    st.st_gid != getegid())
-		return "is set-group-ID to another group";
+	bool setid = (st.st_mode & S_ISUID) ||
+		     (st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP);
+	if (setid && ids_may_change(fd)) {
+		if ((st.st_mode & S_ISUID) && st.st_uid != geteuid())
+			return "is set-user-ID to another user";
+		if ((st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP) &&
+		    st.st_gid != getegid())
+			return "is set-group-ID to another group";
+	}
+	if (geteuid() != 0 && fgetxattr(fd, "security.capability", NULL, 0) > 0 &&
+	    ids_may_change(fd))
+		return "has file capabilities";
 	Elf64_Ehdr eh;
 	Elf64_Phdr ph[64];
 	if (!read_at(fd, &eh, sizeof eh, 0) || memcmp(eh.e_ident, ELFMAG, SELFMAG))
-		return NULL; /* a script: its interpreter is exec'd in turn */
+		return script_unreached(fd, depth);
 	if (eh.e_ident[EI_CLASS] != ELFCLASS64)
 		return "is a 32-bit program, in which the 64-bit library cannot load";
 	if ((eh.e_type != ET_EXEC && eh.e_type != ET_DYN) || eh.e_phentsize != sizeof *ph ||

@@ -423,6 +423,22 @@ static void say_unreached_at(int dirfd, const char *path)
 	}
 }
 
+/* The program in fd, which may be open with O_PATH (not readable): read
+ * through /proc/self/fd. */
+static void say_unreached_in(int fd, const char *shown)
+{
+	char p[40];
+	struct mli_buf b = { p, 0, sizeof p };
+	mli_buf_str(&b, "/proc/self/fd/");
+	mli_buf_i64(&b, fd);
+	p[b.len < sizeof p ? b.len : sizeof p - 1] = '\0';
+	int rfd = open(p, O_RDONLY | O_CLOEXEC);
+	if (rfd >= 0) {
+		say_unreached_fd(rfd, shown);
+		close(rfd);
+	}
+}
+
 /* Valgrind's launcher execs its tool, a static program, which runs the
  * program given to valgrind with that program's loader, the preload
  * applied (tests/valgrind.sh): told by the variable it passes. */
@@ -518,7 +534,7 @@ EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 	if (!real_fexecve)
 		return no_function();
 	if (nkept && !valgrind_tool(envp))
-		say_unreached_fd(fd, "the program fexecve runs");
+		say_unreached_in(fd, "the program fexecve runs");
 	mli_budget_exit(&mli_tls);
 	EXEC_NEWENV(envp, ne);
 	return ne_ok ? release(&ne, real_fexecve(fd, argv, ne.env)) : -1;
@@ -532,7 +548,7 @@ EXPORT int execveat(int dirfd, const char *path, char *const argv[],
 	if (!nkept || valgrind_tool(envp))
 		;
 	else if (!*path && (flags & AT_EMPTY_PATH))
-		say_unreached_fd(dirfd, "the program execveat runs");
+		say_unreached_in(dirfd, "the program execveat runs");
 	else
 		say_unreached_at(dirfd, path);
 	mli_budget_exit(&mli_tls);

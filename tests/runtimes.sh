@@ -352,6 +352,31 @@ if gcc -static -O1 -o "$tmp/static" "$tmp/static.c" 2>/dev/null; then
 	if [ "$n" = 0 ]; then pass; else fail "a static program with no limit set: $n warnings"; fi
 	n=$("$ROOT/scripts/memlimit" --global-memory 50M -- bash -c "/bin/true; true" 2>&1 | grep -c "memlimits: warning")
 	if [ "$n" = 0 ]; then pass; else fail "a dynamic program: $n warnings"; fi
+	# A script for it (#!): the kernel execs the interpreter (missed).
+	printf '#!%s\n' "$tmp/static" >"$tmp/static.sh" && chmod +x "$tmp/static.sh"
+	n=$("$ROOT/scripts/memlimit" --global-memory 50M -- bash -c "'$tmp/static.sh'; true" 2>&1 |
+		grep -c "memlimits: warning: .*/static.sh is a script for an interpreter that is statically linked or set-ID")
+	if [ "$n" = 1 ]; then pass; else fail "a script for a static interpreter: $n warnings"; fi
+	# fexecve of an O_PATH descriptor, which cannot be read (missed).
+	printf '%s\n' '#define _GNU_SOURCE' '#include <fcntl.h>' '#include <unistd.h>' \
+		'extern char **environ;' \
+		'int main(int c, char **v) { (void)c; char *a[] = { v[1], 0 }; fexecve(open(v[1], O_PATH), a, environ); return 1; }' >"$tmp/fx.c"
+	if gcc -O1 -o "$tmp/fx" "$tmp/fx.c"; then
+		n=$("$ROOT/scripts/memlimit" --global-memory 50M -- "$tmp/fx" "$tmp/static" 2>&1 |
+			grep -c "memlimits: warning: the program fexecve runs is statically linked")
+		if [ "$n" = 1 ]; then pass; else fail "fexecve of an O_PATH descriptor: $n warnings"; fi
+	fi
+	# Set-user-ID to another user, honoured or not: under no_new_privs the
+	# bit is ignored and the library loads (it was said all the same).
+	if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1 && command -v setpriv >/dev/null &&
+		/usr/bin/python3 -c 'import os, sys; sys.exit(os.statvfs(sys.argv[1]).f_flag & os.ST_NOSUID)' "$tmp"; then
+		cp /bin/true "$tmp/suid" && chown nobody "$tmp/suid" && chmod 4755 "$tmp/suid"
+		n=$("$ROOT/scripts/memlimit" --global-memory 50M -- bash -c "'$tmp/suid'; true" 2>&1 |
+			grep -c "is set-user-ID to another user")
+		m=$("$ROOT/scripts/memlimit" --global-memory 50M -- setpriv --no-new-privs bash -c "'$tmp/suid'; true" 2>&1 |
+			grep -c "memlimits: warning")
+		if [ "$n" = 1 ] && [ "$m" = 0 ]; then pass; else fail "set-user-ID: $n warnings, $m under no_new_privs"; fi
+	fi
 fi
 for sec in .fpcdata .go.buildinfo; do
 	out=$("$ROOT/scripts/memlimit" --global-memory 50M -- "$tmp/ownheap-malloc$sec" 2>&1)
