@@ -41,11 +41,11 @@ int mli_parse_size(const char *s, uint64_t *out)
 		p++;
 		if (*p < '0' || *p > '9')
 			return -1;
-		/* Up to 9 digits count (under a byte of a TiB... almost); more
-		 * are allowed and ignored. */
+		/* Up to 18 digits count (far under a byte of a TiB); more are
+		 * allowed and ignored. */
 		for (; *p >= '0' && *p <= '9'; p++) {
 			nonzero |= *p != '0';
-			if (scale < 1000000000ull) {
+			if (scale < 1000000000000000000ull) {
 				frac = frac * 10 + (uint64_t)(*p - '0');
 				scale *= 10;
 			}
@@ -64,10 +64,9 @@ int mli_parse_size(const char *s, uint64_t *out)
 		return -2;
 	uint64_t bytes = v << shift;
 	if (frac) {
-		/* frac / scale of 2^shift, without overflow: frac < scale <=
-		 * 10^9 < 2^30, so frac * 2^(shift-10) < 2^60, then * 1024. */
-		uint64_t part = (frac << (shift - 10)) / scale * 1024 +
-				((frac << (shift - 10)) % scale) * 1024 / scale;
+		/* frac / scale of 2^shift: frac < scale <= 10^18 < 2^60 and
+		 * shift <= 40, so the product fits in 128 bits. */
+		uint64_t part = (uint64_t)(((unsigned __int128)frac << shift) / scale);
 		if (bytes > MLI_SIZE_MAX - part)
 			return -2;
 		bytes += part;

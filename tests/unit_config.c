@@ -631,7 +631,9 @@ static void parse_size_fractions(void **state)
 	check_size("0.001M", 0, 1048);          /* 1048.576 */
 	check_size("1.0T", 0, T);
 	check_size("1.999999999T", 0, 2 * T - 1100); /* 9 digits count */
-	check_size("0.0000000001T", -4, 0);     /* the 10th digit is ignored: no byte */
+	check_size("0.0000000001T", 0, 109);    /* 109.95 bytes: 18 digits count */
+	check_size("0.000000000932G", 0, 1);    /* 1.0007 bytes (refused as under a byte) */
+	check_size("0.0000000000000000001T", -4, 0); /* the 19th digit is ignored: no byte */
 	check_size("0.0000001K", -4, 0);        /* under a byte: not 0 (it was) */
 	check_size("0.000T", 0, 0);             /* 0, written so */
 	check_size("8388607.5T", 0, 8388607 * T + T / 2);

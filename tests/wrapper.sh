@@ -272,7 +272,11 @@ expect_out "MEMLIMITS_LIBRARY beats source tree" "$tmp/alt/other.so"
 # A file there that is not a memlimits library (another shared library, a
 # text file): ld.so loaded or skipped it and the command ran with no limit
 # (a held-out check). Refused, 125.
-for notlib in /etc/passwd /usr/lib/*-linux-gnu/libz.so.1; do
+# Also a program (a PIE names ml_engine if it looks the library up: ld.so
+# ignores it as a preload) and a short file with the right bytes.
+"$cc" -fPIE -pie -o "$tmp/alt/pie" -x c - <<<'const char *n = "ml_engine"; int main(void) { return !n; }'
+printf '\177ELFml_engine' >"$tmp/alt/short"
+for notlib in /etc/passwd /usr/lib/*-linux-gnu/libz.so.1 "$tmp/alt/pie" "$tmp/alt/short"; do
     [[ -f $notlib ]] || continue
     run "${clean_env[@]}" MEMLIMITS_LIBRARY="$notlib" "$ml" --global-memory 10M -- true
     expect_rc "MEMLIMITS_LIBRARY=$notlib" 125
