@@ -626,6 +626,7 @@ __attribute__((constructor)) static void mli_constructor(void)
 	mli_token_init_once();
 	mli_soft_init_once();
 	mli_output_init(); /* core/output.c: checks MEMLIMITS_REPORT/PROFILE, atfork */
+	mli_unwind_start();
 	mli_tree_start();
 	mli_thread_start();
 	reach_check();

@@ -68,6 +68,7 @@ void mli_profile_fork_child(void);
 
 /* ---- prof.c, unwind.c ------------------------------------------------- */
 void mli_prof_fork_child(void);
+void mli_unwind_start(void);
 void mli_unwind_fork_prepare(void);
 void mli_unwind_fork_parent(void);
 void mli_unwind_fork_child(void);

