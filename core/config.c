@@ -273,6 +273,9 @@ static const char *shown(const char *val, char *buf, size_t cap)
 	return buf;
 }
 
+/* mli_parse_size's -4, said alike for sizes and memory limits. */
+#define UNDER_A_BYTE "' is under a byte: a fraction is rounded down to whole bytes (0 is written 0)"
+
 static int size_var(const char *name, const char *val, int64_t *dst,
 		    char *err, size_t errlen)
 {
@@ -288,8 +291,7 @@ static int size_var(const char *name, const char *val, int64_t *dst,
 	mli_buf_str(&m, "='");
 	mli_buf_str(&m, val);
 	mli_buf_str(&m, r == -2 ? "' is out of range (at most 8 EiB - 1 bytes)"
-				: r == -4 ? "' is under a byte: a fraction is rounded down"
-					    " to whole bytes (0 is written 0)"
+				: r == -4 ? UNDER_A_BYTE
 				: "' is not a size: expected bytes, or a number with"
 				  " K, M, G or T (optionally followed by iB), e.g. 64M"
 				  " or 1.5G");
@@ -317,8 +319,7 @@ static int memory_var(const char *name, const char *val, int64_t *dst,
 					  " 12.5% (no space)");
 	else
 		mli_buf_str(&m, r == -2 ? "' is out of range (at most 8 EiB - 1 bytes)"
-				: r == -4 ? "' is under a byte: a fraction is rounded down"
-					    " to whole bytes (0 is written 0)"
+				: r == -4 ? UNDER_A_BYTE
 					: "' is not a size: expected bytes, a number with"
 					  " K, M, G or T (e.g. 64M, 1.5G), a percentage of"
 					  " the memory the process may have (e.g. 90%), or"

@@ -122,6 +122,16 @@ static const char *own_heap_runtime(int fd)
 	return runtime;
 }
 
+/* The 64-bit ELF file's header and program headers (at most 64); false if
+ * it is not one or they cannot be read. */
+static bool read_phdrs(int fd, Elf64_Ehdr *eh, Elf64_Phdr ph[64])
+{
+	return read_at(fd, eh, sizeof *eh, 0) && !memcmp(eh->e_ident, ELFMAG, SELFMAG) &&
+	       eh->e_ident[EI_CLASS] == ELFCLASS64 && eh->e_phentsize == sizeof *ph &&
+	       eh->e_phnum && eh->e_phnum <= 64 &&
+	       read_at(fd, ph, eh->e_phnum * sizeof *ph, eh->e_phoff);
+}
+
 /* Does the ELF file have a PT_INTERP program header? The dynamic loader
  * has none: /proc/self/exe is the loader when it runs the program as a
  * command (ld.so PROG). */
@@ -129,9 +139,7 @@ static bool has_interp(int fd)
 {
 	Elf64_Ehdr eh;
 	Elf64_Phdr ph[64];
-	if (!read_at(fd, &eh, sizeof eh, 0) || memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
-	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof *ph ||
-	    !eh.e_phnum || eh.e_phnum > 64 || !read_at(fd, ph, eh.e_phnum * sizeof *ph, eh.e_phoff))
+	if (!read_phdrs(fd, &eh, ph))
 		return true; /* unknown: take the file as the program */
 	for (int i = 0; i < eh.e_phnum; i++)
 		if (ph[i].p_type == PT_INTERP)
@@ -332,27 +340,21 @@ static const char *unreached(int fd, int depth)
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
 		return NULL;
 	/* Secure execution: the loader ignores a preload given as a path. */
-	bool setid = (st.st_mode & S_ISUID) ||
-		     (st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP);
-	if (setid && ids_may_change(fd)) {
-		if ((st.st_mode & S_ISUID) && st.st_uid != geteuid())
-			return "is set-user-ID to another user";
-		if ((st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP) &&
-		    st.st_gid != getegid())
-			return "is set-group-ID to another group";
-	}
-	if (geteuid() != 0 && fgetxattr(fd, "security.capability", NULL, 0) > 0 &&
-	    ids_may_change(fd))
-		return "has file capabilities";
+	bool suid = (st.st_mode & S_ISUID) && st.st_uid != geteuid();
+	bool sgid = (st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP) &&
+		    st.st_gid != getegid();
+	bool caps = geteuid() != 0 && fgetxattr(fd, "security.capability", NULL, 0) > 0;
+	if ((suid || sgid || caps) && ids_may_change(fd))
+		return suid ? "is set-user-ID to another user"
+		       : sgid ? "is set-group-ID to another group"
+			      : "has file capabilities";
 	Elf64_Ehdr eh;
 	Elf64_Phdr ph[64];
 	if (!read_at(fd, &eh, sizeof eh, 0) || memcmp(eh.e_ident, ELFMAG, SELFMAG))
 		return script_unreached(fd, depth);
 	if (eh.e_ident[EI_CLASS] != ELFCLASS64)
 		return "is a 32-bit program, in which the 64-bit library cannot load";
-	if ((eh.e_type != ET_EXEC && eh.e_type != ET_DYN) || eh.e_phentsize != sizeof *ph ||
-	    !eh.e_phnum || eh.e_phnum > 64 ||
-	    !read_at(fd, ph, eh.e_phnum * sizeof *ph, eh.e_phoff))
+	if ((eh.e_type != ET_EXEC && eh.e_type != ET_DYN) || !read_phdrs(fd, &eh, ph))
 		return NULL;
 	const Elf64_Phdr *dyn = NULL;
 	for (int i = 0; i < eh.e_phnum; i++) {

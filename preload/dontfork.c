@@ -12,7 +12,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
-#include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -25,6 +24,7 @@
 #define EXPORT __attribute__((visibility("default")))
 
 static struct mli_marks marked_ranges; /* under the account's lock */
+
 void mli_dontfork_forget(uintptr_t lo, size_t len)
 {
 	mli_marks_forget(&marked_ranges, lo, lo + len);

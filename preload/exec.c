@@ -414,11 +414,12 @@ static void say_unreached_fd(int fd, const char *shown)
 	mli_say(msg, m.len < sizeof msg ? m.len : sizeof msg);
 }
 
-static void say_unreached_at(int dirfd, const char *path)
+/* The program at path (relative to dirfd), shown as `shown`. */
+static void say_unreached_at(int dirfd, const char *path, const char *shown)
 {
 	int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
-		say_unreached_fd(fd, path);
+		say_unreached_fd(fd, shown);
 		close(fd);
 	}
 }
@@ -432,11 +433,7 @@ static void say_unreached_in(int fd, const char *shown)
 	mli_buf_str(&b, "/proc/self/fd/");
 	mli_buf_i64(&b, fd);
 	p[b.len < sizeof p ? b.len : sizeof p - 1] = '\0';
-	int rfd = open(p, O_RDONLY | O_CLOEXEC);
-	if (rfd >= 0) {
-		say_unreached_fd(rfd, shown);
-		close(rfd);
-	}
+	say_unreached_at(AT_FDCWD, p, shown);
 }
 
 /* Valgrind's launcher execs its tool, a static program, which runs the
@@ -457,7 +454,7 @@ static void say_unreached(const char *path, bool search, char *const envp[])
 	if (!nkept || !path || !*path || valgrind_tool(envp))
 		return;
 	if (!search || strchr(path, '/')) {
-		say_unreached_at(AT_FDCWD, path);
+		say_unreached_at(AT_FDCWD, path, path);
 		return;
 	}
 	const char *dirs = getenv("PATH");
@@ -476,7 +473,7 @@ static void say_unreached(const char *path, bool search, char *const envp[])
 			struct stat st;
 			if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) &&
 			    access(cand, X_OK) == 0) {
-				say_unreached_at(AT_FDCWD, cand);
+				say_unreached_at(AT_FDCWD, cand, cand);
 				return;
 			}
 		}
@@ -545,12 +542,12 @@ EXPORT int execveat(int dirfd, const char *path, char *const argv[],
 {
 	if (!real_execveat)
 		return no_function();
-	if (!nkept || valgrind_tool(envp))
-		;
-	else if (!*path && (flags & AT_EMPTY_PATH))
-		say_unreached_in(dirfd, "the program execveat runs");
-	else
-		say_unreached_at(dirfd, path);
+	if (nkept && !valgrind_tool(envp)) {
+		if (!*path && (flags & AT_EMPTY_PATH))
+			say_unreached_in(dirfd, "the program execveat runs");
+		else
+			say_unreached_at(dirfd, path, path);
+	}
 	mli_budget_exit(&mli_tls);
 	EXEC_NEWENV(envp, ne);
 	return ne_ok ? release(&ne, real_execveat(dirfd, path, argv, ne.env, flags))

@@ -534,6 +534,29 @@ static void dontfork_mappings_leave_the_child(void **state)
 	}
 }
 
+/* Runs progs/NAME HOW ROUNDS under a 100M limit for each fork kind in
+ * hows: no child hung, and every round made its child (count_key). */
+static void no_child_hangs(const char *name, const char *const *hows, int nhows,
+			   const char *rounds, const char *count_key, const char *zero_key)
+{
+	static const char *const env[] = { "MEMLIMITS_GLOBAL_MEMORY=100M", NULL };
+	char path[4096];
+	const char *d = getenv("MLT_PROGS");
+	snprintf(path, sizeof path, "%s/%s", d ? d : "build/tests/progs", name);
+	for (int i = 0; i < nhows; i++) {
+		char *argv[] = { path, (char *)hows[i], (char *)rounds, NULL };
+		struct mlt_run r;
+		assert_int_equal(mlt_run_cmd(argv, env, 1, NULL, &r), 0);
+		print_message("--- %s\n%s", hows[i], r.out);
+		assert_int_equal(r.status, 0);
+		assert_true(kv_of(&r, "hung") == 0);
+		if (zero_key)
+			assert_true(kv_of(&r, zero_key) == 0);
+		assert_true(kv_of(&r, count_key) == atof(rounds));
+		mlt_run_free(&r);
+	}
+}
+
 /* Children made without the atfork handlers while the parent's other
  * threads map and unmap: one made while a thread held the account's lock
  * had it held by no thread, and its first mmap hung (29 of 30; a
@@ -542,22 +565,8 @@ static void dontfork_mappings_leave_the_child(void **state)
 static void unhandled_fork_while_threads_map(void **state)
 {
 	(void)state;
-	static const char *const env[] = { "MEMLIMITS_GLOBAL_MEMORY=100M", NULL };
 	static const char *const hows[] = { "_Fork", "sys", "clone" };
-	char path[4096];
-	const char *d = getenv("MLT_PROGS");
-	snprintf(path, sizeof path, "%s/mtfork", d ? d : "build/tests/progs");
-	for (int i = 0; i < 3; i++) {
-		char *argv[] = { path, (char *)hows[i], "60", NULL };
-		struct mlt_run r;
-		assert_int_equal(mlt_run_cmd(argv, env, 1, NULL, &r), 0);
-		print_message("--- %s\n%s", hows[i], r.out);
-		assert_int_equal(r.status, 0);
-		assert_true(kv_of(&r, "hung") == 0);
-		assert_true(kv_of(&r, "refused") == 0);
-		assert_true(kv_of(&r, "rounds") == 60);
-		mlt_run_free(&r);
-	}
+	no_child_hangs("mtfork", hows, 3, "60", "rounds", "refused");
 }
 
 /* A fork from a signal handler that interrupted the thread while it waited
@@ -568,21 +577,8 @@ static void unhandled_fork_while_threads_map(void **state)
 static void fork_from_handler_while_waiting_for_the_lock(void **state)
 {
 	(void)state;
-	static const char *const env[] = { "MEMLIMITS_GLOBAL_MEMORY=100M", NULL };
 	static const char *const hows[] = { "_Fork", "fork", "sys" };
-	char path[4096];
-	const char *d = getenv("MLT_PROGS");
-	snprintf(path, sizeof path, "%s/sigfork", d ? d : "build/tests/progs");
-	for (int i = 0; i < 3; i++) {
-		char *argv[] = { path, (char *)hows[i], "150", NULL };
-		struct mlt_run r;
-		assert_int_equal(mlt_run_cmd(argv, env, 1, NULL, &r), 0);
-		print_message("--- %s\n%s", hows[i], r.out);
-		assert_int_equal(r.status, 0);
-		assert_true(kv_of(&r, "hung") == 0);
-		assert_true(kv_of(&r, "children") == 150);
-		mlt_run_free(&r);
-	}
+	no_child_hangs("sigfork", hows, 3, "150", "children", NULL);
 }
 
 /* A thread with a cancellation pending whose mmap is refused: the breach

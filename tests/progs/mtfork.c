@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "waitkill.h"
+
 static volatile int stop;
 
 static void *churn(void *arg)
@@ -74,21 +76,13 @@ int main(int argc, char **argv)
 			child(NULL);
 		if (c < 0)
 			return 2;
-		int st = 0, waited = 0;
-		struct timespec ms = { 0, 1000000 };
-		pid_t w;
-		while ((w = waitpid(c, &st, WNOHANG)) == 0 && waited < 5000) {
-			nanosleep(&ms, NULL);
-			waited++;
-		}
-		if (w == 0) {
+		int st = wait_or_kill(c, 5000);
+		if (st == -1) {
 			hung++;
-			kill(c, SIGKILL);
-			waitpid(c, &st, 0);
 			break;
-		} else if (!WIFEXITED(st) || WEXITSTATUS(st)) {
-			refused++;
 		}
+		if (!WIFEXITED(st) || WEXITSTATUS(st))
+			refused++;
 	}
 	stop = 1;
 	for (int i = 0; i < 4; i++)

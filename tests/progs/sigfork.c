@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "waitkill.h"
+
 static const char *how;
 static volatile sig_atomic_t in_child, made;
 static volatile pid_t child;
@@ -83,17 +85,8 @@ int main(int argc, char **argv)
 		if (!c)
 			continue;
 		children++;
-		int st, waited = 0;
-		struct timespec ms = { 0, 1000000 };
-		pid_t w;
-		while ((w = waitpid(c, &st, WNOHANG)) == 0 && waited < 5000) {
-			nanosleep(&ms, NULL);
-			waited++;
-		}
-		if (w == 0) {
+		if (wait_or_kill(c, 5000) == -1) {
 			hung++;
-			kill(c, SIGKILL);
-			waitpid(c, &st, 0);
 			break;
 		}
 		child = 0;
