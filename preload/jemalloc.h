@@ -32,6 +32,12 @@ int mli_je_mallctlbymib(const size_t *mib, size_t miblen, void *oldp,
 void mli_je_malloc_stats_print(void (*write_cb)(void *, const char *),
 			       void *cbopaque, const char *opts);
 
+/* jemalloc 5.3's internals (the library checks the version at start-up,
+ * preload/backend.c): a thread's data, and what jemalloc's key destructor
+ * does with it at the thread's end (preload/thread.c runs it earlier). */
+extern __thread char je_tsd_tls[] __attribute__((tls_model("initial-exec")));
+void je_tsd_cleanup(void *tsd);
+
 /* The flags of that API (jemalloc's ABI, as its jemalloc.h defines them). */
 #define MLI_MALLOCX_LG_ALIGN_MASK 0x3f /* lg of the alignment; 0: none */
 #define MLI_MALLOCX_ZERO 0x40

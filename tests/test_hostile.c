@@ -228,14 +228,19 @@ static void handler_maps_while_thread_in_allocator(void **state)
  * forks: the library's thread start entered jemalloc (its state set up
  * under the arenas lock), and the fork's jemalloc handler waited for the
  * lock the thread itself held (7 of 400 runs; 1 in 6 runs of this
- * helper's 300 rounds). Four runs. */
-static void fork_from_handler_as_threads_start(void **state)
+ * helper's 300 rounds). Four runs. Then at their end, where jemalloc's
+ * destructor ended the data that start made under its locks (every run
+ * hung; CI had hung there once). */
+static void fork_from_handler_as_threads_start_and_end(void **state)
 {
 	(void)state;
 	for (int i = 0; i < 4; i++) {
 		char *argv[] = { prog("thread_sigfork"), "300", NULL };
 		helper_ok(argv, NULL, 30);
 	}
+	/* At their end: the handler forks as the threads' end takes a lock. */
+	char *late[] = { prog("thread_sigfork"), "100", "late", NULL };
+	helper_ok(late, NULL, 30);
 }
 
 /* The handler's allocations land inside main's empty allocation tasks (1 TiB
@@ -827,7 +832,7 @@ int main(void)
 		T(token_set_in_handler_two_threads_nested),
 		T(malloc_in_signal_handler_env_limits),
 		T(handler_maps_while_thread_in_allocator),
-		T(fork_from_handler_as_threads_start),
+		T(fork_from_handler_as_threads_start_and_end),
 		T(signal_handler_allocations_inside_tasks),
 		T(malloc_in_signal_handler_during_ml_stats),
 		T(exit_handlers_allocate_report_stderr),
