@@ -41,8 +41,16 @@ static int64_t heap_pub; /* sum of published live bytes, dead threads too */
 static int64_t base;
 static int64_t mapped;   /* counted bytes mapped outside malloc */
 /* Big blocks admitted under a memory limit and not yet published by their
- * threads (mli_mem_over's reserve): in the measure meanwhile. */
-static int64_t pending;
+ * threads (mli_mem_over's reserve): in the measure meanwhile, as
+ * reserved - settled. Two counters that only grow, not one sum: a
+ * reservation's compare-and-swap on a sum that went down (a block settled)
+ * and back up (another block of the same size reserved) succeeded on a
+ * stale view, and a reader of the sum that read the published heap before
+ * a block's publication and the sum after its settlement missed the block:
+ * 3 blocks of 8 MiB under 20M (a held-out run of tests/progs/big_at_once
+ * under load). A block is published before it is settled; readers read
+ * settled, then the heap, then reserved: a block is seen once at least. */
+static uint64_t reserved, settled;
 static int64_t peak;
 static uint64_t walks;   /* exact walks completed */
 /* False if the backend cannot call on_activity: then a thread's frees are
@@ -88,9 +96,10 @@ void mli_mem_note(int64_t v)
 
 static int64_t others(void)
 {
-	return __atomic_load_n(&heap_pub, __ATOMIC_RELAXED) +
-	       __atomic_load_n(&base, __ATOMIC_RELAXED) +
-	       __atomic_load_n(&pending, __ATOMIC_RELAXED);
+	uint64_t s = __atomic_load_n(&settled, __ATOMIC_ACQUIRE);
+	int64_t v = __atomic_load_n(&heap_pub, __ATOMIC_ACQUIRE) +
+		    __atomic_load_n(&base, __ATOMIC_RELAXED);
+	return v + (int64_t)(__atomic_load_n(&reserved, __ATOMIC_ACQUIRE) - s);
 }
 
 void mli_mem_base_add(int64_t delta)
@@ -107,19 +116,11 @@ int64_t mli_mem_estimate(const struct mli_thread *t)
 	return v;
 }
 
-/* Publishes t's live bytes: always if exact, else only when they moved by
- * PUB_QUANTUM (or grew by PUB_SLACK when `grown`). The exchange keeps the
- * sum equal to the sum of the published values whoever publishes (the
- * thread itself, its signal handler, a walker). */
-static void publish(struct mli_thread *t, int64_t v, bool exact, bool grown)
+/* The published sum follows t's published value from old to v. */
+static void commit(struct mli_thread *t, int64_t v, int64_t old)
 {
-	int64_t d = v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
-	if (!exact && d < PUB_QUANTUM && d > -PUB_QUANTUM &&
-	    !(grown && d > PUB_SLACK))
-		return;
-	int64_t old = __atomic_exchange_n(&t->pub, v, __ATOMIC_RELAXED);
 	if (v != old)
-		__atomic_add_fetch(&heap_pub, v - old, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&heap_pub, v - old, __ATOMIC_RELEASE);
 	if (t == &mli_tls)
 		mli_mem_settle(t); /* its reserved block is in the sum, or gone */
 	int64_t all = others();
@@ -128,9 +129,43 @@ static void publish(struct mli_thread *t, int64_t v, bool exact, bool grown)
 	mli_tree_publish(all);
 }
 
+/* Publishes t's live bytes: always if exact, else only when they moved by
+ * PUB_QUANTUM (or grew by PUB_SLACK when `grown`). The exchange keeps the
+ * sum equal to the sum of the published values whoever publishes (the
+ * thread itself, its signal handler; a walker: publish_other). */
+static void publish(struct mli_thread *t, int64_t v, bool exact, bool grown)
+{
+	int64_t d = v - __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
+	if (!exact && d < PUB_QUANTUM && d > -PUB_QUANTUM &&
+	    !(grown && d > PUB_SLACK))
+		return;
+	int64_t old = __atomic_exchange_n(&t->pub, v, __ATOMIC_ACQ_REL);
+	commit(t, v, old);
+}
+
+/* Another thread's live bytes, published by a walker. The value read may
+ * be older than one the thread publishes meanwhile (the walker read the
+ * counters, the thread made a big block, published it and settled its
+ * reservation, then the walker's store wrote the older value over it: the
+ * block was in neither the sum nor the reservations, and another thread's
+ * was admitted past the limit). So the walker stores only if the thread's
+ * published value is still the one it saw before it read the counters. */
+static void publish_other(struct mli_thread *t)
+{
+	int64_t old = __atomic_load_n(&t->pub, __ATOMIC_ACQUIRE);
+	int64_t v = thread_live_consistent(t);
+	if (v != old && __atomic_compare_exchange_n(&t->pub, &old, v, false,
+						    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		commit(t, v, old);
+}
+
 void mli_mem_publish(struct mli_thread *t, bool exact)
 {
-	if (t->be_alloc)
+	if (!t->be_alloc)
+		return;
+	if (t != &mli_tls && exact)
+		publish_other(t);
+	else
 		publish(t, thread_live_consistent(t), exact, true);
 }
 
@@ -312,7 +347,7 @@ void mli_mem_settle_slow(struct mli_thread *t)
 {
 	int64_t r = __atomic_exchange_n(&t->pending, 0, __ATOMIC_RELAXED);
 	if (r)
-		__atomic_sub_fetch(&pending, r, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&settled, (uint64_t)r, __ATOMIC_RELEASE);
 }
 
 /* Reserves a->grow in the measure if it fits under limit with everything
@@ -327,16 +362,20 @@ void mli_mem_settle_slow(struct mli_thread *t)
  * resize's publication) or gives it up (mli_mem_settle). */
 static bool reserve(struct mli_thread *t, struct mli_adm *a, int64_t limit)
 {
-	int64_t mem = __atomic_load_n(&heap_pub, __ATOMIC_RELAXED) +
-		      __atomic_load_n(&base, __ATOMIC_RELAXED) + thread_live(t) -
-		      __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
-	int64_t cur = __atomic_load_n(&pending, __ATOMIC_RELAXED);
-	do {
-		int64_t m = mem + cur;
+	for (;;) {
+		uint64_t s = __atomic_load_n(&settled, __ATOMIC_ACQUIRE);
+		int64_t m = __atomic_load_n(&heap_pub, __ATOMIC_ACQUIRE) +
+			    __atomic_load_n(&base, __ATOMIC_RELAXED) + thread_live(t) -
+			    __atomic_load_n(&t->pub, __ATOMIC_RELAXED);
+		uint64_t r = __atomic_load_n(&reserved, __ATOMIC_ACQUIRE);
+		m += (int64_t)(r - s);
 		if (m > limit || a->grow > (uint64_t)(limit - m))
 			return false;
-	} while (!__atomic_compare_exchange_n(&pending, &cur, cur + (int64_t)a->grow,
-					      true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+		/* Fails if another reservation came meanwhile: look again. */
+		if (__atomic_compare_exchange_n(&reserved, &r, r + a->grow, false,
+						__ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			break;
+	}
 	__atomic_add_fetch(&t->pending, (int64_t)a->grow, __ATOMIC_RELAXED);
 	a->reserved = true;
 	return true;

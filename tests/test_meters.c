@@ -335,22 +335,29 @@ static void api_cannot_lift_env_cap(void **state)
 
 /* Each sees the others' (a reservation in the measure, memory.c): 8
  * threads asking for 8 MiB at once under 20M got 4 to 7 blocks, 56 MiB,
- * before; now 2, with the heap within the per-thread bound of the limit. */
+ * before; now 2, with the heap within the per-thread bound of the limit.
+ * Ten runs: under load, about 1 run in 75 was 8 MiB over (a reservation
+ * left behind by a resize, or a walker's older figure written over a
+ * thread's own: 3 blocks; memory.c). */
 static void big_blocks_at_once(void **state)
 {
 	(void)state;
 	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=20M", NULL };
-	struct mlt_run r;
-	run_prog("big_at_once", env, &r);
-	assert_int_equal(r.status, 0);
-	double worst = 0, most = 0, fewest = 0;
-	assert_true(mlt_kv(r.out, "worst_over", &worst));
-	assert_true(mlt_kv(r.out, "most", &most));
-	assert_true(mlt_kv(r.out, "fewest", &fewest));
-	assert_true(worst <= 8 * 64 * 1024);
-	assert_true(most <= 2);
-	assert_true(fewest >= 1); /* and the limit did not refuse them all */
-	mlt_run_free(&r);
+	for (int i = 0; i < 10; i++) {
+		struct mlt_run r;
+		run_prog("big_at_once", env, &r);
+		assert_int_equal(r.status, 0);
+		double worst = 0, most = 0, fewest = 0;
+		assert_true(mlt_kv(r.out, "worst_over", &worst));
+		assert_true(mlt_kv(r.out, "most", &most));
+		assert_true(mlt_kv(r.out, "fewest", &fewest));
+		if (worst > 8 * 64 * 1024 || most > 2)
+			print_message("run %d: %s", i, r.out);
+		assert_true(worst <= 8 * 64 * 1024);
+		assert_true(most <= 2);
+		assert_true(fewest >= 1); /* and the limit did not refuse them all */
+		mlt_run_free(&r);
+	}
 }
 
 /* After a big block's refusal, small blocks get room over the limit for a
