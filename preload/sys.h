@@ -49,8 +49,10 @@ int mli_self_memfd_create(const char *name, unsigned int flags);
 int mli_self_fallocate(int fd, int mode, off_t off, off_t len);
 int mli_self_ftruncate(int fd, off_t len);
 int mli_self_madvise(void *addr, size_t len, int advice);
-/* dontfork.c: ranges marked MADV_DONTFORK, under the account's lock. */
+/* dontfork.c: ranges that leave a forked child's account (marked
+ * MADV_DONTFORK, or shared), under the account's lock. */
 void mli_dontfork_forget(uintptr_t lo, size_t len);
+void mli_dontfork_shared(uintptr_t lo, size_t len);
 void mli_dontfork_moved(uintptr_t from, size_t from_len, uintptr_t to, size_t to_len,
 			bool keep_old);
 void mli_dontfork_child(void);

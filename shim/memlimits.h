@@ -117,8 +117,9 @@ struct ml_stats {
 	/* Since version 1.x: */
 	int64_t mapped_bytes;        /* memory the program mapped itself and
 					the global limit counts with the heap:
-					private, anonymous, made writable, by
-					mmap, mprotect or mremap (see README) */
+					anonymous (private or shared), made
+					writable, by mmap, mprotect or mremap
+					(see README) */
 };
 
 /* The largest valid allocation limit, in bytes (INT64_MAX). */

@@ -17,6 +17,7 @@
 
 #include "../../shim/memlimits.h"
 #include "bench.h"
+#include "uncounted.h"
 
 #define BLOCK 4096
 #define MAXBLOCKS (1L << 22) /* 16 GiB of blocks per thread */
@@ -26,9 +27,9 @@ static int ready;
 static int go;
 struct worker {
 	pthread_t tid;
-	/* Shared anonymous mappings: the bookkeeping is neither on the heap
-	 * nor in the global measure (which counts private writable mappings,
-	 * 32 MiB of this per thread, at their virtual size). */
+	/* Memfd mappings: the bookkeeping is neither on the heap nor in the
+	 * global measure (which counts anonymous writable mappings, 32 MiB of
+	 * this per thread, at their virtual size). */
 	void **blocks;
 	long n;
 	size_t bytes;
@@ -59,16 +60,11 @@ int main(int argc, char **argv)
 				"MEMLIMITS_GLOBAL_MEMORY set\n");
 		return 2;
 	}
-	struct worker *ws = mmap(NULL, sizeof *ws * (size_t)nthreads,
-				 PROT_READ | PROT_WRITE,
-				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct worker *ws = uncounted_shared(sizeof *ws * (size_t)nthreads);
 	if (ws == MAP_FAILED)
 		return 1;
 	for (int i = 0; i < nthreads; i++) {
-		ws[i].blocks = mmap(NULL, sizeof(void *) * MAXBLOCKS,
-				    PROT_READ | PROT_WRITE,
-				    MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
-				    -1, 0);
+		ws[i].blocks = uncounted_shared(sizeof(void *) * MAXBLOCKS);
 		if (ws[i].blocks == MAP_FAILED ||
 		    pthread_create(&ws[i].tid, NULL, run, &ws[i]))
 			return 1;

@@ -21,7 +21,7 @@
  *   pressure tree PROCS THREADS LIMIT_BYTES
  *     PROCS processes of THREADS threads each allocate 4 KiB blocks until
  *     malloc fails, with the program's count and the first refusal's time
- *     in memory shared by the processes (MAP_SHARED: not counted). Prints
+ *     in memory shared by the processes (a memfd's: not counted). Prints
  *         tree OVERSHOOT_BYTES LATENCY_NS
  *     OVERSHOOT = the sum of the processes' exact memory (and the parent's)
  *     once all are refused, less the limit; LATENCY = the first refusal
@@ -46,6 +46,7 @@
 
 #include "../../shim/memlimits.h"
 #include "bench.h"
+#include "uncounted.h"
 
 #define BLOCK 4096
 #define MiB ((int64_t)1 << 20)
@@ -197,8 +198,7 @@ static int soft(int threads, int rounds)
 
 static struct shared *shared_map(void)
 {
-	void *p = mmap(NULL, sizeof(struct shared), PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	void *p = uncounted_shared(sizeof(struct shared));
 	if (p == MAP_FAILED) {
 		perror("pressure: mmap");
 		exit(2);

@@ -7,11 +7,16 @@
  *   remapped   marked, unmapped, mapped anew unmarked: refused
  *   moved      marked, then moved and grown to 84 MiB by mremap (the mark
  *              moves with it): fits
+ *   shared     not marked, but shared anonymous (the parent's memory,
+ *              counted there): fits
+ *   shmoved    shared, then moved by mremap: fits
+ *   zero       shared, of /dev/zero: fits
  * A second argument makes the child with _Fork, syscall(SYS_fork) ("sys")
  * or clone(SIGCHLD) ("clone"), which run no atfork handler (they kept the
  * marked memory in the child's measure: a held-out check).
  * Prints "child_mapped 1" or "child_mapped 0". */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,12 +28,17 @@
 
 #define MiB ((size_t)1 << 20)
 
-static char *map(size_t n)
+static char *map_as(size_t n, int flags, int fd)
 {
-	char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, flags, fd, 0);
 	if (p != MAP_FAILED)
 		memset(p, 1, n);
 	return p;
+}
+
+static char *map(size_t n)
+{
+	return map_as(n, MAP_PRIVATE | MAP_ANONYMOUS, -1);
 }
 
 static int child(void *arg)
@@ -41,8 +51,21 @@ int main(int argc, char **argv)
 {
 	const char *how = argc > 2 ? argv[2] : "fork";
 	const char *mode = argc > 1 ? argv[1] : "dontfork";
-	char *p = map(80 * MiB);
-	if (p == MAP_FAILED || madvise(p, 80 * MiB, MADV_DONTFORK))
+	char *p;
+	if (!strcmp(mode, "shared") || !strcmp(mode, "shmoved")) {
+		p = map_as(80 * MiB, MAP_SHARED | MAP_ANONYMOUS, -1);
+	} else if (!strcmp(mode, "zero")) {
+		p = map_as(80 * MiB, MAP_SHARED, open("/dev/zero", O_RDWR));
+	} else {
+		p = map(80 * MiB);
+		if (p == MAP_FAILED || madvise(p, 80 * MiB, MADV_DONTFORK))
+			return 2;
+	}
+	if (p == MAP_FAILED)
+		return 2;
+	if (!strcmp(mode, "shmoved") &&
+	    (p = mremap(p, 80 * MiB, 80 * MiB, MREMAP_MAYMOVE | MREMAP_FIXED,
+			p + 100 * MiB)) == MAP_FAILED)
 		return 2;
 	if (!strcmp(mode, "dofork") && madvise(p, 80 * MiB, MADV_DOFORK))
 		return 2;
