@@ -18,18 +18,32 @@ struct start {
 	void *arg;
 };
 
-/* The end of a thread that never allocated. Its jemalloc data exists only
- * because the start below made it (stock jemalloc makes none until a thread
- * allocates), and jemalloc's key destructor takes the arenas' and the
- * thread list's locks to end it: a signal whose handler forks, landing
- * there, waited in jemalloc's fork handler for a lock its own thread held
- * (CI: once in 1,200 rounds of six threads). That end is run here, before
- * any destructor, with signals blocked; the destructor then finds it done.
- * A thread that allocated keeps stock jemalloc's end (its locks included).
- * Runs on return, pthread_exit and cancellation. */
+/* The end of the thread's function (return, pthread_exit, cancellation).
+ *
+ * From here on the thread is not cancellable: what remains is destructors,
+ * the library's (the registry's lock, core/thread.c) and jemalloc's (its
+ * locks), and a thread that had set asynchronous cancellation was unwound
+ * out of them by a late pthread_cancel, their locks held: the process
+ * crashed or hung (a held-out check: 9 runs of 25 of a loop that cancels
+ * such threads; stock jemalloc runs no destructor for a thread that never
+ * allocated). glibc disables cancellation too once it acts on one.
+ *
+ * A thread that never allocated has jemalloc data only because the start
+ * below made it (stock jemalloc makes none until a thread allocates), and
+ * jemalloc's key destructor takes the arenas' and the thread list's locks
+ * to end it: a signal whose handler forks, landing there, waited in
+ * jemalloc's fork handler for a lock its own thread held (CI: once in 1,200
+ * rounds of six threads). That end is run here, before any destructor,
+ * with signals blocked; the destructor then finds it done. A thread that
+ * allocated keeps stock jemalloc's end (its locks included). */
 static void end(void *unused)
 {
 	(void)unused;
+	/* Deferred too: glibc 2.36 acts on a cancellation signal sent while
+	 * the type was asynchronous even if it arrives once the state is
+	 * disabled (it checks the type only). */
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	pthread_setcanceltype(PTHREAD_CANCEL_DEFERRED, NULL);
 	const uint64_t *allocated = mli_tls.be_alloc;
 	if (!allocated || __atomic_load_n(allocated, __ATOMIC_RELAXED))
 		return;
