@@ -7,6 +7,7 @@
  * thread unlinks itself under the lock, so a walker never touches a dead
  * thread's TLS. */
 #include <pthread.h>
+#include <signal.h>
 #include <sched.h>
 
 #include "internal.h"
@@ -45,23 +46,33 @@ void mli_spin_lock(int *l)
 	MLI_ANNOTATE_LOCKED(l);
 }
 
-/* Every taker of the registry lock marks its thread as in the engine, so
- * that a signal handler's allocation on the same thread does not spin on
- * the lock its own thread holds (it is then admitted without checks). */
-static uint8_t lock_enter(void)
+/* Every taker of the registry lock holds it with signals blocked: a signal
+ * handler that forked on a thread holding it spun for ever in fork_prepare
+ * (ml_stats's walk beside 1000 threads, with a timer's handler forking:
+ * every run; a thread's exit: a held-out check). And marks its thread as in
+ * the engine (the engine's own signal-safety rule). */
+struct reg_hold {
+	sigset_t mask;
+	uint8_t was;
+};
+
+static void reg_take(struct reg_hold *h)
 {
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &h->mask);
 	struct mli_thread *self = &mli_tls;
-	uint8_t was = self->in_engine;
+	h->was = self->in_engine;
 	mli_engine_enter(self);
 	mli_spin_lock(&reg_lock);
-	return was;
 }
 
-static void lock_leave(uint8_t was)
+static void reg_give(const struct reg_hold *h)
 {
 	mli_spin_unlock(&reg_lock);
-	if (!was)
+	if (!h->was)
 		mli_engine_leave(&mli_tls);
+	pthread_sigmask(SIG_SETMASK, &h->mask, NULL);
 }
 
 uint64_t mli_thread_count(const struct mli_thread *t)
@@ -107,10 +118,11 @@ static void thread_exit(void *arg)
 	 * later (other destructors) still publish through the backend's
 	 * activity callback while its TLS lives. */
 	mli_mem_publish(t, true);
-	mli_spin_lock(&reg_lock);
+	struct reg_hold h;
+	reg_take(&h);
 	unlink_thread(t);
 	retired_count += mli_thread_count(t);
-	mli_spin_unlock(&reg_lock);
+	reg_give(&h);
 	mli_thread_retire(t);
 	t->state = MLI_T_DEAD;
 	/* From now on every allocation of this thread takes the slow path, which
@@ -138,7 +150,8 @@ static void make_exit_key(void)
 void mli_thread_attach(struct mli_thread *t)
 {
 	make_exit_key();
-	mli_spin_lock(&reg_lock);
+	struct reg_hold h;
+	reg_take(&h);
 	t->id = ++next_id;
 	t->prev = NULL;
 	t->next = reg_head;
@@ -146,7 +159,7 @@ void mli_thread_attach(struct mli_thread *t)
 		reg_head->prev = t;
 	reg_head = t;
 	__atomic_store_n(&mli_reg_n, mli_reg_n + 1, __ATOMIC_RELAXED);
-	mli_spin_unlock(&reg_lock);
+	reg_give(&h);
 	mli_mem_thread_attach(t);
 	t->state = MLI_T_LIVE;
 	if (__atomic_load_n(&exit_key_state, __ATOMIC_ACQUIRE) == 2)
@@ -156,22 +169,24 @@ void mli_thread_attach(struct mli_thread *t)
 void mli_for_each_thread_if(void (*fn)(struct mli_thread *t, void *arg),
 			    void *arg, uint64_t *gen, uint64_t seen)
 {
-	uint8_t was = lock_enter();
+	struct reg_hold h;
+	reg_take(&h);
 	if (__atomic_load_n(gen, __ATOMIC_RELAXED) == seen) {
 		for (struct mli_thread *t = reg_head; t; t = t->next)
 			fn(t, arg);
 		__atomic_store_n(gen, seen + 1, __ATOMIC_RELEASE);
 	}
-	lock_leave(was);
+	reg_give(&h);
 }
 
 uint64_t mli_total_allocated(void)
 {
-	uint8_t was = lock_enter();
+	struct reg_hold h;
+	reg_take(&h);
 	uint64_t n = retired_count;
 	for (const struct mli_thread *t = reg_head; t; t = t->next)
 		n += mli_thread_count(t);
-	lock_leave(was);
+	reg_give(&h);
 	return n;
 }
 

@@ -270,6 +270,16 @@ static void signal_handler_allocations_inside_tasks(void **state)
 	helper_ok(argv, env, 10);
 }
 
+/* A handler that forks while its thread holds the registry's lock (ml_stats
+ * walks it; a thread's exit leaves it): the fork's prepare handler spun
+ * for ever on it (every run). The lock is held with signals blocked. */
+static void fork_from_handler_during_registry_walk(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("stats_sigfork"), "3000", NULL };
+	helper_ok(argv, NULL, 30);
+}
+
 /* ml_stats takes the engine's registry lock: a handler that allocates on
  * top of it must not deadlock on that lock. */
 static void malloc_in_signal_handler_during_ml_stats(void **state)
@@ -851,6 +861,7 @@ int main(void)
 		T(async_cancel_as_threads_end),
 		T(signal_handler_allocations_inside_tasks),
 		T(malloc_in_signal_handler_during_ml_stats),
+		T(fork_from_handler_during_registry_walk),
 		T(exit_handlers_allocate_report_stderr),
 		T(exit_handlers_allocate_report_file),
 		T(sigterm_while_writing_report),
