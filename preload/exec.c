@@ -30,6 +30,8 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <sys/syscall.h>
+#include <linux/futex.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -179,23 +181,52 @@ static bool sets_a_limit(const char *kv)
  * held-out check: every run under a limit of a popen loop with a timer
  * whose handler forks). Such a fork leaves it as it is, in the parent and
  * in the child, whose copy of the thread goes on to release it. */
-static pthread_mutex_t shell_mutex = PTHREAD_MUTEX_INITIALIZER;
-static __thread uint8_t shell_mine __attribute__((tls_model("initial-exec")));
+static int shell_word; /* 0: free; else its holder's thread id, | WAITERS */
+#define SHELL_WAITERS (1 << 30)
 static __thread uint8_t shell_skipped __attribute__((tls_model("initial-exec")));
+
+/* The holder's id in the lock word itself, so that "this thread holds it"
+ * has no window (a flag beside a mutex had one, between the flag and the
+ * mutex: CI hung there). Not cached: a forked child's thread has its own. */
+static int shell_me(void)
+{
+	return (int)syscall(SYS_gettid);
+}
 
 static void shell_lock(void)
 {
-	pthread_mutex_lock(&shell_mutex);
-	shell_mine = 1;
+	int me = shell_me(), c = 0;
+	if (__atomic_compare_exchange_n(&shell_word, &c, me, false, __ATOMIC_ACQUIRE,
+					__ATOMIC_RELAXED))
+		return;
+	for (;;) {
+		if (c == 0) {
+			if (__atomic_compare_exchange_n(&shell_word, &c, me | SHELL_WAITERS,
+							false, __ATOMIC_ACQUIRE,
+							__ATOMIC_RELAXED))
+				return;
+			continue;
+		}
+		if (!(c & SHELL_WAITERS) &&
+		    !__atomic_compare_exchange_n(&shell_word, &c, c | SHELL_WAITERS, false,
+						 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+			continue;
+		syscall(SYS_futex, &shell_word, FUTEX_WAIT_PRIVATE, c | SHELL_WAITERS, NULL,
+			NULL, 0);
+		c = __atomic_load_n(&shell_word, __ATOMIC_RELAXED);
+	}
 }
+
 static void shell_unlock(void)
 {
-	shell_mine = 0;
-	pthread_mutex_unlock(&shell_mutex);
+	if (__atomic_exchange_n(&shell_word, 0, __ATOMIC_RELEASE) & SHELL_WAITERS)
+		syscall(SYS_futex, &shell_word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
+
 static void shell_fork_prepare(void)
 {
-	shell_skipped = shell_mine;
+	shell_skipped = (__atomic_load_n(&shell_word, __ATOMIC_RELAXED) & ~SHELL_WAITERS) ==
+			shell_me();
 	if (!shell_skipped)
 		shell_lock();
 }
@@ -207,10 +238,8 @@ static void shell_fork_parent(void)
 }
 static void shell_fork_child(void)
 {
-	if (!shell_skipped) {
-		pthread_mutex_init(&shell_mutex, NULL);
-		shell_mine = 0;
-	}
+	if (!shell_skipped)
+		shell_word = 0;
 	shell_skipped = 0;
 }
 
