@@ -30,8 +30,6 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
-#include <sys/syscall.h>
-#include <linux/futex.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -48,6 +46,7 @@
 
 #include "../core/internal.h"
 #include "sys.h"
+#include "tidlock.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -181,8 +180,7 @@ static bool sets_a_limit(const char *kv)
  * held-out check: every run under a limit of a popen loop with a timer
  * whose handler forks). Such a fork leaves it as it is, in the parent and
  * in the child, whose copy of the thread goes on to release it. */
-static int shell_word; /* 0: free; else its holder's thread id, | WAITERS */
-#define SHELL_WAITERS (1 << 30)
+static int shell_word; /* a tid lock (tidlock.h) */
 static __thread uint8_t shell_skipped __attribute__((tls_model("initial-exec")));
 
 /* The holder's id in the lock word itself, so that "this thread holds it"
@@ -195,38 +193,17 @@ static int shell_me(void)
 
 static void shell_lock(void)
 {
-	int me = shell_me(), c = 0;
-	if (__atomic_compare_exchange_n(&shell_word, &c, me, false, __ATOMIC_ACQUIRE,
-					__ATOMIC_RELAXED))
-		return;
-	for (;;) {
-		if (c == 0) {
-			if (__atomic_compare_exchange_n(&shell_word, &c, me | SHELL_WAITERS,
-							false, __ATOMIC_ACQUIRE,
-							__ATOMIC_RELAXED))
-				return;
-			continue;
-		}
-		if (!(c & SHELL_WAITERS) &&
-		    !__atomic_compare_exchange_n(&shell_word, &c, c | SHELL_WAITERS, false,
-						 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-			continue;
-		syscall(SYS_futex, &shell_word, FUTEX_WAIT_PRIVATE, c | SHELL_WAITERS, NULL,
-			NULL, 0);
-		c = __atomic_load_n(&shell_word, __ATOMIC_RELAXED);
-	}
+	mli_tidlock_take(&shell_word, shell_me());
 }
 
 static void shell_unlock(void)
 {
-	if (__atomic_exchange_n(&shell_word, 0, __ATOMIC_RELEASE) & SHELL_WAITERS)
-		syscall(SYS_futex, &shell_word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	mli_tidlock_give(&shell_word);
 }
 
 static void shell_fork_prepare(void)
 {
-	shell_skipped = (__atomic_load_n(&shell_word, __ATOMIC_RELAXED) & ~SHELL_WAITERS) ==
-			shell_me();
+	shell_skipped = mli_tidlock_held_by(&shell_word, shell_me());
 	if (!shell_skipped)
 		shell_lock();
 }

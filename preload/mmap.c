@@ -31,7 +31,6 @@
  * and from the library's own code, with no dlsym. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -46,6 +45,7 @@
 #include "../core/mapped.h"
 #include "../core/maps.h"
 #include "sys.h"
+#include "tidlock.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -107,15 +107,13 @@ static int sys_pkey_mprotect(void *addr, size_t len, int prot, int pkey)
 
 /* ---- The account's lock -------------------------------------------------- */
 
-/* The futex word: 0 free, else the holder's thread id, with WAITERS set
- * when a thread may wait. The holder is in the word, set by the compare-
+/* A tid lock (tidlock.h): the holder is in the word, set by the compare-
  * and-exchange that takes it, so a fork from a signal handler knows
  * whether its thread holds the lock or was waiting for another's: such a
  * fork took the wait for a hold, and its child had the lock held by a
  * thread it does not have (160 of 200 _Fork children hung, 15 of 30 fork
  * children: a held-out check). */
 static int acct_lock;
-#define WAITERS (1 << 30)
 /* This thread holds the lock or is taking it: a signal handler's call must
  * bypass the account rather than wait for its own thread. */
 static __thread uint8_t acct_held __attribute__((tls_model("initial-exec")));
@@ -131,36 +129,17 @@ static int me(void)
 
 static void lock_take(void)
 {
-	int c = 0;
-	if (__atomic_compare_exchange_n(&acct_lock, &c, me(), false, __ATOMIC_ACQUIRE,
-					__ATOMIC_RELAXED))
-		return;
-	for (;;) {
-		if (c == 0) { /* free: taken, others may still wait */
-			if (__atomic_compare_exchange_n(&acct_lock, &c, me() | WAITERS, false,
-							__ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-				return;
-			continue;
-		}
-		if (!(c & WAITERS) &&
-		    !__atomic_compare_exchange_n(&acct_lock, &c, c | WAITERS, false,
-						 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-			continue;
-		/* Not a cancellation point (syscall(2) never is). */
-		syscall(SYS_futex, &acct_lock, FUTEX_WAIT_PRIVATE, c | WAITERS, NULL, NULL, 0);
-		c = __atomic_load_n(&acct_lock, __ATOMIC_RELAXED);
-	}
+	mli_tidlock_take(&acct_lock, me());
 }
 
 static bool lock_owned(void)
 {
-	return (__atomic_load_n(&acct_lock, __ATOMIC_RELAXED) & ~WAITERS) == me();
+	return mli_tidlock_held_by(&acct_lock, me());
 }
 
 static void lock_give(void)
 {
-	if (__atomic_exchange_n(&acct_lock, 0, __ATOMIC_RELEASE) & WAITERS)
-		syscall(SYS_futex, &acct_lock, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	mli_tidlock_give(&acct_lock);
 }
 
 /* In a forked child, whose thread has an id of its own: a lock this thread

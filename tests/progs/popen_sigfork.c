@@ -11,30 +11,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <sys/wait.h>
 #include <unistd.h>
+
+#include "forkreap.h"
 
 static void handler(int sig)
 {
 	(void)sig;
-	int e = errno;
-	pid_t p = fork();
-	if (p == 0)
-		_exit(0);
-	if (p > 0)
-		waitpid(p, NULL, 0);
-	errno = e;
+	fork_and_reap();
 }
 
 int main(int argc, char **argv)
 {
 	int rounds = argc > 1 ? atoi(argv[1]) : 100, bad = 0;
-	struct sigaction sa = { .sa_handler = handler, .sa_flags = SA_RESTART };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGALRM, &sa, NULL);
-	struct itimerval it = { { 0, 2000 }, { 0, 2000 } };
-	setitimer(ITIMER_REAL, &it, NULL);
+	alarm_every(2000, handler);
 	for (int i = 0; i < rounds; i++) {
 		FILE *f = popen("echo ok", "r");
 		if (!f)
@@ -45,8 +35,7 @@ int main(int argc, char **argv)
 		bad += strcmp(line, "ok\n") != 0;
 		pclose(f);
 	}
-	struct itimerval off = { { 0, 0 }, { 0, 0 } };
-	setitimer(ITIMER_REAL, &off, NULL);
+	alarm_every(0, NULL);
 	printf("rounds %d\nbad %d\n", rounds, bad);
 	return 0;
 }

@@ -11,9 +11,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/time.h>
-#include <sys/wait.h>
 #include <unistd.h>
+
+#include "forkreap.h"
 
 #include "shim/memlimits.h"
 
@@ -24,13 +24,7 @@ static pthread_barrier_t gate;
 static void handler(int sig)
 {
 	(void)sig;
-	int e = errno;
-	pid_t p = fork();
-	if (p == 0)
-		_exit(0);
-	if (p > 0)
-		waitpid(p, NULL, 0);
-	errno = e;
+	fork_and_reap();
 }
 
 static void *idle(void *arg)
@@ -53,18 +47,13 @@ int main(int argc, char **argv)
 		if (pthread_create(&t[i], NULL, idle, NULL))
 			return 2;
 	pthread_sigmask(SIG_UNBLOCK, &alrm, NULL);
-	struct sigaction sa = { .sa_handler = handler, .sa_flags = SA_RESTART };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGALRM, &sa, NULL);
-	struct itimerval it = { { 0, 10000 }, { 0, 10000 } };
-	setitimer(ITIMER_REAL, &it, NULL);
+	alarm_every(10000, handler);
 	for (int i = 0; i < calls; i++) {
 		struct ml_stats s;
 		if (ml_stats(&s) != ML_OK)
 			return 2;
 	}
-	struct itimerval off = { { 0, 0 }, { 0, 0 } };
-	setitimer(ITIMER_REAL, &off, NULL);
+	alarm_every(0, NULL);
 	pthread_barrier_wait(&gate);
 	for (int i = 0; i < IDLE; i++)
 		pthread_join(t[i], NULL);

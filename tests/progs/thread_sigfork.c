@@ -26,6 +26,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "forkreap.h"
+
 static int late;
 static __thread volatile sig_atomic_t done, in_handler;
 
@@ -43,15 +45,9 @@ int pthread_mutex_trylock(pthread_mutex_t *m)
 static void handler(int sig)
 {
 	(void)sig;
-	int e = errno;
 	in_handler = 1;
-	pid_t p = fork();
-	if (p == 0)
-		_exit(0);
-	if (p > 0)
-		waitpid(p, NULL, 0);
+	fork_and_reap();
 	in_handler = 0;
-	errno = e;
 }
 
 static void *spin(void *arg)
