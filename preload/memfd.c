@@ -21,8 +21,10 @@
  *
  * posix_fallocate is fallocate's mode 0.
  *
- * Not seen (README): pages a memfd gets by write(2) or by touching a
- * mapping of it; a memfd received from another process or kept after its
+ * A memfd never given pages by fallocate is memory like any file of a
+ * tmpfs: its shared mappings count (mmap.c).
+ *
+ * Not seen (README): pages a memfd gets by write(2); a memfd received from another process or kept after its
  * descriptor is closed (mapped); descriptors closed other than by close()
  * (dup2 over them, close_range, libc's internal closes), which stay counted
  * until the number is reused by memfd_create. */
@@ -56,6 +58,9 @@ static uint64_t is_memfd[MAX_FD / 64];
  * kept the memfd's account, and a regular file's fallocate of 200 MiB was
  * refused with ENOSPC under a 100M limit (a held-out check). */
 static uint64_t file_dev[MAX_FD], file_ino[MAX_FD];
+/* Memfds given pages by fallocate: their pages are counted here, so their
+ * mappings are not (mmap.c; ZGC maps its heap's file three times). */
+static uint64_t committed[MAX_FD / 64];
 
 static bool tracked(int fd)
 {
@@ -84,6 +89,12 @@ static void drop(int fd)
 		mli_acct_settle(0, mli_maps_unmap(at(fd, 0), extent[fd]));
 	extent[fd] = 0;
 	set_tracked(fd, false);
+	committed[fd / 64] &= ~((uint64_t)1 << (fd % 64));
+}
+
+bool mli_memfd_committed(int fd)
+{
+	return tracked(fd) && (committed[fd / 64] >> (fd % 64) & 1);
 }
 
 static bool same_file(int fd, uint64_t *dev, uint64_t *ino)
@@ -177,9 +188,11 @@ EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
 	if (!tracked(fd)) {
 		/* closed meanwhile: nothing of it in the account */
 	} else if (allocates) {
-		if (r == 0)
+		if (r == 0) {
 			mli_acct_settle(pre, mli_maps_protect(at(fd, lo), hi - lo,
 							      MLI_PROT_WRITE));
+			committed[fd / 64] |= (uint64_t)1 << (fd % 64);
+		}
 		else
 			mli_acct_unadmit(pre);
 	} else if (r == 0 && (mode & FALLOC_FL_PUNCH_HOLE)) {

@@ -8,8 +8,10 @@
  * PROT_NONE uncounts them (decommitted); read-only or executable keeps them
  * as they were (the kernel's commit charge stays too, and a W^X toggle of a
  * JIT's code is then never refused). munmap, an mmap over them, and mremap
- * do what they do to the mappings. File-backed and shared mappings are
- * never in the account.
+ * do what they do to the mappings. Shared anonymous mappings, shared
+ * mappings of files in memory (tmpfs: map_kind) and System V segments
+ * (sysvshm.c) count the same way; other file mappings are never in the
+ * account.
  *
  * Every call takes the account's lock and holds it across the system call,
  * so that the account changes in the order the kernel's mappings did: a
@@ -35,8 +37,10 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <sys/auxv.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -296,17 +300,39 @@ static bool dev_zero(int fd)
 	       st.st_rdev == makedev(1, 5);
 }
 
+/* Is fd a file of a file system in memory (tmpfs: POSIX shared memory
+ * in /dev/shm, a memfd; hugetlbfs; ramfs)? Its pages are memory, whoever
+ * maps them. */
+static bool memory_file(int fd)
+{
+	struct statfs sf;
+	return fd >= 0 && syscall(SYS_fstatfs, fd, &sf) == 0 &&
+	       (sf.f_type == TMPFS_MAGIC || sf.f_type == HUGETLBFS_MAGIC ||
+		sf.f_type == RAMFS_MAGIC);
+}
+
 /* Anonymous mappings are in the account, private or shared (python's
  * mmap.mmap(-1, n) is shared: 416 MiB under 100M, a held-out check; a
- * database's shared buffers). A shared one is the memory of the process
- * that made it, not of its forked children (dontfork.c). */
-static enum mli_map_kind map_kind(int prot, int flags, int fd, bool *shared)
+ * database's shared buffers), and shared mappings of files in memory,
+ * which are the same pages by another name (python's
+ * multiprocessing.shared_memory, shm_open, a memfd mapped and closed:
+ * 400 MiB under 100M before they counted). A shared one is the memory of
+ * the process that made it, not of its forked children (dontfork.c).
+ * *file: a mapping of a file in memory, which the caller drops from the
+ * account if memfd.c counts the file's pages itself. */
+static enum mli_map_kind map_kind(int prot, int flags, int fd, bool *shared,
+				  bool *file)
 {
 	int type = flags & MAP_TYPE;
 	*shared = type == MAP_SHARED || type == MAP_SHARED_VALIDATE;
-	if ((type != MAP_PRIVATE && !*shared) ||
-	    (!(flags & MAP_ANONYMOUS) && !dev_zero(fd)))
+	*file = false;
+	if (type != MAP_PRIVATE && !*shared)
 		return MLI_MAP_OTHER;
+	if (!(flags & MAP_ANONYMOUS) && !dev_zero(fd)) {
+		if (!*shared || !memory_file(fd))
+			return MLI_MAP_OTHER;
+		*file = true;
+	}
 	return prot & PROT_WRITE ? MLI_MAP_COUNTED : MLI_MAP_TRACKED;
 }
 
@@ -365,11 +391,13 @@ void mli_acct_unadmit(int64_t pre)
 EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	int saved = errno; /* taking the lock may set it (a futex wait) */
-	bool shared;
-	enum mli_map_kind k = map_kind(prot, flags, fd, &shared);
+	bool shared, file;
+	enum mli_map_kind k = map_kind(prot, flags, fd, &shared, &file);
 	errno = saved;
 	if (!mli_acct_enter())
 		return mli_sys_mmap(addr, len, prot, flags, fd, off);
+	if (file && mli_memfd_committed(fd))
+		k = MLI_MAP_OTHER;
 	size_t rlen = mli_page_round(len);
 	/* MAP_FIXED: exactly there. Otherwise (a hint, MAP_FIXED_NOREPLACE,
 	 * which old kernels take as a hint) addresses the kernel chooses,

@@ -95,6 +95,10 @@ fi
 PY='a = [[i] for i in range(50_000_000)]'
 # mmap.mmap(-1, n) is a shared anonymous mapping (it ran to 416 MiB under
 # 100M before shared anonymous memory counted: a held-out check).
+# multiprocessing.shared_memory: files of /dev/shm, mapped shared (500 MiB
+# under 100M before shared mappings of files in memory counted, as far as
+# /dev/shm had room).
+PYSHM='from multiprocessing import shared_memory as s; ms = [(m := s.SharedMemory(create=True, size=1 << 20), m.buf.__setitem__(slice(None), b"x" * (1 << 20))) for _ in range(500)]'
 PYMAP='import mmap; ms = [(m := mmap.mmap(-1, 1 << 20), m.write(b"x" * (1 << 20))) for _ in iter(int, 1)]'
 JS='const a = []; for (let i = 0; i < 50e6; i++) a.push({ i: i, s: "x" + i });'
 PHP='$a = []; for ($i = 0; $i < 50000000; $i++) { $a[] = "x" . $i; }'
@@ -114,6 +118,7 @@ TAB=$'\t'
 cases=(
 	"python3|MemoryError|python3${TAB}-c${TAB}$PY|python3${TAB}-c${TAB}pass"
 	"py mmap|Cannot allocate memory|python3${TAB}-c${TAB}$PYMAP|python3${TAB}-c${TAB}import mmap"
+	"py shm|Cannot allocate memory|python3${TAB}-c${TAB}$PYSHM|python3${TAB}-c${TAB}from multiprocessing import shared_memory"
 	"node|JavaScript heap out of memory${TAB}std::bad_alloc|node${TAB}-e${TAB}$JS|node${TAB}-e${TAB}0"
 	"java|insufficient memory for the Java Runtime Environment|$(printf '%s\t' "${JAVA[@]}")Grow|$(printf '%s\t' "${JAVA[@]}")Empty"
 	"java ZGC|java.lang.OutOfMemoryError|$(printf '%s\t' "${JAVA[@]}")-XX:+UseZGC${TAB}Grow|$(printf '%s\t' "${JAVA[@]}")-XX:+UseZGC${TAB}Empty"

@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -96,6 +99,27 @@ static void new_mappings(void **state)
 	MOVED(&m, -5);
 }
 
+/* A file on a disk (a shared mapping of a file in memory counts): in
+ * /var/tmp or the working directory, whichever is not a tmpfs. */
+static int disk_file(void)
+{
+	static const char *const dirs[] = { "/var/tmp", "." };
+	for (size_t i = 0; i < 2; i++) {
+		char path[4096];
+		snprintf(path, sizeof path, "%s/test_mapped.XXXXXX", dirs[i]);
+		int fd = mkstemp(path);
+		if (fd < 0)
+			continue;
+		unlink(path);
+		struct statfs sf;
+		if (fstatfs(fd, &sf) == 0 && sf.f_type != TMPFS_MAGIC)
+			return fd;
+		close(fd);
+	}
+	fail_msg("no directory on a disk for a file");
+	return -1;
+}
+
 /* Anonymous memory counts, shared or private, also as /dev/zero (python's
  * mmap.mmap(-1, n) is shared: 416 MiB under 100M, a held-out check);
  * mappings of files do not. */
@@ -117,10 +141,7 @@ static void shared_anonymous_counted_files_not(void **state)
 	MOVED(&m, 4);
 	assert_int_equal(mprotect(a, 2 * P, PROT_NONE), 0);
 	MOVED(&m, -2);
-	char path[] = "/tmp/test_mapped.XXXXXX";
-	int fd = mkstemp(path);
-	assert_true(fd >= 0);
-	unlink(path);
+	int fd = disk_file();
 	assert_int_equal(ftruncate(fd, 8 * P), 0);
 	void *f = mmap(NULL, 8 * P, RW, MAP_PRIVATE, fd, 0);
 	void *g = mmap(NULL, 8 * P, RW, MAP_SHARED, fd, 0);
@@ -150,6 +171,100 @@ static void shared_anonymous_counted_files_not(void **state)
 	close(fd);
 	close(z);
 	MOVED(&m, 0);
+}
+
+/* A shared mapping of a file in memory counts as shared anonymous memory
+ * does: a POSIX shared memory object (python's
+ * multiprocessing.shared_memory held 400 MiB under 100M before), a memfd
+ * mapped and then closed; not a private mapping of it (as of any file), and
+ * not the mappings of a memfd whose pages fallocate gave (counted by
+ * memfd.c: ZGC maps its heap's file three times). */
+static void shared_memory_files_counted(void **state)
+{
+	(void)state;
+	int64_t m = mapped();
+	char name[64];
+	snprintf(name, sizeof name, "/test_mapped.%d", (int)getpid());
+	int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	shm_unlink(name);
+	assert_int_equal(ftruncate(fd, 8 * P), 0);
+	void *w = mmap(NULL, 8 * P, RW, MAP_SHARED, fd, 0);
+	assert_true(w != MAP_FAILED);
+	MOVED(&m, 8);
+	void *r = mmap(NULL, 8 * P, PROT_READ, MAP_SHARED, fd, 0);
+	void *pv = mmap(NULL, 8 * P, RW, MAP_PRIVATE, fd, 0);
+	assert_true(r != MAP_FAILED && pv != MAP_FAILED);
+	MOVED(&m, 0);
+	assert_int_equal(mprotect(r, 4 * P, RW), 0);
+	MOVED(&m, 4);
+	munmap(w, 8 * P);
+	munmap(r, 8 * P);
+	munmap(pv, 8 * P);
+	MOVED(&m, -12);
+	close(fd);
+	/* A memfd mapped, then closed: counted while mapped. */
+	int mf = memfd_create("test_mapped", 0);
+	assert_true(mf >= 0);
+	assert_int_equal(ftruncate(mf, 6 * P), 0);
+	void *a = mmap(NULL, 6 * P, RW, MAP_SHARED, mf, 0);
+	assert_true(a != MAP_FAILED);
+	MOVED(&m, 6);
+	close(mf);
+	MOVED(&m, 0);
+	munmap(a, 6 * P);
+	MOVED(&m, -6);
+	/* Given pages by fallocate: those count, its mappings do not. */
+	mf = memfd_create("test_mapped", 0);
+	assert_true(mf >= 0);
+	assert_int_equal(ftruncate(mf, 16 * P), 0);
+	assert_int_equal(fallocate(mf, 0, 0, 4 * P), 0);
+	MOVED(&m, 4);
+	a = mmap(NULL, 4 * P, RW, MAP_SHARED, mf, 0);
+	void *b = mmap(NULL, 4 * P, RW, MAP_SHARED, mf, 0);
+	assert_true(a != MAP_FAILED && b != MAP_FAILED);
+	MOVED(&m, 0);
+	munmap(a, 4 * P);
+	munmap(b, 4 * P);
+	MOVED(&m, 0);
+	close(mf);
+	MOVED(&m, -4);
+}
+
+/* A System V segment counts while attached writable, by its size (pages
+ * rounded), as a shared mapping of a file in memory; attached read-only
+ * it does not (until made writable by mprotect). */
+static void sysv_shm_counted(void **state)
+{
+	(void)state;
+	int64_t m = mapped();
+	int id = shmget(IPC_PRIVATE, 5 * P + 1, IPC_CREAT | 0600);
+	assert_true(id >= 0);
+	char *w = shmat(id, NULL, 0);
+	char *r = shmat(id, NULL, SHM_RDONLY);
+	shmctl(id, IPC_RMID, NULL);
+	assert_true(w != (void *)-1 && r != (void *)-1);
+	MOVED(&m, 6);
+	w[5 * P] = 1;
+	assert_int_equal(shmdt(w), 0);
+	MOVED(&m, -6);
+	assert_int_equal(shmdt(w), -1); /* the kernel's EINVAL: nothing moves */
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(shmdt(r), 0);
+	MOVED(&m, 0);
+	/* Attached over counted pages (SHM_REMAP): those end. */
+	id = shmget(IPC_PRIVATE, 4 * P, IPC_CREAT | 0600);
+	assert_true(id >= 0);
+	char *sp = space(8);
+	map_at(sp, 8, RW, 0);
+	MOVED(&m, 8);
+	assert_ptr_equal(shmat(id, sp, SHM_REMAP), sp);
+	shmctl(id, IPC_RMID, NULL);
+	MOVED(&m, 0);
+	assert_int_equal(shmdt(sp), 0);
+	MOVED(&m, -4);
+	munmap(sp, 8 * P);
+	MOVED(&m, -4);
 }
 
 static void fixed_over_existing(void **state)
@@ -530,12 +645,12 @@ static void dontfork_mappings_leave_the_child(void **state)
 	(void)state;
 	static const char *const env[] = { "MEMLIMITS_GLOBAL_MEMORY=100M", NULL };
 	static const char *const modes[] = { "dontfork", "dofork", "remapped", "moved",
-					     "shared", "shmoved", "zero" };
-	static const int want[] = { 1, 0, 0, 1, 1, 1, 1 };
+					     "shared", "shmoved", "zero", "memfd", "shm", "sysv" };
+	static const int want[] = { 1, 0, 0, 1, 1, 1, 1, 1, 1, 1 };
 	char path[4096];
 	const char *d = getenv("MLT_PROGS");
 	snprintf(path, sizeof path, "%s/dontfork", d ? d : "build/tests/progs");
-	for (int i = 0; i < 7; i++) {
+	for (int i = 0; i < 10; i++) {
 		char *argv[] = { path, (char *)modes[i], NULL };
 		struct mlt_run r;
 		assert_int_equal(mlt_run_cmd(argv, env, 1, NULL, &r), 0);
@@ -682,10 +797,17 @@ static void limit_refuses_mmap(void **state)
 	run_helper("mremap", env, &r);
 	expect_breach(&r, "mremap: MAP_FAILED ENOMEM after ");
 	mlt_run_free(&r);
+	run_helper("shmat", env, &r);
+	expect_breach(&r, "shmat: -1 ENOMEM after ");
+	mlt_run_free(&r);
 	/* Without a limit the same programs map all they ask for. */
 	run_helper("mmap", NULL, &r);
 	assert_int_equal(r.status, 0);
 	assert_non_null(strstr(r.out, "mmap: all 300 MiB mapped"));
+	mlt_run_free(&r);
+	run_helper("shmat", NULL, &r);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "shmat: all 300 MiB attached"));
 	mlt_run_free(&r);
 }
 
@@ -768,6 +890,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(new_mappings),
 		cmocka_unit_test(shared_anonymous_counted_files_not),
+		cmocka_unit_test(shared_memory_files_counted),
+		cmocka_unit_test(sysv_shm_counted),
 		cmocka_unit_test(fixed_over_existing),
 		cmocka_unit_test(munmap_partial_spanning_holes),
 		cmocka_unit_test(mprotect_commit_decommit),

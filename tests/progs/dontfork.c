@@ -11,6 +11,9 @@
  *              counted there): fits
  *   shmoved    shared, then moved by mremap: fits
  *   zero       shared, of /dev/zero: fits
+ *   memfd      shared, of a memfd closed once mapped: fits
+ *   shm        shared, of a POSIX shared memory object (shm_open): fits
+ *   sysv       a System V segment attached (shmat): fits
  * A second argument makes the child with _Fork, syscall(SYS_fork) ("sys")
  * or clone(SIGCHLD) ("clone"), which run no atfork handler (they kept the
  * marked memory in the child's measure: a held-out check).
@@ -23,6 +26,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -56,6 +60,25 @@ int main(int argc, char **argv)
 		p = map_as(80 * MiB, MAP_SHARED | MAP_ANONYMOUS, -1);
 	} else if (!strcmp(mode, "zero")) {
 		p = map_as(80 * MiB, MAP_SHARED, open("/dev/zero", O_RDWR));
+	} else if (!strcmp(mode, "sysv")) {
+		int id = shmget(IPC_PRIVATE, 80 * MiB, IPC_CREAT | 0600);
+		p = id < 0 ? MAP_FAILED : shmat(id, NULL, 0);
+		if (id >= 0)
+			shmctl(id, IPC_RMID, NULL);
+		if (p == (void *)-1)
+			return 2;
+		memset(p, 1, 80 * MiB);
+	} else if (!strcmp(mode, "memfd") || !strcmp(mode, "shm")) {
+		char name[64];
+		snprintf(name, sizeof name, "/mlt-dontfork.%d", (int)getpid());
+		int fd = !strcmp(mode, "memfd") ? memfd_create("mlt", 0)
+			 : shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+		if (!strcmp(mode, "shm"))
+			shm_unlink(name);
+		if (fd < 0 || ftruncate(fd, 80 * MiB))
+			return 2;
+		p = map_as(80 * MiB, MAP_SHARED, fd);
+		close(fd);
 	} else {
 		p = map(80 * MiB);
 		if (p == MAP_FAILED || madvise(p, 80 * MiB, MADV_DONTFORK))

@@ -4,6 +4,7 @@
  *   mmap [N]  maps 1 MiB at a time (touched) up to N (300) MiB or a refusal
  *   mprotect  commits 1 MiB at a time of a PROT_NONE reservation
  *   mremap    grows one mapping by 1 MiB at a time (MREMAP_MAYMOVE)
+ *   shmat     attaches System V segments of 1 MiB (touched) up to 300 MiB
  *   heap      mallocs 64 MiB in small blocks; prints mapped_bytes
  *   signal    a signal handler maps and unmaps while its thread does too
  *   forks     forks while two threads map and unmap */
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +54,26 @@ static int grow_mmap(int n)
 		touch(p, MiB);
 	}
 	printf("mmap: all %d MiB mapped\n", n);
+	return 0;
+}
+
+static int grow_shmat(void)
+{
+	for (int i = 0; i < 300; i++) {
+		int id = shmget(IPC_PRIVATE, MiB, IPC_CREAT | 0600);
+		if (id < 0)
+			return 2;
+		char *p = shmat(id, NULL, 0);
+		int e = errno;
+		shmctl(id, IPC_RMID, NULL); /* gone once detached */
+		if (p == (void *)-1) {
+			printf("shmat: -1 %s after %d MiB\n",
+			       e == ENOMEM ? "ENOMEM" : strerror(e), i);
+			return e == ENOMEM ? 0 : 1;
+		}
+		touch(p, MiB);
+	}
+	printf("shmat: all 300 MiB attached\n");
 	return 0;
 }
 
@@ -223,12 +245,14 @@ int main(int argc, char **argv)
 		return grow_mprotect();
 	if (!strcmp(m, "mremap"))
 		return grow_mremap();
+	if (!strcmp(m, "shmat"))
+		return grow_shmat();
 	if (!strcmp(m, "heap"))
 		return heap();
 	if (!strcmp(m, "signal"))
 		return signals();
 	if (!strcmp(m, "forks"))
 		return forks();
-	fprintf(stderr, "usage: mapped_helper mmap|mprotect|mremap|heap|signal|forks\n");
+	fprintf(stderr, "usage: mapped_helper mmap|mprotect|mremap|shmat|heap|signal|forks\n");
 	return 2;
 }

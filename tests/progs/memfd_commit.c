@@ -1,6 +1,7 @@
 /* memfd_commit: the pattern of java's ZGC heap. A memfd sized to 4 GiB
- * with ftruncate, mapped shared twice, committed by fallocate in 8 MiB
- * steps until refused; then an fallocate over committed pages, a punched
+ * with ftruncate, committed by fallocate in 8 MiB steps until refused,
+ * each step then mapped shared twice into reserved address space (the
+ * mappings of a committed memfd do not count: its pages do); then an fallocate over committed pages, a punched
  * hole, a truncation and the close, each followed by the mapped bytes the
  * library counts. Prints "name value" lines (MiB unless said).
  *
@@ -55,8 +56,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	printf("sized %.1f\n", mapped() - before);
-	char *v1 = mmap(NULL, 1024 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	char *v2 = mmap(NULL, 1024 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	int reserve = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+	char *v1 = mmap(NULL, 1024 * MiB, PROT_NONE, reserve, -1, 0);
+	char *v2 = mmap(NULL, 1024 * MiB, PROT_NONE, reserve, -1, 0);
 	if (v1 == MAP_FAILED || v2 == MAP_FAILED) {
 		perror("mmap");
 		return 1;
@@ -68,6 +70,12 @@ int main(int argc, char **argv)
 			err = errno;
 			break;
 		}
+		for (int i = 0; i < 2; i++)
+			if (mmap((i ? v2 : v1) + got, 8 * MiB, PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_FIXED, fd, got) == MAP_FAILED) {
+				perror("mmap view");
+				return 1;
+			}
 		memset(v1 + got, 1, 8 * MiB); /* resident now */
 		got += 8 * MiB;
 	}
