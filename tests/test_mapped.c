@@ -267,6 +267,31 @@ static void sysv_shm_counted(void **state)
 	MOVED(&m, -4);
 }
 
+/* The pages the program break grows over count, as private anonymous
+ * memory, until it shrinks back over them (the break need not be on a
+ * page: its pages are those from the page after it). */
+static void program_break_counted(void **state)
+{
+	(void)state;
+	int64_t m = mapped();
+	char *b = sbrk(0);
+	assert_ptr_equal(sbrk(5 * P), b);
+	MOVED(&m, 5);
+	memset(b, 1, 5 * P);
+	assert_ptr_equal(sbrk(0), b + 5 * P);
+	assert_int_equal(brk(b + 8 * P), 0);
+	MOVED(&m, 3);
+	assert_ptr_equal(sbrk(-6 * P), b + 8 * P);
+	MOVED(&m, -6);
+	assert_int_equal(brk(b), 0);
+	MOVED(&m, -2);
+	assert_ptr_equal(sbrk(0), b);
+	/* Below the data segment's start: the kernel's refusal, nothing moves. */
+	assert_int_equal(brk((char *)4096), -1);
+	assert_int_equal(errno, ENOMEM);
+	MOVED(&m, 0);
+}
+
 static void fixed_over_existing(void **state)
 {
 	(void)state;
@@ -800,6 +825,9 @@ static void limit_refuses_mmap(void **state)
 	run_helper("shmat", env, &r);
 	expect_breach(&r, "shmat: -1 ENOMEM after ");
 	mlt_run_free(&r);
+	run_helper("sbrk", env, &r);
+	expect_breach(&r, "sbrk: -1 ENOMEM after ");
+	mlt_run_free(&r);
 	/* Without a limit the same programs map all they ask for. */
 	run_helper("mmap", NULL, &r);
 	assert_int_equal(r.status, 0);
@@ -808,6 +836,10 @@ static void limit_refuses_mmap(void **state)
 	run_helper("shmat", NULL, &r);
 	assert_int_equal(r.status, 0);
 	assert_non_null(strstr(r.out, "shmat: all 300 MiB attached"));
+	mlt_run_free(&r);
+	run_helper("sbrk", NULL, &r);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "sbrk: all 300 MiB added"));
 	mlt_run_free(&r);
 }
 
@@ -835,6 +867,19 @@ static void mmap_by_syscall_before_us(void **state)
 static void library_memory_not_counted(void **state)
 {
 	(void)state;
+	/* jemalloc told to take its memory from the data segment first
+	 * (what it does when mmap fails): the heap, not the break's pages. */
+	{
+		const char *env[] = { "MALLOC_CONF=dss:primary", NULL };
+		struct mlt_run r;
+		run_helper("heap", env, &r);
+		if (r.status != 0 || !strstr(r.out, "heap: mapped 0 of 64 MiB")) {
+			print_message("status %d\nstdout: %s\nstderr: %s\n", r.status, r.out,
+				      r.err);
+			fail();
+		}
+		mlt_run_free(&r);
+	}
 	/* The profiler's sampled blocks live in its own mapped range. */
 	char lib[4096];
 	snprintf(lib, sizeof lib, "%s", mlt_lib());
@@ -892,6 +937,7 @@ int main(void)
 		cmocka_unit_test(shared_anonymous_counted_files_not),
 		cmocka_unit_test(shared_memory_files_counted),
 		cmocka_unit_test(sysv_shm_counted),
+		cmocka_unit_test(program_break_counted),
 		cmocka_unit_test(fixed_over_existing),
 		cmocka_unit_test(munmap_partial_spanning_holes),
 		cmocka_unit_test(mprotect_commit_decommit),

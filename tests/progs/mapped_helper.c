@@ -5,6 +5,7 @@
  *   mprotect  commits 1 MiB at a time of a PROT_NONE reservation
  *   mremap    grows one mapping by 1 MiB at a time (MREMAP_MAYMOVE)
  *   shmat     attaches System V segments of 1 MiB (touched) up to 300 MiB
+ *   sbrk      grows the program break by 1 MiB at a time (touched)
  *   heap      mallocs 64 MiB in small blocks; prints mapped_bytes
  *   signal    a signal handler maps and unmaps while its thread does too
  *   forks     forks while two threads map and unmap */
@@ -74,6 +75,21 @@ static int grow_shmat(void)
 		touch(p, MiB);
 	}
 	printf("shmat: all 300 MiB attached\n");
+	return 0;
+}
+
+static int grow_sbrk(void)
+{
+	for (int i = 0; i < 300; i++) {
+		char *p = sbrk((intptr_t)MiB);
+		if (p == (void *)-1) {
+			printf("sbrk: -1 %s after %d MiB\n",
+			       errno == ENOMEM ? "ENOMEM" : strerror(errno), i);
+			return errno == ENOMEM ? 0 : 1;
+		}
+		touch(p, MiB);
+	}
+	printf("sbrk: all 300 MiB added\n");
 	return 0;
 }
 
@@ -247,12 +263,14 @@ int main(int argc, char **argv)
 		return grow_mremap();
 	if (!strcmp(m, "shmat"))
 		return grow_shmat();
+	if (!strcmp(m, "sbrk"))
+		return grow_sbrk();
 	if (!strcmp(m, "heap"))
 		return heap();
 	if (!strcmp(m, "signal"))
 		return signals();
 	if (!strcmp(m, "forks"))
 		return forks();
-	fprintf(stderr, "usage: mapped_helper mmap|mprotect|mremap|shmat|heap|signal|forks\n");
+	fprintf(stderr, "usage: mapped_helper mmap|mprotect|mremap|shmat|sbrk|heap|signal|forks\n");
 	return 2;
 }
