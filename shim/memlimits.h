@@ -117,9 +117,12 @@ struct ml_stats {
 	/* Since version 1.x: */
 	int64_t mapped_bytes;        /* memory the program mapped itself and
 					the global limit counts with the heap:
-					anonymous (private or shared), made
-					writable, by mmap, mprotect or mremap
-					(see README) */
+					anonymous (private or shared) or a
+					shared mapping of a tmpfs file, made
+					writable, by mmap, mprotect or mremap;
+					System V segments attached; the
+					program break; memfd pages fallocate
+					gave (see README) */
 };
 
 /* The largest valid allocation limit, in bytes (INT64_MAX). */
