@@ -179,7 +179,8 @@ static int cmp_str(const void *a, const void *b)
 /* Both builds export exactly the malloc family, the C++ operators
  * (cxx.c), jemalloc's API (jeapi.c), glibc's information calls
  * (mallinfo.c), dlopen (dlopen.c), the mmap family (mmap.c), memfd files'
- * commits (memfd.c) and syscall (syscall.c), the exec and spawn family
+ * commits (memfd.c), System V segments (sysvshm.c), the program break
+ * (brk.c) and syscall (syscall.c), the exec and spawn family
  * (exec.c), _exit and
  * _Exit (exit.c), _Fork (fork.c), the longjmp family (longjmp.c), glibc's __libc_ names
  * of the malloc family, the thread wrappers and ml_engine. */
@@ -195,7 +196,7 @@ static void exports_exact(const char *cmd)
 		"_ZnwmSt11align_val_t", "_ZnwmSt11align_val_tRKSt9nothrow_t",
 		"__cxa_at_quick_exit", "__libc_calloc", "__libc_free", "__libc_malloc", "__libc_memalign",
 		"__libc_pvalloc", "__libc_realloc", "__libc_valloc", "__longjmp_chk",
-		"_exit", "_longjmp", "abort", "aligned_alloc", "calloc", "clone", "close", "dallocx",
+		"_exit", "_longjmp", "abort", "aligned_alloc", "brk", "calloc", "clone", "close", "dallocx",
 		"dlopen", "execl", "execle", "execlp", "execv", "execve", "execveat",
 		"execvp", "execvpe", "fallocate", "fallocate64", "fexecve", "free",
 		"free_aligned_sized",
@@ -207,8 +208,8 @@ static void exports_exact(const char *cmd)
 		"pkey_mprotect", "popen", "posix_fallocate", "posix_fallocate64",
 		"posix_memalign", "posix_spawn", "posix_spawnp",
 		"pthread_create", "pthread_exit",
-		"pvalloc", "quick_exit", "rallocx", "realloc", "reallocarray", "sallocx", "sdallocx",
-		"siglongjmp", "syscall", "system", "valloc", "xallocx",
+		"pvalloc", "quick_exit", "rallocx", "realloc", "reallocarray", "sallocx", "sbrk", "sdallocx",
+		"shmat", "shmdt", "siglongjmp", "syscall", "system", "valloc", "xallocx",
 	};
 	const size_t nwant = sizeof want / sizeof *want;
 	struct mlt_run r;
