@@ -99,6 +99,9 @@ PY='a = [[i] for i in range(50_000_000)]'
 # under 100M before shared mappings of files in memory counted, as far as
 # /dev/shm had room).
 PYSHM='from multiprocessing import shared_memory as s; ms = [(m := s.SharedMemory(create=True, size=1 << 20), m.buf.__setitem__(slice(None), b"x" * (1 << 20))) for _ in range(500)]'
+# ctypes.CDLL("libc.so.6").malloc: looked up by libc's handle, glibc's own
+# malloc before dlsym gave the library's (400 MiB under 100M).
+PYCT='import ctypes; c = ctypes.CDLL("libc.so.6"); c.malloc.restype = ctypes.c_void_p; ps = [ctypes.memset(p, 1, 1 << 20) if (p := c.malloc(1 << 20)) else exit("malloc returned NULL") for _ in range(500)]'
 PYMAP='import mmap; ms = [(m := mmap.mmap(-1, 1 << 20), m.write(b"x" * (1 << 20))) for _ in iter(int, 1)]'
 JS='const a = []; for (let i = 0; i < 50e6; i++) a.push({ i: i, s: "x" + i });'
 PHP='$a = []; for ($i = 0; $i < 50000000; $i++) { $a[] = "x" . $i; }'
@@ -118,6 +121,7 @@ TAB=$'\t'
 cases=(
 	"python3|MemoryError|python3${TAB}-c${TAB}$PY|python3${TAB}-c${TAB}pass"
 	"py mmap|Cannot allocate memory|python3${TAB}-c${TAB}$PYMAP|python3${TAB}-c${TAB}import mmap"
+	"py ctypes|malloc returned NULL|python3${TAB}-c${TAB}$PYCT|python3${TAB}-c${TAB}import ctypes"
 	"py shm|Cannot allocate memory|python3${TAB}-c${TAB}$PYSHM|python3${TAB}-c${TAB}from multiprocessing import shared_memory"
 	"node|JavaScript heap out of memory${TAB}std::bad_alloc|node${TAB}-e${TAB}$JS|node${TAB}-e${TAB}0"
 	"java|insufficient memory for the Java Runtime Environment|$(printf '%s\t' "${JAVA[@]}")Grow|$(printf '%s\t' "${JAVA[@]}")Empty"

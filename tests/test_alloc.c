@@ -171,6 +171,42 @@ static void libc_names_are_ours(void **state)
 	f_free(p);
 }
 
+/* A function looked up by a handle of libc (python's ctypes.CDLL
+ * ("libc.so.6"), ruby's Fiddle, java's CLinker.systemLookup()) is the
+ * library's when the library defines the name: glibc's own malloc and mmap
+ * held 400 MiB under a 100M limit that way (a held-out check). Names the
+ * library does not define stay libc's; RTLD_NEXT from the program still
+ * means the definitions after it (the library's, which comes next). */
+static void libc_by_handle_is_ours(void **state)
+{
+	(void)state;
+	void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+	void *libm = dlopen("libm.so.6", RTLD_NOW);
+	assert_non_null(libc);
+	assert_non_null(libm);
+	static const char *const ours[] = { "malloc", "free", "calloc", "realloc",
+					    "__libc_malloc", "mmap", "munmap",
+					    "posix_memalign", "shmat", "sbrk" };
+	for (size_t i = 0; i < sizeof ours / sizeof *ours; i++) {
+		void *want = dlsym(RTLD_DEFAULT, ours[i]);
+		assert_non_null(want);
+		if (dlsym(libc, ours[i]) != want || dlsym(libm, ours[i]) != want ||
+		    dlsym(RTLD_NEXT, ours[i]) != want)
+			fail_msg("%s by handle is not the library's", ours[i]);
+	}
+	Dl_info di;
+	void *s = dlsym(libc, "strlen");
+	assert_non_null(s);
+	assert_true(dladdr(s, &di) && strstr(di.dli_fname, "libc.so"));
+	assert_null(dlsym(libc, "no_such_function_here"));
+	void *(*m)(size_t) = (void *(*)(size_t))dlsym(libc, "malloc");
+	void *p = m(100);
+	assert_true(malloc_usable_size(p) >= 100);
+	f_free(p);
+	dlclose(libm);
+	dlclose(libc);
+}
+
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -178,7 +214,7 @@ static int cmp_str(const void *a, const void *b)
 
 /* Both builds export exactly the malloc family, the C++ operators
  * (cxx.c), jemalloc's API (jeapi.c), glibc's information calls
- * (mallinfo.c), dlopen (dlopen.c), the mmap family (mmap.c), memfd files'
+ * (mallinfo.c), dlopen (dlopen.c), dlsym (dlsym.c), the mmap family (mmap.c), memfd files'
  * commits (memfd.c), System V segments (sysvshm.c), the program break
  * (brk.c) and syscall (syscall.c), the exec and spawn family
  * (exec.c), _exit and
@@ -197,7 +233,7 @@ static void exports_exact(const char *cmd)
 		"__cxa_at_quick_exit", "__libc_calloc", "__libc_free", "__libc_malloc", "__libc_memalign",
 		"__libc_pvalloc", "__libc_realloc", "__libc_valloc", "__longjmp_chk",
 		"_exit", "_longjmp", "abort", "aligned_alloc", "brk", "calloc", "clone", "close", "dallocx",
-		"dlopen", "execl", "execle", "execlp", "execv", "execve", "execveat",
+		"dlopen", "dlsym", "execl", "execle", "execlp", "execv", "execve", "execveat",
 		"execvp", "execvpe", "fallocate", "fallocate64", "fexecve", "free",
 		"free_aligned_sized",
 		"free_sized", "ftruncate", "ftruncate64", "longjmp", "madvise", "mallctl",
@@ -1499,6 +1535,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(engine_loaded),
 		cmocka_unit_test(exported_symbols_exact),
+		cmocka_unit_test(libc_by_handle_is_ours),
 		cmocka_unit_test(libc_names_are_ours),
 		cmocka_unit_test(c23_forms_exported),
 		cmocka_unit_test(malloc_zero_unique),
