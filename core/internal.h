@@ -189,6 +189,7 @@ struct mli_thread {
 	/* The budget meters (budget.c). */
 	uint64_t proc_held;    /* reserved from the process budget, unused */
 	uint64_t grace;        /* bytes allowed past an exhausted budget */
+	uint32_t graces;       /* grace allowances given (thread budget) */
 	uint64_t breach_count; /* allocations refused in this thread */
 	uint64_t headroom;     /* bytes no limit could refuse, from the last refill */
 	/* The memory measure (memory.c). */
