@@ -123,6 +123,7 @@ struct output {
 	bool device;           /* a character device (/dev/null): every
 				* process and every suffix writes it as named */
 	char tmpl[NAME_MAX_LEN]; /* the value, absolute */
+	char entry[NAME_MAX_LEN + 32]; /* VAR=tmpl, for the children */
 };
 static struct output outs[MLI_OUT_N];
 static pid_t start_pid; /* a forked child has another pid */
@@ -381,20 +382,43 @@ struct scan {
 	bool alive;    /* the current entry still matches */
 	const char *a, *b; /* environ: "a=b\0"; maps: a is a substring */
 	size_t alen, blen;
+	const char *abs; /* environ: b made absolute (or b) */
+	char *val;       /* environ: the current entry's value (NAME_MAX_LEN) */
 };
+
+/* Is v, a value of the variable in another process's environment, the
+ * same assignment as this process's? The same text, or, since a process
+ * hands its children its relative name made absolute (name_for_children),
+ * a relative v that this process's absolute name ends with. */
+static bool same_assignment(const struct scan *s, const char *v)
+{
+	if (!strcmp(v, s->b) || !strcmp(v, s->abs))
+		return true;
+	size_t vl = strlen(v), al = strlen(s->abs);
+	return v[0] != '/' && vl && al > vl && s->abs[al - vl - 1] == '/' &&
+	       !strcmp(s->abs + al - vl, v);
+}
 
 static void eat_environ(struct scan *s, char c)
 {
-	/* Each NUL-terminated entry against "a=b". */
+	/* Each NUL-terminated entry: "a=" then its value. */
 	if (s->alive) {
-		size_t total = s->alen + 1 + s->blen + 1, p = s->pos;
-		char want = p < s->alen ? s->a[p] : p == s->alen ? '='
-			    : p < total - 1 ? s->b[p - s->alen - 1] : '\0';
-		if (c == want) {
-			if (++s->pos == total)
+		size_t p = s->pos;
+		if (p < s->alen + 1) {
+			char want = p < s->alen ? s->a[p] : '=';
+			if (c == want)
+				s->pos++;
+			else
+				s->alive = false;
+		} else if (c == '\0') {
+			s->val[p - s->alen - 1] = '\0';
+			if (same_assignment(s, s->val))
 				s->found = true;
+		} else if (p - s->alen - 1 < NAME_MAX_LEN - 1) {
+			s->val[p - s->alen - 1] = c;
+			s->pos++;
 		} else
-			s->alive = false;
+			s->alive = false; /* longer than any name of ours */
 	}
 	if (c == '\0') {
 		s->pos = 0;
@@ -490,7 +514,7 @@ static long status_field(pid_t pid, const char *field, bool second)
  * be the tree's first (a container's entrypoint, whose children were
  * taken for orphans); without the assignment it is init, and this
  * process an orphan. */
-static int parent_claim(const char *var, const char *value)
+static int parent_claim(const char *var, const char *value, const char *abs)
 {
 	pid_t p = getppid();
 	if (p == 0) { /* as /proc sees it */
@@ -501,8 +525,10 @@ static int parent_claim(const char *var, const char *value)
 	for (int depth = 0; depth < 64; depth++) {
 		if (p <= 0)
 			return -1;
+		static char val[NAME_MAX_LEN]; /* start-up, or a write's refusal */
 		struct scan e = { .a = var, .alen = strlen(var), .b = value,
-				  .blen = strlen(value), .alive = true };
+				  .blen = strlen(value), .abs = abs, .val = val,
+				  .alive = true };
 		if (!scan_proc(p, "environ", &e, eat_environ))
 			return -1;
 		if (!e.found)
@@ -546,7 +572,7 @@ static bool in_a_child_pid_ns(void)
  * be read (PID 1 too, in a container: its entrypoint)? Not an orphan (a
  * service that init started) nor a parent of the same user in another
  * user namespace (unshare -r). */
-static bool inherited(const char *var, const char *value)
+static bool inherited(const char *var, const char *value, const char *abs)
 {
 	/* In a tree (the wrapper's default), a process that found the segment
 	 * made is not the first: whoever its parent is (PID 1 in a container
@@ -554,7 +580,7 @@ static bool inherited(const char *var, const char *value)
 	 * read: such children died with 125; a held-out check). */
 	if (mli_tree_joined())
 		return true;
-	int c = parent_claim(var, value);
+	int c = parent_claim(var, value, abs);
 	if (c >= 0)
 		return c == 1;
 	pid_t pp = getppid();
@@ -607,7 +633,8 @@ static void die_output(const struct output *o, const char *name,
 static bool refuse_output(struct output *o, const char *name, const char *what,
 			  int e)
 {
-	output_message(o, name, what, e, inherited(o->var, o->value));
+	output_message(o, name, what, e,
+		       inherited(o->var, o->value, o->tmpl[0] ? o->tmpl : o->value));
 	o->on = false;
 	return false;
 }
@@ -754,6 +781,30 @@ static const char *const profile_suffixes[] = {
 	".peak", ".folded.peak", NULL,
 };
 
+/* A relative name is the directory's the process started in: its
+ * children get it absolute in their environment, so that one started
+ * after a chdir (`cd ../B && exec prog`, an execv after chdir) does not
+ * write, and clobber, a file of that name where it runs (a held-out check
+ * overwrote an unnamed B/r.json). The environment's entries are pointed at
+ * the absolute assignment; exec.c's copy of them, for an exec with an
+ * environment that lacks them, is taken after this (its constructor runs
+ * after the engine's). parent_claim takes such a child for the same
+ * assignment. */
+static void name_for_children(struct output *o)
+{
+	extern char **environ;
+	struct mli_buf b = { o->entry, 0, sizeof o->entry };
+	mli_buf_str(&b, o->var);
+	mli_buf_str(&b, "=");
+	mli_buf_str(&b, o->tmpl);
+	if (b.len + 1 >= b.cap)
+		return;
+	size_t vl = strlen(o->var);
+	for (char **e = environ; e && *e; e++)
+		if (!strncmp(*e, o->var, vl) && (*e)[vl] == '=')
+			*e = o->entry;
+}
+
 static void setup(struct output *o, const char *var, const char *value,
 		  const char *const *suffixes)
 {
@@ -798,7 +849,9 @@ static void setup(struct output *o, const char *var, const char *value,
 	 * profile /dev/null.folded...), or warned where it could not. */
 	struct stat dev;
 	o->device = !o->has_pid && stat(o->tmpl, &dev) == 0 && S_ISCHR(dev.st_mode);
-	o->named = !o->has_pid && !o->device && parent_claim(var, value) == 0;
+	o->named = !o->has_pid && !o->device && parent_claim(var, value, o->tmpl) == 0;
+	if (value[0] != '/')
+		name_for_children(o);
 	o->on = true;
 	char name[NAME_MAX_LEN];
 	for (const char *const *s = suffixes; *s; s++) {

@@ -882,6 +882,40 @@ static void relative_name_stays_where_process_started(void **state)
 	mlt_run_free(&r);
 	assert_true(file_exists(tmp("relative/rel.json")));
 	assert_false(file_exists(tmp("elsewhere/rel.json")));
+
+	/* Nor by the program an exec after a chdir starts, with the
+	 * environment as it is or a cleared one (the library puts the
+	 * variables back): before, that program wrote there, over a file of
+	 * that name the user had not named. Its report is the name's, in the
+	 * start directory (the exec'd image is the same process). */
+	char *from = subdir("relexec");
+	char *to = subdir("relexec_to");
+	static const char *const how[] = {
+		"os.execv('/bin/true', ['true'])",
+		"os.execve('/bin/true', ['true'], {})",
+	};
+	for (int i = 0; i < 2; i++) {
+		char kept[4200];
+		snprintf(kept, sizeof kept, "%s/rel.json", to);
+		write_file(kept, "precious\n");
+		snprintf(cmd, sizeof cmd,
+			 "cd %s && rm -f rel.json && MEMLIMITS_GLOBAL_MEMORY=1G"
+			 " MEMLIMITS_REPORT=rel.json LD_PRELOAD=%s exec /usr/bin/python3 -c"
+			 " \"import os; os.chdir('%s'); %s\"",
+			 from, mlt_lib(), to, how[i]);
+		char *argv2[] = { "/bin/sh", "-c", cmd, NULL };
+		run_in(argv2, NULL, NULL, 30, &r);
+		EXPECT(r, r.status == 0);
+		mlt_run_free(&r);
+		char text[64] = "";
+		FILE *f = fopen(kept, "r");
+		assert_non_null(f);
+		assert_non_null(fgets(text, sizeof text, f));
+		fclose(f);
+		if (strcmp(text, "precious\n"))
+			fail_msg("%s: the file in the new directory was overwritten", how[i]);
+		assert_true(file_exists(tmp("relexec/rel.json")));
+	}
 }
 
 /* ---- errors at write time ------------------------------------------------- */
