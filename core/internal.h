@@ -738,6 +738,9 @@ int mli_limit_status_of(int status); /* async-signal-safe */
  * its next image must know of (MLI_FIRED_VAR: its limit status and its
  * report)? */
 bool mli_fired_for_exec(void);
+/* A limit fired in this process before its last exec (report.c): its
+ * report carries the news, its breach profile was that image's. */
+bool mli_fired_before_exec(void);
 
 /* ---- core/task.c: task scopes, tokens, masking ------------------------ */
 enum mli_scope_kind { MLI_SCOPE_GLOBAL = ML__SCOPE_GLOBAL,

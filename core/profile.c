@@ -409,6 +409,11 @@ static void at_exit(void)
 void mli_profile_start_env(void)
 {
 	static const ml_tracker tr = { on_alloc, on_dealloc, NULL };
+	/* A limit fired before this process's exec: NAME.breach is the
+	 * first breach's, the old image's, and stays (this image's
+	 * overwrote it: a held-out check). */
+	if (mli_fired_before_exec())
+		breach_written = 1;
 	rate = 1.0 / (double)mli_prof.interval;
 	if (mli_prof_start(rate, DEPTH, &tr) != ML_OK) {
 		/* The program must still run. */

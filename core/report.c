@@ -67,11 +67,12 @@ static pid_t report_pid;
  * the old image's report is replaced by this one's, and its status was
  * lost (a held-out check: python's MemoryError, then exec of cat, ended
  * with cat's 0 under --limit-status 99). */
-static bool fired_before_exec(void)
+bool mli_fired_before_exec(void)
 {
 	int pid = mli_eng.cfg.fired_pid;
 	return pid && pid == getpid();
 }
+#define fired_before_exec mli_fired_before_exec
 
 static bool fired(void)
 {
@@ -83,7 +84,7 @@ bool mli_fired_for_exec(void)
 {
 	const struct mli_config *c = &mli_eng.cfg;
 	/* Not in a vfork child, which shares its parent's record. */
-	return (c->limit_status || c->report[0]) && report_pid == getpid() &&
+	return (c->limit_status || c->report[0] || c->profile[0]) && report_pid == getpid() &&
 	       (mli_report_any_breach() || fired_before_exec());
 }
 

@@ -452,6 +452,31 @@ static void tree_each_process_its_profile(void **state)
 	mlt_run_free(&r);
 }
 
+/* A limit fired, then the process exec'd a program whose limit fires too:
+ * NAME.breach stays the first breach's (the old image's), as the README
+ * says; the new image's overwrote it (a held-out check). */
+static void breach_profile_kept_across_exec(void **state)
+{
+	(void)state;
+	char *d = subdir("pexec");
+	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=50M", "MEMLIMITS_SAMPLE_INTERVAL=64K",
+			      env_var("MEMLIMITS_PROFILE", "%s/h", d), NULL };
+	char *argv[] = { (char *)prog("out_misc"), "breach-exec", NULL };
+	struct mlt_run r;
+	run_in(argv, env, prof_lib, 30, &r);
+	EXPECT(r, r.status == 0);
+	mlt_run_free(&r);
+	const char *args[] = { d, NULL };
+	python("import sys\n"
+	       "d = sys.argv[1]\n"
+	       "b = open(d + '/h.folded.breach').read()\n"
+	       "assert 'held_before_exec' in b and 'held_after_exec' not in b, b\n"
+	       "e = open(d + '/h.folded').read()\n"
+	       "assert 'held_after_exec' in e, e\n",
+	       args, &r);
+	mlt_run_free(&r);
+}
+
 /* scripts/memlimit-report with a file that is not a complete report among
  * good ones (a process killed while writing its report, a full disk):
  * every good report is still listed and merged, each bad file named on
@@ -1094,6 +1119,7 @@ int main(void)
 		cmocka_unit_test(fifo_never_blocks),
 		cmocka_unit_test(tree_each_process_its_report),
 		cmocka_unit_test(tree_each_process_its_profile),
+		cmocka_unit_test(breach_profile_kept_across_exec),
 		cmocka_unit_test(report_script_skips_incomplete_reports),
 		cmocka_unit_test(report_script_lists_many_processes),
 		cmocka_unit_test(report_on_limit_abort),

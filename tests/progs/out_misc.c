@@ -20,6 +20,11 @@
  *              ml_memprof_stop must return, not wait for that callback.
  *   fork-callback  (profiling build) main forks while another thread's
  *              callback runs; ml_memprof_stop in the child must return.
+ *   breach-exec  (under a 50M limit, profiled) holds 30 MiB from
+ *              held_before_exec, is refused 100 MiB, then execs itself as
+ *              "breach-again", which holds 10 MiB from held_after_exec and
+ *              is refused 200 MiB: the breach profile must stay the first
+ *              image's.
  * The last two print "stopped N" (N: the ml_status) and arm alarm(10). */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -126,9 +131,36 @@ static int callback_mode(bool fork_it)
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
 }
 
+__attribute__((noinline)) static void *held_before_exec(size_t n)
+{
+	char *p = malloc(n);
+	if (p)
+		memset(p, 1, n);
+	return p;
+}
+
+__attribute__((noinline)) static void *held_after_exec(size_t n)
+{
+	char *p = malloc(n);
+	if (p)
+		memset(p, 1, n);
+	return p;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
+	if (strcmp(mode, "breach-exec") == 0) {
+		sink = held_before_exec(30 << 20);
+		if (!sink || held_before_exec(100 << 20))
+			return 3; /* no breach */
+		execl("/proc/self/exe", argv[0], "breach-again", (char *)NULL);
+		return 4;
+	}
+	if (strcmp(mode, "breach-again") == 0) {
+		sink = held_after_exec(10 << 20);
+		return !sink || held_after_exec(200 << 20) ? 3 : 0;
+	}
 	if (strcmp(mode, "unplaced") == 0) {
 		sink = malloc(PTRDIFF_MAX);
 		printf("huge %s\n", sink ? "served" : "null");
@@ -162,6 +194,6 @@ int main(int argc, char **argv)
 	if (strcmp(mode, "fork-callback") == 0)
 		return callback_mode(true);
 	fprintf(stderr, "usage: out_misc unplaced|abort-in-handler|chdir DIR|hog-abort|jit"
-			"|cancel-callback|fork-callback\n");
+			"|cancel-callback|fork-callback|breach-exec\n");
 	return 2;
 }
