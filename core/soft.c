@@ -167,7 +167,9 @@ void mli_soft_init_once(void)
  * fn and arg) a threshold. */
 ml_status mli_soft_watch(int64_t threshold, ml_pressure_fn fn, void *arg)
 {
-	if (!fn)
+	/* 0: the memory is above it from the start and never crosses it on
+	 * its way up (MEMLIMITS_SOFT_MEMORY=0 is refused for that). */
+	if (!fn || threshold == 0)
 		return ML_INVALID;
 	mli_engine_init();
 	mli_spin_lock(&lock);

@@ -592,8 +592,9 @@ static inline ml_status ml_stats(struct ml_stats *out)
  * engine: it may allocate, free (drop a cache), and raise or lower limits.
  * A threshold already crossed when registered fires on the next crossing.
  * A negative threshold removes every registration of fn with arg. Up to 16
- * at once (MEMLIMITS_SOFT_MEMORY is one of them): ML_INVALID beyond, or if
- * fn is NULL. The profiling build is not needed. */
+ * at once (MEMLIMITS_SOFT_MEMORY is one of them): ML_INVALID beyond, if
+ * fn is NULL, or for a threshold of 0 (the memory is above it from the
+ * start: it would never fire). The profiling build is not needed. */
 static inline ml_status ml_on_memory_pressure(int64_t threshold_bytes,
 					      ml_pressure_fn fn, void *arg)
 {

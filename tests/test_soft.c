@@ -247,6 +247,9 @@ static void api_errors(void **state)
 {
 	struct seen s[20];
 	assert_int_equal(ml_on_memory_pressure(MiB, NULL, NULL), ML_INVALID);
+	/* A threshold of 0 would never fire: refused, as
+	 * MEMLIMITS_SOFT_MEMORY=0 is (it returned ML_OK). */
+	assert_int_equal(ml_on_memory_pressure(0, note, NULL), ML_INVALID);
 	int ok = 0;
 	for (int i = 0; i < 20; i++)
 		ok += ml_on_memory_pressure((int64_t)1 << 50, note, &s[i]) == ML_OK;
