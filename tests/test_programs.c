@@ -392,8 +392,11 @@ static void good_configuration_runs(void **state)
 	};
 	char *argv[] = { "/bin/true", NULL };
 	for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
-		/* abort needs a limit to act on (unit_config) */
-		const char *env[] = { good[i], "MEMLIMITS_ALLOCATIONS=1T", NULL };
+		/* abort needs a limit to act on (unit_config); not the entry's
+		 * own variable again, with another value (refused) */
+		const char *act = strncmp(good[i], "MEMLIMITS_ALLOCATIONS=", 22)
+			? "MEMLIMITS_ALLOCATIONS=1T" : "MEMLIMITS_THREAD_ALLOCATIONS=1T";
+		const char *env[] = { good[i], act, NULL };
 		struct mlt_run r;
 		run(argv, env, 1, NULL, &r);
 		print_message("%s -> %d\n", good[i], r.status);
