@@ -30,7 +30,10 @@ bool mli_be_thread_watch(void (*fn)(void *arg, uint64_t allocated,
 enum { MLI_MALLOC_OURS, MLI_MALLOC_LIBRARY, MLI_MALLOC_PROGRAM, MLI_MALLOC_TOOL };
 int mli_be_foreign_malloc(const char **path);
 /* Allocation outside any accounting, for the engine's own needs: not
- * counted, never refused, and not part of the live heap. */
+ * counted, never refused, and not part of the live heap. These, and the
+ * calls below that read the allocator's statistics or purge, run with
+ * signals blocked: they take the allocator's locks, and a handler that
+ * allocates or forks there would wait for its own thread. */
 void *mli_be_malloc(size_t n);
 void mli_be_free(void *p);
 int64_t mli_be_own_live(void); /* bytes of those blocks, to leave out */

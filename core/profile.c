@@ -103,23 +103,12 @@ static void push(struct cookie **list, struct cookie *c, bool alloc)
  * program was doing when a sample fell due. ml_stats does the same. */
 static void *pmalloc(size_t n)
 {
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	void *p = mli_be_malloc(n);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return p;
+	return mli_be_malloc(n); /* with signals blocked (backend.c) */
 }
 
 static void pfree(void *p)
 {
-	if (!p)
-		return;
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
 	mli_be_free(p);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* The same for symbols.c, whose tables serve the profile's writer. */

@@ -113,6 +113,26 @@ bool mli_be_thread_watch(void (*fn)(void *arg, uint64_t allocated,
 			      NULL, &t, sizeof t) == 0;
 }
 
+/* The engine's calls into jemalloc outside the allocation path (its own
+ * blocks, the statistics, a purge) take jemalloc's locks: a signal handler
+ * that allocates or forks (wrong, but programs do it) must not run in this
+ * thread meanwhile. A fork there waits in jemalloc's fork handler for the
+ * lock its own thread holds: pthread_create's block for the new thread
+ * (6 runs of 10 of a program forking from a 2 ms timer while it made
+ * threads hung) and the exit report's statistics (ctl_mtx) did (a held-out
+ * check). So signals are blocked around each. */
+static void signals_off(sigset_t *old)
+{
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, old);
+}
+
+static void signals_on(const sigset_t *old)
+{
+	pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
 /* Usable bytes of the engine's own live blocks (the profile's tables, a
  * token, a starting thread's arguments): jemalloc's per-thread counters
  * include them, the heap the limits see does not. */
@@ -120,12 +140,15 @@ static int64_t own_live;
 
 void *mli_be_malloc(size_t n)
 {
+	sigset_t old;
+	signals_off(&old);
 	void *p = mli_je_malloc(n);
 	if (p) {
 		int64_t size = (int64_t)mli_je_sallocx(p, 0);
 		__atomic_fetch_add(&own_live, size, __ATOMIC_RELAXED);
 		mli_mem_base_add(-size);
 	}
+	signals_on(&old);
 	return p;
 }
 
@@ -133,10 +156,13 @@ void mli_be_free(void *p)
 {
 	if (!p)
 		return;
+	sigset_t old;
+	signals_off(&old);
 	int64_t size = (int64_t)mli_je_sallocx(p, 0);
 	__atomic_fetch_sub(&own_live, size, __ATOMIC_RELAXED);
 	mli_mem_base_add(size);
 	mli_je_free(p);
+	signals_on(&old);
 }
 
 int64_t mli_be_own_live(void)
@@ -157,14 +183,11 @@ size_t mli_be_block_size(size_t n)
 
 int mli_be_trim(void)
 {
-	/* arena.<all>.purge: return all unused dirty pages to the system. It
-	 * takes jemalloc's locks: a signal handler that allocates (wrong, but
-	 * programs do it) must not run in this thread meanwhile. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
+	/* arena.<all>.purge: return all unused dirty pages to the system. */
+	sigset_t old;
+	signals_off(&old);
 	int r = mli_je_mallctl("arena.4096.purge", NULL, NULL, NULL, 0);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	signals_on(&old);
 	return r == 0 ? 0 : -1;
 }
 
@@ -184,15 +207,14 @@ static void refresh(void)
 
 int64_t mli_be_unused(void)
 {
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old); /* as mli_be_trim */
+	sigset_t old;
+	signals_off(&old);
 	refresh();
 	size_t dirty = 0, muzzy = 0, page = 0, len = sizeof dirty;
 	int r = mli_je_mallctl("stats.arenas.4096.pdirty", &dirty, &len, NULL, 0) |
 		mli_je_mallctl("stats.arenas.4096.pmuzzy", &muzzy, &len, NULL, 0) |
 		mli_je_mallctl("arenas.page", &page, &len, NULL, 0);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	signals_on(&old);
 	return r ? -1 : (int64_t)((dirty + muzzy) * page);
 }
 
@@ -200,24 +222,25 @@ uint64_t mli_be_nrequests(void)
 {
 	/* The tcache counts its requests locally and merges them into the
 	 * arena's statistics when it flushes: flush this thread's first. */
+	sigset_t old;
+	signals_off(&old);
 	mli_je_mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
 	refresh();
-	return stat_u64("stats.arenas.4096.small.nrequests") +
-	       stat_u64("stats.arenas.4096.large.nrequests");
+	uint64_t n = stat_u64("stats.arenas.4096.small.nrequests") +
+		     stat_u64("stats.arenas.4096.large.nrequests");
+	signals_on(&old);
+	return n;
 }
 
 int64_t mli_be_stats_allocated(void)
 {
-	/* These take jemalloc's locks: a signal handler that allocates (wrong,
-	 * but programs do it) must not run in this thread meanwhile. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
+	sigset_t old;
+	signals_off(&old);
 	/* Blocks in this thread's cache count as allocated: flush them. */
 	mli_je_mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
 	refresh();
 	size_t v = 0, len = sizeof v;
 	int r = mli_je_mallctl("stats.allocated", &v, &len, NULL, 0);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	signals_on(&old);
 	return r == 0 ? (int64_t)v : -1;
 }

@@ -243,6 +243,26 @@ static void fork_from_handler_as_threads_start_and_end(void **state)
 	helper_ok(late, NULL, 30);
 }
 
+/* A handler that forks, on a 2 ms timer, while the program creates
+ * threads: the library's pthread_create allocates the new thread's start
+ * block in the calling thread, often on jemalloc's slow path under its
+ * locks, and the fork waited in jemalloc's fork handler for the lock its
+ * own thread held (6 runs of 10 of 3 s hung; a held-out check). Three runs
+ * of 2 s. And at exit, a signal raised at each lock the exit takes: the
+ * report's reads of jemalloc's statistics (a tcache flush, ctl_mtx) were
+ * made with signals open (every run hung). */
+static void fork_from_handler_inside_create_and_exit_report(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		char *argv[] = { prog("create_sigfork"), "create", "2000", NULL };
+		helper_ok(argv, NULL, 30);
+	}
+	static const char *const env[] = { "MEMLIMITS_REPORT=/dev/null", NULL };
+	char *argv[] = { prog("create_sigfork"), "exit", NULL };
+	helper_ok(argv, env, 30);
+}
+
 /* Threads with asynchronous cancellation that never allocate, cancelled
  * at random moments, often as they end: cancelled inside the library's (or
  * jemalloc's) end of a thread, they left a lock held and the next thread's
@@ -876,6 +896,7 @@ int main(void)
 		T(malloc_in_signal_handler_env_limits),
 		T(handler_maps_while_thread_in_allocator),
 		T(fork_from_handler_as_threads_start_and_end),
+		T(fork_from_handler_inside_create_and_exit_report),
 		T(async_cancel_as_threads_end),
 		T(signal_handler_allocations_inside_tasks),
 		T(malloc_in_signal_handler_during_ml_stats),
