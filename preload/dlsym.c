@@ -8,9 +8,17 @@
  * ruby's Fiddle.dlopen("libc.so.6"), java's CLinker.systemLookup() each
  * held 400 MiB under a 100M limit (a held-out check), and freeing a block
  * of one allocator with the other's free crashes. So when the lookup by
- * handle lands in libc on a name this library defines too (the malloc
- * family, the mmap family, fork, exec, ...), the answer is this library's
- * definition: what the same name gives a program that calls it.
+ * handle lands in the libc of the program's namespace on one of the
+ * library's functions below, the answer is the library's: what the same
+ * name gives a program that calls it.
+ *
+ * Only functions that end in the library (the malloc family, the mmap
+ * family, the calls that change what is counted, which make their system
+ * calls themselves): an interposer preloaded after this library that looks
+ * "the real" close or execve up by libc's handle (samba's socket_wrapper
+ * does) got this library's, which calls the next definition, the
+ * interposer's, for ever (a held-out check). A library in another
+ * namespace (dlmopen) keeps its own libc's: its blocks are that malloc's.
  *
  * RTLD_DEFAULT and RTLD_NEXT go to glibc's dlsym untouched, with the stack
  * as the caller left it: glibc finds the caller by the return address, and
@@ -20,6 +28,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
 
@@ -43,15 +52,42 @@ __attribute__((used)) void mli_dlsym_find(void)
 	}
 }
 
-/* Is p inside glibc's libc? */
+/* The library's functions that a lookup in libc is given: those that end
+ * in it (none calls the next definition by RTLD_NEXT). */
+static const char *const ours[] = {
+	"malloc", "free", "calloc", "realloc", "reallocarray", "posix_memalign",
+	"aligned_alloc", "memalign", "valloc", "pvalloc", "malloc_usable_size",
+	"free_sized", "free_aligned_sized", "__libc_malloc", "__libc_calloc",
+	"__libc_realloc", "__libc_memalign", "__libc_valloc", "__libc_pvalloc",
+	"__libc_free", "mallinfo", "mallinfo2", "malloc_stats", "malloc_info",
+	"malloc_trim", "mallopt", "mmap", "mmap64", "munmap", "mremap",
+	"mprotect", "pkey_mprotect", "madvise", "memfd_create", "fallocate",
+	"fallocate64", "ftruncate", "ftruncate64", "shmat", "shmdt", "brk",
+	"sbrk", "syscall",
+};
+
+static bool ends_here(const char *name)
+{
+	for (size_t i = 0; i < sizeof ours / sizeof *ours; i++)
+		if (!strcmp(name, ours[i]))
+			return true;
+	return false;
+}
+
+/* Is p inside the libc of this library's namespace (the program's)? */
 static bool in_libc(const void *p)
 {
+	static void *libc_base;
 	Dl_info di;
-	if (!dladdr(p, &di) || !di.dli_fname)
-		return false;
-	const char *base = strrchr(di.dli_fname, '/');
-	base = base ? base + 1 : di.dli_fname;
-	return strncmp(base, "libc.so", 7) == 0;
+	void *base = __atomic_load_n(&libc_base, __ATOMIC_ACQUIRE);
+	if (!base) {
+		/* getpid is libc's, and not one of this library's. */
+		if (!dladdr((void *)getpid, &di) || !di.dli_fbase)
+			return false;
+		base = di.dli_fbase;
+		__atomic_store_n(&libc_base, base, __ATOMIC_RELEASE);
+	}
+	return dladdr(p, &di) && di.dli_fbase == base;
 }
 
 /* This library's base address and a handle of it (its own scope: itself,
@@ -74,7 +110,7 @@ static void find_self(void)
 __attribute__((used)) void *mli_dlsym_handle(void *handle, const char *name)
 {
 	void *p = mli_real_dlsym(handle, name);
-	if (!p || !name || !in_libc(p))
+	if (!p || !name || !ends_here(name) || !in_libc(p))
 		return p;
 	find_self();
 	void *h = __atomic_load_n(&self, __ATOMIC_ACQUIRE);

@@ -198,6 +198,29 @@ static void libc_by_handle_is_ours(void **state)
 	void *s = dlsym(libc, "strlen");
 	assert_non_null(s);
 	assert_true(dladdr(s, &di) && strstr(di.dli_fname, "libc.so"));
+	/* Functions of the library's that call the next definition stay
+	 * libc's: an interposer preloaded after the library that looks "the
+	 * real" close up by libc's handle (samba's socket_wrapper) got the
+	 * library's, which called the interposer's, for ever. */
+	static const char *const next[] = { "close", "execve", "popen", "posix_spawn",
+					    "dlopen", "pthread_create", "abort" };
+	for (size_t i = 0; i < sizeof next / sizeof *next; i++) {
+		void *f = dlsym(libc, next[i]);
+		if (!f || !dladdr(f, &di) || !strstr(di.dli_fname, "libc.so"))
+			fail_msg("%s by libc's handle is not libc's", next[i]);
+	}
+	/* Another namespace's libc keeps its own malloc (its blocks are that
+	 * malloc's: free of one of them by the library's crashed). */
+	void *ns = dlmopen(LM_ID_NEWLM, "libc.so.6", RTLD_NOW);
+	if (ns) {
+		assert_ptr_not_equal(dlsym(ns, "malloc"), dlsym(RTLD_DEFAULT, "malloc"));
+		char *(*dup)(const char *) = (char *(*)(const char *))dlsym(ns, "strdup");
+		void (*fr)(void *) = (void (*)(void *))dlsym(ns, "free");
+		assert_non_null(dup);
+		assert_non_null(fr);
+		fr(dup("a block of the other namespace's malloc"));
+	} else
+		print_message("dlmopen of libc.so.6 failed here: %s\n", dlerror());
 	assert_null(dlsym(libc, "no_such_function_here"));
 	void *(*m)(size_t) = (void *(*)(size_t))dlsym(libc, "malloc");
 	void *p = m(100);
