@@ -38,10 +38,23 @@ static int move_break(bool relative, uintptr_t to, intptr_t inc, uintptr_t *was)
 	bool locked = mli_acct_enter(); /* false: bypassed (a signal handler's) */
 	uintptr_t from = sys_brk(0);
 	*was = from;
-	if (relative)
+	if (relative) {
+		/* glibc's sbrk: an increment that wraps is refused. */
+		if (inc > 0 ? from + (uintptr_t)inc < from : from < -(uintptr_t)inc) {
+			if (locked)
+				mli_acct_leave();
+			errno = ENOMEM;
+			return -1;
+		}
 		to = from + (uintptr_t)inc;
+	}
+	/* glibc's brk (and sbrk, which calls it) succeeds when the kernel
+	 * leaves the break at or above the address asked for: brk(NULL), or
+	 * below the data segment's start (the kernel refuses; the break
+	 * stays). */
+#define MOVED(got) ((got) >= to)
 	if (to == from || !locked) {
-		int r = to == from || sys_brk(to) == to ? 0 : -1;
+		int r = to == from || MOVED(sys_brk(to)) ? 0 : -1;
 		if (locked)
 			mli_acct_leave();
 		errno = r ? ENOMEM : saved;
@@ -54,12 +67,14 @@ static int move_break(bool relative, uintptr_t to, intptr_t inc, uintptr_t *was)
 		mli_acct_leave();
 		return -1;
 	}
-	if (sys_brk(to) != to) {
+	uintptr_t got = sys_brk(to);
+	if (got != to) {
 		mli_acct_unadmit(pre);
 		mli_acct_leave();
-		errno = ENOMEM;
-		return -1;
+		errno = MOVED(got) ? saved : ENOMEM;
+		return MOVED(got) ? 0 : -1;
 	}
+#undef MOVED
 	if (grows && hi > lo)
 		mli_acct_settle(pre, mli_maps_map(lo, hi - lo, MLI_MAP_COUNTED));
 	else if (!grows && lo > hi)
