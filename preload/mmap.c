@@ -303,7 +303,7 @@ static bool dev_zero(int fd)
 /* Is fd a file of a file system in memory (tmpfs: POSIX shared memory
  * in /dev/shm, a memfd; hugetlbfs; ramfs)? Its pages are memory, whoever
  * maps them. */
-static bool memory_file(int fd)
+bool mli_memory_file(int fd)
 {
 	struct statfs sf;
 	return fd >= 0 && syscall(SYS_fstatfs, fd, &sf) == 0 &&
@@ -316,8 +316,9 @@ static bool memory_file(int fd)
  * database's shared buffers), and shared mappings of files in memory,
  * which are the same pages by another name (python's
  * multiprocessing.shared_memory, shm_open, a memfd mapped and closed:
- * 400 MiB under 100M before they counted). A shared one is the memory of
- * the process that made it, not of its forked children (dontfork.c).
+ * 400 MiB under 100M before they counted), in the process that sized or
+ * created the file (memfd.c). A shared one is the memory of the process
+ * that made it, not of its forked children (dontfork.c).
  * *file: a mapping of a file in memory, which the caller drops from the
  * account if memfd.c counts the file's pages itself. */
 static enum mli_map_kind map_kind(int prot, int flags, int fd, bool *shared,
@@ -329,7 +330,7 @@ static enum mli_map_kind map_kind(int prot, int flags, int fd, bool *shared,
 	if (type != MAP_PRIVATE && !*shared)
 		return MLI_MAP_OTHER;
 	if (!(flags & MAP_ANONYMOUS) && !dev_zero(fd)) {
-		if (!*shared || !memory_file(fd))
+		if (!*shared || !mli_memory_file(fd))
 			return MLI_MAP_OTHER;
 		*file = true;
 	}
@@ -396,7 +397,8 @@ EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 	errno = saved;
 	if (!mli_acct_enter())
 		return mli_sys_mmap(addr, len, prot, flags, fd, off);
-	if (file && off >= 0 && mli_memfd_committed(fd, (uint64_t)off, mli_page_round(len)))
+	if (file && (!mli_memfd_sized_here(fd) ||
+		     (off >= 0 && mli_memfd_committed(fd, (uint64_t)off, mli_page_round(len)))))
 		k = MLI_MAP_OTHER;
 	size_t rlen = mli_page_round(len);
 	/* MAP_FIXED: exactly there. Otherwise (a hint, MAP_FIXED_NOREPLACE,

@@ -41,6 +41,11 @@ int mli_close_memfd(int fd);
  * whole (one page given made a 400 MiB mapping free: a held-out check).
  * Under the account's lock. */
 bool mli_memfd_committed(int fd, uint64_t off, uint64_t len);
+/* Did this process create memfd fd, or size the file in memory fd is
+ * (ftruncate, fallocate)? Only then its shared mappings count (memfd.c). */
+bool mli_memfd_sized_here(int fd);
+/* Is fd a file of a file system in memory (tmpfs, hugetlbfs, ramfs)? */
+bool mli_memory_file(int fd);
 /* This library's own mmap family (hidden aliases of its exported
  * functions), for syscall(2): called by name, the program's syscall(SYS_mmap)
  * reached whichever mmap the symbol table finds first, and tcmalloc's (a

