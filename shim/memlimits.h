@@ -118,7 +118,8 @@ struct ml_stats {
 	int64_t mapped_bytes;        /* memory the program mapped itself and
 					the global limit counts with the heap:
 					anonymous (private or shared) or a
-					shared mapping of a tmpfs file, made
+					shared mapping of a tmpfs file this
+					process sized or created, made
 					writable, by mmap, mprotect or mremap;
 					System V segments attached; the
 					program break; memfd pages fallocate
