@@ -846,10 +846,6 @@ static bool first_of_siblings(struct output *o, pid_t launcher)
 		double made = (double)st.st_mtim.tv_sec + (double)st.st_mtim.tv_nsec / 1e9;
 		if (made >= since - 0.02) /* (the file clock is coarse) */
 			return false;
-		/* Replaced only as the writer would overwrite it: a file of
-		 * this user's, one link, writable (else the checks refuse). */
-		if (st.st_uid != geteuid() || st.st_nlink != 1 || access(name, W_OK))
-			return true;
 		if (unlink(name) != 0 && errno != ENOENT)
 			return true;
 	}
