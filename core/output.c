@@ -19,9 +19,7 @@
  *    /proc/PPID/environ and /proc/PPID/maps. When those cannot be read (a
  *    parent that is gone or belongs to another user) or the parent is
  *    init (an orphan), it takes NAME.PID: an unexpected name, never a
- *    clobbered file. Siblings whose parent has the assignment but not
- *    the library (xargs -P) race for the name by creating the file
- *    (first_of_siblings). A process that does not load the library (a
+ *    clobbered file. A process that does not load the library (a
  *    `timeout` or `time` run without it) writes nothing and claims
  *    nothing.
  * jemalloc and gperftools put the pid in every name; here the common case,
@@ -516,8 +514,7 @@ static long status_field(pid_t pid, const char *field, bool second)
  * be the tree's first (a container's entrypoint, whose children were
  * taken for orphans); without the assignment it is init, and this
  * process an orphan. */
-static int parent_claim(const char *var, const char *value, const char *abs,
-			pid_t *launcher)
+static int parent_claim(const char *var, const char *value, const char *abs)
 {
 	pid_t p = getppid();
 	if (p == 0) { /* as /proc sees it */
@@ -543,8 +540,6 @@ static int parent_claim(const char *var, const char *value, const char *abs,
 			return 1;
 		if (p == 1)
 			return -1;
-		if (launcher && !*launcher)
-			*launcher = p; /* the assignment, but no library */
 		p = (pid_t)status_field(p, "\nPPid:", false);
 	}
 	return -1;
@@ -585,7 +580,7 @@ static bool inherited(const char *var, const char *value, const char *abs)
 	 * read: such children died with 125; a held-out check). */
 	if (mli_tree_joined())
 		return true;
-	int c = parent_claim(var, value, abs, NULL);
+	int c = parent_claim(var, value, abs);
 	if (c >= 0)
 		return c == 1;
 	pid_t pp = getppid();
@@ -786,72 +781,6 @@ static const char *const profile_suffixes[] = {
 	".peak", ".folded.peak", NULL,
 };
 
-/* When process pid started, in seconds of the real-time clock; -1 if
- * unknown. (/proc/PID/stat's starttime is in ticks since boot.) */
-static double start_time(pid_t pid)
-{
-	char path[64], buf[1024];
-	struct mli_buf pb = { path, 0, sizeof path };
-	mli_buf_str(&pb, "/proc/");
-	mli_buf_i64(&pb, pid);
-	mli_buf_str(&pb, "/stat");
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')'); /* after the command's name */
-	for (int field = 2; p && field < 22; field++)
-		p = strchr(p + 1, ' ');
-	if (!p)
-		return -1;
-	unsigned long long ticks = strtoull(p + 1, NULL, 10);
-	struct timespec real, boot;
-	long hz = sysconf(_SC_CLK_TCK);
-	if (hz <= 0 || clock_gettime(CLOCK_REALTIME, &real) ||
-	    clock_gettime(CLOCK_BOOTTIME, &boot))
-		return -1;
-	double booted = (double)(real.tv_sec - boot.tv_sec) +
-			(double)(real.tv_nsec - boot.tv_nsec) / 1e9;
-	return booted + (double)ticks / (double)hz;
-}
-
-/* Processes that a launcher without the library started side by side
- * (xargs -P, a shell run without it: it has the assignment, so it passes
- * its parent's claim on) each found no claim above them and each took the
- * exact name: the last to exit replaced the others' files (a held-out
- * check). Among them the first to create the file takes the name (the
- * others see it made since their launcher started: NAME.PID); a file from
- * before that is an earlier run's, replaced. True: this process takes the
- * name. */
-static bool first_of_siblings(struct output *o, pid_t launcher)
-{
-	char name[NAME_MAX_LEN];
-	double since = start_time(launcher);
-	if (since < 0 || !expand(o, "", name, sizeof name))
-		return true;
-	for (int tries = 0; tries < 2; tries++) {
-		int fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC |
-				    O_NOCTTY | O_NONBLOCK, 0666);
-		if (fd >= 0) {
-			close(fd);
-			return true;
-		}
-		struct stat st;
-		if (errno != EEXIST || lstat(name, &st) != 0 || !S_ISREG(st.st_mode))
-			return true; /* the start-up checks say what is wrong */
-		double made = (double)st.st_mtim.tv_sec + (double)st.st_mtim.tv_nsec / 1e9;
-		if (made >= since - 0.02) /* (the file clock is coarse) */
-			return false;
-		if (unlink(name) != 0 && errno != ENOENT)
-			return true;
-	}
-	return false; /* a sibling made it in between */
-}
-
 /* A relative name is the directory's the process started in: its
  * children get it absolute in their environment, so that one started
  * after a chdir (`cd ../B && exec prog`, an execv after chdir) does not
@@ -920,11 +849,7 @@ static void setup(struct output *o, const char *var, const char *value,
 	 * profile /dev/null.folded...), or warned where it could not. */
 	struct stat dev;
 	o->device = !o->has_pid && stat(o->tmpl, &dev) == 0 && S_ISCHR(dev.st_mode);
-	pid_t launcher = 0;
-	o->named = !o->has_pid && !o->device &&
-		   parent_claim(var, value, o->tmpl, &launcher) == 0;
-	if (o->named && launcher)
-		o->named = first_of_siblings(o, launcher);
+	o->named = !o->has_pid && !o->device && parent_claim(var, value, o->tmpl) == 0;
 	if (value[0] != '/')
 		name_for_children(o);
 	o->on = true;

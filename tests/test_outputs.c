@@ -452,44 +452,6 @@ static void tree_each_process_its_profile(void **state)
 	mlt_run_free(&r);
 }
 
-/* Processes a launcher without the library starts side by side (xargs
- * -P2 here: it has the variable, not the library) each took the exact name,
- * and the last to exit replaced the other's report (a held-out check):
- * now the first to make the file keeps the name, the other writes
- * NAME.PID. Twice in the same directory: the first run's r.json is an
- * earlier run's for the second, and replaced. */
-static void siblings_of_a_launcher_keep_both_reports(void **state)
-{
-	(void)state;
-	char *d = subdir("siblings");
-	for (int run = 0; run < 2; run++) {
-		char cmd[8192];
-		snprintf(cmd, sizeof cmd,
-			 "printf '0.2\\n0.4\\n' | env MEMLIMITS_REPORT=%s/r.json xargs -P2 -n1"
-			 " env LD_PRELOAD=%s sleep", d, mlt_lib());
-		char *argv[] = { "/bin/sh", "-c", cmd, NULL };
-		struct mlt_run r;
-		run_in(argv, NULL, NULL, 30, &r);
-		EXPECT(r, r.status == 0);
-		mlt_run_free(&r);
-		/* This run's: r.json and one r.json.PID that was not there
-		 * before (listed in d/../siblings.before), sleep 0.2 and 0.4. */
-		const char *args[] = { d, NULL };
-		python("import json, os, sys\n"
-		       "d = sys.argv[1]\n"
-		       "seen = d + '/../siblings.before'\n"
-		       "before = set(open(seen).read().split()) if os.path.exists(seen) else set()\n"
-		       "names = set(os.listdir(d))\n"
-		       "new = sorted((names - before) | {'r.json'})\n"
-		       "assert len(new) == 2 and 'r.json' in new, (names, before)\n"
-		       "cmds = [json.load(open(d + '/' + n))['command'][1] for n in new]\n"
-		       "assert sorted(cmds) == ['0.2', '0.4'], (new, cmds)\n"
-		       "open(seen, 'w').write(' '.join(names))\n",
-		       args, &r);
-		mlt_run_free(&r);
-	}
-}
-
 /* A limit fired, then the process exec'd a program whose limit fires too:
  * NAME.breach stays the first breach's (the old image's), as the README
  * says; the new image's overwrote it (a held-out check). */
@@ -1158,7 +1120,6 @@ int main(void)
 		cmocka_unit_test(tree_each_process_its_report),
 		cmocka_unit_test(tree_each_process_its_profile),
 		cmocka_unit_test(breach_profile_kept_across_exec),
-		cmocka_unit_test(siblings_of_a_launcher_keep_both_reports),
 		cmocka_unit_test(report_script_skips_incomplete_reports),
 		cmocka_unit_test(report_script_lists_many_processes),
 		cmocka_unit_test(report_on_limit_abort),
