@@ -431,6 +431,11 @@ static int release(struct newenv *ne, int r)
  * check). Said on stderr at the exec when a limit is set, not refused: a
  * build that runs a static tool (go build's compile) would stop. System
  * calls and the stack only: an exec may come from a vfork child. */
+/* Set by posix_spawn around its check: the program runs in a new process,
+ * and this one's report is not ended (it was, with "exec": a held-out
+ * check). */
+static __thread bool spawning __attribute__((tls_model("initial-exec")));
+
 static void say_unreached_fd(int fd, const char *shown)
 {
 	const char *why = mli_exe_unreached_file(fd);
@@ -444,7 +449,8 @@ static void say_unreached_fd(int fd, const char *shown)
 	mli_buf_str(&m, why);
 	mli_buf_str(&m, ": the library cannot load in it, so it runs with no limit\n");
 	mli_say(msg, m.len < sizeof msg ? m.len : sizeof msg);
-	mli_report_unreached_exec();
+	if (!spawning)
+		mli_report_unreached_exec(); /* this image ends here */
 }
 
 /* The program at path (relative to dirfd), shown as `shown`. */
@@ -642,7 +648,9 @@ EXPORT int posix_spawn(pid_t *pid, const char *path,
 		       const posix_spawnattr_t *attr, char *const argv[],
 		       char *const envp[])
 {
+	spawning = true;
 	say_unreached(path, false, envp);
+	spawning = false;
 	return spawn_with(real_spawn, pid, path, fa, attr, argv, envp);
 }
 
@@ -651,7 +659,9 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file,
 			const posix_spawnattr_t *attr, char *const argv[],
 			char *const envp[])
 {
+	spawning = true;
 	say_unreached(file, true, envp);
+	spawning = false;
 	return spawn_with(real_spawnp, pid, file, fa, attr, argv, envp);
 }
 

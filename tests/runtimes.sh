@@ -374,6 +374,14 @@ if gcc -static -O1 -o "$tmp/static" "$tmp/static.c" 2>/dev/null; then
 	if grep -q '"ended_by": "exec"' "$tmp/unreached/r.json" 2>/dev/null; then pass; else
 		fail "exec of a static program: no report that says \"ended_by\": \"exec\": $(ls "$tmp/unreached")"
 	fi
+	# posix_spawn of it: a new process; the parent's report is its exit's
+	# (it was written at the spawn, "exec": a held-out check).
+	rm -f "$tmp/unreached/"*
+	"$ROOT/scripts/memlimit" --global-memory 50M --report "$tmp/unreached/r.json" -- \
+		/usr/bin/python3 -c "import os; os.waitpid(os.posix_spawn('$tmp/static', ['static'], os.environ), 0)" 2>/dev/null
+	if grep -q '"ended_by": "exit"' "$tmp/unreached/r.json" 2>/dev/null; then pass; else
+		fail "posix_spawn of a static program: the parent's report does not end at its exit: $(cat "$tmp/unreached/r.json" 2>&1 | head -c 300)"
+	fi
 	# A script for it (#!): the kernel execs the interpreter (missed).
 	printf '#!%s\n' "$tmp/static" >"$tmp/static.sh" && chmod +x "$tmp/static.sh"
 	n=$("$ROOT/scripts/memlimit" --global-memory 50M -- bash -c "'$tmp/static.sh'; true" 2>&1 |
