@@ -226,6 +226,7 @@ static void fork_child(void)
 {
 	lock_forked();
 	mli_dontfork_child(); /* alone in the child: the lock is this thread's */
+	mli_memfd_fork_child();
 	if (fork_took) {
 		__atomic_store_n(&acct_lock, 0, __ATOMIC_RELAXED);
 		acct_held = fork_held;
@@ -266,6 +267,7 @@ void mli_acct_child_alone(void)
 		held_pre = 0;
 	}
 	mli_dontfork_child();
+	mli_memfd_fork_child();
 	__atomic_store_n(&acct_lock, 0, __ATOMIC_RELEASE);
 }
 

@@ -44,6 +44,7 @@ bool mli_memfd_committed(int fd, uint64_t off, uint64_t len);
 /* Did this process create memfd fd, or size the file in memory fd is
  * (ftruncate, fallocate)? Only then its shared mappings count (memfd.c). */
 bool mli_memfd_sized_here(int fd);
+void mli_memfd_fork_child(void); /* from mmap.c's fork handlers */
 /* Is fd a file of a file system in memory (tmpfs, hugetlbfs, ramfs)? */
 bool mli_memory_file(int fd);
 /* This library's own mmap family (hidden aliases of its exported

