@@ -35,7 +35,9 @@
 #include <linux/falloc.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -86,19 +88,50 @@ static int sized_at(uint64_t dev, uint64_t ino)
 	return -1;
 }
 
+static void remember(const struct stat *st);
+
 /* fd was given a size or pages here: remembered if it is a file in memory. */
 static void note_sized(int fd)
 {
 	struct stat st;
-	if (!mli_memory_file(fd) || syscall(SYS_fstat, fd, &st) != 0 || !mli_acct_enter())
+	if (mli_memory_file(fd) && syscall(SYS_fstat, fd, &st) == 0)
+		remember(&st);
+}
+
+static void remember(const struct stat *st)
+{
+	if (!mli_acct_enter())
 		return;
-	if (sized_at(st.st_dev, st.st_ino) < 0) {
+	if (sized_at(st->st_dev, st->st_ino) < 0) {
 		unsigned i = nsized++ % SIZED_MAX;
-		sized[i].dev = st.st_dev;
-		sized[i].ino = st.st_ino;
+		sized[i].dev = st->st_dev;
+		sized[i].ino = st->st_ino;
 	}
 	mli_acct_leave();
 }
+
+/* truncate(2) by path sizes a file as ftruncate does (os.truncate). */
+typedef int (*truncate_fn)(const char *, off_t);
+static truncate_fn real_truncate;
+
+EXPORT int truncate(const char *path, off_t len)
+{
+	truncate_fn f = __atomic_load_n(&real_truncate, __ATOMIC_RELAXED);
+	int r = f ? f(path, len) : (int)syscall(SYS_truncate, path, len);
+	if (r == 0 && len > 0) {
+		int e = errno;
+		struct statfs sf;
+		struct stat st;
+		if (statfs(path, &sf) == 0 && stat(path, &st) == 0 &&
+		    (sf.f_type == TMPFS_MAGIC || sf.f_type == HUGETLBFS_MAGIC ||
+		     sf.f_type == RAMFS_MAGIC))
+			remember(&st);
+		errno = e;
+	}
+	return r;
+}
+
+EXPORT int truncate64(const char *path, off_t len) __attribute__((alias("truncate")));
 
 /* A forked child did not size its parent's files: its own mappings of
  * them (a worker of a fork pool attaching to its parent's shared_memory)
@@ -352,6 +385,7 @@ __attribute__((constructor)) static void memfd_init(void)
 {
 	real_close = (close_fn)dlsym(RTLD_NEXT, "close");
 	real_posix_fallocate = (posix_fallocate_fn)dlsym(RTLD_NEXT, "posix_fallocate");
+	real_truncate = (truncate_fn)dlsym(RTLD_NEXT, "truncate");
 }
 
 /* The close of a memfd of ours (and syscall(SYS_close), syscall.c). */

@@ -268,7 +268,7 @@ static void exports_exact(const char *cmd)
 		"posix_memalign", "posix_spawn", "posix_spawnp",
 		"pthread_create", "pthread_exit",
 		"pvalloc", "quick_exit", "rallocx", "realloc", "reallocarray", "sallocx", "sbrk", "sdallocx",
-		"shmat", "shmdt", "siglongjmp", "syscall", "system", "valloc", "xallocx",
+		"shmat", "shmdt", "siglongjmp", "syscall", "system", "truncate", "truncate64", "valloc", "xallocx",
 	};
 	const size_t nwant = sizeof want / sizeof *want;
 	struct mlt_run r;

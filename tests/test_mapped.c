@@ -241,6 +241,19 @@ static void shared_memory_files_counted(void **state)
 	assert_true(WIFEXITED(st));
 	assert_int_equal(WEXITSTATUS(st), 0);
 	close(fd);
+	/* Sized by path (truncate(2): python's os.truncate) counts too. */
+	char path[80];
+	snprintf(path, sizeof path, "/dev/shm/test_mapped3.%d", (int)getpid());
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(truncate(path, 8 * P), 0);
+	unlink(path);
+	w = mmap(NULL, 8 * P, RW, MAP_SHARED, fd, 0);
+	assert_true(w != MAP_FAILED);
+	MOVED(&m, 8);
+	munmap(w, 8 * P);
+	MOVED(&m, -8);
+	close(fd);
 	/* A memfd mapped, then closed: counted while mapped. */
 	int mf = memfd_create("test_mapped", 0);
 	assert_true(mf >= 0);
