@@ -441,6 +441,10 @@ static void say_unreached_fd(int fd, const char *shown)
 	const char *why = mli_exe_unreached_file(fd);
 	if (!why)
 		return;
+	if (!nkept) { /* a report, no limit: nothing to warn of */
+		mli_report_unreached_exec();
+		return;
+	}
 	char msg[PATH_MAX + 200];
 	struct mli_buf m = { msg, 0, sizeof msg };
 	mli_buf_str(&m, "memlimits: warning: ");
@@ -490,7 +494,9 @@ static bool valgrind_tool(char *const envp[])
  * execvp does, to be run with envp. */
 static void say_unreached(const char *path, bool search, char *const envp[])
 {
-	if (!nkept || !path || !*path || valgrind_tool(envp))
+	/* With no limit, only an exec with a report to end is looked at. */
+	bool report_only = !nkept && !spawning && mli_eng.cfg.report[0];
+	if ((!nkept && !report_only) || !path || !*path || valgrind_tool(envp))
 		return;
 	if (!search || strchr(path, '/')) {
 		say_unreached_at(AT_FDCWD, path, path);

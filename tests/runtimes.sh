@@ -374,6 +374,12 @@ if gcc -static -O1 -o "$tmp/static" "$tmp/static.c" 2>/dev/null; then
 	if grep -q '"ended_by": "exec"' "$tmp/unreached/r.json" 2>/dev/null; then pass; else
 		fail "exec of a static program: no report that says \"ended_by\": \"exec\": $(ls "$tmp/unreached")"
 	fi
+	# The same with a report and no limit: no warning, the report written.
+	rm -f "$tmp/unreached/"*
+	out=$("$ROOT/scripts/memlimit" --report "$tmp/unreached/r.json" -- sh -c "exec '$tmp/static'" 2>&1)
+	if grep -q '"ended_by": "exec"' "$tmp/unreached/r.json" 2>/dev/null && [ -z "$out" ]; then pass; else
+		fail "exec of a static program, a report and no limit: '$out' $(ls "$tmp/unreached")"
+	fi
 	# posix_spawn of it: a new process; the parent's report is its exit's
 	# (it was written at the spawn, "exec": a held-out check).
 	rm -f "$tmp/unreached/"*
