@@ -27,6 +27,10 @@ static volatile sig_atomic_t in_child, made;
 static volatile pid_t child;
 static pthread_t main_thread;
 static volatile int stop;
+/* The rounds are over: a child forked then (the handler interrupting main
+ * past its loop) went on to join a thread it does not have, and hung with
+ * the output pipe open (once in a CI run). */
+static volatile sig_atomic_t done;
 
 static void churn_once(void)
 {
@@ -40,8 +44,8 @@ static void churn_once(void)
 static void on_signal(int sig)
 {
 	(void)sig;
-	if (in_child || child)
-		return; /* one child at a time */
+	if (in_child || child || done)
+		return; /* one child at a time, and none after the rounds */
 	pid_t c = !strcmp(how, "fork") ? fork()
 		  : !strcmp(how, "sys") ? (pid_t)syscall(SYS_fork) : _Fork();
 	if (c == 0) {
@@ -74,20 +78,25 @@ int main(int argc, char **argv)
 	pthread_t th;
 	if (pthread_create(&th, NULL, signaller, NULL))
 		return 2;
-	while (children < rounds) {
+	for (;;) {
+		if (children >= rounds)
+			done = 1;
 		churn_once();
 		if (in_child) {
 			for (int i = 0; i < 10; i++)
 				churn_once();
 			_exit(0);
 		}
+		if (done)
+			break;
 		pid_t c = child;
 		if (!c)
 			continue;
 		children++;
 		if (wait_or_kill(c, 5000) == -1) {
 			hung++;
-			break;
+			done = 1;
+			continue; /* (a child forked just before leaves above) */
 		}
 		child = 0;
 	}
