@@ -381,7 +381,7 @@ struct scan {
 	size_t pos;    /* in the pattern */
 	bool alive;    /* the current entry still matches */
 	const char *a, *b; /* environ: "a=b\0"; maps: a is a substring */
-	size_t alen, blen;
+	size_t alen;
 	const char *abs; /* environ: b made absolute (or b) */
 	char *val;       /* environ: the current entry's value (NAME_MAX_LEN) */
 };
@@ -527,7 +527,7 @@ static int parent_claim(const char *var, const char *value, const char *abs)
 			return -1;
 		static char val[NAME_MAX_LEN]; /* start-up, or a write's refusal */
 		struct scan e = { .a = var, .alen = strlen(var), .b = value,
-				  .blen = strlen(value), .abs = abs, .val = val,
+				  .abs = abs, .val = val,
 				  .alive = true };
 		if (!scan_proc(p, "environ", &e, eat_environ))
 			return -1;

@@ -72,12 +72,11 @@ bool mli_fired_before_exec(void)
 	int pid = mli_eng.cfg.fired_pid;
 	return pid && pid == getpid();
 }
-#define fired_before_exec mli_fired_before_exec
 
 static bool fired(void)
 {
 	return mli_report_any_breach() || mli_tree_any_fired() ||
-	       fired_before_exec();
+	       mli_fired_before_exec();
 }
 
 bool mli_fired_for_exec(void)
@@ -85,7 +84,7 @@ bool mli_fired_for_exec(void)
 	const struct mli_config *c = &mli_eng.cfg;
 	/* Not in a vfork child, which shares its parent's record. */
 	return (c->limit_status || c->report[0] || c->profile[0]) && report_pid == getpid() &&
-	       (mli_report_any_breach() || fired_before_exec());
+	       (mli_report_any_breach() || mli_fired_before_exec());
 }
 
 /* MEMLIMITS_LIMIT_STATUS: the process ends with that status if a limit
@@ -365,7 +364,7 @@ static void build(struct mli_buf *m, bool json, const char *ended_by,
 	kv(m, json, "memory_at_first_soft_crossing", soft_first_memory,
 	   soft_first_memory >= 0, false);
 	kv(m, json, "tree_memory_limit", mli_tree_limit(), true, false);
-	kv(m, json, "limit_fired_before_exec", fired_before_exec(), true, false);
+	kv(m, json, "limit_fired_before_exec", mli_fired_before_exec(), true, false);
 	kv(m, json, "tree_memory_bytes", mli_tree_memory(), true, !json);
 	if (json)
 		mli_buf_str(m, "\"breaches\": [");

@@ -24,8 +24,9 @@
  * A memfd never given pages by fallocate is memory like any file of a
  * tmpfs: its shared mappings count (mmap.c).
  *
- * Not seen (README): pages a memfd gets by write(2); a memfd received from another process or kept after its
- * descriptor is closed (mapped); descriptors closed other than by close()
+ * Not seen (README): pages a memfd gets by write(2); the fallocate'd pages
+ * of a memfd received from another process or kept after its descriptor is
+ * closed (mapped); descriptors closed other than by close()
  * (dup2 over them, close_range, libc's internal closes), which stay counted
  * until the number is reused by memfd_create. */
 #define _GNU_SOURCE
@@ -35,7 +36,6 @@
 #include <linux/falloc.h>
 #include <stdarg.h>
 #include <stdint.h>
-#include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -60,9 +60,6 @@ static uint64_t is_memfd[MAX_FD / 64];
  * kept the memfd's account, and a regular file's fallocate of 200 MiB was
  * refused with ENOSPC under a 100M limit (a held-out check). */
 static uint64_t file_dev[MAX_FD], file_ino[MAX_FD];
-/* Memfds given pages by fallocate: their pages are counted here, so their
- * mappings are not (mmap.c; ZGC maps its heap's file three times). */
-static uint64_t committed[MAX_FD / 64];
 
 /* ---- Files in memory this process sized -------------------------------
  * A shared mapping of a file in memory counts in the process that sized
@@ -90,12 +87,15 @@ static int sized_at(uint64_t dev, uint64_t ino)
 
 static void remember(const struct stat *st);
 
-/* fd was given a size or pages here: remembered if it is a file in memory. */
+/* fd was given a size or pages here: remembered if it is a file in memory.
+ * errno as it was. */
 static void note_sized(int fd)
 {
+	int e = errno;
 	struct stat st;
 	if (mli_memory_file(fd) && syscall(SYS_fstat, fd, &st) == 0)
 		remember(&st);
+	errno = e;
 }
 
 static void remember(const struct stat *st)
@@ -122,9 +122,7 @@ EXPORT int truncate(const char *path, off_t len)
 		int e = errno;
 		struct statfs sf;
 		struct stat st;
-		if (statfs(path, &sf) == 0 && stat(path, &st) == 0 &&
-		    (sf.f_type == TMPFS_MAGIC || sf.f_type == HUGETLBFS_MAGIC ||
-		     sf.f_type == RAMFS_MAGIC))
+		if (statfs(path, &sf) == 0 && mli_memory_fs(&sf) && stat(path, &st) == 0)
 			remember(&st);
 		errno = e;
 	}
@@ -178,13 +176,11 @@ static void drop(int fd)
 		mli_acct_settle(0, mli_maps_unmap(at(fd, 0), extent[fd]));
 	extent[fd] = 0;
 	set_tracked(fd, false);
-	committed[fd / 64] &= ~((uint64_t)1 << (fd % 64));
 }
 
 bool mli_memfd_committed(int fd, uint64_t off, uint64_t len)
 {
-	if (!tracked(fd) || !(committed[fd / 64] >> (fd % 64) & 1) ||
-	    off + len > FD_SPAN || off + len < off)
+	if (!tracked(fd) || !len || off + len > FD_SPAN || off + len < off)
 		return false;
 	uint64_t counted, in_account;
 	mli_maps_stat(at(fd, off), len, &counted, &in_account);
@@ -255,11 +251,8 @@ EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
 	if (!tracked(fd) || !still_memfd(fd) || off < 0 || len <= 0 ||
 	    (uint64_t)off + (uint64_t)len > FD_SPAN || !mli_acct_enter()) {
 		int r = sys_fallocate(fd, mode, off, len);
-		if (r == 0 && !tracked(fd)) {
-			int e = errno;
+		if (r == 0 && !tracked(fd))
 			note_sized(fd);
-			errno = e;
-		}
 		return r;
 	}
 	uint64_t page = mli_page_round(1);
@@ -289,11 +282,9 @@ EXPORT int fallocate(int fd, int mode, off_t off, off_t len)
 	if (!tracked(fd)) {
 		/* closed meanwhile: nothing of it in the account */
 	} else if (allocates) {
-		if (r == 0) {
+		if (r == 0)
 			mli_acct_settle(pre, mli_maps_protect(at(fd, lo), hi - lo,
 							      MLI_PROT_WRITE));
-			committed[fd / 64] |= (uint64_t)1 << (fd % 64);
-		}
 		else
 			mli_acct_unadmit(pre);
 	} else if (r == 0 && (mode & FALLOC_FL_PUNCH_HOLE)) {
@@ -326,11 +317,8 @@ EXPORT int posix_fallocate(int fd, off_t off, off_t len)
 		posix_fallocate_fn f = __atomic_load_n(&real_posix_fallocate,
 						       __ATOMIC_RELAXED);
 		int r = f ? f(fd, off, len) : ENOSYS;
-		if (r == 0) {
-			int e = errno;
+		if (r == 0)
 			note_sized(fd);
-			errno = e;
-		}
 		return r;
 	}
 	if (off < 0 || len <= 0)
@@ -349,11 +337,8 @@ EXPORT int ftruncate(int fd, off_t len)
 	int saved = errno;
 	if (!tracked(fd) || !still_memfd(fd) || len < 0 || !mli_acct_enter()) {
 		int r = (int)syscall(SYS_ftruncate, fd, len);
-		if (r == 0 && len > 0 && !tracked(fd)) {
-			int e = errno;
+		if (r == 0 && len > 0 && !tracked(fd))
 			note_sized(fd);
-			errno = e;
-		}
 		return r;
 	}
 	int r = (int)syscall(SYS_ftruncate, fd, len);

@@ -305,12 +305,16 @@ static bool dev_zero(int fd)
 /* Is fd a file of a file system in memory (tmpfs: POSIX shared memory
  * in /dev/shm, a memfd; hugetlbfs; ramfs)? Its pages are memory, whoever
  * maps them. */
+bool mli_memory_fs(const struct statfs *sf)
+{
+	return sf->f_type == TMPFS_MAGIC || sf->f_type == HUGETLBFS_MAGIC ||
+	       sf->f_type == RAMFS_MAGIC;
+}
+
 bool mli_memory_file(int fd)
 {
 	struct statfs sf;
-	return fd >= 0 && syscall(SYS_fstatfs, fd, &sf) == 0 &&
-	       (sf.f_type == TMPFS_MAGIC || sf.f_type == HUGETLBFS_MAGIC ||
-		sf.f_type == RAMFS_MAGIC);
+	return fd >= 0 && syscall(SYS_fstatfs, fd, &sf) == 0 && mli_memory_fs(&sf);
 }
 
 /* Anonymous mappings are in the account, private or shared (python's

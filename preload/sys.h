@@ -45,8 +45,11 @@ bool mli_memfd_committed(int fd, uint64_t off, uint64_t len);
  * (ftruncate, fallocate)? Only then its shared mappings count (memfd.c). */
 bool mli_memfd_sized_here(int fd);
 void mli_memfd_fork_child(void); /* from mmap.c's fork handlers */
-/* Is fd a file of a file system in memory (tmpfs, hugetlbfs, ramfs)? */
+/* Is fd a file of a file system in memory (tmpfs, hugetlbfs, ramfs)?
+ * Is sf such a file system? (mmap.c) */
 bool mli_memory_file(int fd);
+struct statfs;
+bool mli_memory_fs(const struct statfs *sf);
 /* This library's own mmap family (hidden aliases of its exported
  * functions), for syscall(2): called by name, the program's syscall(SYS_mmap)
  * reached whichever mmap the symbol table finds first, and tcmalloc's (a
