@@ -859,6 +859,7 @@ int mli_unwind(void **buf, int size);
 /* ---- core/profile.c: MEMLIMITS_PROFILE, the profile file ---------------- */
 void mli_profile_start_env(void);
 void mli_profile_write(const char *why); /* at exit, or when a limit fires */
+void mli_profile_exit(void); /* exit()'s profile, once */
 
 /* ---- core/backend.h (implemented in preload/): what the engine needs from
  * the allocator; core/region.h: where sampled blocks live. */

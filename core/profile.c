@@ -372,11 +372,16 @@ void mli_profile_fork_parent(void)
 		leave();
 }
 
+/* exit()'s profile is written once: from its exit handler, or from the
+ * thread that ends the process (report.c's gate), whichever comes first. */
+static int exit_written;
+
 void mli_profile_fork_child(void)
 {
 	if (fork_took)
 		leave();
 	breach_written = 0; /* the child's first breach is its own */
+	exit_written = 0;
 	/* So is its peak: the parent's copy is dropped, not freed (its pages
 	 * stay shared with the parent, untouched), and the child's first
 	 * sample makes its own. A thread the child does not have may have
@@ -388,10 +393,11 @@ void mli_profile_fork_child(void)
 	peak_busy = 0;
 }
 
-static void at_exit(void)
+void mli_profile_exit(void)
 {
 	mli_exit_work_begin(); /* report.c: another thread's exit() waits */
-	mli_profile_write(NULL);
+	if (!__atomic_exchange_n(&exit_written, 1, __ATOMIC_ACQ_REL))
+		mli_profile_write(NULL);
 	mli_exit_work_end();
 }
 
@@ -413,7 +419,7 @@ void mli_profile_start_env(void)
 		mli_say(msg, sizeof msg - 1);
 		return;
 	}
-	atexit(at_exit);
+	atexit(mli_profile_exit);
 }
 
 static uint64_t rnd(double v)
