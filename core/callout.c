@@ -14,7 +14,8 @@ void mli_callout_begin(struct mli_thread *t, int mode)
 		t->tracker += mode == MLI_CALLOUT_TRACKER;
 		mli_poke(t);
 	} else
-		t->mask_depth++; /* counted, but no task limit refuses it */
+		/* counted, but no task limit refuses it */
+		mli_mask(t, (uintptr_t)__builtin_frame_address(0));
 }
 
 void mli_callout_end(struct mli_thread *t, int mode)

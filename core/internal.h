@@ -149,6 +149,7 @@ enum mli_thread_state { MLI_T_NEW = 0, MLI_T_LIVE, MLI_T_DEAD };
  * mli_give_back). Words a signal handler of the thread may change (left,
  * grant, refund) are only ever changed by single instructions or inside the
  * engine's recursion guard. */
+#define MLI_MASK_FRAMES 8
 struct mli_thread {
 	uint64_t left;   /* hot: bytes the fast path may still hand out */
 	uint64_t grant;  /* value of left at the last refill */
@@ -211,6 +212,10 @@ struct mli_thread {
 	uint64_t pending_samples; /* of the allocation being admitted */
 	uint64_t rng;
 	uint32_t prof_gen;        /* mli_prof.gen that sample_left belongs to */
+	/* Where the stack was when each of the first MLI_MASK_FRAMES masks of
+	 * mask_depth was taken (mli_mask): a longjmp that discards that frame
+	 * undoes the mask (task.c, mli_scopes_discarded). */
+	uintptr_t mask_sp[MLI_MASK_FRAMES];
 };
 
 extern __thread struct mli_thread mli_tls
@@ -229,6 +234,17 @@ static inline void mli_engine_leave(struct mli_thread *t)
 {
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	t->in_engine = 0;
+}
+
+/* A mask taken by code whose frame is at or above sp (ml_mask, a masked
+ * callout): one more level of mask_depth, with its stack position. */
+static inline void mli_mask(struct mli_thread *t, uintptr_t sp)
+{
+	uint32_t d = t->mask_depth;
+	if (d < MLI_MASK_FRAMES)
+		t->mask_sp[d] = sp;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	t->mask_depth = d + 1;
 }
 
 void mli_thread_attach(struct mli_thread *t);
@@ -644,6 +660,12 @@ int mli_tree_attach(const char *path, char *err, size_t errlen);
 void mli_tree_start(void); /* from the constructor: exit and fork hooks */
 void mli_tree_exiting(void); /* from _exit: async-signal-safe */
 void mli_tree_fork_child(void); /* in a forked child: its own share */
+/* Around a fork that runs no atfork handler (_Fork, clone, the system
+ * call), in the parent: the child is counted in before it exists. */
+void mli_tree_fork_begin(void);
+void mli_tree_fork_end(bool made);
+void mli_tree_adopt(pid_t pid);    /* posix_spawn's child, in the parent */
+void mli_tree_before_exec(void);   /* a vfork child's exec: its own count */
 void mli_tree_abandon(void); /* a configuration error before main */
 void mli_tree_fired(void);   /* a limit fired in this process */
 bool mli_tree_any_fired(void); /* in any process of the tree */

@@ -275,8 +275,16 @@ void mli_scopes_discarded(uintptr_t lo, uintptr_t hi)
 		left = true;
 		depth = at;
 	}
-	if (left)
-		unmask_to(t, depth);
+	if (!left)
+		depth = t->mask_depth;
+	/* Then the masks taken in the discarded frames outside any scope (a
+	 * jump out of ml_with_resource's acquire to a setjmp made outside any
+	 * task left the thread masked for good: a held-out check). A mask
+	 * deeper than MLI_MASK_FRAMES has no position, and stays. */
+	while (depth && depth <= MLI_MASK_FRAMES && t->mask_sp[depth - 1] >= lo &&
+	       t->mask_sp[depth - 1] < hi)
+		depth--;
+	unmask_to(t, depth);
 }
 
 /* The scopes a task entered and did not leave, when it returns (an error
@@ -344,6 +352,27 @@ static ml_status run(int kind, uint64_t limit, ml_token *tok, ml_task_fn task,
 	return open ? ML_INVALID : st;
 }
 
+/* ml_leave_all: s's storage is about to end (a C++ scoped limit's
+ * destructor) while scopes entered inside it may still be open (an error
+ * path that forgot ml_leave): they are dropped as a task drops them when it
+ * returns, masks taken inside s are undone, and s is left. The scopes on
+ * the list inside s are not read (they may lie in dead frames); that s is
+ * on the list is taken from its magic and owner, and from the innermost
+ * scope lying below it (deeper in the stack: static storage is below
+ * every stack, so a static scope under a stack one is refused). */
+static ml_status leave_all(ml_scope *pub, uint64_t *allocated)
+{
+	struct mli_scope *s = (struct mli_scope *)pub;
+	struct mli_thread *t = &mli_tls;
+	if (!s || s->magic != SCOPE_MAGIC || s->owner != t || !t->top ||
+	    (uintptr_t)t->top > (uintptr_t)s)
+		return ML_INVALID;
+	bool open = drop_left_open(t, s);
+	unmask_to(t, s->mask_at);
+	ml_status st = leave(pub, allocated);
+	return open ? ML_INVALID : st;
+}
+
 static ml_status limit_global_memory(ml_task_fn task, void *arg, void **result)
 {
 	return run(MLI_SCOPE_GLOBAL, 0, NULL, task, arg, result, NULL);
@@ -392,7 +421,8 @@ static bool is_interrupted(void)
 
 static void mask(void)
 {
-	mli_tls.mask_depth++;
+	/* This frame lies just below the caller's (ml_mask is inlined there). */
+	mli_mask(&mli_tls, (uintptr_t)__builtin_frame_address(0));
 }
 
 static void unmask(void)
@@ -466,6 +496,7 @@ static const struct ml_api api = {
 	.memprof_stop = mli_prof_stop,
 	.enter_sized = enter_sized,
 	.on_memory_pressure = mli_soft_watch,
+	.leave_all = leave_all,
 };
 
 __attribute__((visibility("default"))) const struct ml_api *

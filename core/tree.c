@@ -184,24 +184,26 @@ static void reap(void)
 	errno = saved;
 }
 
-/* This process's slot: the pid's own if it has one (an exec), else a free
- * one. */
-static bool claim(void)
+/* A slot for pid: its own if it has one (an exec), else a free one, then
+ * counted in `live` unless `counted` says the count was taken for it
+ * already (fork_begin). NULL if the 4096 are taken. */
+static struct slot *take_slot(pid_t pid, bool counted)
 {
-	pid_t pid = getpid();
 	uint64_t st = start_time(pid);
 	for (int i = 0; i < MAX_PROCS; i++) {
 		struct slot *s = &seg->slots[i];
 		if (__atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) == pid && s->ns == my_ns) {
-			mine = s; /* an exec: the pid's own */
-			mine->start = st;
-			return true;
+			s->start = st; /* an exec: the pid's own */
+			if (counted)
+				__atomic_sub_fetch(&seg->live, 1, __ATOMIC_RELAXED);
+			return s;
 		}
 	}
 	/* Counted in before the slot shows: killed in between, the process
 	 * over-counts `live` (the segment waits for the sweep) where it
 	 * under-counted (removed under the others). */
-	__atomic_add_fetch(&seg->live, 1, __ATOMIC_RELAXED);
+	if (!counted)
+		__atomic_add_fetch(&seg->live, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < MAX_PROCS; i++) {
 		struct slot *s = &seg->slots[i];
 		int32_t free_pid = 0;
@@ -213,11 +215,21 @@ static bool claim(void)
 		s->ns = my_ns;
 		__atomic_store_n(&s->bytes, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->pid, pid, __ATOMIC_RELEASE);
-		mine = s;
-		return true;
+		return s;
 	}
 	__atomic_sub_fetch(&seg->live, 1, __ATOMIC_RELAXED);
-	return false;
+	return NULL;
+}
+
+static bool claim_counted(bool counted)
+{
+	mine = take_slot(getpid(), counted);
+	return mine != NULL;
+}
+
+static bool claim(void)
+{
+	return claim_counted(false);
 }
 
 /* Publishes v, this process's memory, into its slot: always if exact, else
@@ -276,19 +288,98 @@ static void leave(void)
 		remove_segment(path); /* the last one out: nobody new can join now */
 }
 
+/* The forking thread counted its child in already (mli_tree_fork_begin). */
+static __thread bool precounted __attribute__((tls_model("initial-exec")));
+
 /* fork: the child is a new process of the tree, with what it inherited.
  * Also from _Fork's child (preload/fork.c), which runs no atfork handler:
  * no allocation, no stdio (a claim reads /proc and takes the segment's
  * lock, which only the tree's bookkeeping holds, briefly). */
 void mli_tree_fork_child(void)
 {
+	bool counted = precounted;
+	precounted = false;
 	if (!seg)
 		return;
 	mine = NULL;
 	mli_budget_fork_child(&mli_tls);
 	learn_ns(); /* unshare(CLONE_NEWPID) puts the children in another */
-	if (claim())
+	if (claim_counted(counted))
 		publish(mli_mem_estimate(NULL), true);
+}
+
+/* A new process is counted in `live` by its parent, before the parent can
+ * go on: counted by the child itself (its fork handler, or its image's
+ * start-up after posix_spawn), it came too late when the parent left at
+ * once (`cmd & exit`, daemon()): the last one out removed the segment, and
+ * the child's own children exited 125 (9 runs of 10 of `bash -c '(sleep
+ * 0.5; true) & exit 0'`: a held-out check). Around fork, _Fork, clone and
+ * the fork system call: fork_begin counts the child in, and the child's
+ * fork handler takes a slot under that count (precounted, in the forking
+ * thread's copy); fork_end in the parent takes it back if no child was
+ * made. */
+void mli_tree_fork_begin(void)
+{
+	if (!seg || !mine)
+		return;
+	__atomic_add_fetch(&seg->live, 1, __ATOMIC_RELAXED);
+	precounted = true;
+}
+
+void mli_tree_fork_end(bool made)
+{
+	if (!precounted)
+		return;
+	precounted = false;
+	if (!made)
+		__atomic_sub_fetch(&seg->live, 1, __ATOMIC_RELAXED);
+}
+
+/* glibc's fork (and daemon's) runs the atfork handlers: the prepare
+ * handler registered first runs last, right before the system call, and
+ * its parent handler first after it. errno tells whether a child was made:
+ * cleared here, set by a failed fork (glibc restores it after the
+ * handlers). */
+static __thread int errno_before_fork __attribute__((tls_model("initial-exec")));
+
+static void fork_prepare(void)
+{
+	mli_tree_fork_begin();
+	errno_before_fork = errno;
+	errno = 0;
+}
+
+static void fork_parent(void)
+{
+	bool made = errno == 0;
+	mli_tree_fork_end(made);
+	if (made)
+		errno = errno_before_fork;
+}
+
+/* A process started by posix_spawn (pid, in the parent once it returns), or
+ * by an exec in a vfork child (from the exec: the child's pid; the memory
+ * and `mine` are the parent's), is counted in by a slot for its pid, which
+ * its image's start-up then finds as its own. Its own claim may come
+ * first: the pid then has two slots and `live` one too many, until the
+ * process ends and a reap frees the other (over, never under). */
+void mli_tree_adopt(pid_t pid)
+{
+	if (!seg || pid <= 0)
+		return;
+	for (int i = 0; i < MAX_PROCS; i++) {
+		struct slot *s = &seg->slots[i];
+		if (__atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) == pid && s->ns == my_ns)
+			return;
+	}
+	take_slot(pid, false);
+}
+
+void mli_tree_before_exec(void)
+{
+	pid_t me = getpid();
+	if (seg && (!mine || __atomic_load_n(&mine->pid, __ATOMIC_RELAXED) != me))
+		mli_tree_adopt(me);
 }
 
 /* This process made the segment (it was the tree's first). */
@@ -461,7 +552,7 @@ void mli_tree_start(void)
 {
 	if (!seg)
 		return;
-	mli_atfork(NULL, NULL, mli_tree_fork_child);
+	mli_atfork(fork_prepare, fork_parent, mli_tree_fork_child);
 	atexit(leave);
 }
 

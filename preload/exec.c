@@ -539,12 +539,21 @@ static int no_function(void)
  * reservation of a tree's budget goes back (core/budget.c): the new image
  * starts with none (a shell loop of 20 commands lost 38 MiB of a 50M
  * budget to its children's execs); a failed exec draws again. */
+/* Before each exec: the thread's unused reservation of a tree's budget
+ * goes back (below), and a vfork child is counted in the tree
+ * (core/tree.c: its parent may leave before the new image starts). */
+static void before_exec(void)
+{
+	mli_budget_exit(&mli_tls);
+	mli_tree_before_exec();
+}
+
 static int exec_with(execve_fn fn, const char *path, char *const argv[],
 		     char *const envp[])
 {
 	if (!fn)
 		return no_function();
-	mli_budget_exit(&mli_tls);
+	before_exec();
 	EXEC_NEWENV(envp, ne);
 	return ne_ok ? release(&ne, fn(path, argv, ne.env)) : -1;
 }
@@ -577,7 +586,7 @@ EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 		return no_function();
 	if (nkept && !valgrind_tool(envp))
 		say_unreached_in(fd, "the program fexecve runs");
-	mli_budget_exit(&mli_tls);
+	before_exec();
 	EXEC_NEWENV(envp, ne);
 	return ne_ok ? release(&ne, real_fexecve(fd, argv, ne.env)) : -1;
 }
@@ -593,7 +602,7 @@ EXPORT int execveat(int dirfd, const char *path, char *const argv[],
 		else
 			say_unreached_at(dirfd, path, path);
 	}
-	mli_budget_exit(&mli_tls);
+	before_exec();
 	EXEC_NEWENV(envp, ne);
 	return ne_ok ? release(&ne, real_execveat(dirfd, path, argv, ne.env, flags))
 		     : -1;
@@ -646,7 +655,16 @@ static int spawn_with(spawn_fn fn, pid_t *pid, const char *path,
 	if (!fn)
 		return ENOSYS;
 	NEWENV(envp, ne);
-	return ne_ok ? release(&ne, fn(pid, path, fa, attr, argv, ne.env)) : ENOMEM;
+	if (!ne_ok)
+		return ENOMEM;
+	pid_t child;
+	int r = release(&ne, fn(&child, path, fa, attr, argv, ne.env));
+	if (!r) {
+		mli_tree_adopt(child); /* before this process may leave the tree */
+		if (pid)
+			*pid = child;
+	}
+	return r;
 }
 
 EXPORT int posix_spawn(pid_t *pid, const char *path,

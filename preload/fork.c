@@ -37,11 +37,13 @@ __attribute__((visibility("default"))) pid_t _Fork(void)
 		errno = ENOSYS;
 		return -1;
 	}
+	mli_tree_fork_begin();
 	pid_t pid = f();
 	if (pid == 0) {
 		mli_acct_child_alone();
 		mli_tree_fork_child();
-	}
+	} else
+		mli_tree_fork_end(pid > 0);
 	return pid;
 }
 
@@ -83,5 +85,8 @@ __attribute__((visibility("default"))) int clone(int (*fn)(void *), void *stack,
 	if ((flags & CLONE_VM) || !fn)
 		return f(fn, stack, flags, arg, ptid, tls, ctid);
 	struct clone_start start = { fn, arg };
-	return f(clone_child, stack, flags, &start, ptid, tls, ctid);
+	mli_tree_fork_begin();
+	int pid = f(clone_child, stack, flags, &start, ptid, tls, ctid);
+	mli_tree_fork_end(pid > 0);
+	return pid;
 }

@@ -8,9 +8,10 @@
  * held there by then (a held-out check: SIGSEGV in check_scopes). So the
  * exported longjmp family first leaves, unreported, every scope of the
  * thread that lies in the stack the jump discards: below its target's
- * stack pointer, in the same stack (within STACK_SPAN of it). A jump within
- * a task, to a setjmp made inside it, discards no scope; with no scope
- * entered, the jump costs one load more.
+ * stack pointer, in the same stack (within STACK_SPAN of it), and then
+ * undoes the masks taken in that stack (ml_mask records where). A jump
+ * within a task, to a setjmp made inside it, discards no scope; with no
+ * scope entered and no mask, the jump costs two loads more.
  *
  * glibc keeps the target's stack pointer in the jmp_buf mangled with the
  * thread's pointer guard; the constructor checks that it reads it back
@@ -53,7 +54,8 @@ static uintptr_t target_sp(struct __jmp_buf_tag *env)
 
 static void leave_discarded(struct __jmp_buf_tag env[1])
 {
-	if (mli_likely(!mli_tls.top) || !__atomic_load_n(&readable, __ATOMIC_RELAXED))
+	if (mli_likely(!mli_tls.top && !mli_tls.mask_depth) ||
+	    !__atomic_load_n(&readable, __ATOMIC_RELAXED))
 		return;
 	uintptr_t to = target_sp(env);
 	mli_scopes_discarded(to > STACK_SPAN ? to - STACK_SPAN : 0, to);

@@ -63,10 +63,22 @@ __attribute__((visibility("default"))) long syscall(long n, ...)
 		return mli_self_madvise((void *)a1, (size_t)a2, (int)a3);
 	case SYS_close:
 		return mli_close_memfd((int)a1); /* not a cancellation point */
-	case SYS_fork:
-		return forked(mli_syscall(n), 0);
-	case SYS_clone:
-		return forked(mli_syscall(n, a1, a2, a3, a4, a5), a1);
+	case SYS_fork: {
+		mli_tree_fork_begin();
+		long r = mli_syscall(n);
+		if (r)
+			mli_tree_fork_end(r > 0);
+		return forked(r, 0);
+	}
+	case SYS_clone: {
+		bool process = !(a1 & CLONE_VM);
+		if (process)
+			mli_tree_fork_begin();
+		long r = mli_syscall(n, a1, a2, a3, a4, a5);
+		if (r && process)
+			mli_tree_fork_end(r > 0);
+		return forked(r, a1);
+	}
 #ifdef SYS_clone3
 	case SYS_clone3: {
 		/* Its flags are the first word of the struct clone_args at a1,

