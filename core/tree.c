@@ -290,6 +290,10 @@ static void leave(void)
 
 /* The forking thread counted its child in already (mli_tree_fork_begin). */
 static __thread bool precounted __attribute__((tls_model("initial-exec")));
+/* Inside the library's fork, _Fork or clone, which see the result: the
+ * atfork handlers leave the count to them. */
+static __thread bool in_fork_call __attribute__((tls_model("initial-exec")));
+
 
 /* fork: the child is a new process of the tree, with what it inherited.
  * Also from _Fork's child (preload/fork.c), which runs no atfork handler:
@@ -298,7 +302,7 @@ static __thread bool precounted __attribute__((tls_model("initial-exec")));
 void mli_tree_fork_child(void)
 {
 	bool counted = precounted;
-	precounted = false;
+	precounted = in_fork_call = false;
 	if (!seg)
 		return;
 	mine = NULL;
@@ -318,7 +322,7 @@ void mli_tree_fork_child(void)
  * fork handler takes a slot under that count (precounted, in the forking
  * thread's copy); fork_end in the parent takes it back if no child was
  * made. */
-void mli_tree_fork_begin(void)
+static void count_in(void)
 {
 	if (!seg || !mine)
 		return;
@@ -326,7 +330,7 @@ void mli_tree_fork_begin(void)
 	precounted = true;
 }
 
-void mli_tree_fork_end(bool made)
+static void count_out(bool made)
 {
 	if (!precounted)
 		return;
@@ -335,24 +339,41 @@ void mli_tree_fork_end(bool made)
 		__atomic_sub_fetch(&seg->live, 1, __ATOMIC_RELAXED);
 }
 
-/* glibc's fork (and daemon's) runs the atfork handlers: the prepare
- * handler registered first runs last, right before the system call, and
- * its parent handler first after it. errno tells whether a child was made:
- * cleared here, set by a failed fork (glibc restores it after the
- * handlers). */
+void mli_tree_fork_begin(void)
+{
+	in_fork_call = true;
+	count_in();
+}
+
+void mli_tree_fork_end(bool made)
+{
+	in_fork_call = false;
+	count_out(made);
+}
+
+/* A fork the library does not see the result of (glibc's daemon() and
+ * other callers of its internal fork) is counted by the atfork handlers,
+ * and errno tells whether a child was made: cleared in the prepare
+ * handler, set by a failed fork (glibc restores it after the handlers).
+ * Another library's handler that sets errno between them (none known)
+ * would make a success look like a failure, and the child be counted out. */
 static __thread int errno_before_fork __attribute__((tls_model("initial-exec")));
 
 static void fork_prepare(void)
 {
-	mli_tree_fork_begin();
+	if (in_fork_call)
+		return;
+	count_in();
 	errno_before_fork = errno;
 	errno = 0;
 }
 
 static void fork_parent(void)
 {
+	if (in_fork_call)
+		return;
 	bool made = errno == 0;
-	mli_tree_fork_end(made);
+	count_out(made);
 	if (made)
 		errno = errno_before_fork;
 }

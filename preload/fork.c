@@ -20,13 +20,14 @@
 #include "sys.h"
 
 typedef pid_t (*fork_fn)(void);
-static fork_fn real_fork;
+static fork_fn real_fork, real_glibc_fork;
 typedef int (*clone_fn)(int (*)(void *), void *, int, void *, ...);
 static clone_fn real_clone;
 
 __attribute__((constructor)) static void fork_init(void)
 {
 	real_fork = (fork_fn)dlsym(RTLD_NEXT, "_Fork");
+	real_glibc_fork = (fork_fn)dlsym(RTLD_NEXT, "fork");
 	real_clone = (clone_fn)dlsym(RTLD_NEXT, "clone");
 }
 
@@ -43,6 +44,27 @@ __attribute__((visibility("default"))) pid_t _Fork(void)
 		mli_acct_child_alone();
 		mli_tree_fork_child();
 	} else
+		mli_tree_fork_end(pid > 0);
+	return pid;
+}
+
+/* fork: glibc's, which runs the atfork handlers (the child's claims its
+ * share of the tree); here the parent counts the child in the tree first,
+ * knowing from the result whether one was made (core/tree.c). */
+__attribute__((visibility("default"))) pid_t fork(void)
+{
+	fork_fn f = __atomic_load_n(&real_glibc_fork, __ATOMIC_RELAXED);
+	if (!f) {
+		f = (fork_fn)dlsym(RTLD_NEXT, "fork");
+		if (!f) {
+			errno = ENOSYS;
+			return -1;
+		}
+		__atomic_store_n(&real_glibc_fork, f, __ATOMIC_RELAXED);
+	}
+	mli_tree_fork_begin();
+	pid_t pid = f();
+	if (pid != 0)
 		mli_tree_fork_end(pid > 0);
 	return pid;
 }

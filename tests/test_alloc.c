@@ -257,7 +257,7 @@ static void exports_exact(const char *cmd)
 		"__libc_pvalloc", "__libc_realloc", "__libc_valloc", "__longjmp_chk",
 		"_exit", "_longjmp", "abort", "aligned_alloc", "brk", "calloc", "clone", "close", "dallocx",
 		"dlopen", "dlsym", "execl", "execle", "execlp", "execv", "execve", "execveat",
-		"execvp", "execvpe", "fallocate", "fallocate64", "fexecve", "free",
+		"execvp", "execvpe", "fallocate", "fallocate64", "fexecve", "fork", "free",
 		"free_aligned_sized",
 		"free_sized", "ftruncate", "ftruncate64", "longjmp", "madvise", "mallctl",
 		"mallctlbymib", "mallctlnametomib", "mallinfo", "mallinfo2", "malloc",
