@@ -150,6 +150,7 @@ enum mli_thread_state { MLI_T_NEW = 0, MLI_T_LIVE, MLI_T_DEAD };
  * grant, refund) are only ever changed by single instructions or inside the
  * engine's recursion guard. */
 #define MLI_MASK_FRAMES 8
+#define MLI_SCOPE_SLOTS 16
 struct mli_thread {
 	uint64_t left;   /* hot: bytes the fast path may still hand out */
 	uint64_t grant;  /* value of left at the last refill */
@@ -187,6 +188,10 @@ struct mli_thread {
 	uint32_t ntoken;  /* token scopes on the stack */
 	uint32_t nglobal; /* global-memory scopes on the stack */
 	struct mli_scope *top; /* innermost task scope */
+	uint32_t depth;        /* scopes on the list */
+	/* The scopes at depths 1 to MLI_SCOPE_SLOTS: ml_leave_all knows a
+	 * scope is on the list without reading the scopes inside it. */
+	struct mli_scope *at_depth[MLI_SCOPE_SLOTS];
 	/* The budget meters (budget.c). */
 	uint64_t proc_held;    /* reserved from the process budget, unused */
 	uint64_t grace;        /* bytes allowed past an exhausted budget */
@@ -212,10 +217,11 @@ struct mli_thread {
 	uint64_t pending_samples; /* of the allocation being admitted */
 	uint64_t rng;
 	uint32_t prof_gen;        /* mli_prof.gen that sample_left belongs to */
-	/* Where the stack was when each of the first MLI_MASK_FRAMES masks of
-	 * mask_depth was taken (mli_mask): a longjmp that discards that frame
-	 * undoes the mask (task.c, mli_scopes_discarded). */
+	/* The stack pointer of the code that took each of the first
+	 * MLI_MASK_FRAMES masks of mask_depth (mli_mask): a longjmp that
+	 * discards that frame undoes the mask (task.c, mli_scopes_discarded). */
 	uintptr_t mask_sp[MLI_MASK_FRAMES];
+	uintptr_t mask_pc[MLI_MASK_FRAMES]; /* and where it returned to */
 };
 
 extern __thread struct mli_thread mli_tls
@@ -236,13 +242,15 @@ static inline void mli_engine_leave(struct mli_thread *t)
 	t->in_engine = 0;
 }
 
-/* A mask taken by code whose frame is at or above sp (ml_mask, a masked
- * callout): one more level of mask_depth, with its stack position. */
-static inline void mli_mask(struct mli_thread *t, uintptr_t sp)
+/* A mask taken by code whose stack pointer is sp, at pc (ml_mask, a masked
+ * callout): one more level of mask_depth, with its position. */
+static inline void mli_mask(struct mli_thread *t, uintptr_t sp, uintptr_t pc)
 {
 	uint32_t d = t->mask_depth;
-	if (d < MLI_MASK_FRAMES)
+	if (d < MLI_MASK_FRAMES) {
 		t->mask_sp[d] = sp;
+		t->mask_pc[d] = pc;
+	}
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	t->mask_depth = d + 1;
 }
@@ -365,6 +373,7 @@ extern __thread const char *mli_refusal_errno;
 extern __thread size_t mli_refusal_resize;
 /* report.c: around the library's exit handlers' work (the report, the
  * profile), which the last handler waits for when threads exit at once. */
+void mli_exit_wait_others(void); /* from _exit: other threads' exit work */
 void mli_exit_work_begin(void);
 void mli_exit_work_end(void);
 
@@ -662,8 +671,8 @@ void mli_tree_exiting(void); /* from _exit: async-signal-safe */
 void mli_tree_fork_child(void); /* in a forked child: its own share */
 /* Around a fork that runs no atfork handler (_Fork, clone, the system
  * call), in the parent: the child is counted in before it exists. */
-void mli_tree_fork_begin(void);
-void mli_tree_fork_end(bool made);
+uintptr_t mli_tree_fork_begin(void);     /* returns what fork_end restores */
+void mli_tree_fork_end(uintptr_t was, pid_t pid); /* pid: fork's result */
 void mli_tree_adopt(pid_t pid);    /* posix_spawn's child, in the parent */
 void mli_tree_before_exec(void);   /* a vfork child's exec: its own count */
 void mli_tree_abandon(void); /* a configuration error before main */
@@ -779,6 +788,7 @@ struct mli_scope {
 	uint8_t kind;
 	uint8_t fired; /* ml_status, 0 if not */
 	uint32_t mask_at; /* the thread's mask depth at entry */
+	uint32_t depth;   /* its place in the thread's list, 1 outermost */
 	struct mli_scope *outer;
 	struct mli_thread *owner;
 	uint64_t start; /* thread count at entry */
@@ -796,8 +806,17 @@ bool mli_exe_unreachable(char *why, size_t n);
 const char *mli_exe_unreached_file(int fd);
 /* The library's one exported entry (see shim/memlimits.h). */
 const struct ml_api *ml_engine(uint32_t abi_version);
-/* A longjmp discards the stack in [lo, hi): the scopes there are left. */
-void mli_scopes_discarded(uintptr_t lo, uintptr_t hi);
+/* What a longjmp discards: the stack in [lo, hi), and [alo, ahi) (the
+ * signal stack it jumps off, or empty): the scopes and masks there go. */
+struct mli_discard {
+	uintptr_t lo, hi, alo, ahi;
+	uintptr_t pc; /* where the jump lands, in the frame at hi */
+};
+void mli_scopes_discarded(const struct mli_discard *d);
+/* Where a mask or a scope belongs: its caller's stack pointer (x86-64,
+ * with the frame pointer __builtin_frame_address gives: the saved frame
+ * pointer and the return address lie between). */
+#define MLI_CALLER_SP() ((uintptr_t)__builtin_frame_address(0) + 2 * sizeof(void *))
 
 /* ---- core/token.c: tokens in type-stable storage ------------------------ */
 void mli_token_init_once(void); /* atfork handlers */

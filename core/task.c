@@ -178,6 +178,9 @@ static ml_status enter_sized(ml_scope *pub, size_t size, int kind,
 	s->outer = t->top;
 	s->owner = t;
 	s->mask_at = t->mask_depth;
+	s->depth = t->depth + 1;
+	if (s->depth <= MLI_SCOPE_SLOTS)
+		t->at_depth[s->depth - 1] = s;
 	s->start = mli_thread_count(t);
 	s->limit = kind == MLI_SCOPE_TOKEN ? set_value : limit;
 	s->token = tok;
@@ -195,6 +198,7 @@ static ml_status enter_sized(ml_scope *pub, size_t size, int kind,
 		}
 	}
 	t->top = s;
+	t->depth = s->depth;
 	mli_engine_leave(t);
 	mli_refill(t);
 	return ML_OK;
@@ -226,6 +230,7 @@ static ml_status leave(ml_scope *pub, uint64_t *allocated)
 		*allocated = mli_thread_count(t) - s->start;
 	ml_status st = scope_status(s);
 	t->top = s->outer;
+	t->depth = s->depth - 1;
 	if (s->fired)
 		t->nfired--;
 	if (s->kind == MLI_SCOPE_GLOBAL) {
@@ -260,7 +265,24 @@ static void unmask_to(struct mli_thread *t, uint32_t depth)
 	}
 }
 
-void mli_scopes_discarded(uintptr_t lo, uintptr_t hi)
+static bool in_discarded(const struct mli_discard *d, uintptr_t p)
+{
+	return (p >= d->lo && p < d->hi) || (p >= d->alo && p < d->ahi);
+}
+
+/* A mask is discarded with the frames below the jump's target, and in the
+ * target's own frame if it was taken after the place the jump lands, in
+ * code order (ML_MASKED_BLOCK, then setjmp, then a jump back: the mask
+ * stays, where the stack alone undid it (a held-out check); setjmp, then
+ * ml_with_resource inlined in the same function, whose acquire jumps back:
+ * it goes). Loops that mask before their setjmp's place are not told
+ * apart. */
+static bool mask_discarded(const struct mli_discard *d, uintptr_t sp, uintptr_t pc)
+{
+	return in_discarded(d, sp) || (sp == d->hi && pc > d->pc);
+}
+
+void mli_scopes_discarded(const struct mli_discard *d)
 {
 	struct mli_thread *t = &mli_tls;
 	if (t->in_engine)
@@ -268,7 +290,7 @@ void mli_scopes_discarded(uintptr_t lo, uintptr_t hi)
 	struct mli_scope *s;
 	bool left = false;
 	uint32_t depth = 0;
-	while ((s = t->top) && (uintptr_t)s >= lo && (uintptr_t)s < hi) {
+	while ((s = t->top) && in_discarded(d, (uintptr_t)s)) {
 		uint32_t at = s->mask_at;
 		if (leave((ml_scope *)s, NULL) == ML_INVALID)
 			break;
@@ -281,8 +303,8 @@ void mli_scopes_discarded(uintptr_t lo, uintptr_t hi)
 	 * jump out of ml_with_resource's acquire to a setjmp made outside any
 	 * task left the thread masked for good: a held-out check). A mask
 	 * deeper than MLI_MASK_FRAMES has no position, and stays. */
-	while (depth && depth <= MLI_MASK_FRAMES && t->mask_sp[depth - 1] >= lo &&
-	       t->mask_sp[depth - 1] < hi)
+	while (depth && depth <= MLI_MASK_FRAMES &&
+	       mask_discarded(d, t->mask_sp[depth - 1], t->mask_pc[depth - 1]))
 		depth--;
 	unmask_to(t, depth);
 }
@@ -313,6 +335,7 @@ static bool drop_left_open(struct mli_thread *t, struct mli_scope *sc)
 	t->ntoken = ntoken;
 	t->nfired = nfired;
 	t->top = sc;
+	t->depth = sc->depth;
 	mli_engine_leave(t);
 	return true;
 }
@@ -356,16 +379,18 @@ static ml_status run(int kind, uint64_t limit, ml_token *tok, ml_task_fn task,
  * destructor) while scopes entered inside it may still be open (an error
  * path that forgot ml_leave): they are dropped as a task drops them when it
  * returns, masks taken inside s are undone, and s is left. The scopes on
- * the list inside s are not read (they may lie in dead frames); that s is
- * on the list is taken from its magic and owner, and from the innermost
- * scope lying below it (deeper in the stack: static storage is below
- * every stack, so a static scope under a stack one is refused). */
+ * the list inside s are not read (they may lie in dead frames): s is on
+ * the list if the thread's slot for its depth holds it (a scope dropped
+ * earlier keeps its magic, and was taken back into the list: a held-out
+ * check; an address test refused two scopes of one frame). Deeper than
+ * MLI_SCOPE_SLOTS, ML_INVALID and nothing done. */
 static ml_status leave_all(ml_scope *pub, uint64_t *allocated)
 {
 	struct mli_scope *s = (struct mli_scope *)pub;
 	struct mli_thread *t = &mli_tls;
-	if (!s || s->magic != SCOPE_MAGIC || s->owner != t || !t->top ||
-	    (uintptr_t)t->top > (uintptr_t)s)
+	if (!s || s->magic != SCOPE_MAGIC || s->owner != t || !s->depth ||
+	    s->depth > t->depth || s->depth > MLI_SCOPE_SLOTS ||
+	    t->at_depth[s->depth - 1] != s)
 		return ML_INVALID;
 	bool open = drop_left_open(t, s);
 	unmask_to(t, s->mask_at);
@@ -421,8 +446,9 @@ static bool is_interrupted(void)
 
 static void mask(void)
 {
-	/* This frame lies just below the caller's (ml_mask is inlined there). */
-	mli_mask(&mli_tls, (uintptr_t)__builtin_frame_address(0));
+	/* The caller's stack pointer and place (ml_mask is always inlined
+	 * there): see mask_discarded. */
+	mli_mask(&mli_tls, MLI_CALLER_SP(), (uintptr_t)__builtin_return_address(0));
 }
 
 static void unmask(void)

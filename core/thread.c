@@ -100,6 +100,7 @@ static void thread_exit(void *arg)
 		 * destructor's allocation looks at them. */
 		mli_engine_enter(t);
 		t->top = NULL;
+		t->depth = 0;
 		__atomic_sub_fetch(&mli_eng.mem_users, t->nglobal, __ATOMIC_RELAXED);
 		t->nfired = t->ntoken = t->nglobal = 0;
 		t->mask_depth = 0;

@@ -147,6 +147,36 @@ static uint64_t start_time(pid_t pid)
 	return proc_is_mine ? start_time_of(pid, NULL) : 0;
 }
 
+/* A zombie whose other threads still run: its main thread ended by
+ * pthread_exit (the process looked dead, its share was reaped and the
+ * segment removed under its threads: a held-out check). */
+static bool threads_run(pid_t pid)
+{
+	char p[64], buf[2048];
+	struct mli_buf b = { p, 0, sizeof p };
+	mli_buf_str(&b, "/proc/");
+	mli_buf_u64(&b, (uint64_t)pid);
+	mli_buf_str(&b, "/status");
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	const char *t = strstr(buf, "\nThreads:");
+	if (!t)
+		return false;
+	t += 10;
+	while (*t == ' ' || *t == '\t')
+		t++;
+	uint64_t v = 0;
+	for (; *t >= '0' && *t <= '9'; t++)
+		v = v * 10 + (uint64_t)(*t - '0');
+	return v > 1;
+}
+
 static bool gone(const struct slot *s, pid_t pid)
 {
 	if (pid <= 0 || s->ns != my_ns)
@@ -157,7 +187,9 @@ static bool gone(const struct slot *s, pid_t pid)
 		return false;
 	bool dead = false;
 	uint64_t st = start_time_of(pid, &dead);
-	return dead || (st && s->start && st != s->start);
+	if (st && s->start && st != s->start)
+		return true;
+	return dead && !threads_run(pid);
 }
 
 /* Frees the slots of processes that are gone. */
@@ -288,12 +320,29 @@ static void leave(void)
 		remove_segment(path); /* the last one out: nobody new can join now */
 }
 
-/* The forking thread counted its child in already (mli_tree_fork_begin). */
+/* A new process is counted in `live` by its parent, before the parent can
+ * go on: counted by the child itself (its fork handler, or its image's
+ * start-up after posix_spawn), it came too late when the parent left at
+ * once (`cmd & exit`, daemon()): the last one out removed the segment, and
+ * the child's own children exited 125 (9 runs of 10 of `bash -c '(sleep
+ * 0.5; true) & exit 0'`: a held-out check).
+ *
+ * Around the library's fork, _Fork, clone and the fork system call, which
+ * see the result: fork_begin takes a slot for the child (pid -1: being
+ * filled, never reaped), counted in `live`; the child's fork handler fills
+ * it with its pid, and so does the parent's fork_end, whichever comes
+ * first, so a child killed before its handler ran is still reaped (the
+ * count stayed high and the segment outlived the tree: a held-out check);
+ * no child made, the slot goes back. The state is the forking thread's
+ * (the child has a copy), and saved around a nested fork (a signal handler
+ * that forks while its thread is inside fork: a held-out check).
+ *
+ * Around glibc's own forks (daemon()), the atfork handlers count the child
+ * in `live` alone (precounted) and its handler takes a slot under that
+ * count. */
+static __thread struct slot *child_slot __attribute__((tls_model("initial-exec")));
 static __thread bool precounted __attribute__((tls_model("initial-exec")));
-/* Inside the library's fork, _Fork or clone, which see the result: the
- * atfork handlers leave the count to them. */
 static __thread bool in_fork_call __attribute__((tls_model("initial-exec")));
-
 
 /* fork: the child is a new process of the tree, with what it inherited.
  * Also from _Fork's child (preload/fork.c), which runs no atfork handler:
@@ -301,27 +350,26 @@ static __thread bool in_fork_call __attribute__((tls_model("initial-exec")));
  * lock, which only the tree's bookkeeping holds, briefly). */
 void mli_tree_fork_child(void)
 {
+	struct slot *s = child_slot;
 	bool counted = precounted;
+	child_slot = NULL;
 	precounted = in_fork_call = false;
 	if (!seg)
 		return;
 	mine = NULL;
 	mli_budget_fork_child(&mli_tls);
 	learn_ns(); /* unshare(CLONE_NEWPID) puts the children in another */
-	if (claim_counted(counted))
-		publish(mli_mem_estimate(NULL), true);
+	if (s) {
+		pid_t me = getpid();
+		s->start = start_time(me);
+		s->ns = my_ns;
+		__atomic_store_n(&s->pid, me, __ATOMIC_RELEASE);
+		mine = s;
+	} else if (!claim_counted(counted))
+		return;
+	publish(mli_mem_estimate(NULL), true);
 }
 
-/* A new process is counted in `live` by its parent, before the parent can
- * go on: counted by the child itself (its fork handler, or its image's
- * start-up after posix_spawn), it came too late when the parent left at
- * once (`cmd & exit`, daemon()): the last one out removed the segment, and
- * the child's own children exited 125 (9 runs of 10 of `bash -c '(sleep
- * 0.5; true) & exit 0'`: a held-out check). Around fork, _Fork, clone and
- * the fork system call: fork_begin counts the child in, and the child's
- * fork handler takes a slot under that count (precounted, in the forking
- * thread's copy); fork_end in the parent takes it back if no child was
- * made. */
 static void count_in(void)
 {
 	if (!seg || !mine)
@@ -339,16 +387,50 @@ static void count_out(bool made)
 		__atomic_sub_fetch(&seg->live, 1, __ATOMIC_RELAXED);
 }
 
-void mli_tree_fork_begin(void)
+uintptr_t mli_tree_fork_begin(void)
 {
+	uintptr_t old = (uintptr_t)child_slot | (uintptr_t)in_fork_call |
+			(uintptr_t)precounted << 1;
 	in_fork_call = true;
-	count_in();
+	precounted = false;
+	child_slot = NULL;
+	if (!seg || !mine)
+		return old;
+	__atomic_add_fetch(&seg->live, 1, __ATOMIC_RELAXED);
+	for (int i = 0; i < MAX_PROCS; i++) {
+		struct slot *s = &seg->slots[i];
+		int32_t free_pid = 0;
+		if (__atomic_load_n(&s->pid, __ATOMIC_RELAXED) != 0 ||
+		    !__atomic_compare_exchange_n(&s->pid, &free_pid, -1, false,
+						 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			continue;
+		s->ns = my_ns;
+		s->start = 0;
+		__atomic_store_n(&s->bytes, 0, __ATOMIC_RELAXED);
+		child_slot = s;
+		return old;
+	}
+	/* All taken: the child claims for itself, under this count. */
+	precounted = true;
+	return old;
 }
 
-void mli_tree_fork_end(bool made)
+void mli_tree_fork_end(uintptr_t old, pid_t pid)
 {
-	in_fork_call = false;
-	count_out(made);
+	struct slot *s = child_slot;
+	if (s && pid > 0) {
+		s->start = start_time(pid);
+		int32_t filling = -1;
+		__atomic_compare_exchange_n(&s->pid, &filling, pid, false,
+					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+	} else if (s) {
+		__atomic_store_n(&s->pid, 0, __ATOMIC_RELEASE);
+		__atomic_sub_fetch(&seg->live, 1, __ATOMIC_RELAXED);
+	} else
+		count_out(pid > 0);
+	child_slot = (struct slot *)(old & ~(uintptr_t)3);
+	in_fork_call = old & 1;
+	precounted = (old >> 1) & 1;
 }
 
 /* A fork the library does not see the result of (glibc's daemon() and

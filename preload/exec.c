@@ -436,11 +436,17 @@ static int release(struct newenv *ne, int r)
  * check). */
 static __thread bool spawning __attribute__((tls_model("initial-exec")));
 
+/* The program of the coming exec or spawn is one the library cannot load
+ * in: it will not take the slot a tree keeps for it (core/tree.c), so none
+ * is kept (it was, and outlived the tree: a held-out check). */
+static __thread bool target_unreached __attribute__((tls_model("initial-exec")));
+
 static void say_unreached_fd(int fd, const char *shown)
 {
 	const char *why = mli_exe_unreached_file(fd);
 	if (!why)
 		return;
+	target_unreached = true;
 	if (!nkept) { /* a report, no limit: nothing to warn of */
 		mli_report_unreached_exec();
 		return;
@@ -494,6 +500,7 @@ static bool valgrind_tool(char *const envp[])
  * execvp does, to be run with envp. */
 static void say_unreached(const char *path, bool search, char *const envp[])
 {
+	target_unreached = false;
 	/* With no limit, only an exec with a report to end is looked at. */
 	bool report_only = !nkept && !spawning && mli_eng.cfg.report[0];
 	if ((!nkept && !report_only) || !path || !*path || valgrind_tool(envp))
@@ -545,7 +552,9 @@ static int no_function(void)
 static void before_exec(void)
 {
 	mli_budget_exit(&mli_tls);
-	mli_tree_before_exec();
+	if (!target_unreached)
+		mli_tree_before_exec();
+	target_unreached = false;
 }
 
 static int exec_with(execve_fn fn, const char *path, char *const argv[],
@@ -658,9 +667,12 @@ static int spawn_with(spawn_fn fn, pid_t *pid, const char *path,
 	if (!ne_ok)
 		return ENOMEM;
 	pid_t child;
+	bool unreached = target_unreached;
+	target_unreached = false;
 	int r = release(&ne, fn(&child, path, fa, attr, argv, ne.env));
 	if (!r) {
-		mli_tree_adopt(child); /* before this process may leave the tree */
+		if (!unreached)
+			mli_tree_adopt(child); /* before this process may leave the tree */
 		if (pid)
 			*pid = child;
 	}

@@ -38,13 +38,14 @@ __attribute__((visibility("default"))) pid_t _Fork(void)
 		errno = ENOSYS;
 		return -1;
 	}
-	mli_tree_fork_begin();
+	uintptr_t was = mli_tree_fork_begin();
 	pid_t pid = f();
 	if (pid == 0) {
 		mli_acct_child_alone();
+		mli_threads_fork_child();
 		mli_tree_fork_child();
 	} else
-		mli_tree_fork_end(pid > 0);
+		mli_tree_fork_end(was, pid);
 	return pid;
 }
 
@@ -62,10 +63,10 @@ __attribute__((visibility("default"))) pid_t fork(void)
 		}
 		__atomic_store_n(&real_glibc_fork, f, __ATOMIC_RELAXED);
 	}
-	mli_tree_fork_begin();
+	uintptr_t was = mli_tree_fork_begin();
 	pid_t pid = f();
 	if (pid != 0)
-		mli_tree_fork_end(pid > 0);
+		mli_tree_fork_end(was, pid);
 	return pid;
 }
 
@@ -84,6 +85,7 @@ static int clone_child(void *p)
 {
 	struct clone_start *s = p;
 	mli_acct_child_alone();
+	mli_threads_fork_child();
 	mli_tree_fork_child();
 	return s->fn(s->arg);
 }
@@ -107,8 +109,8 @@ __attribute__((visibility("default"))) int clone(int (*fn)(void *), void *stack,
 	if ((flags & CLONE_VM) || !fn)
 		return f(fn, stack, flags, arg, ptid, tls, ctid);
 	struct clone_start start = { fn, arg };
-	mli_tree_fork_begin();
+	uintptr_t was = mli_tree_fork_begin();
 	int pid = f(clone_child, stack, flags, &start, ptid, tls, ctid);
-	mli_tree_fork_end(pid > 0);
+	mli_tree_fork_end(was, pid);
 	return pid;
 }

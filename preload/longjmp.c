@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include "../core/internal.h"
@@ -44,26 +45,50 @@ static int readable; /* the jmp_buf's stack pointer is read right */
 /* glibc's PTR_DEMANGLE on x86-64: rotate right by 17, xor with the
  * pointer guard (tcbhead_t.pointer_guard, %fs:0x30). jmp_buf word 6 is
  * the stack pointer (JB_RSP). */
-static uintptr_t target_sp(struct __jmp_buf_tag *env)
+static uintptr_t demangled(struct __jmp_buf_tag *env, int word)
 {
-	uintptr_t v = (uintptr_t)env->__jmpbuf[6], guard;
+	uintptr_t v = (uintptr_t)env->__jmpbuf[word], guard;
 	__asm__("movq %%fs:0x30, %0" : "=r"(guard));
 	v = (v >> 17) | (v << (64 - 17));
 	return v ^ guard;
 }
 
-static void leave_discarded(struct __jmp_buf_tag env[1])
+static uintptr_t target_sp(struct __jmp_buf_tag *env)
 {
-	if (mli_likely(!mli_tls.top && !mli_tls.mask_depth) ||
-	    !__atomic_load_n(&readable, __ATOMIC_RELAXED))
-		return;
-	uintptr_t to = target_sp(env);
-	mli_scopes_discarded(to > STACK_SPAN ? to - STACK_SPAN : 0, to);
+	return demangled(env, 6);
 }
 
 __attribute__((noinline)) static uintptr_t sp_here(void)
 {
 	return (uintptr_t)__builtin_frame_address(0);
+}
+
+/* The discarded stack: from here (below every frame the jump leaves) up to
+ * the target, when both are on one stack. A coroutine's stack below this
+ * one is then not touched (a jump within the thread's own frames undid a
+ * suspended ucontext coroutine's mask: a held-out check). Off a signal
+ * stack: that stack from here up, and STACK_SPAN below the target (the
+ * interrupted frames; a handler on a malloc'd sigaltstack that masked and
+ * jumped out left the thread masked: a held-out check). */
+static void leave_discarded(struct __jmp_buf_tag env[1])
+{
+	if (mli_likely(!mli_tls.top && !mli_tls.mask_depth) ||
+	    !__atomic_load_n(&readable, __ATOMIC_RELAXED))
+		return;
+	uintptr_t to = target_sp(env), here = sp_here();
+	struct mli_discard d = { here, to, 0, 0, demangled(env, 7) }; /* JB_PC */
+	stack_t ss;
+	if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK)) {
+		uintptr_t alo = (uintptr_t)ss.ss_sp, ahi = alo + ss.ss_size;
+		if (to < alo || to >= ahi) {
+			d.alo = here;
+			d.ahi = ahi;
+			here = to; /* for the span below */
+		}
+	}
+	if (here >= to)
+		d.lo = to > STACK_SPAN ? to - STACK_SPAN : 0;
+	mli_scopes_discarded(&d);
 }
 
 /* glibc's function i; looked up here if another library's constructor

@@ -75,6 +75,7 @@ void mli_dontfork_moved(uintptr_t from, size_t from_len, uintptr_t to, size_t to
 			bool keep_old);
 void mli_dontfork_child(void);
 void mli_acct_child_alone(void); /* mmap.c: a child made without atfork handlers */
+void mli_threads_fork_child(void); /* thread.c: the other threads' charges go */
 /* Defines mli_self_NAME as a hidden alias of the exported NAME, in NAME's
  * file (libc's declarations are leaf and nothrow, these plain: that file
  * ignores -Wmissing-attributes). */

@@ -29,6 +29,7 @@ static long forked(long r, long clone_flags)
 {
 	if (r == 0 && !(clone_flags & CLONE_VM)) {
 		mli_acct_child_alone();
+		mli_threads_fork_child();
 		mli_tree_fork_child();
 	}
 	return r;
@@ -68,19 +69,18 @@ __attribute__((visibility("default"))) long syscall(long n, ...)
 	case SYS_close:
 		return mli_close_memfd((int)a1); /* not a cancellation point */
 	case SYS_fork: {
-		mli_tree_fork_begin();
+		uintptr_t was = mli_tree_fork_begin();
 		long r = mli_syscall(n);
 		if (r)
-			mli_tree_fork_end(r > 0);
+			mli_tree_fork_end(was, (pid_t)r);
 		return forked(r, 0);
 	}
 	case SYS_clone: {
 		bool process = !(a1 & CLONE_VM);
-		if (process)
-			mli_tree_fork_begin();
+		uintptr_t was = process ? mli_tree_fork_begin() : 0;
 		long r = mli_syscall(n, a1, a2, a3, a4, a5);
 		if (r && process)
-			mli_tree_fork_end(r > 0);
+			mli_tree_fork_end(was, (pid_t)r);
 		return forked(r, a1);
 	}
 #ifdef SYS_clone3

@@ -504,7 +504,14 @@ static inline bool ml_is_interrupted(void)
  * (it is still counted). Masks nest. An interrupt that arises while masked is
  * pending: it hits the first unmasked allocation after the last ml_unmask.
  * Limits set in the environment (MEMLIMITS_*) are hard caps, not masked. */
-static inline void ml_mask(void)
+/* Always inlined: the engine notes where the mask was taken (a longjmp
+ * out of that place undoes it). */
+#if defined(__GNUC__)
+#define ML__INLINE_ALWAYS __attribute__((always_inline))
+#else
+#define ML__INLINE_ALWAYS
+#endif
+static inline ML__INLINE_ALWAYS void ml_mask(void)
 {
 	const struct ml_api *a = ml__api();
 	if (ML__HAS(a, mask))

@@ -529,7 +529,8 @@ static void thread_start_reserves_nothing(void **state)
  * threads held 44 MiB under a 20M limit that counted none of it (a
  * held-out figure). Under 8M, pthread_create refuses (EAGAIN) before the
  * threads take more than the limit; the charge is given back at each
- * thread's end (three rounds of 300 under 64M). */
+ * thread's end (three rounds of 300 under 64M), and a forked child keeps
+ * only its own thread's. */
 static void threads_counted(void **state)
 {
 	(void)state;
@@ -553,6 +554,14 @@ static void threads_counted(void **state)
 	}
 	assert_int_equal(r.status, 0);
 	assert_int_equal(full, 3);
+	mlt_run_free(&r);
+	/* A forked child is charged its own thread only: 1000 threads' 20 MiB
+	 * stayed in a child, which was refused 25 MiB under 40M. */
+	const char *env3[] = { "MEMLIMITS_GLOBAL_MEMORY=40M", NULL };
+	run_prog_arg("idle_threads", "1000f", env3, &r);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "made 1000\n"));
+	assert_non_null(strstr(r.out, "child malloc ok\n"));
 	mlt_run_free(&r);
 }
 

@@ -2146,7 +2146,9 @@ static void longjmp_out_of_task(void **state)
 	static const char *const cases[] = { "out", "signal", "_longjmp",
 					     "__longjmp_chk", "inside", "nested",
 					     "nested-after", "masked", "mask-left",
-					     "masked-outside", "pressure",
+					     "masked-outside", "pressure", "same-frame",
+					     "altstack", "coroutine", "leave-all-frame",
+					     "leave-all-static", "leave-all-dropped",
 					     "left-open-status", "left-open" };
 	expect_cases_ok("task_longjmp", cases, sizeof cases / sizeof *cases);
 }

@@ -1,8 +1,12 @@
-/* idle_threads N[xROUNDS]: starts N threads that each allocate a block and
+/* idle_threads N[xROUNDS][f]: starts N threads that each allocate a block and
  * wait, then ends them (ROUNDS times, 1 by default), and prints "made M"
  * for each round (M: how many pthread_create accepted) and "rss KIB" (the
- * process's resident memory with the first round's threads alive).
- * test_meters, threads_counted. */
+ * process's resident memory with the first round's threads alive). With
+ * "f", the first round's threads up, a forked child asks for 25 MiB and
+ * prints "child malloc ok" or "child malloc refused" (the parent's threads
+ * are not in it). test_meters, threads_counted. */
+#include <sys/wait.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +68,17 @@ int main(int argc, char **argv)
 		if (r == 0)
 			printf("rss %ld\n", rss_kib());
 		fflush(stdout);
+		if (r == 0 && argc > 1 && strchr(argv[1], 'f')) {
+			pid_t pid = fork();
+			if (pid == 0) {
+				char *volatile p = malloc(25 << 20);
+				printf("child malloc %s\n", p ? "ok" : "refused");
+				fflush(stdout);
+				_exit(0);
+			}
+			if (pid > 0)
+				waitpid(pid, NULL, 0);
+		}
 		pthread_mutex_lock(&lock);
 		round_over = 1;
 		pthread_cond_broadcast(&cond);

@@ -15,6 +15,18 @@
  *              made outside any task (no scope to leave): the same
  *   pressure   a longjmp out of a memory-pressure callback (run masked):
  *              the same
+ *   same-frame a longjmp to a setjmp in the function that masked, from it
+ *              or from a callee: the mask stays (it was undone)
+ *   altstack   a handler on a sigaltstack masks and siglongjmps out: unmasked
+ *   coroutine  a ucontext coroutine of a thread masks and yields; the
+ *              thread jumps within its own frames: the coroutine's mask
+ *              stays (it was undone)
+ *   leave-all-frame    ml_leave_all of the outer of two scopes of one
+ *              frame, the inner open: both left (it refused)
+ *   leave-all-static   ml_leave_all of a static scope with a forgotten
+ *              inner one on the stack: left, the thread's scopes sound
+ *   leave-all-dropped  ml_leave_all of a scope an earlier one dropped:
+ *              ML_INVALID, nothing changed (it relinked the list)
  *   left-open  a task that returns with a scope it entered still entered
  *              (an error path that forgot ml_leave): ML_INVALID, and the
  *              thread's scopes are sound (it crashed at the next slow
@@ -25,6 +37,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <ucontext.h>
 
 #include "shim/memlimits.h"
 
@@ -181,6 +195,120 @@ static void jump_from_pressure(int64_t memory, int64_t threshold, void *arg)
 	longjmp(jb, 1);
 }
 
+__attribute__((noinline)) static void jump_back(jmp_buf *j)
+{
+	longjmp(*j, 1);
+}
+
+/* Masks, then jumps back into this frame from a callee and from itself. */
+__attribute__((noinline)) static int mask_and_jump_home(void)
+{
+	jmp_buf j;
+	volatile int kept = 1;
+	ml_mask();
+	if (setjmp(j) == 0)
+		jump_back(&j);
+	kept &= ml_is_blocked();
+	if (setjmp(j) == 0)
+		longjmp(j, 1);
+	kept &= ml_is_blocked();
+	ml_unmask();
+	return kept && !ml_is_blocked();
+}
+
+static sigjmp_buf alt_jb;
+
+static void masked_handler(int sig)
+{
+	(void)sig;
+	ml_mask();
+	siglongjmp(alt_jb, 1);
+}
+
+static ucontext_t main_ctx, co_ctx;
+static int co_kept;
+
+static void coroutine(void)
+{
+	ml_mask();
+	swapcontext(&co_ctx, &main_ctx); /* yields, masked */
+	co_kept = ml_is_blocked();
+	ml_unmask();
+}
+
+__attribute__((noinline)) static void own_error_path(void)
+{
+	jmp_buf j;
+	if (setjmp(j) == 0)
+		jump_back(&j);
+}
+
+static void *coroutine_thread(void *arg)
+{
+	int *ok = arg;
+	static char stack[1 << 16];
+	getcontext(&co_ctx);
+	co_ctx.uc_stack.ss_sp = stack;
+	co_ctx.uc_stack.ss_size = sizeof stack;
+	co_ctx.uc_link = &main_ctx;
+	makecontext(&co_ctx, coroutine, 0);
+	swapcontext(&main_ctx, &co_ctx);
+	own_error_path();
+	int kept = ml_is_blocked(); /* the coroutine's mask, this thread's */
+	swapcontext(&main_ctx, &co_ctx);
+	*ok = kept && co_kept && !ml_is_blocked();
+	return NULL;
+}
+
+static ml_scope static_outer, slots[3];
+
+__attribute__((noinline)) static void enter_forgotten(void)
+{
+	ml_scope inner;
+	ml_enter_allocations(&inner, (uint64_t)1 << 40);
+}
+
+__attribute__((noinline)) static int two_in_one_frame(void)
+{
+	ml_scope a, b;
+	ml_enter_allocations(&a, (uint64_t)1 << 40);
+	ml_enter_allocations(&b, (uint64_t)1 << 40);
+	ml_status st = ml_leave_all(&a, NULL); /* b still open */
+	return st == ML_INVALID && ml_leave(&b, NULL) == ML_INVALID &&
+	       ml_leave(&a, NULL) == ML_INVALID;
+}
+
+/* A scope around the leave_all cases: it must still be the innermost. */
+static void leave_all_cases(void)
+{
+	ml_scope around;
+	ml_enter_allocations(&around, (uint64_t)1 << 40);
+	int ok = two_in_one_frame();
+	scribble();
+	ok &= ml_leave(&around, NULL) == ML_OK;
+	check("leave-all-frame", ok, "the outer of two scopes of one frame was not left");
+
+	ml_enter_allocations(&static_outer, 1 << 20);
+	enter_forgotten();
+	scribble();
+	ml_status st = ml_leave_all(&static_outer, NULL);
+	void *p = v_malloc(4 << 20);
+	ok = st == ML_INVALID && p != NULL && ml_leave(&static_outer, NULL) == ML_INVALID;
+	free(p);
+	check("leave-all-static", ok, "a static scope with a forgotten inner one was not left");
+
+	ml_enter_allocations(&slots[2], 1 << 20);
+	ml_enter_allocations(&slots[1], (uint64_t)1 << 40);
+	ml_leave_all(&slots[2], NULL); /* drops slots[1] */
+	ml_enter_allocations(&slots[0], (uint64_t)1 << 40);
+	ok = ml_leave_all(&slots[1], NULL) == ML_INVALID;
+	ok &= ml_leave(&slots[0], NULL) == ML_OK;
+	p = v_malloc(4 << 20);
+	ok &= p != NULL;
+	free(p);
+	check("leave-all-dropped", ok, "a dropped scope was taken back into the list");
+}
+
 /* A later task's limit refuses, and the thread is not masked. */
 static void refuses_after(const char *name)
 {
@@ -271,6 +399,26 @@ int main(void)
 		refuses_after("pressure");
 	else
 		check("pressure", 0, "the callback did not run");
+
+	check("same-frame", mask_and_jump_home(),
+	      "a jump back into the masking function undid its mask");
+
+	static char alt[1 << 16];
+	stack_t ss = { .ss_sp = alt, .ss_size = sizeof alt };
+	sigaltstack(&ss, NULL);
+	struct sigaction sa = { .sa_handler = masked_handler, .sa_flags = SA_ONSTACK };
+	sigaction(SIGUSR1, &sa, NULL);
+	if (sigsetjmp(alt_jb, 1) == 0)
+		raise(SIGUSR1);
+	refuses_after("altstack");
+
+	int co_ok = 0;
+	pthread_t th;
+	if (pthread_create(&th, NULL, coroutine_thread, &co_ok) == 0)
+		pthread_join(th, NULL);
+	check("coroutine", co_ok, "a suspended coroutine's mask was undone");
+
+	leave_all_cases();
 
 	int left_ok = 1;
 	for (int i = 0; i < 3; i++) {

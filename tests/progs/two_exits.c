@@ -2,17 +2,24 @@
  * when they run out of memory together (undefined in C11, common in
  * practice): two, or the number given as an argument. With the argument
  * "big", the main thread first asks for 8 MiB (a limit under that refuses
- * it). test_outputs, exits_at_once and many_exits_at_once. */
+ * it); with "mix", every other thread calls _exit(1); with "quick", they
+ * call quick_exit(1). test_outputs, exits_at_once and many_exits_at_once. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static pthread_barrier_t b;
+static int how; /* 0: exit, 1: every other _exit, 2: quick_exit */
 
 static void *t(void *a)
 {
-	(void)a;
+	int i = (int)(long)a;
 	pthread_barrier_wait(&b);
+	if (how == 2)
+		quick_exit(1);
+	if (how == 1 && i % 2)
+		_exit(1);
 	exit(1);
 }
 
@@ -22,6 +29,10 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "big"))
 			big = 1;
+		else if (!strcmp(argv[i], "mix"))
+			how = 1;
+		else if (!strcmp(argv[i], "quick"))
+			how = 2;
 		else
 			n = atoi(argv[i]);
 	}
@@ -33,7 +44,7 @@ int main(int argc, char **argv)
 		memset(p, 1, 1 << 20);
 	pthread_barrier_init(&b, 0, (unsigned)n);
 	for (int i = 0; i < n; i++)
-		pthread_create(&x[i], 0, t, 0);
+		pthread_create(&x[i], 0, t, (void *)(long)i);
 	pthread_join(x[0], 0);
 	return 0;
 }
