@@ -671,8 +671,13 @@ void mli_tree_exiting(void); /* from _exit: async-signal-safe */
 void mli_tree_fork_child(void); /* in a forked child: its own share */
 /* Around a fork that runs no atfork handler (_Fork, clone, the system
  * call), in the parent: the child is counted in before it exists. */
-uintptr_t mli_tree_fork_begin(void);     /* returns what fork_end restores */
-void mli_tree_fork_end(uintptr_t was, pid_t pid); /* pid: fork's result */
+struct mli_tree_fork { /* a fork's state, kept by its caller */
+	void *slot;
+	int32_t mark;
+	bool in_call, pre;
+};
+void mli_tree_fork_begin(struct mli_tree_fork *was);
+void mli_tree_fork_end(const struct mli_tree_fork *was, pid_t pid); /* fork's result */
 void mli_tree_adopt(pid_t pid);    /* posix_spawn's child, in the parent */
 void mli_tree_before_exec(void);   /* a vfork child's exec: its own count */
 void mli_tree_abandon(void); /* a configuration error before main */

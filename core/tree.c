@@ -341,6 +341,14 @@ static void leave(void)
  * in `live` alone (precounted) and its handler takes a slot under that
  * count. */
 static __thread struct slot *child_slot __attribute__((tls_model("initial-exec")));
+/* The reservation's mark in the slot's pid: negative (never reaped, never
+ * taken), and this fork's own, so that the parent fills only its own
+ * reservation: a child that left at once freed the slot, another fork
+ * reserved it, and a plain -1 let the first parent's late fill write its
+ * dead child there (reaped, the count fell under the live processes and the
+ * segment was removed under them: a held-out check's nested forks). */
+static __thread int32_t child_mark __attribute__((tls_model("initial-exec")));
+static uint32_t marks;
 static __thread bool precounted __attribute__((tls_model("initial-exec")));
 static __thread bool in_fork_call __attribute__((tls_model("initial-exec")));
 
@@ -351,6 +359,7 @@ static __thread bool in_fork_call __attribute__((tls_model("initial-exec")));
 void mli_tree_fork_child(void)
 {
 	struct slot *s = child_slot;
+	int32_t mark = child_mark;
 	bool counted = precounted;
 	child_slot = NULL;
 	precounted = in_fork_call = false;
@@ -363,7 +372,9 @@ void mli_tree_fork_child(void)
 		pid_t me = getpid();
 		s->start = start_time(me);
 		s->ns = my_ns;
-		__atomic_store_n(&s->pid, me, __ATOMIC_RELEASE);
+		/* Unless the parent filled it already (with this pid). */
+		__atomic_compare_exchange_n(&s->pid, &mark, me, false,
+					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
 		mine = s;
 	} else if (!claim_counted(counted))
 		return;
@@ -387,50 +398,57 @@ static void count_out(bool made)
 		__atomic_sub_fetch(&seg->live, 1, __ATOMIC_RELAXED);
 }
 
-uintptr_t mli_tree_fork_begin(void)
+void mli_tree_fork_begin(struct mli_tree_fork *was)
 {
-	uintptr_t old = (uintptr_t)child_slot | (uintptr_t)in_fork_call |
-			(uintptr_t)precounted << 1;
+	/* A nested fork (a signal handler's) keeps this one's state in *was. */
+	*was = (struct mli_tree_fork){ child_slot, child_mark, in_fork_call, precounted };
 	in_fork_call = true;
 	precounted = false;
 	child_slot = NULL;
 	if (!seg || !mine)
-		return old;
+		return;
 	__atomic_add_fetch(&seg->live, 1, __ATOMIC_RELAXED);
+	uint32_t m = (uint32_t)getpid() * 2654435761u +
+		     __atomic_add_fetch(&marks, 1, __ATOMIC_RELAXED);
+	int32_t mark = -(int32_t)((m & 0x3fffffff) | 2); /* never 0 nor -1 */
 	for (int i = 0; i < MAX_PROCS; i++) {
 		struct slot *s = &seg->slots[i];
 		int32_t free_pid = 0;
 		if (__atomic_load_n(&s->pid, __ATOMIC_RELAXED) != 0 ||
-		    !__atomic_compare_exchange_n(&s->pid, &free_pid, -1, false,
+		    !__atomic_compare_exchange_n(&s->pid, &free_pid, mark, false,
 						 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 			continue;
 		s->ns = my_ns;
 		s->start = 0;
 		__atomic_store_n(&s->bytes, 0, __ATOMIC_RELAXED);
 		child_slot = s;
-		return old;
+		child_mark = mark;
+		return;
 	}
 	/* All taken: the child claims for itself, under this count. */
 	precounted = true;
-	return old;
+	return;
 }
 
-void mli_tree_fork_end(uintptr_t old, pid_t pid)
+void mli_tree_fork_end(const struct mli_tree_fork *was, pid_t pid)
 {
 	struct slot *s = child_slot;
+	int32_t mark = child_mark;
 	if (s && pid > 0) {
 		s->start = start_time(pid);
-		int32_t filling = -1;
-		__atomic_compare_exchange_n(&s->pid, &filling, pid, false,
+		__atomic_compare_exchange_n(&s->pid, &mark, pid, false,
 					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
 	} else if (s) {
-		__atomic_store_n(&s->pid, 0, __ATOMIC_RELEASE);
-		__atomic_sub_fetch(&seg->live, 1, __ATOMIC_RELAXED);
+		/* No child: the reservation goes, if it is still this one. */
+		if (__atomic_compare_exchange_n(&s->pid, &mark, 0, false,
+						__ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			__atomic_sub_fetch(&seg->live, 1, __ATOMIC_RELAXED);
 	} else
 		count_out(pid > 0);
-	child_slot = (struct slot *)(old & ~(uintptr_t)3);
-	in_fork_call = old & 1;
-	precounted = (old >> 1) & 1;
+	child_slot = was->slot;
+	child_mark = was->mark;
+	in_fork_call = was->in_call;
+	precounted = was->pre;
 }
 
 /* A fork the library does not see the result of (glibc's daemon() and

@@ -38,14 +38,15 @@ __attribute__((visibility("default"))) pid_t _Fork(void)
 		errno = ENOSYS;
 		return -1;
 	}
-	uintptr_t was = mli_tree_fork_begin();
+	struct mli_tree_fork was;
+	mli_tree_fork_begin(&was);
 	pid_t pid = f();
 	if (pid == 0) {
 		mli_acct_child_alone();
 		mli_threads_fork_child();
 		mli_tree_fork_child();
 	} else
-		mli_tree_fork_end(was, pid);
+		mli_tree_fork_end(&was, pid);
 	return pid;
 }
 
@@ -63,10 +64,11 @@ __attribute__((visibility("default"))) pid_t fork(void)
 		}
 		__atomic_store_n(&real_glibc_fork, f, __ATOMIC_RELAXED);
 	}
-	uintptr_t was = mli_tree_fork_begin();
+	struct mli_tree_fork was;
+	mli_tree_fork_begin(&was);
 	pid_t pid = f();
 	if (pid != 0)
-		mli_tree_fork_end(was, pid);
+		mli_tree_fork_end(&was, pid);
 	return pid;
 }
 
@@ -109,8 +111,9 @@ __attribute__((visibility("default"))) int clone(int (*fn)(void *), void *stack,
 	if ((flags & CLONE_VM) || !fn)
 		return f(fn, stack, flags, arg, ptid, tls, ctid);
 	struct clone_start start = { fn, arg };
-	uintptr_t was = mli_tree_fork_begin();
+	struct mli_tree_fork was;
+	mli_tree_fork_begin(&was);
 	int pid = f(clone_child, stack, flags, &start, ptid, tls, ctid);
-	mli_tree_fork_end(was, pid);
+	mli_tree_fork_end(&was, pid);
 	return pid;
 }

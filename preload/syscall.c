@@ -69,18 +69,21 @@ __attribute__((visibility("default"))) long syscall(long n, ...)
 	case SYS_close:
 		return mli_close_memfd((int)a1); /* not a cancellation point */
 	case SYS_fork: {
-		uintptr_t was = mli_tree_fork_begin();
+		struct mli_tree_fork was;
+		mli_tree_fork_begin(&was);
 		long r = mli_syscall(n);
 		if (r)
-			mli_tree_fork_end(was, (pid_t)r);
+			mli_tree_fork_end(&was, (pid_t)r);
 		return forked(r, 0);
 	}
 	case SYS_clone: {
 		bool process = !(a1 & CLONE_VM);
-		uintptr_t was = process ? mli_tree_fork_begin() : 0;
+		struct mli_tree_fork was;
+		if (process)
+			mli_tree_fork_begin(&was);
 		long r = mli_syscall(n, a1, a2, a3, a4, a5);
 		if (r && process)
-			mli_tree_fork_end(was, (pid_t)r);
+			mli_tree_fork_end(&was, (pid_t)r);
 		return forked(r, a1);
 	}
 #ifdef SYS_clone3

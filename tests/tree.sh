@@ -168,6 +168,33 @@ case "$out" in
 *) fail "children of a parent that left at once (want 6 of each, status 0): $out" ;;
 esac
 
+# Forks counted exactly: a timer's handler forking (by _Fork) while its
+# thread is inside fork, 300 times among 2000 forks of children that leave
+# at once (a reservation filled by a late parent after its child had left
+# and another fork had taken the slot: the count fell to 0 with the process
+# running, or stayed high); a process whose main thread ended by
+# pthread_exit (a zombie to /proc: reaped, its segment gone, its thread's
+# child exited 125); a static program spawned by a parent that leaves
+# (its slot was kept, and the segment outlived the tree). Held-out checks.
+out=$("$ML" --global-memory 50M -- "$PROGS/tree_forks" nested 2>&1)
+case "$out" in "live 1") pass ;; *) fail "forks nested in a handler's: $out (want live 1)" ;; esac
+out=$("$ML" --global-memory 50M -- bash -c "\"$PROGS/tree_forks\" pthexit & sleep 0.2; /bin/true; exit 0" 2>&1)
+sleep 0.6
+case "$out" in "true 0") pass ;; *) fail "a process whose main thread called pthread_exit: $out (want true 0)" ;; esac
+printf '#include <unistd.h>\nint main(void) { usleep(300000); return 0; }\n' >"$tmp/static.c"
+if cc -static -o "$tmp/static" "$tmp/static.c" 2>/dev/null; then
+	seg=$("$ML" --global-memory 50M -- $PY -c "import os, subprocess
+print(os.environ['MEMLIMITS_TREE'])
+os.posix_spawn('$tmp/static', ['s'], os.environ)
+subprocess.Popen(['$tmp/static'])" 2>/dev/null)
+	sleep 0.8
+	if [ -n "$seg" ] && [ ! -e "$seg" ]; then pass; else
+		fail "a static program spawned by a parent that left: the segment '$seg' is still there"
+	fi
+else
+	fail "cc -static failed (libc6-dev's libc.a)"
+fi
+
 # MEMLIMITS_LIMIT_STATUS from the environment is the command's status, as
 # the option is: not that of every process of the tree whose limit fired
 # (the child exited 3 where it exits 1: a held-out check), nor, with
