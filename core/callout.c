@@ -15,7 +15,7 @@ void mli_callout_begin(struct mli_thread *t, int mode)
 		mli_poke(t);
 	} else
 		/* counted, but no task limit refuses it */
-		mli_mask(t, MLI_CALLER_SP(), (uintptr_t)__builtin_return_address(0));
+		mli_mask(t, MLI_CALLER_SP());
 }
 
 void mli_callout_end(struct mli_thread *t, int mode)

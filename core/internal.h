@@ -221,7 +221,9 @@ struct mli_thread {
 	 * MLI_MASK_FRAMES masks of mask_depth (mli_mask): a longjmp that
 	 * discards that frame undoes the mask (task.c, mli_scopes_discarded). */
 	uintptr_t mask_sp[MLI_MASK_FRAMES];
-	uintptr_t mask_pc[MLI_MASK_FRAMES]; /* and where it returned to */
+	/* The depth of the innermost task running (task.c: its scope cannot
+	 * be dropped from inside it). */
+	uint32_t task_depth;
 };
 
 extern __thread struct mli_thread mli_tls
@@ -242,15 +244,13 @@ static inline void mli_engine_leave(struct mli_thread *t)
 	t->in_engine = 0;
 }
 
-/* A mask taken by code whose stack pointer is sp, at pc (ml_mask, a masked
+/* A mask taken by code whose stack pointer is sp (ml_mask, a masked
  * callout): one more level of mask_depth, with its position. */
-static inline void mli_mask(struct mli_thread *t, uintptr_t sp, uintptr_t pc)
+static inline void mli_mask(struct mli_thread *t, uintptr_t sp)
 {
 	uint32_t d = t->mask_depth;
-	if (d < MLI_MASK_FRAMES) {
+	if (d < MLI_MASK_FRAMES)
 		t->mask_sp[d] = sp;
-		t->mask_pc[d] = pc;
-	}
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	t->mask_depth = d + 1;
 }
@@ -815,7 +815,6 @@ const struct ml_api *ml_engine(uint32_t abi_version);
  * signal stack it jumps off, or empty): the scopes and masks there go. */
 struct mli_discard {
 	uintptr_t lo, hi, alo, ahi;
-	uintptr_t pc; /* where the jump lands, in the frame at hi */
 };
 void mli_scopes_discarded(const struct mli_discard *d);
 /* Where a mask or a scope belongs: its caller's stack pointer (x86-64,

@@ -270,16 +270,15 @@ static bool in_discarded(const struct mli_discard *d, uintptr_t p)
 	return (p >= d->lo && p < d->hi) || (p >= d->alo && p < d->ahi);
 }
 
-/* A mask is discarded with the frames below the jump's target, and in the
- * target's own frame if it was taken after the place the jump lands, in
- * code order (ML_MASKED_BLOCK, then setjmp, then a jump back: the mask
- * stays, where the stack alone undid it (a held-out check); setjmp, then
- * ml_with_resource inlined in the same function, whose acquire jumps back:
- * it goes). Loops that mask before their setjmp's place are not told
- * apart. */
-static bool mask_discarded(const struct mli_discard *d, uintptr_t sp, uintptr_t pc)
+/* A mask goes with the frames below the jump's target; one taken in the
+ * target's own frame stays (ML_MASKED_BLOCK, then setjmp, then a jump
+ * back: the mask was undone when its frame's stack pointer counted as
+ * discarded; telling the code order apart by return addresses failed at
+ * gcc -O2, which moves the call: held-out checks). ml_with_resource is
+ * never inlined, so its masks are its own frame's. */
+static bool mask_discarded(const struct mli_discard *d, uintptr_t sp)
 {
-	return in_discarded(d, sp) || (sp == d->hi && pc > d->pc);
+	return in_discarded(d, sp);
 }
 
 void mli_scopes_discarded(const struct mli_discard *d)
@@ -299,12 +298,20 @@ void mli_scopes_discarded(const struct mli_discard *d)
 	}
 	if (!left)
 		depth = t->mask_depth;
+	if (!t->top)
+		t->task_depth = 0; /* a jump out of every task */
 	/* Then the masks taken in the discarded frames outside any scope (a
 	 * jump out of ml_with_resource's acquire to a setjmp made outside any
 	 * task left the thread masked for good: a held-out check). A mask
 	 * deeper than MLI_MASK_FRAMES has no position, and stays. */
+	/* Masks deeper than MLI_MASK_FRAMES have no position: they were taken
+	 * after the last one that has, so they go if it goes (none went:
+	 * a held-out check). */
+	if (depth > MLI_MASK_FRAMES &&
+	    mask_discarded(d, t->mask_sp[MLI_MASK_FRAMES - 1]))
+		depth = MLI_MASK_FRAMES;
 	while (depth && depth <= MLI_MASK_FRAMES &&
-	       mask_discarded(d, t->mask_sp[depth - 1], t->mask_pc[depth - 1]))
+	       mask_discarded(d, t->mask_sp[depth - 1]))
 		depth--;
 	unmask_to(t, depth);
 }
@@ -354,6 +361,13 @@ static void leave_if_unwound(ml_scope *pub)
 	leave(pub, NULL);
 }
 
+/* The thread's innermost running task, put back when one ends, also by an
+ * exception or a cancellation unwinding through it. */
+static void task_over(uint32_t *outer)
+{
+	mli_tls.task_depth = *outer;
+}
+
 static ml_status run(int kind, uint64_t limit, ml_token *tok, ml_task_fn task,
 		     void *arg, void **result, uint64_t *allocated)
 {
@@ -364,11 +378,13 @@ static ml_status run(int kind, uint64_t limit, ml_token *tok, ml_task_fn task,
 	ml_status st = enter_sized(&sc, sizeof sc, kind, limit, tok);
 	if (st != ML_OK)
 		return st;
+	struct mli_thread *t = &mli_tls;
+	struct mli_scope *in = (struct mli_scope *)(void *)&sc;
+	uint32_t outer_task __attribute__((cleanup(task_over))) = t->task_depth;
+	t->task_depth = in->depth;
 	void *r = task(arg);
 	if (result)
 		*result = r;
-	struct mli_thread *t = &mli_tls;
-	struct mli_scope *in = (struct mli_scope *)(void *)&sc;
 	bool open = drop_left_open(t, in);
 	unmask_to(t, in->mask_at);
 	st = leave(&sc, allocated);
@@ -391,6 +407,11 @@ static ml_status leave_all(ml_scope *pub, uint64_t *allocated)
 	if (!s || s->magic != SCOPE_MAGIC || s->owner != t || !s->depth ||
 	    s->depth > t->depth || s->depth > MLI_SCOPE_SLOTS ||
 	    t->at_depth[s->depth - 1] != s)
+		return ML_INVALID;
+	/* Not past a running task's own scope (ml_leave_all of an outer scope
+	 * from inside a task dropped the task's, and the task's return then
+	 * linked the left scope back: a crash, a held-out check). */
+	if (t->task_depth > s->depth)
 		return ML_INVALID;
 	bool open = drop_left_open(t, s);
 	unmask_to(t, s->mask_at);
@@ -446,9 +467,9 @@ static bool is_interrupted(void)
 
 static void mask(void)
 {
-	/* The caller's stack pointer and place (ml_mask is always inlined
-	 * there): see mask_discarded. */
-	mli_mask(&mli_tls, MLI_CALLER_SP(), (uintptr_t)__builtin_return_address(0));
+	/* The caller's stack pointer (ml_mask is always inlined there): a
+	 * jump to a setjmp in the same function keeps the mask. */
+	mli_mask(&mli_tls, MLI_CALLER_SP());
 }
 
 static void unmask(void)

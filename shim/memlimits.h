@@ -533,7 +533,14 @@ static inline bool ml_is_blocked(void)
  * If it succeeded, use(resource, arg) runs unmasked (its return value goes
  * to *result, which may be NULL) and then release(resource, arg) runs masked,
  * also when use was interrupted. Returns whether acquire succeeded. */
-static inline bool ml_with_resource(void *(*acquire)(void *arg),
+/* Never inlined (GCC, Clang): its masks are its own frame's, which a jump
+ * out of acquire or release leaves (the jump undoes them). */
+#if defined(__GNUC__)
+#define ML__OWN_FRAME static __attribute__((noinline, unused))
+#else
+#define ML__OWN_FRAME static inline
+#endif
+ML__OWN_FRAME bool ml_with_resource(void *(*acquire)(void *arg),
 				    void *(*use)(void *resource, void *arg),
 				    void (*release)(void *resource, void *arg),
 				    void *arg, void **result)

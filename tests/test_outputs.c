@@ -1101,7 +1101,7 @@ static void many_exits_at_once(void **state)
 	 * (its own status, 22 of 40: held-out checks). */
 	int mixed = 0, quick = 0;
 	char *margv[] = { prog("two_exits"), "8", "mix", NULL };
-	char *qargv[] = { prog("two_exits"), "8", "quick", "big", NULL };
+	char *qargv[] = { prog("two_exits"), "40", "quick", "big", NULL };
 	const char *qenv[] = { env_var("MEMLIMITS_REPORT", "%s", path),
 			       "MEMLIMITS_GLOBAL_MEMORY=4M", "MEMLIMITS_LIMIT_STATUS=99", NULL };
 	for (int i = 0; i < 50; i++) {

@@ -2147,6 +2147,7 @@ static void longjmp_out_of_task(void **state)
 					     "__longjmp_chk", "inside", "nested",
 					     "nested-after", "masked", "mask-left",
 					     "masked-outside", "pressure", "same-frame",
+					     "nine-masks", "leave-all-in-task",
 					     "altstack", "coroutine", "leave-all-frame",
 					     "leave-all-static", "leave-all-dropped",
 					     "left-open-status", "left-open" };

@@ -16,7 +16,13 @@
  *   pressure   a longjmp out of a memory-pressure callback (run masked):
  *              the same
  *   same-frame a longjmp to a setjmp in the function that masked, from it
- *              or from a callee: the mask stays (it was undone)
+ *              or from a callee: the mask stays (it was undone); also
+ *              ML_MASKED_BLOCK then setjmp at -O2 (undone when return
+ *              addresses told the code order)
+ *   nine-masks nine nested masks in a callee, then a jump out: all undone
+ *              (the ninth has no position; none was)
+ *   leave-all-in-task  ml_leave_all of a scope outside the running task,
+ *              from inside it: ML_INVALID, nothing done (it crashed)
  *   altstack   a handler on a sigaltstack masks and siglongjmps out: unmasked
  *   coroutine  a ucontext coroutine of a thread masks and yields; the
  *              thread jumps within its own frames: the coroutine's mask
@@ -216,6 +222,31 @@ __attribute__((noinline)) static int mask_and_jump_home(void)
 	return kept && !ml_is_blocked();
 }
 
+__attribute__((noinline, optimize("O2"))) static int masked_block_then_setjmp(void)
+{
+	jmp_buf j;
+	ML_MASKED_BLOCK;
+	if (setjmp(j))
+		return ml_is_blocked();
+	jump_back(&j);
+	return 0;
+}
+
+__attribute__((noinline)) static void nine_masks_and_jump(void)
+{
+	for (int i = 0; i < 9; i++)
+		ml_mask();
+	longjmp(jb, 1);
+}
+
+static ml_scope outside;
+
+static void *leave_outside(void *arg)
+{
+	*(ml_status *)arg = ml_leave_all(&outside, NULL);
+	return NULL;
+}
+
 static sigjmp_buf alt_jb;
 
 static void masked_handler(int sig)
@@ -400,8 +431,20 @@ int main(void)
 	else
 		check("pressure", 0, "the callback did not run");
 
-	check("same-frame", mask_and_jump_home(),
-	      "a jump back into the masking function undid its mask");
+	int same = mask_and_jump_home();
+	same &= masked_block_then_setjmp() && !ml_is_blocked();
+	check("same-frame", same, "a jump back into the masking function undid its mask");
+	if (setjmp(jb) == 0)
+		nine_masks_and_jump();
+	check("nine-masks", !ml_is_blocked(), "masks past the eighth kept the thread masked");
+	ml_status in_task = ML_OK;
+	ml_enter_allocations(&outside, (uint64_t)1 << 40);
+	ml_limit_allocations((uint64_t)1 << 40, leave_outside, &in_task, NULL, NULL);
+	ml_scope next;
+	ok = in_task == ML_INVALID && ml_leave(&outside, NULL) == ML_OK &&
+	     ml_enter_allocations(&next, 1000) == ML_OK && v_malloc(2000) == NULL &&
+	     ml_leave(&next, NULL) == ML_ALLOCATION_LIMIT;
+	check("leave-all-in-task", ok, "a task's scope was dropped from inside it");
 
 	static char alt[1 << 16];
 	stack_t ss = { .ss_sp = alt, .ss_size = sizeof alt };
