@@ -192,6 +192,23 @@ static bool gone(const struct slot *s, pid_t pid)
 	return dead && !threads_run(pid);
 }
 
+/* A fork's reservation whose reserving parent is gone: killed inside fork
+ * (the kernel made no child), or before it filled the slot, whose child,
+ * if any, then claims a slot of its own (the reservation kept the
+ * segment for ever: a held-out check). */
+static bool abandoned(const struct slot *s, int32_t pid)
+{
+	if (pid >= -1 || s->ns != my_ns)
+		return false;
+	pid_t by = (pid_t)s->start;
+	if (by <= 0)
+		return false;
+	if (kill(by, 0) != 0 && errno == ESRCH)
+		return true;
+	bool dead = false;
+	return proc_is_mine && start_time_of(by, &dead) && dead && !threads_run(by);
+}
+
 /* Frees the slots of processes that are gone. */
 static void reap(void)
 {
@@ -199,7 +216,7 @@ static void reap(void)
 	for (int i = 0; i < MAX_PROCS; i++) {
 		struct slot *s = &seg->slots[i];
 		int32_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
-		if (s == mine || !gone(s, pid))
+		if (s == mine || !(gone(s, pid) || abandoned(s, pid)))
 			continue;
 		/* Its process may have left by itself meanwhile: whoever
 		 * clears the pid counts it out, once. Both did, `live` fell to
@@ -352,6 +369,23 @@ static uint32_t marks;
 static __thread bool precounted __attribute__((tls_model("initial-exec")));
 static __thread bool in_fork_call __attribute__((tls_model("initial-exec")));
 
+/* Fills a fork's reservation with pid, if it is still that fork's (the
+ * child and the parent both try; the first wins). Marked -1 while filled,
+ * so that no reaper reads it half-done (the start time written first
+ * landed on a slot already reused, and the namespace a child of
+ * unshare(CLONE_NEWPID) wrote under its parent's fill left a slot nobody
+ * could reap: held-out checks). */
+static bool fill(struct slot *s, int32_t mark, pid_t pid)
+{
+	if (!__atomic_compare_exchange_n(&s->pid, &mark, -1, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_RELAXED))
+		return false;
+	s->start = start_time(pid);
+	s->ns = my_ns;
+	__atomic_store_n(&s->pid, pid, __ATOMIC_RELEASE);
+	return true;
+}
+
 /* fork: the child is a new process of the tree, with what it inherited.
  * Also from _Fork's child (preload/fork.c), which runs no atfork handler:
  * no allocation, no stdio (a claim reads /proc and takes the segment's
@@ -368,15 +402,12 @@ void mli_tree_fork_child(void)
 	mine = NULL;
 	mli_budget_fork_child(&mli_tls);
 	learn_ns(); /* unshare(CLONE_NEWPID) puts the children in another */
-	if (s) {
-		pid_t me = getpid();
-		s->start = start_time(me);
-		s->ns = my_ns;
-		/* Unless the parent filled it already (with this pid). */
-		__atomic_compare_exchange_n(&s->pid, &mark, me, false,
-					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+	if (s && fill(s, mark, getpid()))
 		mine = s;
-	} else if (!claim_counted(counted))
+	else if (s && __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) > 0)
+		mine = s; /* the parent filled it (with this process's pid in its
+			   * namespace, if this one unshared another) */
+	else if (!claim_counted(counted)) /* none, or reaped: the parent died */
 		return;
 	publish(mli_mem_estimate(NULL), true);
 }
@@ -419,7 +450,7 @@ void mli_tree_fork_begin(struct mli_tree_fork *was)
 						 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 			continue;
 		s->ns = my_ns;
-		s->start = 0;
+		s->start = (uint64_t)getpid(); /* the reserver, while marked */
 		__atomic_store_n(&s->bytes, 0, __ATOMIC_RELAXED);
 		child_slot = s;
 		child_mark = mark;
@@ -435,9 +466,7 @@ void mli_tree_fork_end(const struct mli_tree_fork *was, pid_t pid)
 	struct slot *s = child_slot;
 	int32_t mark = child_mark;
 	if (s && pid > 0) {
-		s->start = start_time(pid);
-		__atomic_compare_exchange_n(&s->pid, &mark, pid, false,
-					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+		fill(s, mark, pid);
 	} else if (s) {
 		/* No child: the reservation goes, if it is still this one. */
 		if (__atomic_compare_exchange_n(&s->pid, &mark, 0, false,
