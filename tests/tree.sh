@@ -181,6 +181,17 @@ case "$out" in "live 1") pass ;; *) fail "forks nested in a handler's: $out (wan
 out=$("$ML" --global-memory 50M -- bash -c "\"$PROGS/tree_forks\" pthexit & sleep 0.2; /bin/true; exit 0" 2>&1)
 sleep 0.6
 case "$out" in "true 0") pass ;; *) fail "a process whose main thread called pthread_exit: $out (want true 0)" ;; esac
+# Children that unshare a pid namespace and fork there: their slots are
+# released when they end (their own fill, in their namespace, was reaped by
+# nobody, and the segment outlived the tree). Needs root.
+if [ "$(id -u)" = 0 ]; then
+	seg=$("$ML" --global-memory 50M -- "$PROGS/tree_forks" unshare 2>&1)
+	sleep 0.3
+	case "$seg" in
+	/*) if [ ! -e "$seg" ]; then pass; else fail "children that unshared: the segment '$seg' is still there"; fi ;;
+	*) fail "tree_forks unshare: $seg" ;;
+	esac
+fi
 printf '#include <unistd.h>\nint main(void) { usleep(300000); return 0; }\n' >"$tmp/static.c"
 if cc -static -o "$tmp/static" "$tmp/static.c" 2>/dev/null; then
 	seg=$("$ML" --global-memory 50M -- $PY -c "import os, subprocess

@@ -4,9 +4,14 @@
  *            prints "live N": the tree's count of processes, 1 expected
  *   pthexit  the main thread ends by pthread_exit; another thread, 0.5 s
  *            later, runs /bin/true and prints "true STATUS" (0 expected:
- *            the process was taken for dead and its tree's segment gone) */
+ *            the process was taken for dead and its tree's segment gone)
+ *   unshare  20 children that each unshare a pid namespace and fork a
+ *            grandchild there, then exit; prints the tree's segment, which
+ *            must be gone once the tree ended (their slots were never
+ *            released) */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -64,8 +69,34 @@ static void *later(void *arg)
 	exit(0);
 }
 
+static int unshared(void)
+{
+	for (int i = 0; i < 20; i++) {
+		pid_t c = fork();
+		if (c == 0) {
+			if (unshare(CLONE_NEWPID) != 0)
+				_exit(3);
+			pid_t g = fork();
+			if (g == 0)
+				_exit(0);
+			waitpid(g, NULL, 0);
+			_exit(0);
+		}
+		int st = 0;
+		waitpid(c, &st, 0);
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			printf("unshare failed\n");
+			return 0;
+		}
+	}
+	printf("%s\n", getenv("MEMLIMITS_TREE"));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "unshare"))
+		return unshared();
 	if (argc > 1 && !strcmp(argv[1], "pthexit")) {
 		pthread_t t;
 		pthread_create(&t, NULL, later, NULL);
