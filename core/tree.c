@@ -110,23 +110,33 @@ static void learn_ns(void)
 	proc_is_mine = n > 0 && (size_t)n == w.len && !memcmp(link, want, w.len);
 }
 
+/* /proc/PID/FILE's start into buf, NUL-terminated; false if unread. */
+static bool read_proc(pid_t pid, const char *file, char *buf, size_t cap)
+{
+	char p[64];
+	struct mli_buf b = { p, 0, sizeof p };
+	mli_buf_str(&b, "/proc/");
+	mli_buf_u64(&b, (uint64_t)pid);
+	mli_buf_str(&b, "/");
+	mli_buf_str(&b, file);
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, cap - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return true;
+}
+
 /* The start time of pid, from /proc/pid/stat (field 22), 0 if unknown;
  * *dead if it is a zombie (it has exited; its parent has not waited). */
 static uint64_t start_time_of(pid_t pid, bool *dead)
 {
-	char p[64], buf[1024];
-	struct mli_buf b = { p, 0, sizeof p };
-	mli_buf_str(&b, "/proc/");
-	mli_buf_u64(&b, (uint64_t)pid);
-	mli_buf_str(&b, "/stat");
-	int fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	char buf[1024];
+	if (!read_proc(pid, "stat", buf, sizeof buf))
 		return 0;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	char *s = strrchr(buf, ')'); /* the command may hold spaces */
 	if (!s)
 		return 0;
@@ -152,19 +162,9 @@ static uint64_t start_time(pid_t pid)
  * segment removed under its threads: a held-out check). */
 static bool threads_run(pid_t pid)
 {
-	char p[64], buf[2048];
-	struct mli_buf b = { p, 0, sizeof p };
-	mli_buf_str(&b, "/proc/");
-	mli_buf_u64(&b, (uint64_t)pid);
-	mli_buf_str(&b, "/status");
-	int fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	char buf[2048];
+	if (!read_proc(pid, "status", buf, sizeof buf))
 		return false;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
 	const char *t = strstr(buf, "\nThreads:");
 	if (!t)
 		return false;
@@ -198,15 +198,10 @@ static bool gone(const struct slot *s, pid_t pid)
  * segment for ever: a held-out check). */
 static bool abandoned(const struct slot *s, int32_t pid)
 {
-	if (pid >= -1 || s->ns != my_ns)
+	if (pid >= -1 || (pid_t)s->start <= 0)
 		return false;
-	pid_t by = (pid_t)s->start;
-	if (by <= 0)
-		return false;
-	if (kill(by, 0) != 0 && errno == ESRCH)
-		return true;
-	bool dead = false;
-	return proc_is_mine && start_time_of(by, &dead) && dead && !threads_run(by);
+	struct slot reserver = { .ns = s->ns }; /* its pid, no start time */
+	return gone(&reserver, (pid_t)s->start);
 }
 
 /* Frees the slots of processes that are gone. */
@@ -233,6 +228,24 @@ static void reap(void)
 	errno = saved;
 }
 
+/* A free slot, taken with pid `as` (negative: never reaped, never taken),
+ * emptied for this namespace; NULL if the 4096 are taken. */
+static struct slot *free_slot(int32_t as)
+{
+	for (int i = 0; i < MAX_PROCS; i++) {
+		struct slot *s = &seg->slots[i];
+		int32_t free_pid = 0;
+		if (__atomic_load_n(&s->pid, __ATOMIC_RELAXED) != 0 ||
+		    !__atomic_compare_exchange_n(&s->pid, &free_pid, as, false,
+						 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			continue;
+		s->ns = my_ns;
+		__atomic_store_n(&s->bytes, 0, __ATOMIC_RELAXED);
+		return s;
+	}
+	return NULL;
+}
+
 /* A slot for pid: its own if it has one (an exec), else a free one, then
  * counted in `live` unless `counted` says the count was taken for it
  * already (fork_begin). NULL if the 4096 are taken. */
@@ -253,21 +266,14 @@ static struct slot *take_slot(pid_t pid, bool counted)
 	 * under-counted (removed under the others). */
 	if (!counted)
 		__atomic_add_fetch(&seg->live, 1, __ATOMIC_RELAXED);
-	for (int i = 0; i < MAX_PROCS; i++) {
-		struct slot *s = &seg->slots[i];
-		int32_t free_pid = 0;
-		if (__atomic_load_n(&s->pid, __ATOMIC_RELAXED) != 0 ||
-		    !__atomic_compare_exchange_n(&s->pid, &free_pid, -1, false,
-						 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-			continue;
-		s->start = st;
-		s->ns = my_ns;
-		__atomic_store_n(&s->bytes, 0, __ATOMIC_RELAXED);
-		__atomic_store_n(&s->pid, pid, __ATOMIC_RELEASE);
-		return s;
+	struct slot *s = free_slot(-1);
+	if (!s) {
+		__atomic_sub_fetch(&seg->live, 1, __ATOMIC_RELAXED);
+		return NULL;
 	}
-	__atomic_sub_fetch(&seg->live, 1, __ATOMIC_RELAXED);
-	return NULL;
+	s->start = st;
+	__atomic_store_n(&s->pid, pid, __ATOMIC_RELEASE);
+	return s;
 }
 
 static bool claim_counted(bool counted)
@@ -442,23 +448,14 @@ void mli_tree_fork_begin(struct mli_tree_fork *was)
 	uint32_t m = (uint32_t)getpid() * 2654435761u +
 		     __atomic_add_fetch(&marks, 1, __ATOMIC_RELAXED);
 	int32_t mark = -(int32_t)((m & 0x3fffffff) | 2); /* never 0 nor -1 */
-	for (int i = 0; i < MAX_PROCS; i++) {
-		struct slot *s = &seg->slots[i];
-		int32_t free_pid = 0;
-		if (__atomic_load_n(&s->pid, __ATOMIC_RELAXED) != 0 ||
-		    !__atomic_compare_exchange_n(&s->pid, &free_pid, mark, false,
-						 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-			continue;
-		s->ns = my_ns;
-		s->start = (uint64_t)getpid(); /* the reserver, while marked */
-		__atomic_store_n(&s->bytes, 0, __ATOMIC_RELAXED);
-		child_slot = s;
-		child_mark = mark;
+	struct slot *s = free_slot(mark);
+	if (!s) {
+		precounted = true; /* all taken: the child claims, under this count */
 		return;
 	}
-	/* All taken: the child claims for itself, under this count. */
-	precounted = true;
-	return;
+	s->start = (uint64_t)getpid(); /* the reserver, while marked */
+	child_slot = s;
+	child_mark = mark;
 }
 
 void mli_tree_fork_end(const struct mli_tree_fork *was, pid_t pid)
@@ -515,14 +512,8 @@ static void fork_parent(void)
  * process ends and a reap frees the other (over, never under). */
 void mli_tree_adopt(pid_t pid)
 {
-	if (!seg || pid <= 0)
-		return;
-	for (int i = 0; i < MAX_PROCS; i++) {
-		struct slot *s = &seg->slots[i];
-		if (__atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) == pid && s->ns == my_ns)
-			return;
-	}
-	take_slot(pid, false);
+	if (seg && pid > 0)
+		take_slot(pid, false); /* the pid's own slot, if it claimed first */
 }
 
 void mli_tree_before_exec(void)

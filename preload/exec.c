@@ -541,13 +541,10 @@ static int no_function(void)
 	return -1;
 }
 
-/* The real exec through fn with the new environment; -1 and ENOSYS or
- * ENOMEM when it cannot be made. Before each exec, the thread's unused
- * reservation of a tree's budget goes back (core/budget.c): the new image
- * starts with none (a shell loop of 20 commands lost 38 MiB of a 50M
- * budget to its children's execs); a failed exec draws again. */
 /* Before each exec: the thread's unused reservation of a tree's budget
- * goes back (below), and a vfork child is counted in the tree
+ * goes back (core/budget.c: the new image starts with none; a shell loop of
+ * 20 commands lost 38 MiB of a 50M budget to its children's execs; a
+ * failed exec draws again), and a vfork child is counted in the tree
  * (core/tree.c: its parent may leave before the new image starts). */
 static void before_exec(void)
 {
@@ -557,6 +554,8 @@ static void before_exec(void)
 	target_unreached = false;
 }
 
+/* The real exec through fn with the new environment; -1 and ENOSYS or
+ * ENOMEM when it cannot be made. */
 static int exec_with(execve_fn fn, const char *path, char *const argv[],
 		     char *const envp[])
 {

@@ -31,6 +31,15 @@ __attribute__((constructor)) static void fork_init(void)
 	real_clone = (clone_fn)dlsym(RTLD_NEXT, "clone");
 }
 
+/* What the atfork child handlers would have done, in a child made without
+ * them (_Fork, clone, the fork system call: syscall.c). */
+void mli_child_alone(void)
+{
+	mli_acct_child_alone();
+	mli_threads_fork_child();
+	mli_tree_fork_child();
+}
+
 __attribute__((visibility("default"))) pid_t _Fork(void)
 {
 	fork_fn f = __atomic_load_n(&real_fork, __ATOMIC_RELAXED);
@@ -41,18 +50,17 @@ __attribute__((visibility("default"))) pid_t _Fork(void)
 	struct mli_tree_fork was;
 	mli_tree_fork_begin(&was);
 	pid_t pid = f();
-	if (pid == 0) {
-		mli_acct_child_alone();
-		mli_threads_fork_child();
-		mli_tree_fork_child();
-	} else
+	if (pid == 0)
+		mli_child_alone();
+	else
 		mli_tree_fork_end(&was, pid);
 	return pid;
 }
 
-/* fork: glibc's, which runs the atfork handlers (the child's claims its
- * share of the tree); here the parent counts the child in the tree first,
- * knowing from the result whether one was made (core/tree.c). */
+/* fork: glibc's, which runs the atfork handlers (the child's takes its
+ * share of the tree), between the tree's reservation of the child's slot
+ * and its fill by the parent, which knows from the result whether a child
+ * was made (core/tree.c). */
 __attribute__((visibility("default"))) pid_t fork(void)
 {
 	fork_fn f = __atomic_load_n(&real_glibc_fork, __ATOMIC_RELAXED);
@@ -86,9 +94,7 @@ struct clone_start {
 static int clone_child(void *p)
 {
 	struct clone_start *s = p;
-	mli_acct_child_alone();
-	mli_threads_fork_child();
-	mli_tree_fork_child();
+	mli_child_alone();
 	return s->fn(s->arg);
 }
 

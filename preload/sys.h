@@ -76,6 +76,7 @@ void mli_dontfork_moved(uintptr_t from, size_t from_len, uintptr_t to, size_t to
 void mli_dontfork_child(void);
 void mli_acct_child_alone(void); /* mmap.c: a child made without atfork handlers */
 void mli_threads_fork_child(void); /* thread.c: the other threads' charges go */
+void mli_child_alone(void); /* fork.c: all of the above and the tree's, in such a child */
 /* Defines mli_self_NAME as a hidden alias of the exported NAME, in NAME's
  * file (libc's declarations are leaf and nothrow, these plain: that file
  * ignores -Wmissing-attributes). */

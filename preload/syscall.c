@@ -28,9 +28,7 @@ long mli_syscall(long n, ...);
 static long forked(long r, long clone_flags)
 {
 	if (r == 0 && !(clone_flags & CLONE_VM)) {
-		mli_acct_child_alone();
-		mli_threads_fork_child();
-		mli_tree_fork_child();
+		mli_child_alone();
 	}
 	return r;
 }

@@ -17,8 +17,8 @@
  *              the same
  *   same-frame a longjmp to a setjmp in the function that masked, from it
  *              or from a callee: the mask stays (it was undone); also
- *              ML_MASKED_BLOCK then setjmp at -O2 (undone when return
- *              addresses told the code order)
+ *              ML_MASKED_BLOCK then setjmp (this file is built at -O2, where
+ *              it was undone when return addresses told the code order)
  *   nine-masks nine nested masks in a callee, then a jump out: all undone
  *              (the ninth has no position; none was)
  *   leave-all-in-task  ml_leave_all of a scope outside the running task,
@@ -222,7 +222,7 @@ __attribute__((noinline)) static int mask_and_jump_home(void)
 	return kept && !ml_is_blocked();
 }
 
-__attribute__((noinline, optimize("O2"))) static int masked_block_then_setjmp(void)
+__attribute__((noinline)) static int masked_block_then_setjmp(void)
 {
 	jmp_buf j;
 	ML_MASKED_BLOCK;
