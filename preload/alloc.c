@@ -244,7 +244,7 @@ EXPORT void *realloc(void *old, size_t n)
 		 * itself stays one instruction, so a signal handler between
 		 * the look and it changes nothing the take does not see. */
 		bool charged = mli_tls.left > n && mli_take(n, &after);
-		if (charged || mli_within_headroom(n)) {
+		if (charged || (!mli_tls.poked && mli_within_headroom(n))) {
 			const uint64_t *alloc = mli_tls.be_alloc,
 				       *dealloc = mli_tls.be_dealloc;
 			uint64_t a0 = *alloc, d0 = *dealloc;

