@@ -325,10 +325,33 @@ void mli_tree_publish(int64_t process_memory)
 		publish(process_memory, false);
 }
 
+/* MEMLIMITS_TREE names a file memlimit made: in a directory of its own,
+ * memlimits-tree.XXXXXX, a regular file. Any file was taken (an empty one
+ * as a fresh segment), and removed when its tree ended or did not start:
+ * MEMLIMITS_TREE=/dev/null, set by hand as root, removed /dev/null, and
+ * any empty file was gone after one run (a held-out check). */
+static bool segment_named(const char *p)
+{
+	const char *slash = strrchr(p, '/'), *dir = slash;
+	if (!slash || slash == p)
+		return false;
+	while (dir > p && dir[-1] != '/')
+		dir--;
+	return slash - dir > 15 && !strncmp(dir, "memlimits-tree.", 15);
+}
+
+static bool segment_file(const char *p)
+{
+	struct stat st;
+	return segment_named(p) && lstat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 /* The segment, and the directory memlimit made for it
  * (memlimits-tree.XXXXXX, which holds nothing else). */
 static void remove_segment(const char *p)
 {
+	if (!segment_file(p))
+		return;
 	unlink(p);
 	char dir[sizeof path];
 	const char *slash = strrchr(p, '/');
@@ -612,6 +635,16 @@ int mli_tree_attach(const char *p, char *err, size_t errlen)
 	}
 	strcpy(path, p);
 	learn_ns();
+	struct stat st;
+	if (!segment_named(path) ||
+	    (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))) {
+		mli_buf_str(&e, "memlimits: MEMLIMITS_TREE='");
+		mli_buf_str(&e, path);
+		mli_buf_str(&e, "' is not a tree's segment (memlimit makes a"
+				" regular file in a directory memlimits-tree.XXXXXX);"
+				" not running without the tree's limit");
+		return -1;
+	}
 	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		mli_buf_str(&e, "memlimits: MEMLIMITS_TREE='");
@@ -628,8 +661,7 @@ int mli_tree_attach(const char *p, char *err, size_t errlen)
 		return -1;
 	}
 	flock(fd, LOCK_EX);
-	struct stat st;
-	bool fresh = fstat(fd, &st) == 0 && st.st_size == 0;
+	bool fresh = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0;
 	if (fresh && make_pages(fd) != 0) {
 		int err_no = errno;
 		flock(fd, LOCK_UN);

@@ -766,6 +766,32 @@ else
 	echo "tree: skipped the cleaner's pid-namespace checks (needs root and unshare -p)"
 fi
 
+# MEMLIMITS_TREE set by hand to a file memlimit did not make: any file was
+# taken (an empty one as a fresh segment) and removed when the process
+# ended or stopped before main; as root, MEMLIMITS_TREE=/dev/null removed
+# /dev/null (a held-out check). Refused (125) now, the file left as it was:
+# an empty file, the same with a bad limit, a character device (a null
+# device made here, as root), a FIFO in a directory named as memlimit's.
+: >"$tmp/empty"
+mkdir "$tmp/memlimits-tree.x"
+mkfifo "$tmp/memlimits-tree.x/fifo"
+nodes="$tmp/empty $tmp/memlimits-tree.x/fifo"
+if [ "$(id -u)" = 0 ] && mknod -m 666 "$tmp/nulldev" c 1 3 2>/dev/null; then
+	nodes="$nodes $tmp/nulldev"
+fi
+for f in $nodes; do
+	for lim in 20M bogus; do
+		out=$(MEMLIMITS_TREE=$f MEMLIMITS_GLOBAL_MEMORY=$lim LD_PRELOAD="$MEMLIMITS_LIBRARY" \
+			timeout 10 /bin/true 2>&1)
+		st=$?
+		if [ "$st" = 125 ] && [ -e "$f" ] && { [ $lim = bogus ] || grep -q "is not a tree's segment" <<<"$out"; }; then
+			pass
+		else
+			fail "MEMLIMITS_TREE=$f with a $lim limit: status $st, $([ -e "$f" ] && echo kept || echo REMOVED): $out"
+		fi
+	done
+done
+
 # A device as the report or the profile (/dev/null): every process writes
 # it as named; every process after the first made a regular file
 # /dev/null.PID (root) or warned that it could not, and a profile made
