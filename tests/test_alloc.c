@@ -254,7 +254,7 @@ static void exports_exact(const char *cmd)
 		"_ZnamSt11align_val_tRKSt9nothrow_t", "_Znwm", "_ZnwmRKSt9nothrow_t",
 		"_ZnwmSt11align_val_t", "_ZnwmSt11align_val_tRKSt9nothrow_t",
 		"__cxa_at_quick_exit", "__libc_calloc", "__libc_free", "__libc_malloc", "__libc_memalign",
-		"__libc_pvalloc", "__libc_realloc", "__libc_valloc", "__longjmp_chk",
+		"__libc_pvalloc", "__libc_realloc", "__libc_valloc", "__longjmp_chk", "__sbrk",
 		"_exit", "_longjmp", "abort", "aligned_alloc", "brk", "calloc", "clone", "close", "dallocx",
 		"dlopen", "dlsym", "execl", "execle", "execlp", "execv", "execve", "execveat",
 		"execvp", "execvpe", "fallocate", "fallocate64", "fexecve", "fork", "free",
