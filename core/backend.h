@@ -39,6 +39,10 @@ void mli_be_free(void *p);
 int64_t mli_be_own_live(void); /* bytes of those blocks, to leave out */
 /* Return free memory to the system; returns 0 on success. */
 int mli_be_trim(void);
+/* Empties this thread's cache of freed blocks (jemalloc's tcache) into
+ * the allocator's shared free memory, where a purge can give it back.
+ * Callable from the activity callback (fn of mli_be_thread_watch). */
+void mli_be_flush_cache(void);
 /* Bytes of free memory the allocator keeps resident for reuse (jemalloc:
  * its dirty and muzzy pages), -1 if unknown. Takes the allocator's locks:
  * not on hot paths. */

@@ -205,6 +205,8 @@ struct mli_thread {
 	uint64_t unused_mark;  /* *be_dealloc at the last mli_mem_keep_down look */
 	uint64_t freed_seen;   /* *be_dealloc last added to mli_freed_all */
 	uint64_t freed_poked;  /* *be_dealloc when frees last cut the grant */
+	int64_t cache_high;    /* highest live bytes since the allocator's
+				* cache was emptied (memory.c, cache_check) */
 	uint64_t look_alloc, look_charged; /* *be_alloc and the count at the
 					    * last look (memory.c) */
 	uint64_t graced;       /* mapped bytes admitted by mli_start_grace */

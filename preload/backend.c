@@ -218,6 +218,14 @@ int64_t mli_be_unused(void)
 	return r ? -1 : (int64_t)((dirty + muzzy) * page);
 }
 
+void mli_be_flush_cache(void)
+{
+	sigset_t old;
+	signals_off(&old);
+	mli_je_mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
+	signals_on(&old);
+}
+
 uint64_t mli_be_nrequests(void)
 {
 	/* The tcache counts its requests locally and merges them into the

@@ -55,6 +55,7 @@ int mli_be_foreign_malloc(const char **path) { *path = ""; return MLI_MALLOC_OUR
 void mli_be_free(void *p) { free(p); }
 int64_t mli_be_own_live(void) { return 0; }
 int mli_be_trim(void) { return 0; }
+void mli_be_flush_cache(void) {}
 void mli_be_init(int64_t mem_limit) { (void)mem_limit; }
 uint64_t mli_be_nrequests(void) { return 0; }
 int64_t mli_be_stats_allocated(void) { return -1; }
