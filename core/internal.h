@@ -358,6 +358,9 @@ void mli_thread_retire(struct mli_thread *t);
 /* The limit global-memory tasks are interrupted at: the tighter of the
  * API's and the environment's, -1 if neither. */
 int64_t mli_task_mem_limit(void);
+/* The lowest memory limit in force on this process: the cap, the tasks',
+ * the tree's; -1 for none (memory.c). */
+int64_t mli_mem_lowest_limit(void);
 void mli_budget_init(void); /* budget.c, from mli_engine_init */
 struct mli_budget;
 void mli_budget_use(struct mli_budget *b); /* MEMLIMITS_ALLOCATIONS' pool */

@@ -227,6 +227,12 @@ static MLI_NOINLINE void grown_half(struct mli_thread *t, int64_t d)
 		mli_poke(t); /* the next allocation decides exactly */
 }
 
+int64_t mli_mem_lowest_limit(void)
+{
+	int64_t lim = mli_task_mem_limit(), tree = mli_tree_limit();
+	return tree >= 0 && (lim < 0 || tree < lim) ? tree : lim;
+}
+
 /* Blocks a thread frees go to its cache in the allocator (jemalloc: up
  * to 20 blocks of each size class up to tcache_max, a few hundred small
  * ones), which is neither in the measure (they are freed) nor given back
@@ -246,9 +252,7 @@ static void cache_check(struct mli_thread *t, int64_t v)
 		t->cache_high = v;
 		return;
 	}
-	int64_t lim = mli_task_mem_limit(), tree = mli_tree_limit();
-	if (tree >= 0 && (lim < 0 || tree < lim))
-		lim = tree;
+	int64_t lim = mli_mem_lowest_limit();
 	if (lim < 0)
 		return;
 	uint64_t n = mli_thread_n();

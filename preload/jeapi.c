@@ -55,7 +55,10 @@ EXPORT void *rallocx(void *old, size_t n, int flags)
 		mli_je_dallocx(old, 0);
 		return p;
 	}
-	p = MLI_RESIZING(mli_je_rallocx(old, n, flags));
+	if (ad == MLI_ADMIT && mli_moves_in_steps(have, n, flags))
+		p = MLI_RESIZING(mli_move_big(old, have, n, flags));
+	else
+		p = MLI_RESIZING(mli_je_rallocx(old, n, flags));
 	if (!p && grow)
 		mli_uncharge(grow);
 	return p;

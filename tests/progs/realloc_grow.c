@@ -1,7 +1,11 @@
-/* realloc_grow FACTOR_PERCENT STEP_KIB: grows one buffer by realloc, each
- * time by FACTOR_PERCENT of its size or STEP_KIB, whichever is more,
- * writing every byte, until realloc fails; prints "reached=MiB maxrss=KiB"
- * (its size then, and the process's peak resident set). */
+/* realloc_grow FACTOR_PERCENT STEP_KIB [rallocx]: grows one buffer by
+ * realloc (or by jemalloc's rallocx with MALLOCX_ZERO, the library's, whose
+ * new bytes must be zero: exit 3 if not), each time by FACTOR_PERCENT of
+ * its size or STEP_KIB, whichever is more, writing every byte, until the
+ * call fails; prints "reached=MiB maxrss=KiB" (its size then, and the
+ * process's peak resident set). */
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,13 +15,21 @@ int main(int argc, char **argv)
 {
 	size_t pct = argc > 1 ? strtoul(argv[1], NULL, 10) : 12;
 	size_t step = (argc > 2 ? strtoul(argv[2], NULL, 10) : 64) << 10;
+	void *(*rallocx)(void *, size_t, int) = NULL;
+	if (argc > 3 && !strcmp(argv[3], "rallocx") &&
+	    !(rallocx = (void *(*)(void *, size_t, int))dlsym(RTLD_DEFAULT, "rallocx")))
+		return 2;
 	char *b = NULL;
 	size_t have = 0;
 	for (;;) {
 		size_t more = have * pct / 100 > step ? have * pct / 100 : step;
-		char *p = realloc(b, have + more);
+		char *p = rallocx && b ? rallocx(b, have + more, 0x40 /* MALLOCX_ZERO */)
+				       : realloc(b, have + more);
 		if (!p)
 			break;
+		for (size_t i = 0; rallocx && b && i < more; i += 4096)
+			if (p[have + i])
+				return 3;
 		memset(p + have, 'x', more);
 		b = p;
 		have += more;
