@@ -532,6 +532,12 @@ if "$cc" -static -o "$tmp/progs/static-prog" "$tmp/prog.c" 2>"$tmp/cc.err"; then
         # held-out check ran a static one, no word).
         run "${ctor_env[@]}" "$ml" "$ldso" --glibc-hwcaps-prepend x "$tmp/progs/static-prog" 3
         expect_rc "ld.so --glibc-hwcaps-prepend static refused" 125
+        # The loader as a script's interpreter, the program its argument.
+        printf '#!%s %s/progs/static-prog\n' "$ldso" "$tmp" >"$tmp/progs/script-ldso-static"
+        chmod +x "$tmp/progs/script-ldso-static"
+        run "${ctor_env[@]}" "$ml" "$tmp/progs/script-ldso-static"
+        expect_rc "#!ld.so static refused" 125
+        expect_err_has "#!ld.so static refused" "runs '$tmp/progs/static-prog', which is statically linked"
     fi
     # An execute-only program (mode 0711) as another user: unreadable, so
     # not checked, said so, and run (the wrapper died of an unset variable,
@@ -570,7 +576,22 @@ if "$cc" -static -o "$tmp/progs/static-prog" "$tmp/prog.c" 2>"$tmp/cc.err"; then
     # And the split string after flags (-vS) or as the long option.
     printf '#!/usr/bin/env -vS static-prog 6\n' >"$tmp/progs/script-envSv-static"
     printf '#!/usr/bin/env --split-string=static-prog 6\n' >"$tmp/progs/script-envSlong-static"
+    # env's options before NAME, its space escape, ${NAME} expansion and
+    # env by another name (each ran the static program with no limit: a
+    # held-out check).
+    printf '#!/usr/bin/env -S -u FOO static-prog 6\n' >"$tmp/progs/script-envSu-static"
+    printf '#!/usr/bin/env -S -C / static-prog 6\n' >"$tmp/progs/script-envSC-static"
+    printf '#!/usr/bin/env -S --default-signal static-prog\n' >"$tmp/progs/script-envSsig-static"
+    printf '#!/usr/bin/env -S\\_static-prog\n' >"$tmp/progs/script-envSesc-static"
+    printf '#!/usr/bin/env -S ${MLT_DIR}/progs/static-prog\n' >"$tmp/progs/script-envSvar-static"
+    ln -sf /usr/bin/env "$tmp/progs/other-env"
+    printf '#!%s/progs/other-env static-prog\n' "$tmp" >"$tmp/progs/script-envSlink-static"
     chmod +x "$tmp/progs"/script-envS*
+    for v in u C sig esc var link; do
+        run "${ctor_env[@]}" MLT_DIR="$tmp" PATH="$tmp/progs:$PATH" "$ml" "$tmp/progs/script-envS$v-static"
+        expect_rc "env -S ($v) NAME static" 125
+        expect_err_has "env -S ($v) NAME static" "which runs '$tmp/progs/static-prog', which is statically linked"
+    done
     for v in q dd v long; do
         run "${ctor_env[@]}" PATH="$tmp/progs:$PATH" "$ml" "$tmp/progs/script-envS$v-static"
         expect_rc "env -S ($v) NAME static" 125
