@@ -693,6 +693,7 @@ bool mli_tree_any_fired(void); /* in any process of the tree */
 bool mli_tree_joined(void);
 void mli_tree_publish(int64_t process_memory); /* when it moved enough */
 int64_t mli_tree_limit(void);   /* -1: none, or not in a tree */
+int64_t mli_tree_budget_limit(void); /* the tree's allocation budget, -1: none */
 int64_t mli_tree_memory(void);  /* the tree's total, -1 if not in one */
 struct mli_budget *mli_tree_budget(void); /* NULL if none */
 /* memory.c: the part of a memory limit left to malloc (mapped memory is

