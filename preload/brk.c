@@ -117,16 +117,22 @@ EXPORT int brk(void *addr)
 	return move_break(false, (uintptr_t)addr, 0, &was);
 }
 
-EXPORT void *sbrk(intptr_t inc)
+static void *move_by(intptr_t inc)
 {
 	uintptr_t was;
 	return move_break(true, 0, inc, &was) ? (void *)-1 : (void *)was;
 }
 
+EXPORT void *sbrk(intptr_t inc)
+{
+	return move_by(inc);
+}
+
 /* glibc exports sbrk's own name too (GLIBC_2.2.5), which tcmalloc and
  * libc_malloc_debug call: it went to the kernel uncounted, 400 MiB under
- * 100M (a held-out check). */
+ * 100M (a held-out check). Not through `sbrk`: tcmalloc preloaded before
+ * the library defines one that calls __sbrk (a recursion, SIGSEGV). */
 EXPORT void *__sbrk(intptr_t inc)
 {
-	return sbrk(inc);
+	return move_by(inc);
 }

@@ -371,9 +371,10 @@ static void random_op(void)
 		memcpy(save, model, sizeof model);
 		int keep = on < nn ? on : nn;
 		uint8_t g = on ? model[o + on - 1] : 0;
-		if (!on) {
+		if (!on) { /* a duplicate: what the source's first page is */
+			uint8_t first = save[o];
 			for (int i = t; i < t + nn; i++)
-				model[i] = 0;
+				model[i] = first;
 		} else {
 			for (int i = o + keep; i < o + on; i++)
 				model[i] = 0;
