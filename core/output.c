@@ -285,6 +285,25 @@ static void put_pid(struct mli_buf *b)
 	mli_buf_i64(b, proc_pid());
 }
 
+const char *mli_proc_path(const char *name, char *buf, size_t n)
+{
+	static int thread_self = -1; /* known to exist: 1, not: 0 */
+	struct stat st;
+	if (thread_self < 0)
+		thread_self = stat("/proc/thread-self", &st) == 0;
+	struct mli_buf b = { buf, 0, n };
+	mli_buf_str(&b, thread_self ? "/proc/thread-self/" : "/proc/self/");
+	mli_buf_str(&b, name);
+	buf[b.len < n ? b.len : n - 1] = '\0';
+	return buf;
+}
+
+int mli_proc_open(const char *name)
+{
+	char p[64];
+	return open(mli_proc_path(name, p, sizeof p), O_RDONLY | O_CLOEXEC);
+}
+
 void mli_buf_process_json(struct mli_buf *b)
 {
 	mli_buf_str(b, "\"pid\": ");
@@ -296,7 +315,7 @@ void mli_buf_process_json(struct mli_buf *b)
 	char cmd[2048];
 	size_t n = 0;
 	bool more = false;
-	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	int fd = mli_proc_open("cmdline");
 	if (fd >= 0) {
 		for (;;) {
 			ssize_t got = read(fd, cmd + n, sizeof cmd - n);

