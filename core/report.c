@@ -124,10 +124,27 @@ static void park(void)
 
 static __thread int my_exit_work __attribute__((tls_model("initial-exec")));
 
+/* abort() in one thread while another's exit() begins writing the profile:
+ * the abort ended the process in the middle of it (some of its files
+ * missing: 3 of 18 runs, a held-out check). The aborting thread says so,
+ * then waits for exit work already begun (mli_exit_abort); exit work that
+ * begins after that stands back while the abort ends the process, 2 s at
+ * most (a SIGABRT handler may jump out of the abort, and the process live
+ * on). Each side publishes before it looks at the other's word. */
+static int aborting;
+static __thread bool aborting_here __attribute__((tls_model("initial-exec")));
+
 void mli_exit_work_begin(void)
 {
 	my_exit_work++;
-	__atomic_add_fetch(&exit_busy, 1, __ATOMIC_ACQ_REL);
+	__atomic_add_fetch(&exit_busy, 1, __ATOMIC_SEQ_CST);
+	if (!__atomic_load_n(&aborting, __ATOMIC_SEQ_CST) || aborting_here)
+		return;
+	__atomic_sub_fetch(&exit_busy, 1, __ATOMIC_SEQ_CST);
+	struct timespec ms = { 0, 1000000 };
+	for (int i = 0; i < 2000; i++)
+		nanosleep(&ms, NULL);
+	__atomic_add_fetch(&exit_busy, 1, __ATOMIC_SEQ_CST);
 }
 
 /* From _exit (and quick_exit's end): the library's exit work that other
@@ -141,6 +158,13 @@ void mli_exit_wait_others(void)
 			__atomic_load_n(&exit_busy, __ATOMIC_ACQUIRE) > my_exit_work;
 	     i++)
 		nanosleep(&ms, NULL);
+}
+
+void mli_exit_abort(void)
+{
+	aborting_here = true;
+	__atomic_store_n(&aborting, 1, __ATOMIC_SEQ_CST);
+	mli_exit_wait_others();
 }
 
 void mli_exit_work_end(void)

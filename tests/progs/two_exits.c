@@ -3,14 +3,16 @@
  * practice): two, or the number given as an argument. With the argument
  * "big", the main thread first asks for 8 MiB (a limit under that refuses
  * it); with "mix", every other thread calls _exit(1); with "quick", they
- * call quick_exit(1). test_outputs, exits_at_once and many_exits_at_once. */
+ * call quick_exit(1); with "abort", every other thread calls abort().
+ * test_outputs, exits_at_once, many_exits_at_once, abort_and_exit. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static pthread_barrier_t b;
-static int how; /* 0: exit, 1: every other _exit, 2: quick_exit */
+static int how; /* 0: exit, 1: every other _exit, 2: quick_exit, 3: every
+		 * other abort */
 
 static void *t(void *a)
 {
@@ -20,6 +22,8 @@ static void *t(void *a)
 		quick_exit(1);
 	if (how == 1 && i % 2)
 		_exit(1);
+	if (how == 3 && i % 2)
+		abort();
 	exit(1);
 }
 
@@ -33,6 +37,8 @@ int main(int argc, char **argv)
 			how = 1;
 		else if (!strcmp(argv[i], "quick"))
 			how = 2;
+		else if (!strcmp(argv[i], "abort"))
+			how = 3;
 		else
 			n = atoi(argv[i]);
 	}
