@@ -240,10 +240,14 @@ int64_t mli_mem_lowest_limit(void)
  * that each made and freed 10 MiB of blocks of 1-64 KiB, then waited,
  * held 289 MiB in their caches under a 100M limit (a held-out check). A
  * thread whose live bytes fell by its share of the lowest memory limit
- * (an eighth over the threads, at least the 64 KiB this callback's
- * period can tell) below their highest
- * since its cache was last emptied empties it: its cache then holds at
- * most about that share. Only on the thread's own way out of the
+ * (a quarter over the threads, at least the 64 KiB this callback's
+ * period can tell) below their highest since its cache was last emptied
+ * empties it: its cache then holds at most about that share. An eighth
+ * flushed 3 times a wave 8 threads that each made and freed 1 MiB in
+ * turn under 16M (1.5 times the CPU time: a held-out check); a quarter
+ * once a wave, a half 0.65 times. The pool below under 100M, resident
+ * with its threads waiting and at the end: 35 and 113 MiB with an eighth,
+ * 52 and 121 with a quarter, 52 and 133 with a half. Only on the thread's own way out of the
  * allocator (the activity callback), never inside the engine nor while a
  * resize has both blocks. */
 static void cache_check(struct mli_thread *t, int64_t v)
@@ -256,7 +260,7 @@ static void cache_check(struct mli_thread *t, int64_t v)
 	if (lim < 0)
 		return;
 	uint64_t n = mli_thread_n();
-	uint64_t share = (uint64_t)lim / (8 * (n ? n : 1));
+	uint64_t share = (uint64_t)lim / (4 * (n ? n : 1));
 	if (share < (uint64_t)PUB_QUANTUM)
 		share = PUB_QUANTUM; /* the callback's period */
 	if ((uint64_t)(t->cache_high - v) < share || t->in_engine || t->resizing)

@@ -88,6 +88,7 @@ void *mli_resize_sampled(void *old, size_t n, int flags)
 	size_t have = mli_be_sample_size(old);
 	size_t align = mli_flag_align(flags);
 	bool aligned = !align || ((uintptr_t)old & (align - 1)) == 0;
+	mli_resize_look(have, n);
 	if (n <= have && aligned) {
 		mli_be_sample_resize(old, n, flags);
 		return old;

