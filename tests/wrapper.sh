@@ -584,10 +584,11 @@ if "$cc" -static -o "$tmp/progs/static-prog" "$tmp/prog.c" 2>"$tmp/cc.err"; then
     printf '#!/usr/bin/env -S --default-signal static-prog\n' >"$tmp/progs/script-envSsig-static"
     printf '#!/usr/bin/env -S\\_static-prog\n' >"$tmp/progs/script-envSesc-static"
     printf '#!/usr/bin/env -S ${MLT_DIR}/progs/static-prog\n' >"$tmp/progs/script-envSvar-static"
+    printf '#!/usr/bin/env -S -i PATH=%s/progs static-prog\n' "$tmp" >"$tmp/progs/script-envSpath-static"
     ln -sf /usr/bin/env "$tmp/progs/other-env"
     printf '#!%s/progs/other-env static-prog\n' "$tmp" >"$tmp/progs/script-envSlink-static"
     chmod +x "$tmp/progs"/script-envS*
-    for v in u C sig esc var link; do
+    for v in u C sig esc var link path; do
         run "${ctor_env[@]}" MLT_DIR="$tmp" PATH="$tmp/progs:$PATH" "$ml" "$tmp/progs/script-envS$v-static"
         expect_rc "env -S ($v) NAME static" 125
         expect_err_has "env -S ($v) NAME static" "which runs '$tmp/progs/static-prog', which is statically linked"
@@ -613,6 +614,12 @@ else
     echo "cc -static cannot link here (no static libc?): skipping the static-program tests:" >&2
     cat "$tmp/cc.err" >&2
 fi
+# A PATH that env -S sets is where env finds NAME (it was looked up in
+# the wrapper's: 127 for a program that runs, a held-out check).
+printf '#!/usr/bin/env -S PATH=%s/progs dyn-prog\n' "$tmp" >"$tmp/progs/script-envSpath-dyn"
+chmod +x "$tmp/progs/script-envSpath-dyn"
+run "${ctor_env[@]}" "$ml" "$tmp/progs/script-envSpath-dyn"
+expect_rc "env -S PATH=DIR NAME dynamic" 0
 run "${ctor_env[@]}" PATH="$tmp/progs:$PATH" "$ml" "$tmp/progs/script-env-dyn"
 expect_rc "env NAME dynamic" 0
 expect_loaded "env NAME dynamic" 2 # env, then dyn-prog
