@@ -382,29 +382,52 @@ static bool segment_named(const char *p)
 	return slash - dir > 15 && !strncmp(dir, "memlimits-tree.", 15);
 }
 
-static bool segment_file(const char *p)
+/* p's directory, opened as a path that is not a link to another (a
+ * link named memlimits-tree.* to a directory of the user's had its empty
+ * files taken and removed: a held-out check); *base the file's name in
+ * it. -1 if p is not named so. O_PATH: a process of another user may
+ * search the directory (711), not read it. */
+static int segment_dir(const char *p, const char **base)
 {
-	struct stat st;
-	return segment_named(p) && lstat(p, &st) == 0 && S_ISREG(st.st_mode);
+	if (!segment_named(p))
+		return -1;
+	const char *slash = strrchr(p, '/');
+	char dir[sizeof path];
+	size_t n = (size_t)(slash - p);
+	if (n >= sizeof dir)
+		return -1;
+	memcpy(dir, p, n);
+	dir[n] = '\0';
+	*base = slash + 1;
+	return open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* A segment is a regular file with no other link (a hard link to a file
+ * of the user's was written over and removed: a held-out check). */
+static bool segment_stat_ok(const struct stat *st)
+{
+	return S_ISREG(st->st_mode) && st->st_nlink == 1;
 }
 
 /* The segment, and the directory memlimit made for it
  * (memlimits-tree.XXXXXX, which holds nothing else). */
 static void remove_segment(const char *p)
 {
-	if (!segment_file(p))
+	const char *base;
+	int d = segment_dir(p, &base);
+	if (d < 0)
 		return;
-	unlink(p);
+	struct stat st;
+	bool ours = fstatat(d, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && segment_stat_ok(&st) &&
+		    unlinkat(d, base, 0) == 0;
+	close(d);
+	if (!ours)
+		return;
 	char dir[sizeof path];
-	const char *slash = strrchr(p, '/');
-	size_t n = slash ? (size_t)(slash - p) : 0;
-	if (!n || n >= sizeof dir)
-		return;
+	size_t n = (size_t)(base - 1 - p);
 	memcpy(dir, p, n);
-	dir[n] = 0;
-	const char *base = strrchr(dir, '/');
-	if (!strncmp(base ? base + 1 : dir, "memlimits-tree.", 15))
-		rmdir(dir);
+	dir[n] = '\0';
+	rmdir(dir); /* memlimits-tree.XXXXXX, empty now */
 }
 
 static void leave(void)
@@ -679,16 +702,33 @@ int mli_tree_attach(const char *p, char *err, size_t errlen)
 	strcpy(path, p);
 	learn_ns();
 	struct stat st;
-	if (!segment_named(path) ||
-	    (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))) {
+	const char *base;
+	int d = segment_dir(path, &base), fd = -1;
+	bool bad = d < 0 && (!segment_named(path) || errno == ELOOP || errno == ENOTDIR);
+	int open_errno = errno;
+	if (d >= 0) {
+		/* Looked at before it is opened: no device is opened. */
+		if (fstatat(d, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !segment_stat_ok(&st))
+			bad = true;
+		else if ((fd = openat(d, base, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) < 0)
+			bad = errno == ELOOP;
+		else if (fstat(fd, &st) != 0 || !segment_stat_ok(&st))
+			bad = true;
+		open_errno = errno;
+		close(d);
+	}
+	if (bad) {
+		if (fd >= 0)
+			close(fd);
 		mli_buf_str(&e, "memlimits: MEMLIMITS_TREE='");
 		mli_buf_str(&e, path);
 		mli_buf_str(&e, "' is not a tree's segment (memlimit makes a"
-				" regular file in a directory memlimits-tree.XXXXXX);"
-				" not running without the tree's limit");
+				" regular file with one link in a directory"
+				" memlimits-tree.XXXXXX); not running without the"
+				" tree's limit");
 		return -1;
 	}
-	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	errno = open_errno;
 	if (fd < 0) {
 		mli_buf_str(&e, "memlimits: MEMLIMITS_TREE='");
 		mli_buf_str(&e, path);

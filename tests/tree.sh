@@ -786,10 +786,17 @@ fi
 # /dev/null (a held-out check). Refused (125) now, the file left as it was:
 # an empty file, the same with a bad limit, a character device (a null
 # device made here, as root), a FIFO in a directory named as memlimit's.
+# And, named as memlimit's, a link to a directory of the user's, and a hard
+# link to an empty file of theirs (taken, written over and removed: a
+# held-out check).
 : >"$tmp/empty"
-mkdir "$tmp/memlimits-tree.x"
+mkdir "$tmp/memlimits-tree.x" "$tmp/victims"
 mkfifo "$tmp/memlimits-tree.x/fifo"
-nodes="$tmp/empty $tmp/memlimits-tree.x/fifo"
+: >"$tmp/victims/e1"
+: >"$tmp/victims/e2"
+ln -s "$tmp/victims" "$tmp/memlimits-tree.lnk"
+ln "$tmp/victims/e2" "$tmp/memlimits-tree.x/hard"
+nodes="$tmp/empty $tmp/memlimits-tree.x/fifo $tmp/memlimits-tree.lnk/e1 $tmp/memlimits-tree.x/hard"
 if [ "$(id -u)" = 0 ] && mknod -m 666 "$tmp/nulldev" c 1 3 2>/dev/null; then
 	nodes="$nodes $tmp/nulldev"
 fi
@@ -798,7 +805,8 @@ for f in $nodes; do
 		out=$(MEMLIMITS_TREE=$f MEMLIMITS_GLOBAL_MEMORY=$lim LD_PRELOAD="$MEMLIMITS_LIBRARY" \
 			timeout 10 /bin/true 2>&1)
 		st=$?
-		if [ "$st" = 125 ] && [ -e "$f" ] && { [ $lim = bogus ] || grep -q "is not a tree's segment" <<<"$out"; }; then
+		if [ "$st" = 125 ] && [ -e "$f" ] && ! [ -s "$f" ] &&
+			{ [ $lim = bogus ] || grep -q "is not a tree's segment" <<<"$out"; }; then
 			pass
 		else
 			fail "MEMLIMITS_TREE=$f with a $lim limit: status $st, $([ -e "$f" ] && echo kept || echo REMOVED): $out"
