@@ -380,6 +380,7 @@ extern __thread size_t mli_refusal_resize;
  * profile), which the last handler waits for when threads exit at once. */
 void mli_exit_wait_others(void); /* from _exit: other threads' exit work */
 void mli_exit_abort(void); /* from abort: the same, and holds back work to come */
+void mli_exit_abort_left(void); /* a longjmp: an abort of this thread is over */
 void mli_exit_work_begin(void);
 void mli_exit_work_end(void);
 

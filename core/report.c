@@ -167,6 +167,16 @@ void mli_exit_abort(void)
 	mli_exit_wait_others();
 }
 
+/* A jump out of the aborting thread (its SIGABRT handler's longjmp): the
+ * process lives on, and its exit work need not wait. */
+void mli_exit_abort_left(void)
+{
+	if (mli_unlikely(aborting_here)) {
+		aborting_here = false;
+		__atomic_store_n(&aborting, 0, __ATOMIC_SEQ_CST);
+	}
+}
+
 void mli_exit_work_end(void)
 {
 	my_exit_work--;

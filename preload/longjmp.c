@@ -119,6 +119,7 @@ __attribute__((constructor)) static void longjmp_init(void)
 	EXPORT __attribute__((noreturn)) void name(struct __jmp_buf_tag env[1], \
 						   int val)                     \
 	{                                                                    \
+		mli_exit_abort_left();                                       \
 		leave_discarded(env);                                        \
 		next(i)(env, val);                                           \
 		__builtin_unreachable();                                     \

@@ -3,9 +3,13 @@
  * practice): two, or the number given as an argument. With the argument
  * "big", the main thread first asks for 8 MiB (a limit under that refuses
  * it); with "mix", every other thread calls _exit(1); with "quick", they
- * call quick_exit(1); with "abort", every other thread calls abort().
+ * call quick_exit(1); with "abort", every other thread calls abort();
+ * with "abortjump", one thread's abort() is left by its SIGABRT handler's
+ * siglongjmp, and then main exits (status 1).
  * test_outputs, exits_at_once, many_exits_at_once, abort_and_exit. */
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,6 +31,23 @@ static void *t(void *a)
 	exit(1);
 }
 
+static sigjmp_buf jump_out;
+
+static void jump_away(int sig)
+{
+	(void)sig;
+	siglongjmp(jump_out, 1);
+}
+
+static void *abort_and_survive(void *a)
+{
+	(void)a;
+	signal(SIGABRT, jump_away);
+	if (!sigsetjmp(jump_out, 1))
+		abort();
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	int n = 2, big = 0;
@@ -39,6 +60,12 @@ int main(int argc, char **argv)
 			how = 2;
 		else if (!strcmp(argv[i], "abort"))
 			how = 3;
+		else if (!strcmp(argv[i], "abortjump")) {
+			pthread_t a;
+			pthread_create(&a, 0, abort_and_survive, 0);
+			pthread_join(a, 0);
+			exit(1);
+		}
 		else
 			n = atoi(argv[i]);
 	}
