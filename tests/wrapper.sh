@@ -585,10 +585,11 @@ if "$cc" -static -o "$tmp/progs/static-prog" "$tmp/prog.c" 2>"$tmp/cc.err"; then
     printf '#!/usr/bin/env -S\\_static-prog\n' >"$tmp/progs/script-envSesc-static"
     printf '#!/usr/bin/env -S ${MLT_DIR}/progs/static-prog\n' >"$tmp/progs/script-envSvar-static"
     printf '#!/usr/bin/env -S -i PATH=%s/progs static-prog\n' "$tmp" >"$tmp/progs/script-envSpath-static"
+    printf '#!/usr/bin/env -S %s %s/progs/static-prog\n' "$ldso" "$tmp" >"$tmp/progs/script-envSldso-static"
     ln -sf /usr/bin/env "$tmp/progs/other-env"
     printf '#!%s/progs/other-env static-prog\n' "$tmp" >"$tmp/progs/script-envSlink-static"
     chmod +x "$tmp/progs"/script-envS*
-    for v in u C sig esc var link path; do
+    for v in u C sig esc var link path ldso; do
         run "${ctor_env[@]}" MLT_DIR="$tmp" PATH="$tmp/progs:$PATH" "$ml" "$tmp/progs/script-envS$v-static"
         expect_rc "env -S ($v) NAME static" 125
         expect_err_has "env -S ($v) NAME static" "which runs '$tmp/progs/static-prog', which is statically linked"
