@@ -39,7 +39,7 @@
  * with the variable, the file and the reason. The file is opened at write
  * time with O_NOFOLLOW (never a symlink, whoever put it there since),
  * O_NONBLOCK (a FIFO with no reader is an error, not a hang; cleared once
- * open for a regular file; a FIFO or a device keeps it, and a write waits
+ * open for a regular file or a device; a FIFO keeps it, and a write waits
  * for room only while the reader takes something every 5 s: see
  * mli_file_write), O_CLOEXEC and O_NOCTTY, without O_TRUNC: a regular file of the
  * user's is truncated once opened, a FIFO or a device never is. A write
@@ -1061,7 +1061,12 @@ bool mli_file_open(struct mli_file *f, enum mli_output which, const char *suffix
 		f->pipe_like = true;
 	else
 		refuse = "not written: neither a regular file, a FIFO nor a character device";
-	if (!refuse && !f->pipe_like) {
+	/* A FIFO stays non-blocking (mli_file_write); a device blocks, as a
+	 * terminal does for every program that writes to it: a terminal's
+	 * reader's progress cannot be told (FIONREAD is its input, and a pty
+	 * is writable again only once its reader's side has room), and one
+	 * read steadily was cut after 5 s (a held-out check). */
+	if (!refuse && !S_ISFIFO(st.st_mode)) {
 		int fl = fcntl(fd, F_GETFL);
 		if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
 			refuse = "not written: cannot make it blocking";
@@ -1090,7 +1095,7 @@ fail:
 	return false;
 }
 
-/* A FIFO or a device stays non-blocking: its reader may stop reading
+/* A FIFO stays non-blocking: its reader may stop reading
  * (a profile into a FIFO whose reader never read hung the program at its
  * exit for ever: a held-out check). The write waits for room while the
  * reader takes something at least every PIPE_WAIT_MS; then it gives up,
@@ -1100,8 +1105,8 @@ fail:
  * report (a held-out check). */
 #define PIPE_WAIT_MS 5000 /* "5 s" in mli_file_close's words */
 
-/* Waits for room in f's pipe or device: false once its reader has taken
- * nothing for PIPE_WAIT_MS. */
+/* Waits for room in f's pipe: false once its reader has taken nothing
+ * for PIPE_WAIT_MS. */
 static bool wait_for_room(struct mli_file *f)
 {
 	int queued = -1, was;

@@ -393,6 +393,9 @@ void mli_report_fork_child(void)
 	 * own exit for ever (a held-out check). */
 	ender = 0;
 	exit_busy = 0;
+	/* Nor another thread's abort (its exit work stood back 2 s a file). */
+	if (!aborting_here)
+		aborting = 0;
 }
 
 static void kv(struct mli_buf *m, bool json, const char *key, int64_t v,
