@@ -207,6 +207,9 @@ struct mli_thread {
 	uint64_t freed_poked;  /* *be_dealloc when frees last cut the grant */
 	int64_t cache_high;    /* highest live bytes since the allocator's
 				* cache was emptied (memory.c, cache_check) */
+	int64_t cache_low;     /* live bytes at that flush */
+	bool cache_flushed;    /* since then, not grown back by a share */
+	uint8_t cache_shift;   /* the share doubled this often (at most 2) */
 	uint64_t look_alloc, look_charged; /* *be_alloc and the count at the
 					    * last look (memory.c) */
 	uint64_t graced;       /* mapped bytes admitted by mli_start_grace */
