@@ -245,11 +245,12 @@ int64_t mli_mem_lowest_limit(void)
  * empties it: its cache then holds at most about that share. An eighth
  * flushed 3 times a wave 8 threads that each made and freed 1 MiB in
  * turn under 16M (1.5 times the CPU time: a held-out check); a quarter
- * once a wave, a half 0.65 times. The pool below under 100M, resident
- * with its threads waiting and at the end: 35 and 113 MiB with an eighth,
- * 52 and 121 with a quarter, 52 and 133 with a half. Only on the thread's own way out of the
- * allocator (the activity callback), never inside the engine nor while a
- * resize has both blocks. */
+ * once a wave, a half 0.65 times. The pool of test_meters
+ * pool_caches_within_limit under 100M, resident with its threads waiting
+ * and at the end: 35 and 113 MiB with an eighth, 52 and 121 with a
+ * quarter, 52 and 133 with a half. Only on the thread's own way out of
+ * the allocator (the activity callback), never inside the engine nor
+ * while a resize has both blocks. */
 static uint64_t cache_share(const struct mli_thread *t, int64_t lim)
 {
 	uint64_t n = mli_thread_n();
