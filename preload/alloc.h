@@ -122,10 +122,11 @@ static inline int mli_shrink_interrupted(const void *old, size_t have,
 	return MLI_KEEP_OLD;
 }
 
-/* A big block's growth under a memory limit that both blocks would pass:
+/* A big block's growth (or move to a new alignment) under a memory limit
+ * that both blocks would pass:
  * moved by mli_move_big, which copies in steps and gives the old block's
  * pages back as it goes (alloc.c). flags: jemalloc's. */
-bool mli_moves_in_steps(size_t have, size_t n, int flags);
+bool mli_moves_in_steps(const void *old, size_t have, size_t n, int flags);
 void *mli_move_big(void *old, size_t have, size_t n, int flags);
 
 /* What an aligned request is charged: with an alignment above 16, its

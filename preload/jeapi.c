@@ -55,7 +55,7 @@ EXPORT void *rallocx(void *old, size_t n, int flags)
 		mli_je_dallocx(old, 0);
 		return p;
 	}
-	if (ad == MLI_ADMIT && mli_moves_in_steps(have, n, flags))
+	if (ad == MLI_ADMIT && mli_moves_in_steps(old, have, n, flags))
 		p = MLI_RESIZING(mli_move_big(old, have, n, flags));
 	else
 		p = MLI_RESIZING(mli_je_rallocx(old, n, flags));

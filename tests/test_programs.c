@@ -821,6 +821,15 @@ static void realloc_growth_resident_bounded(void **state)
 		EXPECT(r, maxrss <= (100 + 12) * 1024);
 		mlt_run_free(&r);
 	}
+	/* A block that rallocx moves to a new alignment without growing:
+	 * both were held (155 MiB under 100M: a held-out check). */
+	char *ra[] = { prog("realign"), NULL };
+	struct mlt_run rr;
+	run(ra, env, 1, NULL, &rr);
+	long ramax = -1;
+	EXPECT(rr, rr.status == 0 && sscanf(rr.out, "maxrss=%ld", &ramax) == 1);
+	EXPECT(rr, ramax <= (100 + 12) * 1024);
+	mlt_run_free(&rr);
 	char *py[] = { PYTHON, "-c",
 		       "import resource\nb = bytearray()\ntry:\n"
 		       "    while True: b += b'y' * (100 << 10)\n"
