@@ -41,8 +41,9 @@
  * O_NONBLOCK (a FIFO with no reader is an error, not a hang; cleared once
  * open for a regular file or a device; a FIFO keeps it, and a write waits
  * for room only while the reader takes something every 5 s: see
- * mli_file_write), O_CLOEXEC and O_NOCTTY, without O_TRUNC: a regular file of the
- * user's is truncated once opened, a FIFO or a device never is. A write
+ * mli_file_write), O_CLOEXEC and O_NOCTTY, without O_TRUNC: a regular
+ * file of the user's is truncated once opened, a FIFO or a device never
+ * is. A write
  * error (ENOSPC from /dev/full, EIO) is said on stderr with the file and
  * the errno's name; SIGPIPE from a FIFO whose reader left is blocked and
  * consumed, so that it does not kill the program at its exit.
@@ -164,7 +165,6 @@ static const struct {
 	{ EBUSY, "EBUSY", "Device or resource busy" },
 	{ ESTALE, "ESTALE", "Stale file handle" },
 	{ EOPNOTSUPP, "EOPNOTSUPP", "Operation not supported" },
-	{ ETIMEDOUT, "ETIMEDOUT", "Connection timed out" },
 };
 
 void mli_buf_errno(struct mli_buf *b, int e)

@@ -142,8 +142,8 @@ void mli_exit_work_begin(void)
 		return;
 	__atomic_sub_fetch(&exit_busy, 1, __ATOMIC_SEQ_CST);
 	struct timespec ms = { 0, 1000000 };
-	for (int i = 0; i < 2000; i++)
-		nanosleep(&ms, NULL);
+	for (int i = 0; i < 2000 && __atomic_load_n(&aborting, __ATOMIC_ACQUIRE); i++)
+		nanosleep(&ms, NULL); /* ended by the abort, or by a jump out of it */
 	__atomic_add_fetch(&exit_busy, 1, __ATOMIC_SEQ_CST);
 }
 

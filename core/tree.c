@@ -223,23 +223,31 @@ static bool free_gone(struct slot *s, int32_t pid)
 	return __atomic_sub_fetch(&seg->live, 1, __ATOMIC_SEQ_CST) == 0;
 }
 
+/* One slot looked at: SLOT_FREE (free, or this process's), SLOT_LIVE (its
+ * process runs, or a reservation: its parent forks), or SLOT_REAPED (its
+ * process was gone: freed, *last set if that was the tree's last count). */
+enum { SLOT_FREE, SLOT_LIVE, SLOT_REAPED };
+static int look_at(struct slot *s, bool *last)
+{
+	int32_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
+	if (s == mine || pid == 0)
+		return SLOT_FREE;
+	if (!gone(s, pid) && !abandoned(s, pid))
+		return SLOT_LIVE;
+	*last |= free_gone(s, pid);
+	return SLOT_REAPED;
+}
+
 /* Frees the slots of processes that are gone; with until_live, only up to
- * the first process of the tree still running (a reservation counts as
- * one: its parent forks). True if the tree's last count went. */
+ * the first process of the tree still running. True if the tree's last
+ * count went. */
 static bool reap_some(bool until_live)
 {
 	int saved = errno;
 	bool last = false;
-	for (int i = 0; i < MAX_PROCS; i++) {
-		struct slot *s = &seg->slots[i];
-		int32_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
-		if (s == mine || pid == 0)
-			continue;
-		if (gone(s, pid) || abandoned(s, pid))
-			last |= free_gone(s, pid);
-		else if (until_live)
+	for (int i = 0; i < MAX_PROCS; i++)
+		if (look_at(&seg->slots[i], &last) == SLOT_LIVE && until_live)
 			break;
-	}
 	errno = saved;
 	return last;
 }
@@ -252,25 +260,22 @@ static void reap(void)
 }
 
 /* The slots at the segment's sweep, which goes round the slots ever
- * taken: up to 4 taken ones (64 looked at), whose dead are freed. Each exit does it, so the dead
- * past the first live process are freed in turn: a tree whose root lives
- * on kept its SIGKILLed children's slots, the count of processes only
- * grew, and past 4096 of them forked children ran uncounted (300 MB under
- * a 200M tree: a held-out check). True if the tree's last count went. */
+ * taken: up to 4 taken ones (64 looked at), whose dead are freed. Each
+ * exit does it, so the dead past the first live process are freed in turn:
+ * a tree whose root lives on kept its SIGKILLed children's slots, the
+ * count of processes only grew, and past 4096 of them forked children ran
+ * uncounted (300 MB under a 200M tree: a held-out check). True if the
+ * tree's last count went. */
 static bool reap_round(void)
 {
+	int saved = errno;
 	bool last = false;
 	for (int seen = 0, taken = 0; seen < 64 && taken < 4; seen++) {
 		uint32_t high = __atomic_load_n(&seg->high, __ATOMIC_RELAXED);
 		uint32_t at = __atomic_fetch_add(&seg->sweep, 1, __ATOMIC_RELAXED);
-		struct slot *s = &seg->slots[at % (high ? high : 1) % MAX_PROCS];
-		int32_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
-		if (s == mine || pid == 0)
-			continue;
-		taken++;
-		if (gone(s, pid) || abandoned(s, pid))
-			last |= free_gone(s, pid);
+		taken += look_at(&seg->slots[at % (high ? high : 1) % MAX_PROCS], &last) != SLOT_FREE;
 	}
+	errno = saved;
 	return last;
 }
 
@@ -452,10 +457,10 @@ static void leave(void)
 	 * the slots of the dead up to the first one still running, which
 	 * does the same when it leaves (the last one out frees them all),
 	 * and a few past it (reap_round). Each exit freed every dead slot and
-	 * read /proc for every live one:
-	 * 2000 short children of a tree took 35 s (a held-out check). Both
-	 * counts go before the look (sequentially consistent), so that of two
-	 * processes leaving at once, one sees the other's slot free. */
+	 * read /proc for every live one: 2000 short children of a tree took
+	 * 35 s (a held-out check). Both counts go before the look
+	 * (sequentially consistent), so that of two processes leaving at
+	 * once, one sees the other's slot free. */
 	if (__atomic_sub_fetch(&seg->live, 1, __ATOMIC_SEQ_CST) == 0 ||
 	    reap_some(true) || reap_round())
 		remove_segment(path);
@@ -744,7 +749,7 @@ int mli_tree_attach(const char *p, char *err, size_t errlen)
 		return -1;
 	}
 	flock(fd, LOCK_EX);
-	bool fresh = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0;
+	bool fresh = fstat(fd, &st) == 0 && st.st_size == 0; /* under the lock */
 	if (fresh && make_pages(fd) != 0) {
 		int err_no = errno;
 		flock(fd, LOCK_UN);

@@ -91,25 +91,24 @@ static inline int mli_admit_growth(size_t have, size_t n, int flags,
 	return r;
 }
 
-/* A shrink in an interrupted task (a limit of it fired, not masked): every
- * allocation fails there, and jemalloc's realloc makes a new block for a
- * shrink to a smaller size class, so the block stays as it is: at least n
- * bytes already, no block made, nothing refused (glibc's realloc never
- * fails a shrink, and programs rely on it). A shrink that must move for an
- * alignment (rallocx) is refused. MLI_KEEP_* for the caller.
- *
- * A resize that does not grow is charged nothing, so no admission looks
- * at the limits: a token the thread set, or a signal handler in it, asks
- * for that look (poked), taken here. Else the token was lost when the task
- * went on with shrinks, moved blocks and returned ML_OK (a held-out
- * check: 10 of 10 runs). mli_resize_look takes it: also for the profiler's
- * blocks, which shrink in place, and xallocx (held-out checks). */
+/* A resize of a block of `have` bytes to n that does not grow is charged
+ * nothing, so no admission looks at the limits: a token the thread set, or
+ * a signal handler in it, asks for that look (poked), taken here. Else the
+ * token was lost when the task went on with shrinks, moved blocks and
+ * returned ML_OK (a held-out check: 10 of 10 runs; then for the
+ * profiler's blocks, which shrink in place, and xallocx). */
 static inline void mli_resize_look(size_t have, size_t n)
 {
 	if (mli_unlikely(mli_tls.poked) && n <= have)
 		mli_check_now(&mli_tls);
 }
 
+/* A shrink in an interrupted task (a limit of it fired, not masked): every
+ * allocation fails there, and jemalloc's realloc makes a new block for a
+ * shrink to a smaller size class, so the block stays as it is: at least n
+ * bytes already, no block made, nothing refused (glibc's realloc never
+ * fails a shrink, and programs rely on it). A shrink that must move for an
+ * alignment (rallocx) is refused. MLI_KEEP_* for the caller. */
 enum { MLI_KEEP_NO, MLI_KEEP_OLD, MLI_KEEP_REFUSE };
 static inline int mli_shrink_interrupted(const void *old, size_t have,
 					 size_t n, size_t align)
