@@ -152,8 +152,9 @@ void *mli_resize_sampled(void *old, size_t n, int flags)
  * a few cache lines: only whole pages are given back. */
 #define MOVE_STEP ((size_t)2 << 20)
 
-/* flags: jemalloc's, an alignment and MLI_MALLOCX_ZERO only
- * (mli_moves_in_steps). */
+/* flags: jemalloc's (an alignment, MLI_MALLOCX_ZERO, a tcache, an arena):
+ * the new block is made with them; the old one goes back by free, which
+ * any block may. */
 void *mli_move_big(void *old, size_t have, size_t n, int flags)
 {
 	size_t align = mli_flag_align(flags);
@@ -179,13 +180,12 @@ void *mli_move_big(void *old, size_t have, size_t n, int flags)
 	return p;
 }
 
-/* Growing a block of `have` bytes to n (jemalloc's flags: a move in steps
- * takes an alignment and MLI_MALLOCX_ZERO only): would both blocks at once
+/* Growing a block of `have` bytes to n (with jemalloc's flags): would both blocks at once
  * take the process over its memory limit (the lowest in force: the cap, a
  * task's, the tree's)? Away from it the move is jemalloc's own, whose old
  * block stays resident for reuse. rallocx's moves were jemalloc's always:
  * 159 MiB resident under 100M where realloc's stayed at 110 (a held-out
- * check). */
+ * check), and so were those with a tcache or an arena flag (127 MiB). */
 #define MOVE_MIN ((size_t)1 << 20)
 bool mli_moves_in_steps(const void *old, size_t have, size_t n, int flags)
 {
@@ -194,8 +194,7 @@ bool mli_moves_in_steps(const void *old, size_t have, size_t n, int flags)
 	 * 100M (a held-out check). */
 	size_t align = mli_flag_align(flags);
 	bool realign = align && ((uintptr_t)old & (align - 1));
-	if (have < MOVE_MIN || (n <= have && !realign) ||
-	    (flags & ~(MLI_MALLOCX_LG_ALIGN_MASK | MLI_MALLOCX_ZERO)))
+	if (have < MOVE_MIN || (n <= have && !realign))
 		return false;
 	int64_t lim = mli_mem_lowest_limit();
 	return lim >= 0 && mli_mem_estimate(&mli_tls) + (int64_t)n > lim;

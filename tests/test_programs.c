@@ -806,13 +806,17 @@ static void realloc_growth_resident_bounded(void **state)
 	(void)state;
 	const char *env[] = { "MEMLIMITS_GLOBAL_MEMORY=100M", NULL };
 	/* rallocx too: its moves were jemalloc's (159 MiB resident under
-	 * 100M: a held-out check). */
-	static const char *const modes[][3] = { { "12", "64", NULL },
-						{ "0", "64", NULL },
-						{ "0", "1024", "rallocx" } };
-	for (size_t i = 0; i < 3; i++) {
+	 * 100M: a held-out check); also with MALLOCX_TCACHE_NONE (0x100) and
+	 * MALLOCX_ARENA(0) (1 << 20), which were left to jemalloc (127 MiB). */
+	static const char *const modes[][4] = { { "12", "64", NULL, NULL },
+						{ "0", "64", NULL, NULL },
+						{ "0", "1024", "rallocx", NULL },
+						{ "0", "1024", "rallocx", "0x100" },
+						{ "0", "1024", "rallocx", "0x100000" } };
+	for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
 		char *argv[] = { prog("realloc_grow"), (char *)modes[i][0],
-				 (char *)modes[i][1], (char *)modes[i][2], NULL };
+				 (char *)modes[i][1], (char *)modes[i][2],
+				 (char *)modes[i][3], NULL };
 		struct mlt_run r;
 		run(argv, env, 1, NULL, &r);
 		long reached = -1, maxrss = -1;

@@ -1,6 +1,7 @@
-/* realloc_grow FACTOR_PERCENT STEP_KIB [rallocx]: grows one buffer by
- * realloc (or by jemalloc's rallocx with MALLOCX_ZERO, the library's, whose
- * new bytes must be zero: exit 3 if not), each time by FACTOR_PERCENT of
+/* realloc_grow FACTOR_PERCENT STEP_KIB [rallocx [FLAGS]]: grows one buffer
+ * by realloc (or by jemalloc's rallocx with MALLOCX_ZERO and FLAGS, a number
+ * such as 0x100 for MALLOCX_TCACHE_NONE, the library's rallocx, whose new
+ * bytes must be zero: exit 3 if not), each time by FACTOR_PERCENT of
  * its size or STEP_KIB, whichever is more, writing every byte, until the
  * call fails; prints "reached=MiB maxrss=KiB" (its size then, and the
  * process's peak resident set). */
@@ -19,11 +20,12 @@ int main(int argc, char **argv)
 	if (argc > 3 && !strcmp(argv[3], "rallocx") &&
 	    !(rallocx = (void *(*)(void *, size_t, int))dlsym(RTLD_DEFAULT, "rallocx")))
 		return 2;
+	int flags = 0x40 /* MALLOCX_ZERO */ | (argc > 4 ? (int)strtol(argv[4], NULL, 0) : 0);
 	char *b = NULL;
 	size_t have = 0;
 	for (;;) {
 		size_t more = have * pct / 100 > step ? have * pct / 100 : step;
-		char *p = rallocx && b ? rallocx(b, have + more, 0x40 /* MALLOCX_ZERO */)
+		char *p = rallocx && b ? rallocx(b, have + more, flags)
 				       : realloc(b, have + more);
 		if (!p)
 			break;
