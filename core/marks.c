@@ -69,6 +69,14 @@ void mli_marks_forget(struct mli_marks *m, uintptr_t lo, uintptr_t hi)
 	splice(m, i, j, keep, k);
 }
 
+bool mli_marks_touch(const struct mli_marks *m, uintptr_t lo, uintptr_t hi)
+{
+	if (lo >= hi)
+		return false;
+	int i = first_ending_from(m, lo + 1);
+	return i < m->n && m->r[i].lo < hi;
+}
+
 bool mli_marks_cover(const struct mli_marks *m, uintptr_t lo, uintptr_t hi)
 {
 	if (lo >= hi)

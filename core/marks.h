@@ -25,6 +25,8 @@ void mli_marks_add(struct mli_marks *m, uintptr_t lo, uintptr_t hi);
 /* Unmarks [lo, hi); cutting a range in two in a full set drops the set's
  * last range. */
 void mli_marks_forget(struct mli_marks *m, uintptr_t lo, uintptr_t hi);
+/* Is any of [lo, hi) marked? */
+bool mli_marks_touch(const struct mli_marks *m, uintptr_t lo, uintptr_t hi);
 /* Is all of [lo, hi) marked (one range covers it)? */
 bool mli_marks_cover(const struct mli_marks *m, uintptr_t lo, uintptr_t hi);
 

@@ -44,6 +44,12 @@ void mli_dontfork_shared(uintptr_t lo, size_t len)
 	mli_marks_add(&shared_ranges, lo, lo + len);
 }
 
+/* Is any of [lo, lo+len) a shared mapping the account holds? */
+bool mli_dontfork_is_shared(uintptr_t lo, size_t len)
+{
+	return mli_marks_touch(&shared_ranges, lo, lo + len);
+}
+
 void mli_dontfork_moved(uintptr_t from, size_t from_len, uintptr_t to, size_t to_len,
 			bool keep_old)
 {

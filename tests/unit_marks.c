@@ -76,11 +76,16 @@ static void random_against_model(void **state)
 		/* cover: all of a random span marked? */
 		int q = (int)(next() % PAGES), ql = 1 + (int)(next() % 16);
 		int qe = q + ql > PAGES ? PAGES : q + ql;
-		bool all = true;
-		for (int p = q; p < qe; p++)
+		bool all = true, any = false;
+		for (int p = q; p < qe; p++) {
 			all &= model[p];
+			any |= model[p];
+		}
 		if (mli_marks_cover(&m, BASE + (uintptr_t)q * P, BASE + (uintptr_t)qe * P) != all)
 			fail_msg("step %d: cover of pages %d-%d is wrong", step, q, qe);
+		/* touch: any of it marked? */
+		if (mli_marks_touch(&m, BASE + (uintptr_t)q * P, BASE + (uintptr_t)qe * P) != any)
+			fail_msg("step %d: touch of pages %d-%d is wrong", step, q, qe);
 	}
 }
 
