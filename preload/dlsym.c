@@ -63,7 +63,7 @@ static const char *const ours[] = {
 	"malloc_trim", "mallopt", "mmap", "mmap64", "munmap", "mremap",
 	"mprotect", "pkey_mprotect", "madvise", "memfd_create", "fallocate",
 	"fallocate64", "ftruncate", "ftruncate64", "shmat", "shmdt", "brk",
-	"sbrk", "__sbrk", "syscall",
+	"sbrk", "__sbrk", "syscall", "__mmap", "__munmap", "__mprotect", "__madvise",
 };
 
 static bool ends_here(const char *name)

@@ -97,6 +97,8 @@ EXPORT int madvise(void *addr, size_t len, int advice)
 	return r;
 }
 
+EXPORT int __madvise(void *addr, size_t len, int advice) __attribute__((alias("madvise"), copy(madvise)));
+
 /* For syscall.c (sys.h): bound here, whatever the symbol table says. */
 #pragma GCC diagnostic ignored "-Wmissing-attributes"
 MLI_SELF(madvise);

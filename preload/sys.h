@@ -66,6 +66,9 @@ void *mli_self_mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 int mli_self_memfd_create(const char *name, unsigned int flags);
 int mli_self_fallocate(int fd, int mode, off_t off, off_t len);
 int mli_self_ftruncate(int fd, off_t len);
+int mli_truncate_syscall(const char *path, off_t len);
+void *mli_self_shmat(int id, const void *addr, int flags);
+int mli_self_shmdt(const void *addr);
 int mli_self_madvise(void *addr, size_t len, int advice);
 /* dontfork.c: ranges that leave a forked child's account (marked
  * MADV_DONTFORK, or shared), under the account's lock. */

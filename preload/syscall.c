@@ -62,6 +62,12 @@ __attribute__((visibility("default"))) long syscall(long n, ...)
 		return mli_self_fallocate((int)a1, (int)a2, (off_t)a3, (off_t)a4);
 	case SYS_ftruncate:
 		return mli_self_ftruncate((int)a1, (off_t)a2);
+	case SYS_truncate:
+		return mli_truncate_syscall((const char *)a1, (off_t)a2);
+	case SYS_shmat:
+		return (long)mli_self_shmat((int)a1, (const void *)a2, (int)a3);
+	case SYS_shmdt:
+		return mli_self_shmdt((const void *)a1);
 	case SYS_madvise:
 		return mli_self_madvise((void *)a1, (size_t)a2, (int)a3);
 	case SYS_close:

@@ -12,7 +12,7 @@
  * under the account's lock, for the last MAX_ATTACHED of them (an older
  * one's shmdt leaves it counted until its addresses are unmapped or mapped
  * again: over, not under). The calls go to the kernel directly, as glibc's
- * do. syscall(SYS_shmat) and syscall(SYS_shmdt) are not seen. */
+ * do; syscall(SYS_shmat) and syscall(SYS_shmdt) come here too (syscall.c). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
@@ -107,3 +107,8 @@ EXPORT int shmdt(const void *addr)
 	errno = r == 0 ? saved : e;
 	return r;
 }
+
+/* For syscall.c (sys.h): bound here, whatever the symbol table says. */
+#pragma GCC diagnostic ignored "-Wmissing-attributes"
+MLI_SELF(shmat);
+MLI_SELF(shmdt);

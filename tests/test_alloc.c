@@ -241,7 +241,8 @@ static int cmp_str(const void *a, const void *b)
  * commits (memfd.c), System V segments (sysvshm.c), the program break
  * (brk.c) and syscall (syscall.c), the exec and spawn family
  * (exec.c), _exit and
- * _Exit (exit.c), _Fork (fork.c), the longjmp family (longjmp.c), glibc's __libc_ names
+ * _Exit (exit.c), _Fork and __clone (fork.c), glibc's private names of the
+ * mmap family, the longjmp family (longjmp.c), glibc's __libc_ names
  * of the malloc family, the thread wrappers and ml_engine. */
 static void exports_exact(const char *cmd)
 {
@@ -253,8 +254,9 @@ static void exports_exact(const char *cmd)
 		"_Znam", "_ZnamRKSt9nothrow_t", "_ZnamSt11align_val_t",
 		"_ZnamSt11align_val_tRKSt9nothrow_t", "_Znwm", "_ZnwmRKSt9nothrow_t",
 		"_ZnwmSt11align_val_t", "_ZnwmSt11align_val_tRKSt9nothrow_t",
-		"__cxa_at_quick_exit", "__libc_calloc", "__libc_free", "__libc_malloc", "__libc_memalign",
-		"__libc_pvalloc", "__libc_realloc", "__libc_valloc", "__longjmp_chk", "__sbrk",
+		"__clone", "__cxa_at_quick_exit", "__libc_calloc", "__libc_free", "__libc_malloc",
+		"__libc_memalign", "__libc_pvalloc", "__libc_realloc", "__libc_valloc", "__longjmp_chk",
+		"__madvise", "__mmap", "__mprotect", "__munmap", "__sbrk",
 		"_exit", "_longjmp", "abort", "aligned_alloc", "brk", "calloc", "clone", "close", "dallocx",
 		"dlopen", "dlsym", "execl", "execle", "execlp", "execv", "execve", "execveat",
 		"execvp", "execvpe", "fallocate", "fallocate64", "fexecve", "fork", "free",

@@ -283,8 +283,8 @@ fi
 # The same with children made by glibc's _Fork, which runs no atfork
 # handler, or by syscall(SYS_fork), syscall(SYS_clone3) or glibc's clone():
 # each child kept its parent's share and wrote over it, and all 8 got their
-# block.
-for how in _Fork syscall clone3 clone; do
+# block; also by clone's other name, __clone (a held-out check).
+for how in _Fork syscall clone3 clone __clone; do
 	most=0
 	for i in 1 2 3 4 5; do
 		got=$("$ML" --global-memory 20M -- "$PROGS/fork_big" 8 8 $how 2>/dev/null | sed -n 's/^got //p')

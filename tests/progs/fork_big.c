@@ -4,7 +4,7 @@
  * With _Fork, the children are made by glibc's _Fork (no atfork handlers)
  * instead of fork; with syscall, by syscall(SYS_fork); with clone3, by
  * syscall(SYS_clone3); with clone, by glibc's clone() (the child runs on a
- * stack of its own). */
+ * stack of its own); with __clone, by glibc's other public name of it. */
 #define _GNU_SOURCE
 #include <sched.h>
 #include <signal.h>
@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 pid_t _Fork(void);
+int __clone(int (*fn)(void *), void *stack, int flags, void *arg, ...);
 
 /* A child by glibc's clone(): runs child() on a stack of its own. */
 static int child(void *arg);
@@ -35,10 +36,12 @@ static pid_t make_child(const char *how, void *arg)
 		struct clone3_args a = { .exit_signal = SIGCHLD };
 		return (pid_t)syscall(SYS_clone3, &a, sizeof a);
 	}
-	if (!strcmp(how, "clone")) {
+	if (!strcmp(how, "clone") || !strcmp(how, "__clone")) {
 		static char stacks[64][64 << 10];
 		static int used;
-		pid_t p = clone(child, stacks[used++ % 64] + sizeof stacks[0], SIGCHLD, arg);
+		char *top = stacks[used++ % 64] + sizeof stacks[0];
+		pid_t p = how[0] == '_' ? __clone(child, top, SIGCHLD, arg)
+					: clone(child, top, SIGCHLD, arg);
 		return p ? p : -1;
 	}
 	return fork();
