@@ -462,6 +462,23 @@ bool mli_thread_may_start(void)
 	return ok;
 }
 
+int64_t mli_fork_may_start(uint64_t child)
+{
+	struct mli_thread *t = &mli_tls;
+	if (!(mli_eng.meters & MLI_METER_BIT(tree)) || t->in_engine || t->callout ||
+	    t->initialising || t->state == MLI_T_DEAD)
+		return 0;
+	enter_live(t);
+	int64_t mem = 0, added = 0;
+	bool ok = mli_tree_fork_fits(child, &mem, &added);
+	if (!ok) {
+		t->breach_count++;
+		mli_report_breach(MLI_BREACH_TREE, MLI_REQ_FORK, child, mem);
+	}
+	mli_engine_leave(t);
+	return ok ? added : -1;
+}
+
 bool mli_admit_mapped(uint64_t bytes)
 {
 	struct mli_thread *t = &mli_tls;

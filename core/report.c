@@ -311,7 +311,7 @@ void mli_report_breach(enum mli_breach which, size_t n, size_t block,
 		int twin = i == 0 ? 3 : i == 3 ? 0 : -1;
 		bool said = twin >= 0 && limit_of(twin) == limit_of(i) &&
 			    __atomic_load_n(&rec[twin].refused, __ATOMIC_RELAXED);
-		r->first_request = n == MLI_REQ_THREAD ? 0 : n;
+		r->first_request = n == MLI_REQ_THREAD || n == MLI_REQ_FORK ? 0 : n;
 		r->first_heap = live;
 		char b[320];
 		struct mli_buf m = { b, 0, sizeof b };
@@ -332,6 +332,11 @@ void mli_report_breach(enum mli_breach which, size_t n, size_t block,
 		mli_buf_str(&m, i == 0 || i == 3 ? "" : " budget)");
 		if (n == MLI_REQ_THREAD)
 			mli_buf_str(&m, ": a new thread (pthread_create) failed");
+		else if (n == MLI_REQ_FORK) {
+			mli_buf_str(&m, ": a fork (a process of ");
+			mli_buf_size(&m, block);
+			mli_buf_str(&m, ") failed");
+		}
 		else if (mli_refusal_resize) {
 			/* realloc(p, 33554560) of a 20 MiB block said "an
 			 * allocation of 20971520 bytes": the growth alone. */

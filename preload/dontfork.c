@@ -44,6 +44,23 @@ void mli_dontfork_shared(uintptr_t lo, size_t len)
 	mli_marks_add(&shared_ranges, lo, lo + len);
 }
 
+/* Counted bytes a forked child would not have in its measure (fork.c: mli_fork_begin). */
+uint64_t mli_dontfork_counted(void)
+{
+	uint64_t sum = 0;
+	if (!mli_acct_enter())
+		return 0;
+	for (size_t i = 0; i < NSETS; i++)
+		for (int j = 0; j < sets[i]->n; j++) {
+			uint64_t c, tracked;
+			mli_maps_stat(sets[i]->r[j].lo, sets[i]->r[j].hi - sets[i]->r[j].lo,
+				      &c, &tracked);
+			sum += c;
+		}
+	mli_acct_leave();
+	return sum;
+}
+
 /* Is any of [lo, lo+len) a shared mapping the account holds? */
 bool mli_dontfork_is_shared(uintptr_t lo, size_t len)
 {

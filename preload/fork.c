@@ -31,6 +31,24 @@ __attribute__((constructor)) static void fork_init(void)
 	real_clone = (clone_fn)dlsym(RTLD_NEXT, "clone");
 }
 
+/* A child inherits this process's memory but its MADV_DONTFORK ranges and
+ * its shared mappings (which stay the parent's): under a tree's limit, it
+ * must fit (core/tree.c, mli_tree_fork_fits). */
+bool mli_fork_begin(struct mli_tree_fork *was)
+{
+	int64_t added = 0;
+	if (mli_tree_limit() >= 0) {
+		int64_t child = mli_mem_estimate(NULL) - (int64_t)mli_dontfork_counted();
+		added = mli_fork_may_start(child > 0 ? (uint64_t)child : 0);
+		if (added < 0) {
+			errno = ENOMEM;
+			return false;
+		}
+	}
+	mli_tree_fork_begin(was, added);
+	return true;
+}
+
 /* What the atfork child handlers would have done, in a child made without
  * them (_Fork, clone, the fork system call: syscall.c). */
 void mli_child_alone(void)
@@ -48,7 +66,8 @@ __attribute__((visibility("default"))) pid_t _Fork(void)
 		return -1;
 	}
 	struct mli_tree_fork was;
-	mli_tree_fork_begin(&was);
+	if (!mli_fork_begin(&was))
+		return -1;
 	pid_t pid = f();
 	if (pid == 0)
 		mli_child_alone();
@@ -73,7 +92,8 @@ __attribute__((visibility("default"))) pid_t fork(void)
 		__atomic_store_n(&real_glibc_fork, f, __ATOMIC_RELAXED);
 	}
 	struct mli_tree_fork was;
-	mli_tree_fork_begin(&was);
+	if (!mli_fork_begin(&was))
+		return -1;
 	pid_t pid = f();
 	if (pid != 0)
 		mli_tree_fork_end(&was, pid);
@@ -118,7 +138,8 @@ __attribute__((visibility("default"))) int clone(int (*fn)(void *), void *stack,
 		return f(fn, stack, flags, arg, ptid, tls, ctid);
 	struct clone_start start = { fn, arg };
 	struct mli_tree_fork was;
-	mli_tree_fork_begin(&was);
+	if (!mli_fork_begin(&was))
+		return -1;
 	int pid = f(clone_child, stack, flags, &start, ptid, tls, ctid);
 	mli_tree_fork_end(&was, pid);
 	return pid;

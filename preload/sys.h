@@ -75,6 +75,11 @@ int mli_self_madvise(void *addr, size_t len, int advice);
 void mli_dontfork_forget(uintptr_t lo, size_t len);
 void mli_dontfork_shared(uintptr_t lo, size_t len);
 bool mli_dontfork_is_shared(uintptr_t lo, size_t len);
+uint64_t mli_dontfork_counted(void);
+/* fork.c: mli_tree_fork_begin, if this process may fork under its tree's
+ * limit; if not, false with errno ENOMEM, and the refusal is a breach. */
+struct mli_tree_fork;
+bool mli_fork_begin(struct mli_tree_fork *was);
 void mli_dontfork_moved(uintptr_t from, size_t from_len, uintptr_t to, size_t to_len,
 			bool keep_old);
 void mli_dontfork_child(void);

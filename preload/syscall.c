@@ -74,7 +74,8 @@ __attribute__((visibility("default"))) long syscall(long n, ...)
 		return mli_close_memfd((int)a1); /* not a cancellation point */
 	case SYS_fork: {
 		struct mli_tree_fork was;
-		mli_tree_fork_begin(&was);
+		if (!mli_fork_begin(&was))
+			return -1;
 		long r = mli_syscall(n);
 		if (r)
 			mli_tree_fork_end(&was, (pid_t)r);
@@ -83,8 +84,8 @@ __attribute__((visibility("default"))) long syscall(long n, ...)
 	case SYS_clone: {
 		bool process = !(a1 & CLONE_VM);
 		struct mli_tree_fork was;
-		if (process)
-			mli_tree_fork_begin(&was);
+		if (process && !mli_fork_begin(&was))
+			return -1;
 		long r = mli_syscall(n, a1, a2, a3, a4, a5);
 		if (r && process)
 			mli_tree_fork_end(&was, (pid_t)r);

