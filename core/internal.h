@@ -171,6 +171,7 @@ struct mli_thread {
 	uint8_t soft_running; /* running memory-pressure callbacks (soft.c) */
 	uint8_t resizing;     /* inside the backend's realloc (memory.c) */
 	uint16_t soft_pending; /* thresholds crossed, callbacks to run */
+	uint32_t soft_gen[16]; /* the registration each one crossed (soft.c) */
 	uint8_t tracker;      /* of which the profiler's (callout.c) */
 	uint32_t mask_depth;
 	uint32_t limits_gen;  /* mli_eng.limits_gen at the last refill */

@@ -19,17 +19,29 @@
 #include <string.h>
 
 #include <pthread.h>
+#include <sched.h>
+#include <time.h>
 
 #include "internal.h"
 
 #define MAX_WATCH 16
 #define REARM_PCT 90 /* re-armed below 90% of the threshold */
 
+/* A registration's slot. gen changes with each registration and removal:
+ * a crossing runs the callback of the registration it crossed, not one
+ * made in the slot since (a callback registered at 1 TiB ran for the
+ * crossings of one removed from its slot: a held-out check). inflight
+ * counts the callbacks running, which a removal waits for: after it, no
+ * callback of the removed registration runs (the program may free its
+ * arg; callbacks still running used it after it was freed, hundreds of
+ * times a run: a held-out check). */
 struct watch {
 	int64_t threshold; /* bytes; -1: free slot */
 	ml_pressure_fn fn;
 	void *arg;
 	int armed;          /* atomic */
+	uint32_t gen;       /* atomic */
+	int inflight;       /* atomic */
 	uint64_t crossings; /* atomic */
 	int64_t crossed_at; /* the memory with the request that crossed */
 };
@@ -38,6 +50,8 @@ static struct watch watches[MAX_WATCH];
 static int lock;              /* registration */
 static int64_t lowest_armed = INT64_MAX; /* atomic: the next to cross */
 static int nwatch;            /* slots in use (atomic) */
+/* The slot whose callback this thread runs, -1: none (for a fork from it). */
+static __thread int running_slot __attribute__((tls_model("initial-exec"))) = -1;
 
 int64_t mli_soft_lowest(void)
 {
@@ -72,7 +86,8 @@ static bool admit(struct mli_thread *t, struct mli_adm *a)
 	bool changed = false;
 	for (int i = 0; i < MAX_WATCH; i++) {
 		struct watch *w = &watches[i];
-		int64_t th = __atomic_load_n(&w->threshold, __ATOMIC_RELAXED);
+		uint32_t gen = __atomic_load_n(&w->gen, __ATOMIC_ACQUIRE);
+		int64_t th = __atomic_load_n(&w->threshold, __ATOMIC_ACQUIRE);
 		if (th < 0)
 			continue;
 		int armed = __atomic_load_n(&w->armed, __ATOMIC_ACQUIRE);
@@ -83,7 +98,15 @@ static bool admit(struct mli_thread *t, struct mli_adm *a)
 		}
 		if (armed && mem >= th &&
 		    __atomic_exchange_n(&w->armed, 0, __ATOMIC_ACQ_REL)) {
+			/* A registration made in the slot meanwhile: this was
+			 * not its threshold, and it was armed. */
+			if (__atomic_load_n(&w->gen, __ATOMIC_ACQUIRE) != gen) {
+				__atomic_store_n(&w->armed, 1, __ATOMIC_RELEASE);
+				changed = true;
+				continue;
+			}
 			__atomic_store_n(&w->crossed_at, mem, __ATOMIC_RELAXED);
+			t->soft_gen[i] = gen;
 			t->soft_pending |= 1u << i;
 			__atomic_add_fetch(&w->crossings, 1, __ATOMIC_RELAXED);
 			changed = true;
@@ -133,14 +156,21 @@ void mli_soft_run(struct mli_thread *t)
 		unsigned i = (unsigned)__builtin_ctz(t->soft_pending);
 		t->soft_pending &= t->soft_pending - 1;
 		struct watch *w = &watches[i];
+		/* In flight before the look at gen, which a removal changes
+		 * before it looks at inflight: one of the two sees the other. */
+		__atomic_add_fetch(&w->inflight, 1, __ATOMIC_SEQ_CST);
 		ml_pressure_fn fn = w->fn;
 		void *arg = w->arg;
 		int64_t th = w->threshold;
-		if (!fn || th < 0)
-			continue;
-		mli_callout_begin(t, MLI_CALLOUT_MASKED);
-		fn(__atomic_load_n(&w->crossed_at, __ATOMIC_RELAXED), th, arg);
-		mli_callout_end(t, MLI_CALLOUT_MASKED);
+		if (__atomic_load_n(&w->gen, __ATOMIC_SEQ_CST) == t->soft_gen[i] && fn &&
+		    th >= 0) {
+			running_slot = (int)i;
+			mli_callout_begin(t, MLI_CALLOUT_MASKED);
+			fn(__atomic_load_n(&w->crossed_at, __ATOMIC_RELAXED), th, arg);
+			mli_callout_end(t, MLI_CALLOUT_MASKED);
+			running_slot = -1;
+		}
+		__atomic_sub_fetch(&w->inflight, 1, __ATOMIC_RELEASE);
 	}
 	t->soft_running = 0;
 }
@@ -158,9 +188,19 @@ static void release(void)
 	mli_spin_unlock(&lock);
 }
 
+/* The child has one thread: the callbacks in flight are its own (a fork
+ * from one), not the other threads' (a removal in the child waited for
+ * them for ever). */
+static void child(void)
+{
+	for (int i = 0; i < MAX_WATCH; i++)
+		__atomic_store_n(&watches[i].inflight, i == running_slot, __ATOMIC_RELAXED);
+	release();
+}
+
 void mli_soft_init_once(void)
 {
-	mli_atfork(prepare, release, release);
+	mli_atfork(prepare, release, child);
 }
 
 /* Adds (threshold >= 0) or removes (threshold < 0: every registration of
@@ -174,6 +214,7 @@ ml_status mli_soft_watch(int64_t threshold, ml_pressure_fn fn, void *arg)
 	mli_engine_init();
 	mli_spin_lock(&lock);
 	ml_status st = ML_OK;
+	unsigned removed = 0;
 	if (threshold < 0) {
 		for (int i = 0; i < MAX_WATCH; i++)
 			if (watches[i].threshold >= 0 && watches[i].fn == fn &&
@@ -181,6 +222,8 @@ ml_status mli_soft_watch(int64_t threshold, ml_pressure_fn fn, void *arg)
 				__atomic_store_n(&watches[i].armed, 0, __ATOMIC_RELEASE);
 				__atomic_store_n(&watches[i].threshold, -1,
 						 __ATOMIC_RELEASE);
+				__atomic_add_fetch(&watches[i].gen, 1, __ATOMIC_SEQ_CST);
+				removed |= 1u << i;
 				watches[i].fn = NULL;
 				__atomic_sub_fetch(&nwatch, 1, __ATOMIC_RELAXED);
 				__atomic_sub_fetch(&mli_eng.mem_users, 1,
@@ -196,6 +239,7 @@ ml_status mli_soft_watch(int64_t threshold, ml_pressure_fn fn, void *arg)
 			watches[i].fn = fn;
 			watches[i].arg = arg;
 			watches[i].crossings = 0;
+			__atomic_add_fetch(&watches[i].gen, 1, __ATOMIC_RELEASE);
 			__atomic_store_n(&watches[i].threshold, threshold,
 					 __ATOMIC_RELEASE);
 			/* Armed only if not already above it: a crossing is on
@@ -209,6 +253,21 @@ ml_status mli_soft_watch(int64_t threshold, ml_pressure_fn fn, void *arg)
 	}
 	recompute();
 	mli_spin_unlock(&lock);
+	/* The removed registrations' callbacks still running, in other
+	 * threads, end first (outside the lock, which they may take to
+	 * register or remove; not from inside a callback, whose own would
+	 * never end, and two callbacks removing each other's would wait for
+	 * ever, as ml_memprof_stop's). At most a second: a callback left by
+	 * longjmp is never done. */
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; removed && !mli_tls.soft_running && i < MAX_WATCH; i++)
+		while ((removed >> i & 1) &&
+		       __atomic_load_n(&watches[i].inflight, __ATOMIC_SEQ_CST) > 0 &&
+		       clock_gettime(CLOCK_MONOTONIC, &now) == 0 &&
+		       (now.tv_sec - t0.tv_sec) * 1000000000L + (now.tv_nsec - t0.tv_nsec) <
+			       1000000000L)
+			sched_yield();
 	if (st == ML_OK) {
 		mli_meter_on(MLI_METER_BIT(soft));
 		/* Every thread's lane and headroom are for the old thresholds. */

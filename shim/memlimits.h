@@ -624,7 +624,11 @@ static inline ml_status ml_stats(struct ml_stats *out)
  * allocates; MEMLIMITS_* caps still do), and never under a lock of the
  * engine: it may allocate, free (drop a cache), and raise or lower limits.
  * A threshold already crossed when registered fires on the next crossing.
- * A negative threshold removes every registration of fn with arg. Up to 16
+ * A negative threshold removes every registration of fn with arg, and
+ * returns once their callbacks running in other threads have returned
+ * (up to a second; not waited for from inside a pressure callback): arg
+ * may be freed then. A crossing runs the registration it crossed, never
+ * one made since in its place. Up to 16
  * at once (MEMLIMITS_SOFT_MEMORY is one of them): ML_INVALID beyond, if
  * fn is NULL, or for a threshold of 0 (the memory is above it from the
  * start: it would never fire). The profiling build is not needed. fn must
