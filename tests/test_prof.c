@@ -1595,6 +1595,7 @@ static void token_then_sampled_resize(void **state)
 	run_prof(argv, env, &r);
 	EXPECT(r, r.status == 0);
 	EXPECT(r, strstr(r.out, "ok_tasks 0\n") != NULL);
+	EXPECT(r, strstr(r.out, "free_interrupted 0\n") != NULL);
 	mlt_run_free(&r);
 }
 

