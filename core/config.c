@@ -349,13 +349,22 @@ int mli_config_read(char *const *envp, struct mli_config *c, char *err,
 	for (char *const *e = envp; e && *e; e++) {
 		const char *kv = *e;
 		if (!strncmp(kv, MLI_FIRED_VAR "=", sizeof MLI_FIRED_VAR)) {
-			/* The library's own note across an exec (exec.c): not
-			 * a MEMLIMITS_ name, which an older library would
-			 * refuse as unknown; a value that is not a pid is
-			 * nobody's and ignored. */
+			/* The library's own note across an exec (exec.c): the
+			 * pid in which a limit fired. Anything else is refused,
+			 * as any malformed variable is (`abc` and `-5x` were
+			 * ignored: a held-out check). */
 			const char *p = kv + sizeof MLI_FIRED_VAR;
 			unsigned pid = digits(&p, 100000000);
-			c->fired_pid = *p ? 0 : (int)pid;
+			if (*p || pid == 0) {
+				struct mli_buf m = { err, 0, errlen };
+				mli_buf_str(&m, "memlimits: " MLI_FIRED_VAR "='");
+				mli_buf_str(&m, kv + sizeof MLI_FIRED_VAR);
+				mli_buf_str(&m, "' is not a process id (the library sets it"
+						" across an exec, for MEMLIMITS_LIMIT_STATUS:"
+						" unset it)");
+				return -1;
+			}
+			c->fired_pid = (int)pid;
 			continue;
 		}
 		const char *eq = strchr(kv, '=');

