@@ -27,21 +27,28 @@
 #define MAX_WATCH 16
 #define REARM_PCT 90 /* re-armed below 90% of the threshold */
 
-/* A registration's slot. gen changes with each registration and removal:
- * a crossing runs the callback of the registration it crossed, not one
- * made in the slot since (a callback registered at 1 TiB ran for the
- * crossings of one removed from its slot: a held-out check). inflight
- * counts the callbacks running, which a removal waits for: after it, no
- * callback of the removed registration runs (the program may free its
- * arg; callbacks still running used it after it was freed, hundreds of
- * times a run: a held-out check). */
+/* A registration's slot. Its state word holds a generation (high half),
+ * which changes with each registration and removal, and the callbacks of
+ * that registration running (low half).
+ * - A crossing runs the callback of the registration it crossed, not one
+ *   made in the slot since (a callback registered at 1 TiB ran for the
+ *   crossings of one removed from its slot: a held-out check).
+ * - A removal waits for the callbacks running: after it, no callback of
+ *   the removed registration runs (the program may free its arg;
+ *   callbacks still running used it after it was freed, hundreds of times
+ *   a run: a held-out check).
+ * - A new registration starts with none running: a callback left by
+ *   longjmp or ended by pthread_cancel, never done, made every later
+ *   removal in its slot wait (a second each; a held-out check). Only its
+ *   own removal waits (the second). */
+#define GEN(s) ((uint32_t)((s) >> 32))
+#define RUNNING(s) ((uint32_t)(s))
 struct watch {
 	int64_t threshold; /* bytes; -1: free slot */
 	ml_pressure_fn fn;
 	void *arg;
 	int armed;          /* atomic */
-	uint32_t gen;       /* atomic */
-	int inflight;       /* atomic */
+	uint64_t state;     /* atomic: GEN and RUNNING */
 	uint64_t crossings; /* atomic */
 	int64_t crossed_at; /* the memory with the request that crossed */
 };
@@ -86,7 +93,7 @@ static bool admit(struct mli_thread *t, struct mli_adm *a)
 	bool changed = false;
 	for (int i = 0; i < MAX_WATCH; i++) {
 		struct watch *w = &watches[i];
-		uint32_t gen = __atomic_load_n(&w->gen, __ATOMIC_ACQUIRE);
+		uint32_t gen = GEN(__atomic_load_n(&w->state, __ATOMIC_ACQUIRE));
 		int64_t th = __atomic_load_n(&w->threshold, __ATOMIC_ACQUIRE);
 		if (th < 0)
 			continue;
@@ -100,7 +107,7 @@ static bool admit(struct mli_thread *t, struct mli_adm *a)
 		    __atomic_exchange_n(&w->armed, 0, __ATOMIC_ACQ_REL)) {
 			/* A registration made in the slot meanwhile: this was
 			 * not its threshold, and it was armed. */
-			if (__atomic_load_n(&w->gen, __ATOMIC_ACQUIRE) != gen) {
+			if (GEN(__atomic_load_n(&w->state, __ATOMIC_ACQUIRE)) != gen) {
 				__atomic_store_n(&w->armed, 1, __ATOMIC_RELEASE);
 				changed = true;
 				continue;
@@ -156,21 +163,34 @@ void mli_soft_run(struct mli_thread *t)
 		unsigned i = (unsigned)__builtin_ctz(t->soft_pending);
 		t->soft_pending &= t->soft_pending - 1;
 		struct watch *w = &watches[i];
-		/* In flight before the look at gen, which a removal changes
-		 * before it looks at inflight: one of the two sees the other. */
-		__atomic_add_fetch(&w->inflight, 1, __ATOMIC_SEQ_CST);
+		uint32_t gen = t->soft_gen[i];
+		/* Counted running, if its registration is still there, in the
+		 * word a removal changes before it looks at the count. */
+		uint64_t s = __atomic_load_n(&w->state, __ATOMIC_SEQ_CST);
+		do {
+			if (GEN(s) != gen)
+				break;
+		} while (!__atomic_compare_exchange_n(&w->state, &s, s + 1, true,
+						      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+		if (GEN(s) != gen)
+			continue;
 		ml_pressure_fn fn = w->fn;
 		void *arg = w->arg;
 		int64_t th = w->threshold;
-		if (__atomic_load_n(&w->gen, __ATOMIC_SEQ_CST) == t->soft_gen[i] && fn &&
-		    th >= 0) {
+		if (fn && th >= 0) {
 			running_slot = (int)i;
 			mli_callout_begin(t, MLI_CALLOUT_MASKED);
 			fn(__atomic_load_n(&w->crossed_at, __ATOMIC_RELAXED), th, arg);
 			mli_callout_end(t, MLI_CALLOUT_MASKED);
 			running_slot = -1;
 		}
-		__atomic_sub_fetch(&w->inflight, 1, __ATOMIC_RELEASE);
+		/* Done: counted out of this registration, or of its removal's
+		 * generation (gen + 1); a registration made since counts none. */
+		s = __atomic_load_n(&w->state, __ATOMIC_ACQUIRE);
+		while ((GEN(s) == gen || GEN(s) == gen + 1) && RUNNING(s) &&
+		       !__atomic_compare_exchange_n(&w->state, &s, s - 1, true,
+						    __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
+			;
 	}
 	t->soft_running = 0;
 }
@@ -193,8 +213,11 @@ static void release(void)
  * them for ever). */
 static void child(void)
 {
-	for (int i = 0; i < MAX_WATCH; i++)
-		__atomic_store_n(&watches[i].inflight, i == running_slot, __ATOMIC_RELAXED);
+	for (int i = 0; i < MAX_WATCH; i++) {
+		uint64_t s = __atomic_load_n(&watches[i].state, __ATOMIC_RELAXED);
+		__atomic_store_n(&watches[i].state, (s & ~(uint64_t)UINT32_MAX) + (i == running_slot),
+				 __ATOMIC_RELAXED);
+	}
 	release();
 }
 
@@ -222,7 +245,8 @@ ml_status mli_soft_watch(int64_t threshold, ml_pressure_fn fn, void *arg)
 				__atomic_store_n(&watches[i].armed, 0, __ATOMIC_RELEASE);
 				__atomic_store_n(&watches[i].threshold, -1,
 						 __ATOMIC_RELEASE);
-				__atomic_add_fetch(&watches[i].gen, 1, __ATOMIC_SEQ_CST);
+				__atomic_add_fetch(&watches[i].state, (uint64_t)1 << 32,
+						   __ATOMIC_SEQ_CST);
 				removed |= 1u << i;
 				watches[i].fn = NULL;
 				__atomic_sub_fetch(&nwatch, 1, __ATOMIC_RELAXED);
@@ -239,7 +263,9 @@ ml_status mli_soft_watch(int64_t threshold, ml_pressure_fn fn, void *arg)
 			watches[i].fn = fn;
 			watches[i].arg = arg;
 			watches[i].crossings = 0;
-			__atomic_add_fetch(&watches[i].gen, 1, __ATOMIC_RELEASE);
+			uint64_t s = __atomic_load_n(&watches[i].state, __ATOMIC_RELAXED);
+			__atomic_store_n(&watches[i].state, ((uint64_t)GEN(s) + 1) << 32,
+					 __ATOMIC_RELEASE);
 			__atomic_store_n(&watches[i].threshold, threshold,
 					 __ATOMIC_RELEASE);
 			/* Armed only if not already above it: a crossing is on
@@ -263,7 +289,7 @@ ml_status mli_soft_watch(int64_t threshold, ml_pressure_fn fn, void *arg)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int i = 0; removed && !mli_tls.soft_running && i < MAX_WATCH; i++)
 		while ((removed >> i & 1) &&
-		       __atomic_load_n(&watches[i].inflight, __ATOMIC_SEQ_CST) > 0 &&
+		       RUNNING(__atomic_load_n(&watches[i].state, __ATOMIC_SEQ_CST)) > 0 &&
 		       clock_gettime(CLOCK_MONOTONIC, &now) == 0 &&
 		       (now.tv_sec - t0.tv_sec) * 1000000000L + (now.tv_nsec - t0.tv_nsec) <
 			       1000000000L)

@@ -626,7 +626,8 @@ static inline ml_status ml_stats(struct ml_stats *out)
  * A threshold already crossed when registered fires on the next crossing.
  * A negative threshold removes every registration of fn with arg, and
  * returns once their callbacks running in other threads have returned
- * (up to a second; not waited for from inside a pressure callback): arg
+ * (up to a second, the time a callback left by longjmp or cancelled is
+ * waited for; not waited for from inside a pressure callback): arg
  * may be freed then. A crossing runs the registration it crossed, never
  * one made since in its place. Up to 16
  * at once (MEMLIMITS_SOFT_MEMORY is one of them): ML_INVALID beyond, if
