@@ -329,11 +329,10 @@ bool mli_thread_may_start(void);
 /* The request of a refused thread start, as mli_report_breach sees it. */
 #define MLI_REQ_THREAD ((size_t)-1)
 /* May this process fork a child that inherits `child` bytes of its memory,
- * the tree's limit not being reached? -1 if not (reported as a breach: its
- * request MLI_REQ_FORK, its block the child's bytes), else the bytes put
- * in the tree's total for the child (0 outside a tree's limit), which
- * mli_tree_fork_begin gives its slot. */
-int64_t mli_fork_may_start(uint64_t child);
+ * the tree's limit not being reached (after mli_tree_fork_begin, which
+ * reserved the child's slot: the bytes go there)? A refusal is reported
+ * as a breach (its request MLI_REQ_FORK, its block the child's bytes). */
+bool mli_fork_may_start(uint64_t child);
 #define MLI_REQ_FORK ((size_t)-2)
 /* Recompute t->left after the thread's limits changed (scope entered or left,
  * unmask). */
@@ -694,12 +693,13 @@ struct mli_tree_fork { /* a fork's state, kept by its caller */
 	int32_t mark;
 	bool in_call, pre;
 };
-void mli_tree_fork_begin(struct mli_tree_fork *was, int64_t child);
-/* Does a child of `child` bytes fit under the tree's limit? If so they are
- * put in the tree's total, *added says how many (0: no limit); if not,
- * *mem is the tree's memory (engine.c's mli_fork_may_start, inside the
- * engine). */
-bool mli_tree_fork_fits(uint64_t child, int64_t *mem, int64_t *added);
+void mli_tree_fork_begin(struct mli_tree_fork *was);
+/* After mli_tree_fork_begin: does a child of `child` bytes fit under the
+ * tree's limit? If so they are put in the tree's total and the child's
+ * reserved slot; if not, *mem is the tree's memory. exact: this process's
+ * exact figure and the dead processes' shares before refusing (inside the
+ * engine only: engine.c's mli_fork_may_start). */
+bool mli_tree_fork_fits(uint64_t child, int64_t *mem, bool exact);
 void mli_tree_fork_end(const struct mli_tree_fork *was, pid_t pid); /* fork's result */
 void mli_tree_adopt(pid_t pid);    /* posix_spawn's child, in the parent */
 void mli_tree_before_exec(void);   /* a vfork child's exec: its own count */

