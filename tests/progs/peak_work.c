@@ -8,7 +8,10 @@
  *             the peak stays near 4 MiB however much passes through
  *   calloc    calloc 64 MiB (jemalloc may map it zeroed), free it
  *   thread-first  three threads in turn malloc 30 MiB as the process's
- *             first block, and free it */
+ *             first block, and free it
+ *   resizers  8 threads each make a block of 100,000 bytes, realloc it to
+ *             100,000-400,000 (seeded) and free it, 50,000 times: at most
+ *             8 blocks of 400 KB held at once */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +60,19 @@ static void *first_block(void *arg)
 	p[0] = 1;
 	free(p);
 	return arg;
+}
+
+static void *(*volatile resize)(void *, size_t) = realloc;
+
+static void *resizer(void *arg)
+{
+	unsigned seed = (unsigned)(long)arg + 1;
+	for (long i = 0; i < 50000; i++) {
+		void *q = malloc(100000);
+		void *r = q ? resize(q, 100000 + (size_t)(rand_r(&seed) % 300000)) : NULL;
+		free(r ? r : q);
+	}
+	return NULL;
 }
 
 int main(int argc, char **argv)
@@ -108,8 +124,15 @@ int main(int argc, char **argv)
 			pthread_join(t, NULL);
 		}
 		expect = (long long)FIRST;
+	} else if (!strcmp(kind, "resizers")) {
+		pthread_t t[8];
+		for (long i = 0; i < 8; i++)
+			pthread_create(&t[i], NULL, resizer, (void *)i);
+		for (int i = 0; i < 8; i++)
+			pthread_join(t[i], NULL);
+		expect = 8 * 400000;
 	} else {
-		fprintf(stderr, "usage: peak_work big|many|consumer|calloc|thread-first\n");
+		fprintf(stderr, "usage: peak_work big|many|consumer|calloc|thread-first|resizers\n");
 		return 1;
 	}
 	struct ml_stats s;
